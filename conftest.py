@@ -1,0 +1,3 @@
+"""Repository-level pytest configuration: the pytester fixture for the plugin tests."""
+
+pytest_plugins = ["pytester"]

@@ -1,0 +1,96 @@
+"""What machine a run happened on: pytest-benchmark's ``machine_info`` plus a GPU fingerprint.
+
+pytest-benchmark's machine id (OS, Python, CPU) cannot tell two GPUs apart, so ``machine_info``
+gains an ``egbench`` block: device, GPU name, memory, compute capability, driver, CUDA, and the
+torch, transformers and bitsandbytes versions that decide the speed of a forward pass.
+Library versions come from package metadata, so nothing here imports transformers or
+bitsandbytes; torch is imported only to ask about a CUDA device.
+"""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+from importlib import metadata
+from typing import Any
+
+LIBRARIES = ("torch", "transformers", "bitsandbytes", "av", "numpy", "pytest-benchmark")
+
+
+def library_versions() -> dict[str, str | None]:
+    """Installed versions of :data:`LIBRARIES` (``None`` when one is not installed)."""
+    versions: dict[str, str | None] = {}
+    for name in LIBRARIES:
+        try:
+            versions[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            versions[name] = None
+    return versions
+
+
+def nvidia_driver_version(timeout_s: float = 10.0) -> str | None:
+    """The NVIDIA driver version from NVML (``nvidia-ml-py``) or ``nvidia-smi``; ``None`` if neither answers."""
+    try:
+        import pynvml
+
+        pynvml.nvmlInit()
+        try:
+            version = pynvml.nvmlSystemGetDriverVersion()
+            return version.decode() if isinstance(version, bytes) else str(version)
+        finally:
+            pynvml.nvmlShutdown()
+    except Exception:  # NVML missing or unusable: fall back to the command-line tool
+        pass
+    smi = shutil.which("nvidia-smi")
+    if smi is None:
+        return None
+    try:
+        out = subprocess.run([smi, "--query-gpu=driver_version", "--format=csv,noheader"], capture_output=True, text=True, timeout=timeout_s, check=True)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    lines = out.stdout.strip().splitlines()
+    return lines[0].strip() if lines else None
+
+
+def device_info(device: Any) -> dict[str, Any]:
+    """Fingerprint fields of ``device`` (a ``torch.device``).
+
+    CUDA: ``gpu_name``, ``gpu_memory_bytes``, ``gpu_capability`` ("9.0"), ``gpu_count``,
+    ``driver``, ``cuda`` (the CUDA version torch was built with). CPU: ``gpu_name`` is ``None``.
+    """
+    import torch
+
+    info: dict[str, Any] = {"device": str(device), "torch_cuda": torch.version.cuda}
+    if getattr(device, "type", None) == "cuda":
+        props = torch.cuda.get_device_properties(device)
+        info.update(
+            gpu_name=props.name,
+            gpu_memory_bytes=int(props.total_memory),
+            gpu_capability=f"{props.major}.{props.minor}",
+            gpu_count=torch.cuda.device_count(),
+            driver=nvidia_driver_version(),
+            cuda=torch.version.cuda,
+        )
+    else:
+        info.update(gpu_name=None, gpu_memory_bytes=None, gpu_capability=None, gpu_count=0, driver=None, cuda=None)
+    return info
+
+
+def machine_info(device_block: dict[str, Any] | None, run: dict[str, Any]) -> dict[str, Any]:
+    """pytest-benchmark's ``machine_info`` with an ``egbench`` block added.
+
+    ``device_block``: :func:`device_info` of the benchmarked device (``None`` if no benchmark ran);
+    ``run``: preset, quant, dtype and similar settings that make numbers comparable.
+    """
+    from pytest_benchmark.plugin import pytest_benchmark_generate_machine_info
+
+    info = pytest_benchmark_generate_machine_info()
+    info["egbench"] = {**(device_block or {}), **run, "libraries": library_versions()}
+    return info
+
+
+def commit_info() -> dict[str, Any]:
+    """pytest-benchmark's ``commit_info`` (git id, time, dirty flag, branch)."""
+    from pytest_benchmark.utils import get_commit_info
+
+    return get_commit_info("pytest-egbench")

@@ -1,0 +1,1 @@
+"""Model construction and the split inference stages. torch and transformers live here."""

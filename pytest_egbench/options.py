@@ -1,0 +1,336 @@
+"""Command-line and ini options of pytest-egbench, declared once.
+
+Every option is an :class:`OptionSpec`: the flag, its ini key (if it has one), a ``parse_*``
+function, a default and help text. :func:`register` turns the table into one ``egbench`` option
+group and ini keys; :func:`resolve` turns a parsed ``pytest.Config`` into a frozen
+:class:`Settings`, in the order command line > ini file > default. The same ``parse_*`` function
+validates both sources, so a bad value fails at argument parsing (command line) or at
+configuration (ini) with a message naming the option, the source and the value.
+
+This module imports neither torch nor anything heavy: it is loaded by plain ``pytest``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+#: Model families the suite knows (the models issue adds their adapters).
+KNOWN_MODELS: tuple[str, ...] = ("eventgpt", "video_llava", "llava")
+#: Benchmark stages in pipeline order (DESIGN.md, "The five stages").
+STAGES: tuple[str, ...] = ("load", "preprocess", "vision", "prefill", "decode")
+PRESETS: tuple[str, ...] = ("tiny", "7b")
+#: ``fp32`` is accepted for CPU runs; NF4/int8 need bitsandbytes' CUDA kernels.
+QUANTS: tuple[str, ...] = ("nf4", "int8", "bf16", "fp16", "fp32")
+
+
+# --------------------------------------------------------------------------- parsers
+# Each parser takes the raw string and returns the parsed value or raises
+# argparse.ArgumentTypeError with a message that quotes the value.
+
+
+def parse_device(value: str) -> str:
+    """``auto``, ``cpu``, ``cuda`` or ``cuda:N`` (N a non-negative integer)."""
+    v = value.strip().lower()
+    if v in ("auto", "cpu", "cuda") or re.fullmatch(r"cuda:\d+", v):
+        return v
+    raise argparse.ArgumentTypeError(f"{value!r} is not a device: use auto, cpu, cuda or cuda:N")
+
+
+def _choice(name: str, choices: Sequence[str]) -> Callable[[str], str]:
+    def parse(value: str) -> str:
+        v = value.strip().lower()
+        if v not in choices:
+            raise argparse.ArgumentTypeError(f"{value!r} is not a {name}: choose from {', '.join(choices)}")
+        return v
+
+    parse.__name__ = f"parse_{name}"
+    return parse
+
+
+parse_preset = _choice("preset", PRESETS)
+parse_quant = _choice("quantisation", QUANTS)
+
+
+def parse_models(value: str) -> tuple[str, ...]:
+    """Comma-separated model names from :data:`KNOWN_MODELS`, or ``all``."""
+    names = [n.strip().lower().replace("-", "_") for n in value.split(",") if n.strip()]
+    if not names:
+        raise argparse.ArgumentTypeError(f"{value!r} names no model: use {', '.join(KNOWN_MODELS)} or all")
+    if names == ["all"]:
+        return KNOWN_MODELS
+    unknown = [n for n in names if n not in KNOWN_MODELS]
+    if unknown:
+        raise argparse.ArgumentTypeError(f"unknown model(s) {', '.join(unknown)} in {value!r}: known are {', '.join(KNOWN_MODELS)}")
+    return tuple(dict.fromkeys(names))
+
+
+def parse_checkpoint(value: str) -> tuple[str, Path]:
+    """``NAME=DIR``: a known model name and an existing local folder."""
+    name, sep, directory = value.partition("=")
+    name = name.strip().lower().replace("-", "_")
+    if not sep or not directory.strip():
+        raise argparse.ArgumentTypeError(f"{value!r} is not NAME=DIR")
+    if name not in KNOWN_MODELS:
+        raise argparse.ArgumentTypeError(f"{value!r}: unknown model {name!r}, known are {', '.join(KNOWN_MODELS)}")
+    path = Path(directory.strip()).expanduser()
+    if not path.is_dir():
+        raise argparse.ArgumentTypeError(f"{value!r}: {str(path)!r} is not a folder")
+    return name, path
+
+
+def parse_existing_dir(value: str) -> Path:
+    path = Path(value).expanduser()
+    if not path.is_dir():
+        raise argparse.ArgumentTypeError(f"{value!r} is not an existing folder")
+    return path
+
+
+def parse_dir(value: str) -> Path:
+    """A folder that may not exist yet, but must not be a file."""
+    path = Path(value).expanduser()
+    if path.exists() and not path.is_dir():
+        raise argparse.ArgumentTypeError(f"{value!r} exists and is not a folder")
+    return path
+
+
+def parse_output_file(value: str) -> Path:
+    """A file to write: not a folder, and its parent folder (if it exists) is a folder."""
+    path = Path(value).expanduser()
+    if not value.strip() or path.is_dir():
+        raise argparse.ArgumentTypeError(f"{value!r} is a folder, not a file to write")
+    parent = path.parent
+    if parent.exists() and not parent.is_dir():
+        raise argparse.ArgumentTypeError(f"{value!r}: {str(parent)!r} is not a folder")
+    return path
+
+
+def _int_at_least(minimum: int) -> Callable[[str], int]:
+    def parse(value: str) -> int:
+        try:
+            n = int(str(value).strip())
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{value!r} is not a whole number") from None
+        if n < minimum:
+            raise argparse.ArgumentTypeError(f"{value!r} is below the minimum of {minimum}")
+        return n
+
+    parse.__name__ = f"parse_int_ge_{minimum}"
+    return parse
+
+
+parse_positive_int = _int_at_least(1)
+parse_non_negative_int = _int_at_least(0)
+
+
+def parse_percent(value: str) -> float:
+    """``5%``, ``5`` (both 5 percent) -> 0.05. Must lie in [0, 1000] percent."""
+    text = str(value).strip()
+    number = text[:-1] if text.endswith("%") else text
+    try:
+        pct = float(number)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{value!r} is not a percentage such as 5%") from None
+    if not 0.0 <= pct <= 1000.0 or pct != pct:
+        raise argparse.ArgumentTypeError(f"{value!r} is outside 0%..1000%")
+    return pct / 100.0
+
+
+def parse_probability(value: str) -> float:
+    """A number strictly between 0 and 1 (a p-value threshold)."""
+    try:
+        p = float(str(value).strip())
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{value!r} is not a number") from None
+    if not 0.0 < p < 1.0:
+        raise argparse.ArgumentTypeError(f"{value!r} is not strictly between 0 and 1")
+    return p
+
+
+def parse_abs_tolerance(value: str) -> float:
+    """A non-negative absolute tolerance for rates in [0, 1] (acceptance, agreement)."""
+    try:
+        x = float(str(value).strip())
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{value!r} is not a number") from None
+    if not 0.0 <= x <= 1.0:
+        raise argparse.ArgumentTypeError(f"{value!r} is outside 0..1")
+    return x
+
+
+def parse_metric_tolerance(value: str) -> tuple[str, float]:
+    """``METRIC=PCT``, e.g. ``decode=8%``: a per-metric relative latency tolerance."""
+    metric, sep, pct = value.partition("=")
+    metric = metric.strip()
+    if not sep or not metric or not re.fullmatch(r"[A-Za-z0-9_.\-/]+", metric):
+        raise argparse.ArgumentTypeError(f"{value!r} is not METRIC=PERCENT (for example decode=8%)")
+    return metric, parse_percent(pct)
+
+
+# --------------------------------------------------------------------------- the table
+
+
+@dataclass(frozen=True)
+class OptionSpec:
+    """One option: ``--egbench-<flag>`` on the command line, ``egbench_<flag>`` in the ini file."""
+
+    dest: str
+    flag: str
+    help: str
+    parse: Callable[[str], Any] | None = None  # None: a boolean switch
+    default: Any = None
+    ini: bool = True
+    repeat: bool = False  # may be given several times; ini value is a list of lines
+    metavar: str | None = None
+
+    @property
+    def ini_key(self) -> str:
+        return self.flag.lstrip("-").replace("-", "_")
+
+
+OPTIONS: tuple[OptionSpec, ...] = (
+    OptionSpec("enabled", "--egbench", "run the egbench benchmark suite (tests marked egbench); without it they are skipped", ini=False),
+    OptionSpec("device", "--egbench-device", "device to benchmark on: auto (CUDA if present, else CPU), cpu, cuda or cuda:N (default auto)", parse_device, "auto", metavar="DEVICE"),
+    OptionSpec("preset", "--egbench-preset", "model sizes: tiny or 7b (default: tiny on CPU, 7b on CUDA)", parse_preset, metavar="PRESET"),
+    OptionSpec("quant", "--egbench-quant", "weights: nf4, int8, bf16, fp16 or fp32 (default: nf4 on CUDA, fp32 on CPU)", parse_quant, metavar="QUANT"),
+    OptionSpec("models", "--egbench-models", f"comma-separated models to run: {', '.join(KNOWN_MODELS)} or all (default all)", parse_models, KNOWN_MODELS, metavar="LIST"),
+    OptionSpec("checkpoints", "--egbench-checkpoint", "use real weights from a local folder for one model, NAME=DIR (repeatable)", parse_checkpoint, (), repeat=True, metavar="NAME=DIR"),
+    OptionSpec("data", "--egbench-data", "dataset folder (default: the bundled real samples)", parse_existing_dir, metavar="DIR"),
+    OptionSpec("samples", "--egbench-samples", "number of samples per benchmark (default 1)", parse_positive_int, 1, metavar="N"),
+    OptionSpec("rounds", "--egbench-rounds", "steady-state rounds per configuration (default 6)", parse_positive_int, 6, metavar="N"),
+    OptionSpec("warmup", "--egbench-warmup", "warm-up rounds after the cold first round, discarded (default 2)", parse_non_negative_int, 2, metavar="N"),
+    OptionSpec("max_new_tokens", "--egbench-max-new-tokens", "tokens generated per round: 1 from prefill, the rest in decode (default 16)", parse_positive_int, 16, metavar="N"),
+    OptionSpec("json", "--egbench-json", "write results in pytest-benchmark's JSON layout to PATH", parse_output_file, ini=False, metavar="PATH"),
+    OptionSpec("report", "--egbench-report", "write a markdown report to PATH", parse_output_file, ini=False, metavar="PATH"),
+    OptionSpec("baseline_dir", "--egbench-baseline-dir", "folder of baseline files (default: baselines/ under the rootdir)", parse_dir, metavar="DIR"),
+    OptionSpec("save", "--egbench-save", "save this run's results as the baseline of this machine's fingerprint", ini=False),
+    OptionSpec("tolerance", "--egbench-tolerance", "relative latency tolerance before a slowdown fails (default 5%)", parse_percent, 0.05, metavar="PCT"),
+    OptionSpec("metric_tolerances", "--egbench-metric-tolerance", "per-metric latency tolerance METRIC=PCT, e.g. decode=8% (repeatable)", parse_metric_tolerance, (), repeat=True, metavar="METRIC=PCT"),
+    OptionSpec("tolerance_abs", "--egbench-tolerance-abs", "absolute tolerance for rates such as acceptance (default 0.02)", parse_abs_tolerance, 0.02, metavar="X"),
+    OptionSpec("pvalue", "--egbench-pvalue", "significance level of the one-sided Mann-Whitney U test (default 0.01)", parse_probability, 0.01, metavar="P"),
+)
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Resolved settings of one run; ``None`` means "decided from the device" (see ``resolved_*``)."""
+
+    enabled: bool = False
+    device: str = "auto"
+    preset: str | None = None
+    quant: str | None = None
+    models: tuple[str, ...] = KNOWN_MODELS
+    checkpoints: tuple[tuple[str, Path], ...] = ()
+    data: Path | None = None
+    samples: int = 1
+    rounds: int = 6
+    warmup: int = 2
+    max_new_tokens: int = 16
+    json: Path | None = None
+    report: Path | None = None
+    baseline_dir: Path | None = None
+    save: bool = False
+    tolerance: float = 0.05
+    metric_tolerances: tuple[tuple[str, float], ...] = ()
+    tolerance_abs: float = 0.02
+    pvalue: float = 0.01
+    #: where each value came from ("command line", "ini", "default"), for messages
+    sources: dict[str, str] = field(default_factory=dict, compare=False, repr=False)
+
+    def checkpoint_for(self, model: str) -> Path | None:
+        return dict(self.checkpoints).get(model)
+
+    def tolerance_for(self, metric: str) -> float:
+        """Relative tolerance of ``metric``: the per-metric override, else the global one."""
+        return dict(self.metric_tolerances).get(metric, self.tolerance)
+
+    def for_device(self, device_type: str) -> Settings:
+        """Fill the device-dependent defaults: preset and quantisation.
+
+        ``device_type`` is ``"cuda"`` or ``"cpu"``. NF4/int8 need CUDA (bitsandbytes' kernels), so
+        asking for them on the CPU raises :class:`pytest.UsageError`.
+        """
+        from dataclasses import replace
+
+        on_cuda = device_type == "cuda"
+        preset = self.preset or ("7b" if on_cuda else "tiny")
+        quant = self.quant or ("nf4" if on_cuda else "fp32")
+        if not on_cuda and quant in ("nf4", "int8"):
+            raise pytest.UsageError(
+                f"--egbench-quant {quant} ({self.sources.get('quant', 'default')}) needs a CUDA device; "
+                "this run is on the CPU: use fp32, bf16 or fp16"
+            )
+        return replace(self, preset=preset, quant=quant)
+
+
+def register(parser: pytest.Parser) -> None:
+    """Add the ``egbench`` option group and the ini keys (called from ``pytest_addoption``)."""
+    group = parser.getgroup("egbench", "multimodal LLM stage benchmarks (pytest-egbench)")
+    for spec in OPTIONS:
+        kwargs: dict[str, Any] = {"dest": f"egbench_{spec.dest}", "help": spec.help}
+        if spec.parse is None:
+            kwargs.update(action="store_true", default=False)
+        else:
+            kwargs.update(type=spec.parse, default=None, metavar=spec.metavar)
+            if spec.repeat:
+                kwargs["action"] = "append"
+        group.addoption(spec.flag, **kwargs)
+        if spec.ini:
+            parser.addini(
+                spec.ini_key,
+                spec.help,
+                type="linelist" if spec.repeat else ("bool" if spec.parse is None else "string"),
+                default=[] if spec.repeat else None,
+            )
+
+
+def _from_ini(config: pytest.Config, spec: OptionSpec) -> Any:
+    raw = config.getini(spec.ini_key)
+    if raw in (None, "", []):
+        return None
+    if spec.parse is None:
+        return bool(raw)
+    try:
+        if spec.repeat:
+            return tuple(spec.parse(line) for line in raw)
+        value = spec.parse(str(raw))
+    except argparse.ArgumentTypeError as exc:
+        raise pytest.UsageError(f"ini option {spec.ini_key} in {config.inipath}: {exc}") from None
+    if isinstance(value, Path) and not value.is_absolute():
+        value = Path(config.rootpath, value)
+    return value
+
+
+def resolve(config: pytest.Config) -> Settings:
+    """Settings from the command line, then the ini file, then the defaults.
+
+    Raises :class:`pytest.UsageError` naming the ini key for a bad ini value.
+    """
+    values: dict[str, Any] = {}
+    sources: dict[str, str] = {}
+    for spec in OPTIONS:
+        cli = config.getoption(f"egbench_{spec.dest}")
+        if spec.parse is None:
+            if cli:
+                values[spec.dest], sources[spec.dest] = True, f"command line {spec.flag}"
+                continue
+        elif cli is not None:
+            values[spec.dest] = tuple(cli) if spec.repeat else cli
+            sources[spec.dest] = f"command line {spec.flag}"
+            continue
+        ini = _from_ini(config, spec) if spec.ini else None
+        if ini is not None:
+            values[spec.dest], sources[spec.dest] = ini, f"ini {spec.ini_key}"
+        else:
+            sources[spec.dest] = "default"
+            if spec.default is not None:
+                values[spec.dest] = spec.default
+    if "baseline_dir" not in values:
+        values["baseline_dir"] = Path(config.rootpath, "baselines")
+    return Settings(**values, sources=sources)

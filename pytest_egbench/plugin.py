@@ -1,0 +1,137 @@
+"""pytest entry point of pytest-egbench (``pytest11`` entry point ``egbench``).
+
+Hooks only. This module, and everything it imports at module level, must not import torch: plain
+``pytest`` without ``--egbench`` stays as fast as before (``tests/test_plugin.py`` checks it).
+The run-wide session object and the fixtures are loaded in ``pytest_configure``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Generator
+from typing import TYPE_CHECKING
+
+import pytest
+
+from . import options
+
+if TYPE_CHECKING:
+    from .session import EgbenchSession
+
+SETTINGS_KEY = pytest.StashKey["options.Settings"]()
+SESSION_KEY = pytest.StashKey["EgbenchSession"]()
+CALL_FAILED_KEY = pytest.StashKey[bool]()
+OUTPUT_ERRORS_KEY = pytest.StashKey[list]()
+OUTPUT_WRITTEN_KEY = pytest.StashKey[list]()
+
+MARKERS = {
+    "egbench": "egbench(group=None): a benchmark of the egbench suite; skipped unless --egbench is given",
+    "gpu": "gpu: needs a CUDA device; skipped, with the reason, when there is none or --egbench-device cpu",
+}
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    options.register(parser)
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_configure(config: pytest.Config) -> None:
+    for name, text in MARKERS.items():
+        config.addinivalue_line("markers", text)
+    settings = options.resolve(config)
+    if settings.enabled:
+        from .device import resolve_device
+        from .machine import device_info
+        from .session import EgbenchSession
+
+        device = resolve_device(settings)
+        settings = settings.for_device(device.type)
+        session = EgbenchSession(settings, device)
+        session.device_block = device_info(device)
+        config.stash[SESSION_KEY] = session
+    config.stash[SETTINGS_KEY] = settings
+    config.stash[OUTPUT_ERRORS_KEY] = []
+    config.stash[OUTPUT_WRITTEN_KEY] = []
+    from . import fixtures
+
+    if not config.pluginmanager.is_registered(fixtures):
+        config.pluginmanager.register(fixtures, "egbench-fixtures")
+
+
+def pytest_report_header(config: pytest.Config) -> list[str] | None:
+    session = config.stash.get(SESSION_KEY, None)
+    if session is None:
+        return None
+    s = session.settings
+    gpu = session.device_block.get("gpu_name") if session.device_block else None
+    where = f"{session.device} ({gpu})" if gpu else str(session.device)
+    return [f"egbench: device {where}, preset {s.preset}, weights {s.quant}, rounds {s.rounds} after 1 cold + {s.warmup} warm-up, max new tokens {s.max_new_tokens}"]
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Without ``--egbench`` skip benchmarks; with it, run only benchmarks (like
+    pytest-benchmark's ``--benchmark-only``) and deselect the other tests."""
+    settings = config.stash[SETTINGS_KEY]
+    if not settings.enabled:
+        skip = pytest.mark.skip(reason="egbench benchmark: run with --egbench")
+        for item in items:
+            if item.get_closest_marker("egbench"):
+                item.add_marker(skip)
+        return
+    keep = [i for i in items if i.get_closest_marker("egbench")]
+    dropped = [i for i in items if not i.get_closest_marker("egbench")]
+    if dropped:
+        config.hook.pytest_deselected(items=dropped)
+        items[:] = keep
+
+
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    if item.get_closest_marker("gpu") is None:
+        return
+    settings = item.config.stash[SETTINGS_KEY]
+    if settings.device == "cpu":
+        pytest.skip("needs a CUDA GPU: --egbench-device cpu was given")
+    import torch  # only for tests that asked for a GPU
+
+    if not torch.cuda.is_available():
+        pytest.skip("needs a CUDA GPU: torch.cuda.is_available() is False on this machine")
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Generator[None, pytest.TestReport, pytest.TestReport]:
+    report = yield
+    if report.when == "call" and not report.passed:
+        item.stash[CALL_FAILED_KEY] = True
+    return report
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    config = session.config
+    egb = config.stash.get(SESSION_KEY, None)
+    if egb is None or not egb.measurements:
+        return
+    from .report import write_outputs
+
+    written, errors = write_outputs(egb)
+    config.stash[OUTPUT_WRITTEN_KEY].extend(written)
+    config.stash[OUTPUT_ERRORS_KEY].extend(errors)
+    if errors and session.exitstatus == pytest.ExitCode.OK:
+        session.exitstatus = pytest.ExitCode.INTERNAL_ERROR
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter, exitstatus: int, config: pytest.Config) -> None:
+    egb = config.stash.get(SESSION_KEY, None)
+    if egb is None:
+        return
+    tr = terminalreporter
+    tr.write_sep("=", "egbench")
+    if not egb.measurements:
+        tr.write_line("no benchmark recorded a measurement")
+    else:
+        from .report import terminal_lines
+
+        for line in terminal_lines(egb):
+            tr.write_line(line)
+    for path in config.stash[OUTPUT_WRITTEN_KEY]:
+        tr.write_line(f"egbench: wrote {path}")
+    for error in config.stash[OUTPUT_ERRORS_KEY]:
+        tr.write_line(f"egbench: ERROR {error}", red=True, bold=True)

@@ -1,0 +1,158 @@
+"""Run-wide state: every measurement of one ``pytest --egbench`` run.
+
+The plugin creates one :class:`EgbenchSession` in ``pytest_configure`` (only with ``--egbench``)
+and keeps it in ``config.stash``. Fixtures are handed its ``add_*`` methods. Nothing here imports
+torch.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from .options import STAGES, Settings
+
+if TYPE_CHECKING:
+    from .timing import TimingResults
+
+#: Units. Time metrics are stored in seconds, as pytest-benchmark's format requires.
+SECONDS, TOKENS, TOKENS_PER_S, BYTES, RATIO = "s", "tokens", "tokens/s", "bytes", "ratio"
+#: How a metric is judged against a baseline: latency (relative tolerance + test), exact, rate.
+LATENCY, EXACT, THROUGHPUT, RATE = "latency", "exact", "throughput", "rate"
+
+
+@dataclass
+class Measurement:
+    """One metric of one benchmark: its steady-state samples and where they came from.
+
+    ``samples`` are per steady round, in ``unit``. ``cold`` is the cold first round's value,
+    ``warmup`` the warm-up rounds' values; neither enters statistics.
+    """
+
+    nodeid: str
+    test: str
+    group: str
+    metric: str
+    unit: str
+    kind: str
+    samples: list[float]
+    model: str | None = None
+    stage: str | None = None
+    cold: float | None = None
+    warmup: list[float] = field(default_factory=list)
+    params: dict[str, Any] = field(default_factory=dict)
+    extra_info: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def name(self) -> str:
+        """``test_name[params]::metric``, unique within a run."""
+        return f"{self.test}::{self.metric}"
+
+    @property
+    def fullname(self) -> str:
+        return f"{self.nodeid}::{self.metric}"
+
+
+_DERIVED = {
+    "total": (SECONDS, LATENCY, 1e-9),
+    "ttft": (SECONDS, LATENCY, 1e-9),
+    "tpot": (SECONDS, LATENCY, 1e-9),
+    "prefill_tokens_per_s": (TOKENS_PER_S, THROUGHPUT, 1.0),
+    "decode_tokens_per_s": (TOKENS_PER_S, THROUGHPUT, 1.0),
+}
+
+
+def measurements_from_timing(
+    results: TimingResults,
+    *,
+    nodeid: str,
+    test: str,
+    group: str,
+    model: str | None,
+    params: Mapping[str, Any],
+    extra_info: Mapping[str, Any],
+) -> list[Measurement]:
+    """Turn a stage timer's results into measurements.
+
+    Each stage gives a latency in seconds; each stage with token counts gives ``tokens.<stage>``
+    (exact); derived metrics (TTFT, TPOT, tokens/s, total) come from the same rounds.
+    """
+    common = dict(nodeid=nodeid, test=test, group=group, model=model, params=dict(params), extra_info=dict(extra_info))
+    out: list[Measurement] = []
+    for stage in results.stages:
+        cold = results.cold.get(stage)
+        out.append(
+            Measurement(
+                metric=stage,
+                unit=SECONDS,
+                kind=LATENCY,
+                stage=stage,
+                samples=[ns * 1e-9 for ns in results.steady[stage]],
+                cold=None if cold is None else cold * 1e-9,
+                warmup=[ns * 1e-9 for ns in results.warmup.get(stage, [])],
+                **common,
+            )
+        )
+        counts = results.tokens.get(stage, [])
+        if counts and all(c is not None for c in counts):
+            out.append(Measurement(metric=f"tokens.{stage}", unit=TOKENS, kind=EXACT, stage=stage, samples=[float(c) for c in counts], **common))
+    cold_derived = results.derived_cold()
+    for metric, values in results.derived().items():
+        unit, kind, scale = _DERIVED[metric]
+        cold = cold_derived.get(metric)
+        out.append(
+            Measurement(
+                metric=metric,
+                unit=unit,
+                kind=kind,
+                samples=[v * scale for v in values],
+                cold=None if cold is None else cold * scale,
+                **common,
+            )
+        )
+    return out
+
+
+class EgbenchSession:
+    """Collects measurements and the facts needed to interpret them.
+
+    ``settings``: the resolved :class:`~pytest_egbench.options.Settings` (device-dependent
+    defaults filled once the device is known). ``device``: the ``torch.device`` benchmarked.
+    ``device_block``: the device fingerprint from
+    :func:`pytest_egbench.machine.device_info`, set by the ``egbench_device`` fixture.
+    """
+
+    def __init__(self, settings: Settings, device: Any = None) -> None:
+        self.settings = settings
+        self.device = device
+        self.measurements: list[Measurement] = []
+        self.device_block: dict[str, Any] | None = None
+
+    def add(self, measurement: Measurement) -> None:
+        names = {m.fullname for m in self.measurements}
+        if measurement.fullname in names:
+            raise ValueError(f"metric {measurement.fullname} was recorded twice")
+        self.measurements.append(measurement)
+
+    def add_timing(self, results: TimingResults, **labels: Any) -> list[Measurement]:
+        """Record every metric of a stage timer (see :func:`measurements_from_timing`)."""
+        added = measurements_from_timing(results, **labels)
+        for m in added:
+            self.add(m)
+        return added
+
+    def run_info(self) -> dict[str, Any]:
+        """Settings that make two runs comparable: preset, quant, rounds, warm-up, tokens."""
+        s = self.settings
+        return {
+            "preset": s.preset,
+            "quant": s.quant,
+            "rounds": s.rounds,
+            "warmup": s.warmup,
+            "max_new_tokens": s.max_new_tokens,
+        }
+
+    def stage_order(self, stages: set[str]) -> list[str]:
+        """Known stages in pipeline order, then free names alphabetically."""
+        return [s for s in STAGES if s in stages] + sorted(stages - set(STAGES))

@@ -1,0 +1,348 @@
+"""Clocks and the stage timer.
+
+One clock class per timing method:
+
+* :class:`PerfCounterClock` -- ``time.perf_counter_ns`` on the host (CPU runs; host stages).
+* :class:`SyncedPerfCounterClock` -- the same, after a device synchronisation, for host stages
+  of a CUDA run whose end must include queued copies (preprocess ends with tensors on the device).
+* :class:`CudaEventClock` -- CUDA events recorded on the current stream; nothing synchronises
+  until :meth:`StageTimer.results` reads the figures, once.
+
+:class:`StageTimer` runs rounds of named stages (DESIGN.md: load, preprocess, vision, prefill,
+decode, and free names). The first round is the cold round, the next ``warmup`` rounds are warm-up;
+both are kept apart from the steady-state rounds that the statistics use. A stage may carry a token
+count, from which TTFT, TPOT and tokens/s are derived rather than timed again.
+
+torch is imported only by :class:`CudaEventClock` and :class:`SyncedPerfCounterClock`.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+COLD, WARMUP, STEADY = "cold", "warmup", "steady"
+#: Stages timed on the host clock by default (DESIGN.md: "CPU stages ... perf_counter_ns").
+HOST_STAGES = frozenset({"load", "preprocess"})
+_STAGE_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_.\-]*")
+
+
+class Clock(Protocol):
+    """A way to mark points in time and read the span between two marks."""
+
+    name: str
+
+    def mark(self) -> Any:
+        """Record the current point in time; must not block on a device."""
+
+    def synchronize(self) -> None:
+        """Wait until every mark taken so far can be read."""
+
+    def elapsed_ns(self, start: Any, end: Any) -> int:
+        """Nanoseconds between two marks; only valid after :meth:`synchronize`."""
+
+
+class PerfCounterClock:
+    """Host wall clock (``time.perf_counter_ns``); ``now`` is injectable for tests."""
+
+    name = "perf_counter"
+
+    def __init__(self, now: Callable[[], int] = time.perf_counter_ns) -> None:
+        self._now = now
+
+    def mark(self) -> int:
+        return self._now()
+
+    def synchronize(self) -> None:
+        return None
+
+    def elapsed_ns(self, start: int, end: int) -> int:
+        return end - start
+
+
+class SyncedPerfCounterClock(PerfCounterClock):
+    """Host wall clock read after ``torch.cuda.synchronize(device)``.
+
+    Used for host stages on a CUDA run: the span then includes the device work the stage queued
+    (host-to-device copies), and excludes whatever was queued before it. The synchronisations sit
+    at stage boundaries, never inside a timed loop.
+    """
+
+    name = "perf_counter+sync"
+
+    def __init__(self, device: Any) -> None:
+        import torch
+
+        super().__init__()
+        self._sync = lambda: torch.cuda.synchronize(device)
+
+    def mark(self) -> int:
+        self._sync()
+        return self._now()
+
+
+class CudaEventClock:
+    """CUDA events (``torch.cuda.Event(enable_timing=True)``) on the device's current stream.
+
+    ``mark`` only records an event; :meth:`synchronize` is one ``torch.cuda.synchronize`` for the
+    whole device. Event resolution is about 0.5 us (CUDA documentation of
+    ``cudaEventElapsedTime``).
+    """
+
+    name = "cuda_event"
+
+    def __init__(self, device: Any) -> None:
+        import torch
+
+        self._torch = torch
+        self.device = torch.device(device)
+        if self.device.type != "cuda":
+            raise ValueError(f"CudaEventClock needs a CUDA device, got {self.device}")
+
+    def mark(self) -> Any:
+        event = self._torch.cuda.Event(enable_timing=True)
+        event.record(self._torch.cuda.current_stream(self.device))
+        return event
+
+    def synchronize(self) -> None:
+        self._torch.cuda.synchronize(self.device)
+
+    def elapsed_ns(self, start: Any, end: Any) -> int:
+        return round(start.elapsed_time(end) * 1e6)
+
+
+def clocks_for(device: Any) -> tuple[Clock, Clock]:
+    """(device clock, host clock) for a ``torch.device`` or device string.
+
+    CPU: both are :class:`PerfCounterClock`. CUDA: :class:`CudaEventClock` and
+    :class:`SyncedPerfCounterClock`.
+    """
+    kind = getattr(device, "type", str(device).split(":")[0])
+    if kind == "cuda":
+        return CudaEventClock(device), SyncedPerfCounterClock(device)
+    if kind == "cpu":
+        clock = PerfCounterClock()
+        return clock, clock
+    raise ValueError(f"no clock for device {device!r}: use cpu or cuda")
+
+
+@dataclass
+class StageSpan:
+    """One timed stage of one round. ``tokens`` may be set inside the ``with`` block."""
+
+    name: str
+    round_index: int
+    kind: str
+    clock: Clock
+    tokens: int | None = None
+    start: Any = None
+    end: Any = None
+
+
+class Round:
+    """One pass through the pipeline; hands out :meth:`stage` contexts."""
+
+    def __init__(self, timer: StageTimer, index: int, kind: str) -> None:
+        self._timer = timer
+        self.index = index
+        self.kind = kind
+        self._names: set[str] = set()
+        self._open: str | None = None
+
+    @contextmanager
+    def stage(self, name: str, *, tokens: int | None = None, clock: str | None = None) -> Iterator[StageSpan]:
+        """Time the ``with`` block as stage ``name``.
+
+        ``tokens``: tokens this stage processes (prefill: prompt length) or produces (decode:
+        tokens generated after the first); may also be set on the yielded span. ``clock``:
+        ``"device"`` or ``"host"``; by default ``load`` and ``preprocess`` use the host clock and
+        every other stage the device clock.
+
+        Raises ``ValueError`` for a bad name, a stage timed twice in one round, or a stage opened
+        inside another (stages are consecutive, never nested).
+        """
+        if not _STAGE_NAME.fullmatch(name):
+            raise ValueError(f"bad stage name {name!r}: use letters, digits, '_', '.', '-'")
+        if self._open is not None:
+            raise ValueError(f"stage {name!r} opened inside stage {self._open!r}: stages do not nest")
+        if name in self._names:
+            raise ValueError(f"stage {name!r} timed twice in round {self.index}: each stage runs once a round")
+        if clock not in (None, "host", "device"):
+            raise ValueError(f"clock must be 'host' or 'device', got {clock!r}")
+        use_host = name in HOST_STAGES if clock is None else clock == "host"
+        span = StageSpan(name, self.index, self.kind, self._timer.host_clock if use_host else self._timer.device_clock, tokens)
+        self._names.add(name)
+        self._open = name
+        span.start = span.clock.mark()
+        try:
+            yield span
+            self._timer._before_stage_end(span)
+        finally:
+            span.end = span.clock.mark()
+            self._open = None
+        if span.tokens is not None and (not isinstance(span.tokens, int) or span.tokens < 0):
+            raise ValueError(f"stage {name!r}: tokens must be a non-negative int, got {span.tokens!r}")
+        self._timer._spans.append(span)
+
+
+@dataclass
+class TimingResults:
+    """What a :class:`StageTimer` measured, in nanoseconds, resolved after one synchronisation.
+
+    ``stages``: stage names in pipeline order. ``steady[s]``: one duration per steady round;
+    ``cold[s]``: the cold round's duration (absent if the stage was not in it); ``warmup[s]``:
+    the warm-up rounds' durations. ``tokens[s]``: the steady rounds' token counts (``None`` where
+    the stage has none).
+    """
+
+    stages: list[str]
+    steady: dict[str, list[int]]
+    cold: dict[str, int]
+    warmup: dict[str, list[int]]
+    tokens: dict[str, list[int | None]]
+    cold_tokens: dict[str, int | None] = field(default_factory=dict)
+
+    @property
+    def rounds(self) -> int:
+        return len(next(iter(self.steady.values()), []))
+
+    def derived(self) -> dict[str, list[float]]:
+        """Per steady round: ``total`` (ns), ``ttft`` (ns), ``tpot`` (ns/token),
+        ``prefill_tokens_per_s`` and ``decode_tokens_per_s``.
+
+        TTFT is the sum of every stage up to and including ``prefill`` (DESIGN.md: TTFT ends with
+        prefill). TPOT = decode time / tokens produced in decode, i.e. decode / (n - 1) for n
+        generated tokens (DESIGN.md). A metric is left out when its stages or tokens are missing.
+        """
+        return _derive(self.stages, self.steady, self.tokens)
+
+    def derived_cold(self) -> dict[str, float]:
+        if not self.cold:
+            return {}
+        derived = _derive([s for s in self.stages if s in self.cold], {k: [v] for k, v in self.cold.items()}, {k: [self.cold_tokens.get(k)] for k in self.cold})
+        return {k: v[0] for k, v in derived.items()}
+
+
+def _derive(stages: list[str], durations: dict[str, list[int]], tokens: dict[str, list[int | None]]) -> dict[str, list[float]]:
+    n = len(next(iter(durations.values()), []))
+    out: dict[str, list[float]] = {"total": [float(sum(durations[s][i] for s in stages)) for i in range(n)]}
+    if "prefill" in stages:
+        upto = stages[: stages.index("prefill") + 1]
+        out["ttft"] = [float(sum(durations[s][i] for s in upto)) for i in range(n)]
+        if all(t for t in tokens.get("prefill", [])):
+            out["prefill_tokens_per_s"] = [tokens["prefill"][i] / (durations["prefill"][i] * 1e-9) for i in range(n)]
+    if "decode" in stages and all(t for t in tokens.get("decode", [])):
+        out["tpot"] = [durations["decode"][i] / tokens["decode"][i] for i in range(n)]
+        out["decode_tokens_per_s"] = [tokens["decode"][i] / (durations["decode"][i] * 1e-9) for i in range(n)]
+    return out
+
+
+class StageTimer:
+    """Times rounds of named stages with a device clock and a host clock.
+
+    >>> timer = StageTimer(PerfCounterClock(), PerfCounterClock(), rounds=3, warmup=1)
+    >>> for rnd in timer.rounds():
+    ...     with rnd.stage("prefill", tokens=8):
+    ...         pass
+    >>> timer.results().rounds
+    3
+
+    ``rounds()`` yields 1 cold round, ``warmup`` warm-up rounds, then ``rounds`` steady rounds.
+    ``stage_hook(span)`` (optional) runs inside every stage just before its end mark; the
+    slowdown-injection option uses it. ``extra_info`` is free metadata (model name, params) that
+    travels with the results.
+    """
+
+    def __init__(
+        self,
+        device_clock: Clock,
+        host_clock: Clock | None = None,
+        *,
+        rounds: int = 6,
+        warmup: int = 2,
+        stage_hook: Callable[[StageSpan], None] | None = None,
+    ) -> None:
+        if rounds < 1 or warmup < 0:
+            raise ValueError(f"need rounds >= 1 and warmup >= 0, got rounds={rounds}, warmup={warmup}")
+        self.device_clock = device_clock
+        self.host_clock = host_clock or device_clock
+        self.default_rounds = rounds
+        self.default_warmup = warmup
+        self.stage_hook = stage_hook
+        self.extra_info: dict[str, Any] = {}
+        self._spans: list[StageSpan] = []
+        self._next_index = 0
+        self._warmup_for_kind = warmup
+        self._results: TimingResults | None = None
+
+    def _before_stage_end(self, span: StageSpan) -> None:
+        if self.stage_hook is not None:
+            self.stage_hook(span)
+
+    def _kind(self, index: int) -> str:
+        if index == 0:
+            return COLD
+        return WARMUP if index <= self._warmup_for_kind else STEADY
+
+    def round(self) -> Round:
+        """The next round (cold first, then warm-up, then steady), for hand-written loops."""
+        if self._results is not None:
+            raise RuntimeError("results were already read; start a new StageTimer for more rounds")
+        rnd = Round(self, self._next_index, self._kind(self._next_index))
+        self._next_index += 1
+        return rnd
+
+    def rounds(self, rounds: int | None = None, warmup: int | None = None) -> Iterator[Round]:
+        """Yield the cold round, the warm-up rounds and ``rounds`` steady rounds."""
+        rounds = self.default_rounds if rounds is None else rounds
+        warmup = self.default_warmup if warmup is None else warmup
+        if self._next_index:
+            raise RuntimeError("rounds() runs once per timer: it already started")
+        self._warmup_for_kind = warmup
+        for _ in range(1 + warmup + rounds):
+            yield self.round()
+
+    @property
+    def used(self) -> bool:
+        return bool(self._spans)
+
+    def results(self) -> TimingResults:
+        """Synchronise once and resolve every span to nanoseconds.
+
+        Raises ``ValueError`` when nothing steady was timed or steady rounds differ in stages.
+        """
+        if self._results is not None:
+            return self._results
+        for clock in {id(s.clock): s.clock for s in self._spans}.values():
+            clock.synchronize()
+        order: list[str] = []
+        steady: dict[str, list[int]] = {}
+        tokens: dict[str, list[int | None]] = {}
+        cold: dict[str, int] = {}
+        cold_tokens: dict[str, int | None] = {}
+        warm: dict[str, list[int]] = {}
+        per_round: dict[int, list[str]] = {}
+        for span in self._spans:
+            ns = span.clock.elapsed_ns(span.start, span.end)
+            if span.name not in order:
+                order.append(span.name)
+            if span.kind == COLD:
+                cold[span.name], cold_tokens[span.name] = ns, span.tokens
+            elif span.kind == WARMUP:
+                warm.setdefault(span.name, []).append(ns)
+            else:
+                steady.setdefault(span.name, []).append(ns)
+                tokens.setdefault(span.name, []).append(span.tokens)
+                per_round.setdefault(span.round_index, []).append(span.name)
+        if not steady:
+            raise ValueError("no steady-state round was timed (the cold and warm-up rounds are not statistics)")
+        shapes = {tuple(sorted(v)) for v in per_round.values()}
+        if len(shapes) > 1:
+            raise ValueError(f"steady rounds timed different stages: {sorted(shapes)}")
+        stages = [s for s in order if s in steady]
+        self._results = TimingResults(stages, steady, cold, warm, tokens, cold_tokens)
+        return self._results
