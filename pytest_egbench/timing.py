@@ -94,6 +94,7 @@ class CudaEventClock:
     """
 
     name = "cuda_event"
+    POOL = 64  # events created at a time (even)
 
     def __init__(self, device: Any) -> None:
         import torch
@@ -102,9 +103,15 @@ class CudaEventClock:
         self.device = torch.device(device)
         if self.device.type != "cuda":
             raise ValueError(f"CudaEventClock needs a CUDA device, got {self.device}")
+        self._pool: list[Any] = []
 
     def mark(self) -> Any:
-        event = self._torch.cuda.Event(enable_timing=True)
+        # Events are created ahead, in pairs, so that creating one never falls between the two
+        # records of a stage: the pool is refilled only when empty, which (marks coming in
+        # start/end pairs and the pool holding an even number) happens only at a start mark.
+        if not self._pool:
+            self._pool = [self._torch.cuda.Event(enable_timing=True) for _ in range(self.POOL)]
+        event = self._pool.pop()
         event.record(self._torch.cuda.current_stream(self.device))
         return event
 
@@ -239,6 +246,23 @@ def _derive(stages: list[str], durations: dict[str, list[int]], tokens: dict[str
         out["tpot"] = [durations["decode"][i] / tokens["decode"][i] for i in range(n)]
         out["decode_tokens_per_s"] = [tokens["decode"][i] / (durations["decode"][i] * 1e-9) for i in range(n)]
     return out
+
+
+def timer_overhead(device_clock: Clock, host_clock: Clock | None = None, *, rounds: int = 2000) -> tuple[list[int], float]:
+    """The stage timer's own cost, measured with empty stages.
+
+    Returns ``(readings, host_ns)``: ``readings`` are the durations the timer reports for an
+    empty stage over ``rounds`` steady rounds (ns; the floor of any reading), and ``host_ns`` is
+    the host time one round with one stage costs (ns; enter + exit + bookkeeping, measured with
+    ``perf_counter_ns`` around all rounds, including the cold and 10 warm-up rounds).
+    """
+    timer = StageTimer(device_clock, host_clock, rounds=rounds, warmup=10)
+    start = time.perf_counter_ns()
+    for rnd in timer.rounds():
+        with rnd.stage("empty"):
+            pass
+    host_ns = (time.perf_counter_ns() - start) / (rounds + 11)
+    return timer.results().steady["empty"], host_ns
 
 
 class StageTimer:

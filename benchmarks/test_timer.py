@@ -1,0 +1,121 @@
+"""The stage timer measured against itself and against ground truth.
+
+* Overhead (CPU and GPU): what the timer reports for an empty stage, and what one timed stage
+  costs the host.
+* Ground truth (GPU only): kernels whose length is known from launching thousands of them back to
+  back and timing the batch with the host clock over a second or more (``torch.cuda._sleep`` spin
+  kernels and bf16 matmuls). The timer's reading of one such kernel in one stage must be within
+  1 % or 20 us of that length (the issue's acceptance bound).
+"""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from pytest_egbench.session import LATENCY, SECONDS, Measurement
+from pytest_egbench.stats import summarize
+from pytest_egbench.timing import StageTimer, clocks_for, timer_overhead
+
+pytestmark = pytest.mark.egbench(group="timer")
+
+BULK_SECONDS = 1.5  # ground truth: batch at least this long
+TOLERANCE_REL, TOLERANCE_ABS_S = 0.01, 20e-6
+
+
+def _record(session, request, metric: str, samples_s: list[float], **extra) -> None:
+    session.add(
+        Measurement(
+            nodeid=request.node.nodeid,
+            test=request.node.name,
+            group="timer",
+            metric=metric,
+            unit=SECONDS,
+            kind=LATENCY,
+            samples=samples_s,
+            model="timer",
+            extra_info=extra,
+        )
+    )
+
+
+def test_timer_overhead(egbench_session, egbench_device, request):
+    device_clock, host_clock = clocks_for(egbench_device)
+    readings, host_ns = timer_overhead(device_clock, host_clock, rounds=2000)
+    s = summarize(readings)
+    _record(egbench_session, request, "empty_stage_reading", [r * 1e-9 for r in readings], clock=device_clock.name, host_ns_per_stage=host_ns)
+    print(f"\n{device_clock.name}: empty stage reads {s.median / 1e3:.2f} us median [IQR {s.iqr / 1e3:.2f}], host cost {host_ns / 1e3:.2f} us per stage")
+    # The floor of every reading must be far below the shortest stage we time (decode steps are
+    # milliseconds on a GPU, ~1 ms on the tiny CPU preset).
+    assert s.median < 20_000, f"an empty stage reads {s.median / 1e3:.1f} us: the timer is too coarse"
+    assert host_ns < 200_000, f"one timed stage costs the host {host_ns / 1e3:.1f} us"
+
+
+def _bulk_seconds_per_launch(torch, launch, device) -> float:
+    """Seconds per launch of ``launch``, from a back-to-back batch timed on the host clock."""
+    torch.cuda.synchronize(device)
+    probe = 20
+    t0 = time.perf_counter()
+    for _ in range(probe):
+        launch()
+    torch.cuda.synchronize(device)
+    per = (time.perf_counter() - t0) / probe
+    n = max(1000, int(BULK_SECONDS / per))
+    t0 = time.perf_counter()
+    for _ in range(n):
+        launch()
+    torch.cuda.synchronize(device)
+    return (time.perf_counter() - t0) / n
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("kernel", ["sleep_1ms", "sleep_10ms", "matmul_8192"])
+def test_timer_ground_truth(kernel, egbench_session, egbench_device, request):
+    torch = pytest.importorskip("torch")
+    device = egbench_device
+    if kernel.startswith("sleep"):
+        target_s = 1e-3 if kernel == "sleep_1ms" else 10e-3
+        # cycles per second of the spin kernel, from one probe batch
+        torch.cuda._sleep(1_000_000)
+        torch.cuda.synchronize(device)
+        t0 = time.perf_counter()
+        for _ in range(50):
+            torch.cuda._sleep(1_000_000)
+        torch.cuda.synchronize(device)
+        cycles = int(1_000_000 * target_s / ((time.perf_counter() - t0) / 50))
+        launch = lambda: torch.cuda._sleep(cycles)  # noqa: E731
+    else:
+        g = torch.Generator(device=device).manual_seed(0)
+        a = torch.randn(8192, 8192, device=device, dtype=torch.bfloat16, generator=g)
+        b = torch.randn(8192, 8192, device=device, dtype=torch.bfloat16, generator=g)
+        out = torch.empty_like(a)
+        launch = lambda: torch.mm(a, b, out=out)  # noqa: E731
+
+    truth_s = _bulk_seconds_per_launch(torch, launch, device)
+    device_clock, host_clock = clocks_for(device)
+    timer = StageTimer(device_clock, host_clock, rounds=30, warmup=3)
+    for rnd in timer.rounds():
+        torch.cuda.synchronize(device)  # each reading times one kernel on an idle stream
+        with rnd.stage("kernel"):
+            launch()
+    readings = [ns * 1e-9 for ns in timer.results().steady["kernel"]]
+    truth_after = _bulk_seconds_per_launch(torch, launch, device)  # drift check
+    s = summarize(readings)
+    truth = (truth_s + truth_after) / 2
+    error = s.median - truth
+    bound = max(TOLERANCE_REL * truth, TOLERANCE_ABS_S)
+    _record(
+        egbench_session,
+        request,
+        f"ground_truth.{kernel}",
+        readings,
+        truth_s=truth,
+        truth_before_s=truth_s,
+        truth_after_s=truth_after,
+        error_s=error,
+        error_rel=error / truth,
+        bound_s=bound,
+    )
+    print(f"\n{kernel}: truth {truth * 1e6:.1f} us (bulk before {truth_s * 1e6:.1f}, after {truth_after * 1e6:.1f}); timer median {s.median * 1e6:.1f} us [IQR {s.iqr * 1e6:.2f}], error {error * 1e6:+.2f} us ({100 * error / truth:+.3f} %), bound {bound * 1e6:.1f} us")
+    assert abs(error) <= bound, f"{kernel}: timer reads {s.median * 1e6:.1f} us for a {truth * 1e6:.1f} us kernel ({error * 1e6:+.1f} us > {bound * 1e6:.1f} us)"
