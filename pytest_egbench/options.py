@@ -273,7 +273,7 @@ def register(parser: pytest.Parser) -> None:
     """Add the ``egbench`` option group and the ini keys (called from ``pytest_addoption``)."""
     group = parser.getgroup("egbench", "multimodal LLM stage benchmarks (pytest-egbench)")
     for spec in OPTIONS:
-        kwargs: dict[str, Any] = {"dest": f"egbench_{spec.dest}", "help": spec.help}
+        kwargs: dict[str, Any] = {"dest": f"egbench_{spec.dest}", "help": spec.help.replace("%", "%%")}
         if spec.parse is None:
             kwargs.update(action="store_true", default=False)
         else:

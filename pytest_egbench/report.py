@@ -13,6 +13,7 @@ import json
 import os
 import tempfile
 from collections import defaultdict
+from dataclasses import dataclass
 from collections.abc import Sequence
 from datetime import datetime, timezone
 from pathlib import Path
@@ -69,19 +70,16 @@ def benchmark_json(session: EgbenchSession, machine_info: dict[str, Any], commit
     }
 
 
-def write_json_atomic(path: Path, document: Any) -> None:
-    """Write ``document`` as JSON to ``path`` through a temporary file and a rename.
-
-    An existing file is replaced only once the new one is complete, so a crash or a value that
-    cannot be serialised leaves the old file as it was. Raises ``OSError`` / ``TypeError``.
-    """
+def _atomic(path: Path, write: Any) -> None:
     path = Path(path)
+    for folder in (path.parent, *path.parent.parents):
+        if folder.exists() and not folder.is_dir():
+            raise NotADirectoryError(f"{folder} is a file, not a folder")
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            json.dump(document, fh, indent=2, allow_nan=False)
-            fh.write("\n")
+            write(fh)
             fh.flush()
             os.fsync(fh.fileno())
         os.replace(tmp, path)
@@ -90,7 +88,22 @@ def write_json_atomic(path: Path, document: Any) -> None:
         raise
 
 
-# --------------------------------------------------------------------------- terminal table
+def write_json_atomic(path: Path, document: Any) -> None:
+    """Write ``document`` as JSON to ``path`` through a temporary file and a rename.
+
+    An existing file is replaced only once the new one is complete, so a crash or a value that
+    cannot be serialised leaves the old file as it was. Raises ``OSError`` (``NotADirectoryError``
+    when a parent is a file), ``TypeError`` or ``ValueError`` (NaN/inf) for bad content.
+    """
+
+    def write(fh: Any) -> None:
+        json.dump(document, fh, indent=2, allow_nan=False)
+        fh.write("\n")
+
+    _atomic(path, write)
+
+
+# --------------------------------------------------------------------------- stage tables
 
 
 def _column_label(m: Measurement) -> str:
@@ -100,97 +113,171 @@ def _column_label(m: Measurement) -> str:
     return label.strip()
 
 
+def _fmt(x: float) -> str:
+    """Four significant figures at most, without exponents for the usual ranges."""
+    a = abs(x)
+    if a >= 100:
+        return f"{x:.0f}"
+    if a >= 10:
+        return f"{x:.1f}"
+    if a >= 1:
+        return f"{x:.2f}"
+    return f"{x:.3g}"
+
+
 def _fmt_ms(seconds: float) -> str:
-    ms = seconds * 1e3
-    return f"{ms:.4g}" if ms < 1000 else f"{ms:.0f}"
+    return _fmt(seconds * 1e3)
 
 
-def stage_table(group: str, measurements: Sequence[Measurement], order: Sequence[str]) -> list[str]:
-    """Lines of one group's table: rows are stages then TTFT/TPOT/throughput, one column per
-    model configuration with ``median [IQR]`` (ms, or tokens/s) and the stage's share of the sum of
-    stage medians; with two or more columns, a ``ratio`` column per extra column (its median over
-    the first column's median)."""
+@dataclass
+class StageTable:
+    """One group's table as cells: ``header`` and ``rows`` of strings, ready to render.
+
+    Rows are the stages in pipeline order, then total, TTFT, TPOT and the throughputs, then the
+    cold round's total. Each model configuration has a ``median [IQR]`` column (ms, or tokens/s for
+    throughputs) and a ``share`` column (the stage's median over the sum of stage medians, so the
+    shares add up to 100 %); every further configuration adds a ratio column (its median over the
+    first configuration's median).
+    """
+
+    header: list[str]
+    rows: list[list[str]]
+
+
+def stage_table(measurements: Sequence[Measurement], order: Sequence[str]) -> StageTable | None:
+    """The :class:`StageTable` of ``measurements`` (one group), or ``None`` if none is a stage."""
     columns: dict[str, dict[str, Measurement]] = defaultdict(dict)
     for m in measurements:
         columns[_column_label(m)][m.metric] = m
     labels = list(columns)
     stages = [s for s in order if any(s in columns[c] and columns[c][s].stage for c in labels)]
     if not stages:
-        return []
+        return None
     medians = {c: {k: summarize(v.samples).median for k, v in columns[c].items()} for c in labels}
     stage_sum = {c: sum(medians[c].get(s, 0.0) for s in stages) for c in labels}
+    header = ["stage"]
+    for c in labels:
+        header += [f"{c} median [IQR] ms", "share"]
+    header += [f"{c} / {labels[0]}" for c in labels[1:]]
 
-    head = [f"{'stage':<14}"] + [f"{c[:30]:>30} {'share':>6}" for c in labels]
-    head += [f"{('x ' + c)[:16]:>16}" for c in labels[1:]]
-    lines = ["".join(head)]
-    sub = [f"{'':<14}"] + [f"{'median [IQR] ms':>30} {'':>6}" for _ in labels] + [f"{'vs ' + labels[0][:12]:>16}" for _ in labels[1:]]
-    lines.append("".join(sub))
-
-    def row(title: str, metric: str, share: bool, time: bool) -> str | None:
+    def row(title: str, metric: str, share: bool, time: bool) -> list[str] | None:
         if not any(metric in columns[c] for c in labels):
             return None
-        cells = [f"{title:<14}"]
+        cells = [title]
         for c in labels:
             m = columns[c].get(metric)
             if m is None:
-                cells.append(f"{'-':>30} {'':>6}")
+                cells += ["-", ""]
                 continue
             s = summarize(m.samples)
-            text = f"{_fmt_ms(s.median)} [{_fmt_ms(s.iqr)}]" if time else f"{s.median:.4g} [{s.iqr:.3g}]"
-            pct = f"{100 * s.median / stage_sum[c]:5.1f}%" if share and stage_sum[c] else ""
-            cells.append(f"{text:>30} {pct:>6}")
+            cells.append(f"{_fmt_ms(s.median)} [{_fmt_ms(s.iqr)}]" if time else f"{_fmt(s.median)} [{_fmt(s.iqr)}]")
+            cells.append(f"{100 * s.median / stage_sum[c]:.1f}%" if share and stage_sum[c] else "")
         base = medians[labels[0]].get(metric)
         for c in labels[1:]:
             other = medians[c].get(metric)
-            cells.append(f"{(f'{other / base:.2f}x' if base and other is not None else '-'):>16}")
-        return "".join(cells)
+            cells.append(f"{other / base:.2f}x" if base and other is not None else "-")
+        return cells
 
-    for stage in stages:
-        lines.append(row(stage, stage, True, True) or "")
-    for metric, title in (("total", "total"),) + _DERIVED_ROWS:
-        r = row(title, metric, False, metric in ("total", "ttft", "tpot"))
-        if r:
-            lines.append(r)
-    cold = [columns[c]["total"].cold for c in labels if "total" in columns[c]]
-    if cold and all(v is not None for v in cold):
-        lines.append("".join([f"{'cold total':<14}"] + [f"{_fmt_ms(v):>30} {'':>6}" for v in cold]))
-    return lines
+    rows = [row(stage, stage, True, True) for stage in stages]
+    rows += [row(title, metric, False, metric in ("total", "ttft", "tpot")) for metric, title in (("total", "total"),) + _DERIVED_ROWS]
+    cold = [columns[c]["total"].cold if "total" in columns[c] else None for c in labels]
+    if any(v is not None for v in cold):
+        cells = ["cold total"]
+        for v in cold:
+            cells += ["-" if v is None else _fmt_ms(v), ""]
+        rows.append(cells + [""] * (len(labels) - 1))
+    return StageTable(header, [r for r in rows if r is not None])
+
+
+def render_text(table: StageTable) -> list[str]:
+    """Fixed-width lines for the terminal: first column left-aligned, the others right-aligned."""
+    grid = [table.header, *table.rows]
+    widths = [max(len(r[i]) for r in grid) for i in range(len(table.header))]
+    return ["  ".join(cell.ljust(w) if i == 0 else cell.rjust(w) for i, (cell, w) in enumerate(zip(r, widths))).rstrip() for r in grid]
+
+
+def render_markdown(table: StageTable) -> list[str]:
+    def line(cells: Sequence[str]) -> str:
+        return "| " + " | ".join(c.replace("|", "\\|") for c in cells) + " |"
+
+    return [line(table.header), "|" + "---|" + "---:|" * (len(table.header) - 1), *(line(r) for r in table.rows)]
+
+
+def _groups(session: EgbenchSession) -> list[tuple[str, StageTable]]:
+    groups: dict[str, list[Measurement]] = defaultdict(list)
+    for m in session.measurements:
+        groups[m.group].append(m)
+    out = []
+    for group, ms in groups.items():
+        table = stage_table(ms, session.stage_order({m.stage for m in ms if m.stage}))
+        if table is not None:
+            out.append((group, table))
+    return out
+
+
+def _heading(session: EgbenchSession) -> str:
+    s = session.settings
+    block = session.device_block or {}
+    device = block.get("gpu_name") or block.get("device", s.device)
+    return (
+        f"device {device}, preset {s.preset}, weights {s.quant}; median [IQR] over {s.rounds} steady rounds "
+        f"(cold round and {s.warmup} warm-up rounds excluded; 'cold total' shown apart)"
+    )
 
 
 def terminal_lines(session: EgbenchSession) -> list[str]:
     """Every group's stage table, with a heading that says how the numbers were taken."""
-    s = session.settings
-    device = (session.device_block or {}).get("gpu_name") or (session.device_block or {}).get("device", s.device)
-    lines = [
-        f"device {device}, preset {s.preset}, weights {s.quant}; median [IQR] over {s.rounds} steady rounds "
-        f"(cold round and {s.warmup} warm-up rounds excluded; 'cold total' shown apart)"
-    ]
-    groups: dict[str, list[Measurement]] = defaultdict(list)
-    for m in session.measurements:
-        groups[m.group].append(m)
-    for group, ms in groups.items():
-        order = session.stage_order({m.stage for m in ms if m.stage})
-        table = stage_table(group, ms, order)
-        if table:
-            lines += ["", f"[{group}]", *table]
+    lines = [_heading(session)]
+    for group, table in _groups(session):
+        lines += ["", f"[{group}]", *render_text(table)]
     return lines
 
 
-def write_outputs(session: EgbenchSession) -> tuple[list[Path], list[str]]:
-    """Write the files the options asked for. Returns (paths written, error messages).
+def markdown_report(session: EgbenchSession, machine: dict[str, Any]) -> str:
+    """The run as markdown: machine, settings, and each group's stage table. Measured data only."""
+    gpu = machine.get("egbench", {})
+    libs = ", ".join(f"{k} {v}" for k, v in gpu.get("libraries", {}).items() if v)
+    lines = [
+        "# egbench report",
+        "",
+        f"- {_heading(session)}",
+        f"- GPU: {gpu.get('gpu_name') or 'none'}; driver {gpu.get('driver') or '-'}; CUDA {gpu.get('cuda') or '-'}",
+        f"- CPU: {machine.get('cpu', {}).get('brand_raw', machine.get('processor') or '-')}; Python {machine.get('python_version')}",
+        f"- libraries: {libs}",
+    ]
+    for group, table in _groups(session):
+        lines += ["", f"## {group}", "", *render_markdown(table)]
+    return "\n".join(lines) + "\n"
 
-    An error names the option and the file; the file it would have replaced is left intact.
+
+def write_text_atomic(path: Path, text: str) -> None:
+    """Write ``text`` to ``path`` through a temporary file and a rename (see :func:`write_json_atomic`)."""
+    _atomic(path, lambda fh: fh.write(text))
+
+
+def write_outputs(session: EgbenchSession) -> tuple[list[Path], list[str]]:
+    """Write the files the options asked for (``--egbench-json``, ``--egbench-report``).
+
+    Returns (paths written, error messages). An error names the option and the file; the file it
+    would have replaced is left intact.
     """
     from .machine import commit_info, machine_info
 
     written: list[Path] = []
     errors: list[str] = []
-    path = session.settings.json
-    if path is not None:
+    s = session.settings
+    if s.json is None and s.report is None:
+        return written, errors
+    machine = machine_info(session.device_block, session.run_info())
+    outputs = []
+    if s.json is not None:
+        outputs.append(("--egbench-json", s.json, lambda: write_json_atomic(s.json, benchmark_json(session, machine, commit_info()))))
+    if s.report is not None:
+        outputs.append(("--egbench-report", s.report, lambda: write_text_atomic(s.report, markdown_report(session, machine))))
+    for option, path, write in outputs:
         try:
-            document = benchmark_json(session, machine_info(session.device_block, session.run_info()), commit_info())
-            write_json_atomic(path, document)
+            write()
             written.append(path)
         except (OSError, TypeError, ValueError) as exc:
-            errors.append(f"--egbench-json {path}: could not write the results: {exc}")
+            errors.append(f"{option} {path}: could not write the results: {exc}")
     return written, errors

@@ -1,0 +1,135 @@
+"""Options: parsing, validation messages, ini keys and precedence (pytester, in process)."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import pytest
+
+from pytest_egbench import options
+
+SHOW = """
+import pytest
+from pytest_egbench.plugin import SETTINGS_KEY
+
+def test_show(pytestconfig):
+    s = pytestconfig.stash[SETTINGS_KEY]
+    print("SETTINGS", s.device, s.rounds, s.warmup, s.tolerance, s.models, s.max_new_tokens, s.sources["rounds"], s.metric_tolerances)
+"""
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--egbench-device", "tpu"], "argument --egbench-device: 'tpu' is not a device"),
+        (["--egbench-device", "cuda:x"], "'cuda:x' is not a device"),
+        (["--egbench-preset", "13b"], "argument --egbench-preset: '13b' is not a preset"),
+        (["--egbench-quant", "gptq"], "argument --egbench-quant: 'gptq' is not a quantisation"),
+        (["--egbench-rounds", "0"], "argument --egbench-rounds: '0' is below the minimum of 1"),
+        (["--egbench-rounds", "many"], "argument --egbench-rounds: 'many' is not a whole number"),
+        (["--egbench-warmup", "-1"], "argument --egbench-warmup: '-1' is below the minimum of 0"),
+        (["--egbench-max-new-tokens", "0"], "argument --egbench-max-new-tokens"),
+        (["--egbench-samples", "1.5"], "argument --egbench-samples: '1.5' is not a whole number"),
+        (["--egbench-models", "eventgpt,gpt4"], "unknown model(s) gpt4"),
+        (["--egbench-checkpoint", "eventgpt"], "'eventgpt' is not NAME=DIR"),
+        (["--egbench-checkpoint", "llava=/no/such/dir"], "'/no/such/dir' is not a folder"),
+        (["--egbench-checkpoint", "bert=/tmp"], "unknown model 'bert'"),
+        (["--egbench-data", "/no/such/dir"], "argument --egbench-data: '/no/such/dir' is not an existing folder"),
+        (["--egbench-tolerance", "five"], "argument --egbench-tolerance: 'five' is not a percentage"),
+        (["--egbench-tolerance=-3%"], "outside 0%..1000%"),
+        (["--egbench-metric-tolerance", "decode"], "'decode' is not METRIC=PERCENT"),
+        (["--egbench-pvalue", "1.5"], "argument --egbench-pvalue: '1.5' is not strictly between 0 and 1"),
+        (["--egbench-tolerance-abs", "2"], "argument --egbench-tolerance-abs: '2' is outside 0..1"),
+    ],
+)
+def test_bad_values_fail_at_parsing_naming_option_and_value(pytester, args, message):
+    pytester.makepyfile(test_a="def test_a(): pass")
+    result = pytester.runpytest(*args)
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    assert message in result.stderr.str()
+
+
+def test_output_file_option_refuses_a_folder(pytester):
+    pytester.mkdir("adir")
+    result = pytester.runpytest("--egbench-json", "adir")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    assert "argument --egbench-json: 'adir' is a folder" in result.stderr.str()
+
+
+def test_defaults(pytester):
+    pytester.makepyfile(test_show=SHOW)
+    result = pytester.runpytest("-s")
+    result.stdout.fnmatch_lines(["*SETTINGS auto 6 2 0.05 ('eventgpt', 'video_llava', 'llava') 16 default ()"])
+
+
+def test_ini_values_apply_and_command_line_wins(pytester):
+    pytester.makeini(
+        """
+        [pytest]
+        egbench_rounds = 9
+        egbench_warmup = 4
+        egbench_tolerance = 7%
+        egbench_models = llava, eventgpt
+        egbench_metric_tolerance =
+            decode=8%
+            prefill=3
+        """
+    )
+    pytester.makepyfile(test_show=SHOW)
+    result = pytester.runpytest("-s", "--egbench-rounds", "12")
+    result.stdout.fnmatch_lines(["*SETTINGS auto 12 4 0.07 ('llava', 'eventgpt') 16 command line --egbench-rounds (('decode', 0.08), ('prefill', 0.03))"])
+
+
+def test_bad_ini_value_names_the_key_and_file(pytester):
+    pytester.makeini("[pytest]\negbench_rounds = zero\n")
+    pytester.makepyfile(test_a="def test_a(): pass")
+    result = pytester.runpytest()
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    assert "ini option egbench_rounds in" in result.stderr.str() and "'zero' is not a whole number" in result.stderr.str()
+
+
+def test_checkpoint_parses_to_name_and_path(tmp_path):
+    assert options.parse_checkpoint(f"video-llava={tmp_path}") == ("video_llava", tmp_path)
+
+
+def test_models_all_and_dedup():
+    assert options.parse_models("all") == options.KNOWN_MODELS
+    assert options.parse_models("llava, llava,eventgpt") == ("llava", "eventgpt")
+
+
+@pytest.mark.parametrize("text, value", [("5%", 0.05), ("5", 0.05), (" 12.5% ", 0.125), ("0", 0.0)])
+def test_percent(text, value):
+    assert options.parse_percent(text) == pytest.approx(value)
+
+
+def test_metric_tolerance_override():
+    s = options.Settings(tolerance=0.05, metric_tolerances=(("decode", 0.1),))
+    assert s.tolerance_for("decode") == 0.1 and s.tolerance_for("prefill") == 0.05
+
+
+def test_for_device_fills_preset_and_quant():
+    cpu = options.Settings().for_device("cpu")
+    cuda = options.Settings().for_device("cuda")
+    assert (cpu.preset, cpu.quant) == ("tiny", "fp32")
+    assert (cuda.preset, cuda.quant) == ("7b", "nf4")
+    kept = options.Settings(preset="7b", quant="bf16").for_device("cpu")
+    assert (kept.preset, kept.quant) == ("7b", "bf16")
+
+
+def test_nf4_on_cpu_is_a_usage_error():
+    with pytest.raises(pytest.UsageError, match="--egbench-quant nf4 .* needs a CUDA device"):
+        options.Settings(quant="nf4", sources={"quant": "command line --egbench-quant"}).for_device("cpu")
+
+
+def test_every_option_has_the_prefix_and_help():
+    flags = [o.flag for o in options.OPTIONS]
+    assert len(flags) == len(set(flags))
+    assert all(f == "--egbench" or f.startswith("--egbench-") for f in flags)
+    assert all(o.help for o in options.OPTIONS)
+    assert {o.dest for o in options.OPTIONS} <= set(options.Settings.__dataclass_fields__)
+
+
+def test_parsers_raise_argument_type_errors():
+    with pytest.raises(argparse.ArgumentTypeError):
+        options.parse_output_file(str(Path.cwd()))

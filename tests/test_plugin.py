@@ -1,0 +1,203 @@
+"""The plugin end to end, through pytester: markers, skipping, selection, JSON, summary."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+
+import pytest
+
+BENCH = """
+import time
+import pytest
+
+pytestmark = pytest.mark.egbench(group="toy")
+
+@pytest.mark.parametrize("model", ["fast", "slow"])
+def test_toy(stage_timer, model):
+    stage_timer.extra_info["model"] = model
+    for rnd in stage_timer.rounds():
+        with rnd.stage("load"):
+            time.sleep(0.0005)
+        with rnd.stage("prefill", tokens=10):
+            time.sleep(0.001 if model == "fast" else 0.002)
+        with rnd.stage("decode", tokens=4):
+            time.sleep(0.002)
+"""
+
+PLAIN = """
+def test_plain():
+    pass
+"""
+
+
+def test_benchmarks_skip_with_reason_without_flag(pytester):
+    pytester.makepyfile(test_bench=BENCH, test_plain=PLAIN)
+    result = pytester.runpytest("-rs")
+    result.assert_outcomes(passed=1, skipped=2)
+    result.stdout.fnmatch_lines(["*SKIPPED*egbench benchmark: run with --egbench*"])
+    assert "= egbench =" not in result.stdout.str()
+
+
+def test_flag_runs_benchmarks_only_and_prints_the_stage_table(pytester):
+    pytester.makepyfile(test_bench=BENCH, test_plain=PLAIN)
+    result = pytester.runpytest("--egbench", "--egbench-rounds", "3", "--egbench-warmup", "1", "--egbench-device", "cpu")
+    result.assert_outcomes(passed=2, deselected=1)
+    result.stdout.fnmatch_lines(
+        [
+            "egbench: device cpu, preset tiny, weights fp32, rounds 3 after 1 cold + 1 warm-up*",
+            "*= egbench =*",
+            "device cpu, preset tiny, weights fp32; median [[]IQR[]] over 3 steady rounds*",
+            "[[]toy[]]",
+            "stage*fast median [[]IQR[]] ms*share*slow median*share*slow / fast",
+            "load *%*%*x",
+            "prefill *%*%*x",
+            "decode *%*%*x",
+            "total *",
+            "TTFT *",
+            "TPOT *",
+            "prefill tok/s *",
+            "decode tok/s *",
+            "cold total *",
+        ]
+    )
+
+
+def test_json_is_pytest_benchmark_format_and_compare_reads_it(pytester):
+    pytester.makepyfile(test_bench=BENCH)
+    out = pytester.path / "results" / "run.json"
+    result = pytester.runpytest("--egbench", "--egbench-rounds", "3", "--egbench-warmup", "0", "--egbench-device", "cpu", f"--egbench-json={out}")
+    result.assert_outcomes(passed=2)
+    result.stdout.fnmatch_lines([f"egbench: wrote {out}"])
+    doc = json.loads(out.read_text())
+    names = sorted(b["name"] for b in doc["benchmarks"])
+    assert "test_toy[fast]::prefill" in names and "test_toy[slow]::tpot" in names
+    bench = next(b for b in doc["benchmarks"] if b["name"] == "test_toy[slow]::prefill")
+    assert bench["group"] == "toy" and bench["params"] == {"model": "slow"}
+    assert len(bench["stats"]["data"]) == 3 and bench["stats"]["rounds"] == 3
+    assert bench["stats"]["min"] >= 0.002  # slept 2 ms: time.sleep never returns early
+    assert bench["extra_info"]["stage"] == "prefill" and bench["extra_info"]["unit"] == "s"
+    gpu = doc["machine_info"]["egbench"]
+    assert {"gpu_name", "gpu_memory_bytes", "driver", "cuda", "libraries"} <= set(gpu)
+    assert {"torch", "transformers", "bitsandbytes"} <= set(gpu["libraries"])
+    assert doc["commit_info"]["project"] == "pytest-egbench"
+    tokens = {m["name"]: m["stats"]["median"] for m in doc["egbench"]["metrics"]}
+    assert tokens["test_toy[fast]::tokens.prefill"] == 10 and tokens["test_toy[fast]::tokens.decode"] == 4
+    cli = shutil.which("pytest-benchmark")
+    assert cli, "pytest-benchmark's command-line tool is part of the test environment"
+    compare = subprocess.run([cli, "compare", str(out)], capture_output=True, text=True, timeout=120)
+    assert compare.returncode == 0, compare.stderr
+    assert "test_toy[slow]::prefill" in compare.stdout
+
+
+
+
+def test_write_error_exit_status(pytester):
+    pytester.makepyfile(
+        test_bench="""
+import pytest
+pytestmark = pytest.mark.egbench
+
+def test_one(stage_timer, pytestconfig):
+    (pytestconfig.rootpath / "blocked").write_text("not a folder")
+    for rnd in stage_timer.rounds():
+        with rnd.stage("prefill"):
+            pass
+"""
+    )
+    result = pytester.runpytest("--egbench", "--egbench-rounds", "1", "--egbench-device", "cpu", "--egbench-json=blocked/run.json")
+    assert result.ret == pytest.ExitCode.INTERNAL_ERROR
+    result.stdout.fnmatch_lines(["egbench: ERROR --egbench-json blocked/run.json: could not write the results: blocked is a file, not a folder", "*1 passed*"])
+    assert (pytester.path / "blocked").read_text() == "not a folder"
+
+
+def test_failing_benchmark_records_nothing(pytester):
+    pytester.makepyfile(
+        test_bench="""
+import pytest
+pytestmark = pytest.mark.egbench
+
+def test_fails(stage_timer):
+    for rnd in stage_timer.rounds():
+        with rnd.stage("prefill"):
+            pass
+    assert False, "a broken benchmark"
+"""
+    )
+    result = pytester.runpytest("--egbench", "--egbench-rounds", "1", "--egbench-device", "cpu")
+    result.assert_outcomes(failed=1)
+    result.stdout.fnmatch_lines(["no benchmark recorded a measurement"])
+
+
+def test_gpu_marker_skips_with_reason(pytester, monkeypatch):
+    torch = pytest.importorskip("torch")
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    pytester.makepyfile(test_g="import pytest\n@pytest.mark.gpu\ndef test_g(): pass\n")
+    result = pytester.runpytest("-rs")
+    result.assert_outcomes(skipped=1)
+    result.stdout.fnmatch_lines(["*needs a CUDA GPU: torch.cuda.is_available() is False*"])
+    result = pytester.runpytest("-rs", "--egbench-device", "cpu")
+    result.stdout.fnmatch_lines(["*needs a CUDA GPU: --egbench-device cpu was given*"])
+
+
+def test_cuda_device_without_cuda_is_a_usage_error(pytester, monkeypatch):
+    torch = pytest.importorskip("torch")
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    pytester.makepyfile(test_a="def test_a(): pass")
+    result = pytester.runpytest("--egbench", "--egbench-device", "cuda:1")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    assert "--egbench-device cuda:1 (command line --egbench-device): no CUDA device is available" in result.stderr.str()
+
+
+def test_fixtures_skip_without_flag(pytester):
+    pytester.makepyfile(test_f="def test_f(stage_timer): pass\n")
+    result = pytester.runpytest("-rs")
+    result.assert_outcomes(skipped=1)
+    result.stdout.fnmatch_lines(["*egbench fixtures need --egbench*"])
+
+
+def test_markers_are_registered_with_help(pytester):
+    result = pytester.runpytest("--markers")
+    result.stdout.fnmatch_lines(["@pytest.mark.egbench(group=None): a benchmark*", "@pytest.mark.gpu: needs a CUDA device*"])
+
+
+def test_options_are_in_one_group(pytester):
+    result = pytester.runpytest("--help")
+    result.stdout.fnmatch_lines(["multimodal LLM stage benchmarks (pytest-egbench):", "*--egbench *", "*--egbench-device=DEVICE*"])
+
+
+def test_plain_pytest_does_not_import_torch(pytester):
+    pytester.makepyfile(
+        test_probe="""
+import sys
+import pytest
+
+@pytest.mark.egbench
+def test_bench(stage_timer):
+    pass
+
+def test_no_torch():
+    heavy = [m for m in ("torch", "transformers", "bitsandbytes", "av", "numpy") if m in sys.modules]
+    assert heavy == [], f"imported without --egbench: {heavy}"
+"""
+    )
+    result = pytester.runpytest_subprocess("-p", "pytest_egbench.plugin" if "pytest_egbench.plugin" not in _entry_points() else "no:cacheprovider")
+    result.assert_outcomes(passed=1, skipped=1)
+
+
+def _entry_points() -> set[str]:
+    from importlib.metadata import entry_points
+
+    return {ep.value for ep in entry_points(group="pytest11")}
+
+
+def test_entry_point_is_registered():
+    assert "pytest_egbench.plugin" in _entry_points()
+
+
+def test_module_import_is_light():
+    code = "import sys, pytest_egbench.plugin, pytest_egbench.fixtures; print(sorted(m for m in ('torch', 'numpy', 'transformers') if m in sys.modules))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"

@@ -1,0 +1,112 @@
+"""JSON layout, atomic writes and the terminal stage table, on synthetic measurements."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from pytest_egbench.options import Settings
+from pytest_egbench.report import benchmark_json, markdown_report, render_markdown, render_text, stage_table, terminal_lines, write_json_atomic
+from pytest_egbench.session import EgbenchSession, Measurement, measurements_from_timing
+from pytest_egbench.timing import TimingResults
+
+
+def timing(scale: int = 1) -> TimingResults:
+    ms = 1_000_000
+    return TimingResults(
+        stages=["load", "prefill", "decode"],
+        steady={"load": [1 * ms * scale] * 3, "prefill": [4 * ms * scale, 5 * ms * scale, 6 * ms * scale], "decode": [15 * ms * scale] * 3},
+        cold={"load": 9 * ms, "prefill": 40 * ms, "decode": 30 * ms},
+        warmup={"load": [2 * ms], "prefill": [6 * ms], "decode": [16 * ms]},
+        tokens={"load": [None] * 3, "prefill": [637] * 3, "decode": [15] * 3},
+        cold_tokens={"prefill": 637, "decode": 15},
+    )
+
+
+def session_with(*models: str) -> EgbenchSession:
+    session = EgbenchSession(Settings(enabled=True, preset="tiny", quant="fp32"), "cpu")
+    session.device_block = {"device": "cpu", "gpu_name": None}
+    for i, model in enumerate(models, start=1):
+        session.add_timing(timing(i), nodeid=f"benchmarks/test_x.py::test_stages[{model}]", test=f"test_stages[{model}]", group="stages", model=model, params={"model": model}, extra_info={"model": model})
+    return session
+
+
+def test_measurements_from_timing_units_and_kinds():
+    ms = {m.metric: m for m in measurements_from_timing(timing(), nodeid="n", test="t", group="g", model="m", params={}, extra_info={})}
+    assert ms["prefill"].samples == pytest.approx([0.004, 0.005, 0.006]) and ms["prefill"].unit == "s"
+    assert ms["prefill"].cold == pytest.approx(0.040) and ms["prefill"].warmup == pytest.approx([0.006])
+    assert ms["tokens.prefill"].samples == [637.0] * 3 and ms["tokens.prefill"].kind == "exact"
+    assert "tokens.load" not in ms
+    assert ms["ttft"].samples == pytest.approx([0.005, 0.006, 0.007])
+    assert ms["tpot"].samples == pytest.approx([0.001] * 3) and ms["tpot"].cold == pytest.approx(0.002)
+    assert ms["decode_tokens_per_s"].unit == "tokens/s" and ms["decode_tokens_per_s"].samples == pytest.approx([1000.0] * 3)
+
+
+def test_a_metric_recorded_twice_is_refused():
+    session = session_with("eventgpt")
+    with pytest.raises(ValueError, match="recorded twice"):
+        session.add_timing(timing(), nodeid="benchmarks/test_x.py::test_stages[eventgpt]", test="t", group="stages", model="eventgpt", params={}, extra_info={})
+
+
+def test_benchmark_json_layout():
+    doc = benchmark_json(session_with("eventgpt"), {"node": "x", "egbench": {"gpu_name": None}}, {"id": "abc"})
+    assert set(doc) >= {"machine_info", "commit_info", "benchmarks", "datetime", "version", "egbench"}
+    names = {b["name"] for b in doc["benchmarks"]}
+    assert names == {f"test_stages[eventgpt]::{m}" for m in ("load", "prefill", "decode", "total", "ttft", "tpot")}
+    prefill = next(b for b in doc["benchmarks"] if b["name"].endswith("::prefill"))
+    assert prefill["group"] == "stages" and prefill["fullname"] == "benchmarks/test_x.py::test_stages[eventgpt]::prefill"
+    assert prefill["stats"]["data"] == pytest.approx([0.004, 0.005, 0.006]) and prefill["stats"]["median"] == pytest.approx(0.005)
+    extra = prefill["extra_info"]
+    assert (extra["model"], extra["stage"], extra["metric"], extra["unit"], extra["preset"], extra["quant"], extra["device"]) == ("eventgpt", "prefill", "prefill", "s", "tiny", "fp32", "cpu")
+    other = {m["name"]: m for m in doc["egbench"]["metrics"]}
+    assert other["test_stages[eventgpt]::tokens.prefill"]["stats"]["median"] == 637
+    assert doc["egbench"]["schema_version"] == 1
+    json.dumps(doc, allow_nan=False)
+
+
+def test_write_json_atomic_replaces_only_when_complete(tmp_path):
+    path = tmp_path / "out" / "results.json"
+    write_json_atomic(path, {"a": 1})
+    assert json.loads(path.read_text()) == {"a": 1}
+    with pytest.raises(TypeError):
+        write_json_atomic(path, {"a": object()})  # cannot be serialised
+    with pytest.raises(ValueError):
+        write_json_atomic(path, {"a": float("nan")})
+    assert json.loads(path.read_text()) == {"a": 1}  # the old file is intact
+    assert sorted(p.name for p in path.parent.iterdir()) == ["results.json"]  # no temporary left
+
+
+def test_stage_table_medians_shares_and_ratio():
+    session = session_with("eventgpt", "llava")
+    table = stage_table(session.measurements, ["load", "prefill", "decode"])
+    assert table.header == ["stage", "eventgpt median [IQR] ms", "share", "llava median [IQR] ms", "share", "llava / eventgpt"]
+    rows = {r[0]: r for r in table.rows}
+    assert list(rows) == ["load", "prefill", "decode", "total", "TTFT", "TPOT", "prefill tok/s", "decode tok/s", "cold total"]
+    # eventgpt medians: load 1, prefill 5 (IQR of 4,5,6 by method 3: 5.75 - 4.25), decode 15 ms
+    # -> shares 4.8 %, 23.8 %, 71.4 %
+    assert rows["prefill"] == ["prefill", "5.00 [1.50]", "23.8%", "10.0 [3.00]", "23.8%", "2.00x"]  # llava: twice as slow
+    assert rows["decode"][2] == "71.4%" and rows["load"][2] == "4.8%"
+    assert rows["decode tok/s"][1:2] == ["1000 [0]"] and rows["decode tok/s"][-1] == "0.50x"
+    assert rows["cold total"][1] == "79.0"
+    text = render_text(table)
+    assert len({len(line) for line in text[1:4]}) == 1  # aligned columns
+    md = render_markdown(table)
+    assert md[0].startswith("| stage | eventgpt median") and md[1] == "|---|---:|---:|---:|---:|---:|"
+
+
+def test_terminal_lines_head_and_groups():
+    lines = terminal_lines(session_with("eventgpt"))
+    assert lines[0].startswith("device cpu, preset tiny, weights fp32") and "[stages]" in lines
+
+
+def test_non_time_group_gets_no_stage_table():
+    session = EgbenchSession(Settings(enabled=True, preset="tiny", quant="fp32"))
+    session.add(Measurement(nodeid="n", test="t", group="memory", metric="kv_bytes", unit="bytes", kind="exact", samples=[1.0]))
+    assert stage_table(session.measurements, []) is None
+
+
+def test_markdown_report_is_built_from_measurements():
+    text = markdown_report(session_with("eventgpt"), {"egbench": {"gpu_name": None, "libraries": {"torch": "2.13.0"}}, "python_version": "3.11"})
+    assert text.startswith("# egbench report") and "## stages" in text and "| prefill | 5.00 [1.50] | 23.8% |" in text
+    assert "torch 2.13.0" in text

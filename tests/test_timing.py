@@ -1,0 +1,224 @@
+"""Stage timer behaviour with a fake clock: no real time is asserted."""
+
+from __future__ import annotations
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from pytest_egbench.timing import COLD, STEADY, WARMUP, PerfCounterClock, StageTimer, clocks_for, timer_overhead
+
+
+class FakeClock:
+    """A clock whose time only moves when the test says so; counts synchronisations."""
+
+    name = "fake"
+
+    def __init__(self) -> None:
+        self.now = 0
+        self.syncs = 0
+
+    def mark(self) -> int:
+        return self.now
+
+    def synchronize(self) -> None:
+        self.syncs += 1
+
+    def elapsed_ns(self, start: int, end: int) -> int:
+        return end - start
+
+
+def run(timer: StageTimer, clock: FakeClock, plan: dict[str, int], tokens: dict[str, int] | None = None) -> None:
+    tokens = tokens or {}
+    for rnd in timer.rounds():
+        for stage, ns in plan.items():
+            with rnd.stage(stage, tokens=tokens.get(stage)):
+                clock.now += ns + rnd.index  # each round a little slower: rounds are told apart
+
+
+def test_rounds_are_cold_then_warmup_then_steady():
+    clock = FakeClock()
+    timer = StageTimer(clock, rounds=3, warmup=2)
+    kinds = [rnd.kind for rnd in timer.rounds()]
+    assert kinds == [COLD, WARMUP, WARMUP, STEADY, STEADY, STEADY]
+
+
+def test_cold_and_warmup_are_kept_apart_from_steady():
+    clock = FakeClock()
+    timer = StageTimer(clock, rounds=3, warmup=2)
+    run(timer, clock, {"prefill": 1000})
+    res = timer.results()
+    assert res.cold == {"prefill": 1000}
+    assert res.warmup == {"prefill": [1001, 1002]}
+    assert res.steady == {"prefill": [1003, 1004, 1005]}
+    assert res.rounds == 3
+
+
+def test_results_synchronise_once_per_clock():
+    device, host = FakeClock(), FakeClock()
+    timer = StageTimer(device, host, rounds=4, warmup=1)
+    for rnd in timer.rounds():
+        with rnd.stage("load"):
+            host.now += 5
+        with rnd.stage("prefill"):
+            device.now += 7
+        assert device.syncs == 0 and host.syncs == 0  # nothing synchronises inside the rounds
+    res = timer.results()
+    timer.results()  # cached: no second synchronisation
+    assert (device.syncs, host.syncs) == (1, 1)
+    assert res.steady["load"] == [5] * 4 and res.steady["prefill"] == [7] * 4
+
+
+def test_host_stages_use_the_host_clock_unless_told():
+    device, host = FakeClock(), FakeClock()
+    timer = StageTimer(device, host, rounds=1, warmup=0)
+    for rnd in timer.rounds():
+        with rnd.stage("load"):
+            host.now += 3
+            device.now += 100
+        with rnd.stage("vision"):
+            device.now += 11
+        with rnd.stage("tokenise", clock="host"):
+            host.now += 2
+    res = timer.results()
+    assert res.steady == {"load": [3], "vision": [11], "tokenise": [2]}
+
+
+def test_derived_ttft_tpot_and_throughput():
+    clock = FakeClock()
+    timer = StageTimer(clock, rounds=1, warmup=0)
+    plan = {"load": 1_000_000, "preprocess": 2_000_000, "vision": 3_000_000, "prefill": 4_000_000, "decode": 15_000_000}
+    for rnd in timer.rounds():
+        for stage, ns in plan.items():
+            with rnd.stage(stage) as span:
+                clock.now += ns
+                span.tokens = {"prefill": 637, "decode": 15}.get(stage)
+    derived = timer.results().derived()
+    assert derived["ttft"] == [10_000_000.0]  # load + preprocess + vision + prefill
+    assert derived["total"] == [25_000_000.0]
+    assert derived["tpot"] == [1_000_000.0]  # 15 ms over the 15 tokens decode produced
+    assert derived["decode_tokens_per_s"] == pytest.approx([1000.0])
+    assert derived["prefill_tokens_per_s"] == pytest.approx([637 / 0.004])
+
+
+def test_no_tpot_without_decode_tokens():
+    clock = FakeClock()
+    timer = StageTimer(clock, rounds=2, warmup=0)
+    run(timer, clock, {"prefill": 10, "decode": 10}, tokens={"decode": 0})
+    derived = timer.results().derived()
+    assert "tpot" not in derived and "ttft" in derived
+
+
+def test_a_stage_timed_twice_in_a_round_is_an_error():
+    timer = StageTimer(FakeClock(), rounds=1, warmup=0)
+    rnd = timer.round()
+    with rnd.stage("vision"):
+        pass
+    with pytest.raises(ValueError, match="'vision' timed twice in round 0"):
+        with rnd.stage("vision"):
+            pass
+
+
+def test_stages_do_not_nest():
+    rnd = StageTimer(FakeClock()).round()
+    with pytest.raises(ValueError, match="do not nest"):
+        with rnd.stage("prefill"):
+            with rnd.stage("decode"):
+                pass
+
+
+@pytest.mark.parametrize("name", ["", "two words", "9lives", "pre/fill"])
+def test_bad_stage_names_are_refused(name):
+    rnd = StageTimer(FakeClock()).round()
+    with pytest.raises(ValueError, match="bad stage name"):
+        with rnd.stage(name):
+            pass
+
+
+def test_bad_token_count_is_refused():
+    rnd = StageTimer(FakeClock()).round()
+    with pytest.raises(ValueError, match="tokens must be a non-negative int"):
+        with rnd.stage("decode", tokens=-1):
+            pass
+
+
+def test_a_failing_stage_is_not_recorded():
+    clock = FakeClock()
+    timer = StageTimer(clock, rounds=1, warmup=0)
+    rnd = timer.round()
+    with pytest.raises(RuntimeError):
+        with rnd.stage("prefill"):
+            raise RuntimeError("out of memory")
+    assert not timer.used
+
+
+def test_results_need_a_steady_round():
+    clock = FakeClock()
+    timer = StageTimer(clock, rounds=1, warmup=1)
+    with timer.round().stage("prefill"):
+        clock.now += 1
+    with pytest.raises(ValueError, match="no steady-state round"):
+        timer.results()
+
+
+def test_steady_rounds_must_time_the_same_stages():
+    clock = FakeClock()
+    timer = StageTimer(clock, rounds=2, warmup=0)
+    rounds = timer.rounds()
+    next(rounds)  # cold
+    with next(rounds).stage("prefill"):
+        pass
+    r = next(rounds)
+    with r.stage("prefill"):
+        pass
+    with r.stage("decode"):
+        pass
+    with pytest.raises(ValueError, match="different stages"):
+        timer.results()
+
+
+def test_bad_rounds_and_warmup():
+    with pytest.raises(ValueError):
+        StageTimer(FakeClock(), rounds=0)
+    with pytest.raises(ValueError):
+        StageTimer(FakeClock(), warmup=-1)
+
+
+def test_stage_hook_runs_inside_the_stage():
+    clock = FakeClock()
+
+    def hook(span):
+        clock.now += 50 if span.name == "decode" else 0
+
+    timer = StageTimer(clock, rounds=1, warmup=0, stage_hook=hook)
+    run(timer, clock, {"prefill": 10, "decode": 10})
+    assert timer.results().steady == {"prefill": [11], "decode": [61]}
+
+
+@given(
+    plan=st.dictionaries(st.sampled_from(["load", "preprocess", "vision", "prefill", "decode", "extra"]), st.integers(0, 10**9), min_size=1),
+    rounds=st.integers(1, 5),
+    warmup=st.integers(0, 3),
+)
+def test_every_steady_duration_is_what_the_clock_moved(plan, rounds, warmup):
+    clock = FakeClock()
+    timer = StageTimer(clock, rounds=rounds, warmup=warmup)
+    run(timer, clock, plan)
+    res = timer.results()
+    first_steady = 1 + warmup
+    for stage, ns in plan.items():
+        assert res.steady[stage] == [ns + first_steady + i for i in range(rounds)]
+        assert res.cold[stage] == ns
+    assert res.derived()["total"] == [float(sum(res.steady[s][i] for s in plan)) for i in range(rounds)]
+
+
+def test_cpu_clocks_and_overhead_structure():
+    device_clock, host_clock = clocks_for("cpu")
+    assert isinstance(device_clock, PerfCounterClock) and device_clock is host_clock
+    readings, host_ns = timer_overhead(device_clock, rounds=50)
+    assert len(readings) == 50 and all(r >= 0 for r in readings) and host_ns > 0
+
+
+def test_unknown_device_has_no_clock():
+    with pytest.raises(ValueError, match="no clock"):
+        clocks_for("mps")
