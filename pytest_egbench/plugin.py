@@ -38,6 +38,10 @@ def pytest_configure(config: pytest.Config) -> None:
     for name, text in MARKERS.items():
         config.addinivalue_line("markers", text)
     settings = options.resolve(config)
+    if settings.save:
+        # Baseline files, fingerprints and verdicts are not built yet; refusing is better than
+        # accepting the flag and saving nothing.
+        raise pytest.UsageError("--egbench-save: saving baselines is not available in this version (no baseline store yet)")
     if settings.enabled:
         from .device import resolve_device
         from .machine import device_info

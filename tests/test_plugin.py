@@ -201,3 +201,19 @@ def test_module_import_is_light():
     code = "import sys, pytest_egbench.plugin, pytest_egbench.fixtures; print(sorted(m for m in ('torch', 'numpy', 'transformers') if m in sys.modules))"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
+
+
+def test_save_is_refused_until_there_is_a_baseline_store(pytester):
+    pytester.makepyfile(test_a="def test_a(): pass")
+    result = pytester.runpytest("--egbench", "--egbench-save")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    assert "--egbench-save: saving baselines is not available" in result.stderr.str()
+
+
+def test_report_file_is_written(pytester):
+    pytester.makepyfile(test_bench=BENCH)
+    out = pytester.path / "report.md"
+    result = pytester.runpytest("--egbench", "--egbench-rounds", "2", "--egbench-device", "cpu", f"--egbench-report={out}")
+    result.assert_outcomes(passed=2)
+    text = out.read_text()
+    assert text.startswith("# egbench report") and "## toy" in text and "| prefill |" in text
