@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from pytest_egbench.stats import benchmark_stats, summarize
@@ -53,3 +53,64 @@ def test_quartiles_are_ordered_and_inside_the_range(samples):
     s = summarize(samples)
     tol = 1e-9 * max(1.0, abs(s.max), abs(s.min))
     assert s.min - tol <= s.q1 <= s.median + tol and s.median - tol <= s.q3 <= s.max + tol
+
+
+# --------------------------------------------------------------------------- Mann-Whitney U
+
+from pytest_egbench.stats import mann_whitney_u  # noqa: E402
+
+
+def test_mwu_hand_computed_exact():
+    # every x above every y: U = 3*3 = 9, and only 1 of the C(6,3) = 20 rankings is that extreme
+    r = mann_whitney_u([4, 5, 6], [1, 2, 3])
+    assert (r.u, r.method) == (9.0, "exact") and r.p == pytest.approx(1 / 20)
+    # the mirror image: no evidence that x is larger
+    assert mann_whitney_u([1, 2, 3], [4, 5, 6]).p == pytest.approx(1.0)
+    # one inversion: U = 8, P(U >= 8) = 2/20
+    assert mann_whitney_u([3.5, 5, 6], [1, 2, 4]).p == pytest.approx(2 / 20)
+
+
+def test_mwu_identical_samples_never_look_slower():
+    r = mann_whitney_u([1.0] * 8, [1.0] * 8)
+    assert r.p == 1.0 and r.method == "normal"
+
+
+def test_mwu_empty_is_refused():
+    with pytest.raises(ValueError):
+        mann_whitney_u([], [1.0])
+
+
+@given(
+    st.lists(st.integers(0, 8), min_size=1, max_size=15),
+    st.lists(st.integers(0, 8), min_size=1, max_size=15),
+    st.booleans(),
+)
+@settings(deadline=None)  # the first call imports scipy
+def test_mwu_matches_scipy(x, y, continuous):
+    scipy_stats = pytest.importorskip("scipy.stats")
+    if continuous:  # break ties deterministically so that the exact path is exercised
+        x = [v + 0.001 * i for i, v in enumerate(x)]
+        y = [v + 0.0005 + 0.001 * i for i, v in enumerate(y)]
+    ours = mann_whitney_u(x, y)
+    theirs = scipy_stats.mannwhitneyu(x, y, alternative="greater", method="exact" if ours.method == "exact" else "asymptotic")
+    assert ours.u == pytest.approx(theirs.statistic)
+    assert ours.p == pytest.approx(theirs.pvalue, abs=1e-12)
+
+
+@given(st.lists(finite, min_size=2, max_size=12), st.lists(finite, min_size=2, max_size=12))
+def test_mwu_sides_are_complementary_without_ties(x, y):
+    if set(x) & set(y) or len(set(x)) < len(x) or len(set(y)) < len(y):
+        return
+    greater, less = mann_whitney_u(x, y), mann_whitney_u(y, x)
+    assert greater.u + less.u == len(x) * len(y)
+    # exact distributions: P(U >= u) + P(U <= u - 1) = 1
+    assert greater.p + less.p == pytest.approx(1 + _point(x, y), abs=1e-12)
+
+
+def _point(x, y):
+    """P(U = u observed), the overlap of the two one-sided tails."""
+    from pytest_egbench.stats import _u_distribution
+
+    u = int(mann_whitney_u(x, y).u)
+    dist = _u_distribution(len(x), len(y))
+    return dist[u] / sum(dist)
