@@ -7,13 +7,12 @@ Fixtures are handed the run's collaborators (settings, the session's ``add_timin
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import pytest
 
 from .options import Settings
-from .plugin import CALL_FAILED_KEY, SESSION_KEY, SETTINGS_KEY
+from .plugin import SESSION_KEY, SETTINGS_KEY, TIMERS_KEY
 
 if TYPE_CHECKING:
     import torch
@@ -48,40 +47,24 @@ def egbench_device(egbench_session: EgbenchSession) -> torch.device:
     return egbench_session.device
 
 
-def _group(item: pytest.Item) -> str:
-    marker = item.get_closest_marker("egbench")
-    group = marker.kwargs.get("group") if marker else None
-    return str(group or getattr(item, "originalname", item.name))
-
-
 @pytest.fixture
-def stage_timer(request: pytest.FixtureRequest, egbench_session: EgbenchSession) -> Iterator[StageTimer]:
+def stage_timer(request: pytest.FixtureRequest, egbench_session: EgbenchSession) -> StageTimer:
     """A :class:`~pytest_egbench.timing.StageTimer` on the benchmark device.
 
     CUDA: stages are timed with CUDA events (``load`` and ``preprocess`` with the host clock after a
     device synchronisation); CPU: ``time.perf_counter_ns``. ``rounds()`` gives 1 cold round,
     ``--egbench-warmup`` warm-up rounds and ``--egbench-rounds`` steady rounds. Set
-    ``stage_timer.extra_info["model"]`` to label the column in the stage table. When the test
-    passes, every stage, token count and derived metric (TTFT, TPOT, tokens/s) is recorded in the
-    session under the test's name and the group ``egbench(group=...)`` (default: the test function).
+    ``stage_timer.extra_info["model"]`` to label the column in the stage table. When the test body
+    passes, every stage, token count and derived metric (TTFT, TPOT, tokens/s) is recorded under the
+    test's name and the group ``egbench(group=...)`` (default: the test function), then judged
+    against the baseline (see the plugin's ``pytest_runtest_call``). ``--egbench-inject`` slowdowns
+    are applied through the timer's stage hook.
     """
-    from .timing import StageTimer, clocks_for
+    from .timing import SlowdownInjector, StageTimer, clocks_for
 
     settings = egbench_session.settings
     device_clock, host_clock = clocks_for(egbench_session.device)
-    timer = StageTimer(device_clock, host_clock, rounds=settings.rounds, warmup=settings.warmup)
-    yield timer
-    if not timer.used or request.node.stash.get(CALL_FAILED_KEY, False):
-        return
-    item = request.node
-    callspec = getattr(item, "callspec", None)
-    params: dict[str, Any] = dict(callspec.params) if callspec else {}
-    egbench_session.add_timing(
-        timer.results(),
-        nodeid=item.nodeid,
-        test=item.name,
-        group=_group(item),
-        model=timer.extra_info.get("model"),
-        params=params,
-        extra_info=timer.extra_info,
-    )
+    hook = SlowdownInjector(dict(settings.inject), egbench_session.device) if settings.inject else None
+    timer = StageTimer(device_clock, host_clock, rounds=settings.rounds, warmup=settings.warmup, stage_hook=hook)
+    request.node.stash.setdefault(TIMERS_KEY, []).append(timer)
+    return timer

@@ -173,6 +173,18 @@ def parse_metric_tolerance(value: str) -> tuple[str, float]:
     return metric, parse_percent(pct)
 
 
+def parse_injection(value: str) -> tuple[str, float]:
+    """``STAGE=PCT``, e.g. ``decode=20%``: a slowdown to inject into one stage (0 < PCT)."""
+    stage, sep, pct = value.partition("=")
+    stage = stage.strip()
+    if not sep or not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_.\-]*", stage):
+        raise argparse.ArgumentTypeError(f"{value!r} is not STAGE=PERCENT (for example decode=20%)")
+    fraction = parse_percent(pct)
+    if fraction <= 0:
+        raise argparse.ArgumentTypeError(f"{value!r}: the slowdown must be above 0%")
+    return stage, fraction
+
+
 # --------------------------------------------------------------------------- the table
 
 
@@ -213,6 +225,7 @@ OPTIONS: tuple[OptionSpec, ...] = (
     OptionSpec("tolerance", "--egbench-tolerance", "relative latency tolerance before a slowdown fails (default 5%)", parse_percent, 0.05, metavar="PCT"),
     OptionSpec("metric_tolerances", "--egbench-metric-tolerance", "per-metric latency tolerance METRIC=PCT, e.g. decode=8% (repeatable)", parse_metric_tolerance, (), repeat=True, metavar="METRIC=PCT"),
     OptionSpec("tolerance_abs", "--egbench-tolerance-abs", "absolute tolerance for rates such as acceptance (default 0.02)", parse_abs_tolerance, 0.02, metavar="X"),
+    OptionSpec("inject", "--egbench-inject", "add a calibrated delay of PCT to every steady-state round of STAGE, e.g. decode=20% (repeatable), to check that the gate catches a slowdown; such a run cannot be saved", parse_injection, (), ini=False, repeat=True, metavar="STAGE=PCT"),
     OptionSpec("pvalue", "--egbench-pvalue", "significance level of the one-sided Mann-Whitney U test (default 0.01)", parse_probability, 0.01, metavar="P"),
 )
 
@@ -240,6 +253,7 @@ class Settings:
     metric_tolerances: tuple[tuple[str, float], ...] = ()
     tolerance_abs: float = 0.02
     pvalue: float = 0.01
+    inject: tuple[tuple[str, float], ...] = ()
     #: where each value came from ("command line", "ini", "default"), for messages
     sources: dict[str, str] = field(default_factory=dict, compare=False, repr=False)
 

@@ -19,7 +19,7 @@ if TYPE_CHECKING:
 
 SETTINGS_KEY = pytest.StashKey["options.Settings"]()
 SESSION_KEY = pytest.StashKey["EgbenchSession"]()
-CALL_FAILED_KEY = pytest.StashKey[bool]()
+TIMERS_KEY = pytest.StashKey[list]()
 OUTPUT_ERRORS_KEY = pytest.StashKey[list]()
 OUTPUT_WRITTEN_KEY = pytest.StashKey[list]()
 
@@ -38,10 +38,8 @@ def pytest_configure(config: pytest.Config) -> None:
     for name, text in MARKERS.items():
         config.addinivalue_line("markers", text)
     settings = options.resolve(config)
-    if settings.save:
-        # Baseline files, fingerprints and verdicts are not built yet; refusing is better than
-        # accepting the flag and saving nothing.
-        raise pytest.UsageError("--egbench-save: saving baselines is not available in this version (no baseline store yet)")
+    if settings.save and settings.inject:
+        raise pytest.UsageError("--egbench-save with --egbench-inject: a run with an injected slowdown can never be saved as a baseline")
     if settings.enabled:
         from .device import resolve_device
         from .machine import device_info
@@ -51,6 +49,12 @@ def pytest_configure(config: pytest.Config) -> None:
         settings = settings.for_device(device.type)
         session = EgbenchSession(settings, device)
         session.device_block = device_info(device)
+        from .baselines import BaselineError
+
+        try:
+            session.baselines  # read and validate every baseline file now, before any benchmark
+        except BaselineError as exc:
+            raise pytest.UsageError(f"--egbench-baseline-dir: {exc}") from None
         config.stash[SESSION_KEY] = session
     config.stash[SETTINGS_KEY] = settings
     config.stash[OUTPUT_ERRORS_KEY] = []
@@ -101,11 +105,59 @@ def pytest_runtest_setup(item: pytest.Item) -> None:
 
 
 @pytest.hookimpl(wrapper=True)
-def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Generator[None, pytest.TestReport, pytest.TestReport]:
-    report = yield
-    if report.when == "call" and not report.passed:
-        item.stash[CALL_FAILED_KEY] = True
-    return report
+def pytest_runtest_call(item: pytest.Item) -> Generator[None, None, None]:
+    """After a benchmark's body passed: record its stage timers, then judge its measurements
+    against the baseline, so a regression is an ordinary test failure (not an error in teardown
+    or in the terminal summary)."""
+    result = yield  # a failing body raises here, and nothing is recorded
+    egb = item.config.stash.get(SESSION_KEY, None)
+    if egb is None or item.get_closest_marker("egbench") is None:
+        return result
+    _record_and_judge(egb, item)
+    return result
+
+
+def _record_and_judge(egb: EgbenchSession, item: pytest.Item) -> None:
+    from .verdict import IMPROVEMENT, REGRESSION
+
+    marker = item.get_closest_marker("egbench")
+    callspec = getattr(item, "callspec", None)
+    for timer in item.stash.get(TIMERS_KEY, []):
+        if timer.used:
+            egb.add_timing(
+                timer.results(),
+                nodeid=item.nodeid,
+                test=item.name,
+                group=str(marker.kwargs.get("group") or getattr(item, "originalname", item.name)),
+                model=timer.extra_info.get("model"),
+                params=dict(callspec.params) if callspec else {},
+                extra_info=timer.extra_info,
+            )
+    measured = [m for m in egb.measurements if m.nodeid == item.nodeid]
+    if not measured or egb.settings.save:
+        return
+    try:
+        tolerances = {k: options.parse_percent(str(v)) for k, v in (marker.kwargs.get("tolerances") or {}).items()}
+    except Exception as exc:
+        raise pytest.UsageError(f"{item.nodeid}: egbench(tolerances=...) marker: {exc}") from None
+    verdicts, missing = egb.judge(measured, tolerances)
+    for v in verdicts:
+        if v.warning:
+            egb.notes.append(f"{item.name}: {v.warning}")
+        if v.status == IMPROVEMENT:
+            egb.notes.append(f"{item.name}: {v.message}")
+    regressions = [v.message for v in verdicts if v.status == REGRESSION]
+    if regressions:
+        pytest.fail(f"egbench: {len(regressions)} metric(s) regressed against baseline {egb.fingerprint_name()}:\n  " + "\n  ".join(regressions), pytrace=False)
+    judged_timing = [v for v in verdicts if v.metric in {m.metric for m in measured if m.kind != "exact"}]
+    if missing and not judged_timing:
+        exact = sum(1 for v in verdicts)
+        pytest.skip(
+            f"no baseline for this machine: fingerprint {egb.fingerprint_name()} is not in {egb.settings.baseline_dir} "
+            f"({len(missing)} metric(s) not compared; {exact} exact metric(s) compared and equal). Save one with --egbench-save"
+        )
+    if missing:
+        egb.notes.append(f"{item.name}: not in the baseline yet: {', '.join(missing)}")
 
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
@@ -115,7 +167,9 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
         return
     from .report import write_outputs
 
-    written, errors = write_outputs(egb)
+    written, errors = write_outputs(egb, save=egb.settings.save and session.testsfailed == 0)
+    if egb.settings.save and session.testsfailed:
+        errors.append(f"--egbench-save: {session.testsfailed} test(s) failed, so no baseline was saved")
     config.stash[OUTPUT_WRITTEN_KEY].extend(written)
     config.stash[OUTPUT_ERRORS_KEY].extend(errors)
     if errors and session.exitstatus == pytest.ExitCode.OK:
@@ -137,5 +191,7 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter, exitstatu
             tr.write_line(line)
     for path in config.stash[OUTPUT_WRITTEN_KEY]:
         tr.write_line(f"egbench: wrote {path}")
+    for note in egb.notes:
+        tr.write_line(f"egbench: {note}", yellow=True)
     for error in config.stash[OUTPUT_ERRORS_KEY]:
         tr.write_line(f"egbench: ERROR {error}", red=True, bold=True)

@@ -9,9 +9,6 @@ else). No torch here.
 
 from __future__ import annotations
 
-import json
-import os
-import tempfile
 from collections import defaultdict
 from dataclasses import dataclass
 from collections.abc import Sequence
@@ -19,7 +16,8 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from .session import SECONDS, EgbenchSession, Measurement
+from .atomic import write_json_atomic, write_text_atomic
+from .session import SECONDS, EgbenchSession, Measurement, _jsonable
 from .stats import benchmark_stats, summarize
 
 SCHEMA_VERSION = 1
@@ -53,7 +51,7 @@ def benchmark_json(session: EgbenchSession, machine_info: dict[str, Any], commit
             "group": m.group,
             "name": m.name,
             "fullname": m.fullname,
-            "params": m.params or None,
+            "params": _jsonable(m.params) or None,
             "param": "-".join(str(v) for v in m.params.values()) or None,
             "extra_info": _extra_info(m, run, device),
             "options": {"timer": "egbench", "rounds": len(m.samples), "warmup": len(m.warmup)},
@@ -68,39 +66,6 @@ def benchmark_json(session: EgbenchSession, machine_info: dict[str, Any], commit
         "version": pb_version,
         "egbench": {"schema_version": SCHEMA_VERSION, "settings": run, "metrics": other},
     }
-
-
-def _atomic(path: Path, write: Any) -> None:
-    path = Path(path)
-    for folder in (path.parent, *path.parent.parents):
-        if folder.exists() and not folder.is_dir():
-            raise NotADirectoryError(f"{folder} is a file, not a folder")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            write(fh)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-def write_json_atomic(path: Path, document: Any) -> None:
-    """Write ``document`` as JSON to ``path`` through a temporary file and a rename.
-
-    An existing file is replaced only once the new one is complete, so a crash or a value that
-    cannot be serialised leaves the old file as it was. Raises ``OSError`` (``NotADirectoryError``
-    when a parent is a file), ``TypeError`` or ``ValueError`` (NaN/inf) for bad content.
-    """
-
-    def write(fh: Any) -> None:
-        json.dump(document, fh, indent=2, allow_nan=False)
-        fh.write("\n")
-
-    _atomic(path, write)
 
 
 # --------------------------------------------------------------------------- stage tables
@@ -250,34 +215,43 @@ def markdown_report(session: EgbenchSession, machine: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def write_text_atomic(path: Path, text: str) -> None:
-    """Write ``text`` to ``path`` through a temporary file and a rename (see :func:`write_json_atomic`)."""
-    _atomic(path, lambda fh: fh.write(text))
-
-
-def write_outputs(session: EgbenchSession) -> tuple[list[Path], list[str]]:
-    """Write the files the options asked for (``--egbench-json``, ``--egbench-report``).
+def write_outputs(session: EgbenchSession, *, save: bool = False) -> tuple[list[Path], list[str]]:
+    """Write the files the options asked for (``--egbench-json``, ``--egbench-report``, and the
+    baseline of this machine's fingerprint when ``save``).
 
     Returns (paths written, error messages). An error names the option and the file; the file it
     would have replaced is left intact.
     """
-    from .machine import commit_info, machine_info
+    from .machine import commit_info
 
     written: list[Path] = []
     errors: list[str] = []
     s = session.settings
-    if s.json is None and s.report is None:
+    if s.json is None and s.report is None and not save:
         return written, errors
-    machine = machine_info(session.device_block, session.run_info())
+    machine = session.machine
     outputs = []
     if s.json is not None:
         outputs.append(("--egbench-json", s.json, lambda: write_json_atomic(s.json, benchmark_json(session, machine, commit_info()))))
     if s.report is not None:
         outputs.append(("--egbench-report", s.report, lambda: write_text_atomic(s.report, markdown_report(session, machine))))
+    if save:
+        from datetime import datetime, timezone
+
+        from .baselines import save as save_baseline
+
+        directory = Path(s.baseline_dir)
+        outputs.append(
+            (
+                "--egbench-save",
+                directory / f"{session.fingerprint_name()}.json",
+                lambda: save_baseline(directory, session.fingerprint, session.baseline_entries(), created=datetime.now(timezone.utc).isoformat(), commit=commit_info().get("id")),
+            )
+        )
     for option, path, write in outputs:
         try:
             write()
             written.append(path)
-        except (OSError, TypeError, ValueError) as exc:
+        except (OSError, TypeError, ValueError) as exc:  # BaselineError is a ValueError
             errors.append(f"{option} {path}: could not write the results: {exc}")
     return written, errors

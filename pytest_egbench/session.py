@@ -11,7 +11,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from .baselines import Baseline, Entry, find, fingerprint, fingerprint_name, load_dir, same_config
 from .options import STAGES, Settings
+from .verdict import IMPROVEMENT, NOISE_ONLY, REGRESSION, Verdict, judge
 
 if TYPE_CHECKING:
     from .timing import TimingResults
@@ -128,6 +130,67 @@ class EgbenchSession:
         self.device = device
         self.measurements: list[Measurement] = []
         self.device_block: dict[str, Any] | None = None
+        self.notes: list[str] = []  # improvements and warnings, printed in the summary
+        self._machine: dict[str, Any] | None = None
+        self._baselines: list[Baseline] | None = None
+
+    # ------------------------------------------------------------------ machine and baselines
+
+    @property
+    def machine(self) -> dict[str, Any]:
+        """``machine_info`` of this run (computed once)."""
+        if self._machine is None:
+            from .machine import machine_info
+
+            self._machine = machine_info(self.device_block, self.run_info())
+        return self._machine
+
+    @property
+    def fingerprint(self) -> dict[str, Any]:
+        return fingerprint(self.machine, self.settings.preset or "", self.settings.quant or "")
+
+    @property
+    def baselines(self) -> list[Baseline]:
+        """Every baseline in ``--egbench-baseline-dir`` (read once; a malformed file raises
+        :class:`~pytest_egbench.baselines.BaselineError`)."""
+        if self._baselines is None:
+            self._baselines = load_dir(self.settings.baseline_dir) if self.settings.baseline_dir else []
+        return self._baselines
+
+    def judge(self, measurements: list[Measurement], tolerances: dict[str, float] | None = None) -> tuple[list[Verdict], list[str]]:
+        """Verdicts for one test's measurements, and the metrics that had nothing to compare with.
+
+        Latency, throughput and rate metrics are compared only with the baseline of this machine's
+        fingerprint; exact metrics with that one, else with any baseline of the same preset and
+        quantisation (token counts do not depend on the machine). ``tolerances``: per-metric
+        relative tolerances from the test's ``egbench`` marker (they win over the ini/command line).
+        """
+        s = self.settings
+        fp = self.fingerprint
+        own = find(self.baselines, fp)
+        config_peers = [b for b in self.baselines if same_config(b.fingerprint, fp)]
+        verdicts: list[Verdict] = []
+        missing: list[str] = []
+        for m in measurements:
+            entry = own.entries.get(m.fullname) if own else None
+            if entry is None and m.kind == EXACT:
+                entry = next((b.entries[m.fullname] for b in config_peers if m.fullname in b.entries), None)
+            if entry is None:
+                missing.append(m.metric)
+                continue
+            tol = (tolerances or {}).get(m.metric, s.tolerance_for(m.metric))
+            verdicts.append(judge(m.metric, m.kind, m.unit, entry.samples, m.samples, tolerance=tol, tolerance_abs=s.tolerance_abs, alpha=s.pvalue))
+        return verdicts, missing
+
+    def baseline_entries(self) -> dict[str, Entry]:
+        """This run's measurements as baseline entries, keyed by full name."""
+        return {
+            m.fullname: Entry(m.metric, m.unit, m.kind, list(m.samples), m.model, m.stage, _jsonable(m.params))
+            for m in self.measurements
+        }
+
+    def fingerprint_name(self) -> str:
+        return fingerprint_name(self.fingerprint)
 
     def add(self, measurement: Measurement) -> None:
         names = {m.fullname for m in self.measurements}
@@ -151,8 +214,17 @@ class EgbenchSession:
             "rounds": s.rounds,
             "warmup": s.warmup,
             "max_new_tokens": s.max_new_tokens,
+            "inject": {stage: pct for stage, pct in s.inject},
         }
 
     def stage_order(self, stages: set[str]) -> list[str]:
         """Known stages in pipeline order, then free names alphabetically."""
         return [s for s in STAGES if s in stages] + sorted(stages - set(STAGES))
+
+
+def _jsonable(params: dict[str, Any]) -> dict[str, Any]:
+    """Parameter values as JSON scalars (others by ``str``)."""
+    return {k: v if isinstance(v, (str, int, float, bool)) or v is None else str(v) for k, v in params.items()}
+
+
+__all__ = ["EgbenchSession", "Measurement", "measurements_from_timing", "IMPROVEMENT", "NOISE_ONLY", "REGRESSION"]

@@ -186,8 +186,9 @@ class Round:
         self._open = name
         span.start = span.clock.mark()
         try:
+            self._timer._hook(span, "start")
             yield span
-            self._timer._before_stage_end(span)
+            self._timer._hook(span, "end")
         finally:
             span.end = span.clock.mark()
             self._open = None
@@ -248,6 +249,76 @@ def _derive(stages: list[str], durations: dict[str, list[int]], tokens: dict[str
     return out
 
 
+class SlowdownInjector:
+    """A stage hook that makes chosen stages slower by a known fraction (``--egbench-inject``).
+
+    ``slowdowns``: ``{stage: fraction}``, e.g. ``{"decode": 0.2}``. In each steady round of such a
+    stage it adds, just before the stage's end mark, ``fraction x`` the stage's duration:
+
+    * host-clocked stages and CPU runs: the elapsed host time is known at the stage's end, so the
+      delay is a busy wait of exactly ``fraction x elapsed``;
+    * CUDA-event stages: elapsed device time is not known without a synchronisation, so in the cold
+      and warm-up rounds (which never enter the statistics) the injector synchronises at the
+      stage's start and end and measures it on the host clock; steady rounds then get one
+      ``torch.cuda._sleep`` spin kernel of ``fraction x`` the median of those measurements, its
+      spin rate calibrated once.
+
+    For decode this equals a per-token delay of ``fraction x TPOT``.
+    """
+
+    def __init__(self, slowdowns: dict[str, float], device: Any = "cpu") -> None:
+        self.slowdowns = dict(slowdowns)
+        self.device = device
+        self._starts: dict[int, int] = {}
+        self._calibration: dict[str, list[int]] = {}
+        self._cycles_per_ns: float | None = None
+
+    def __call__(self, span: StageSpan, phase: str) -> None:
+        fraction = self.slowdowns.get(span.name)
+        if not fraction:
+            return
+        if not isinstance(span.clock, CudaEventClock):
+            if phase == "end" and span.kind == STEADY:
+                _busy_wait_ns(fraction * (time.perf_counter_ns() - span.start))
+            return
+        if span.kind == STEADY:
+            if phase == "end":
+                self._sleep_ns(fraction * self._stage_ns(span.name))
+            return
+        import torch
+
+        torch.cuda.synchronize(self.device)
+        now = time.perf_counter_ns()
+        if phase == "start":
+            self._starts[id(span)] = now
+        else:
+            self._calibration.setdefault(span.name, []).append(now - self._starts.pop(id(span)))
+
+    def _stage_ns(self, name: str) -> float:
+        durations = sorted(self._calibration.get(name, []))
+        if not durations:
+            raise RuntimeError(f"--egbench-inject {name}: no cold or warm-up round measured the stage")
+        return float(durations[len(durations) // 2])
+
+    def _sleep_ns(self, ns: float) -> None:
+        import torch
+
+        if self._cycles_per_ns is None:
+            torch.cuda.synchronize(self.device)
+            t0 = time.perf_counter_ns()
+            for _ in range(10):
+                torch.cuda._sleep(1_000_000)
+            torch.cuda.synchronize(self.device)
+            self._cycles_per_ns = 10 * 1_000_000 / (time.perf_counter_ns() - t0)
+        torch.cuda._sleep(int(ns * self._cycles_per_ns))
+
+
+def _busy_wait_ns(ns: float) -> None:
+    end = time.perf_counter_ns() + int(ns)
+    while time.perf_counter_ns() < end:
+        pass
+
+
 def timer_overhead(device_clock: Clock, host_clock: Clock | None = None, *, rounds: int = 2000) -> tuple[list[int], float]:
     """The stage timer's own cost, measured with empty stages.
 
@@ -276,8 +347,9 @@ class StageTimer:
     3
 
     ``rounds()`` yields 1 cold round, ``warmup`` warm-up rounds, then ``rounds`` steady rounds.
-    ``stage_hook(span)`` (optional) runs inside every stage just before its end mark; the
-    slowdown-injection option uses it. ``extra_info`` is free metadata (model name, params) that
+    ``stage_hook(span, phase)`` (optional) runs inside every stage, with ``phase`` "start" just
+    after the start mark and "end" just before the end mark (not when the stage raised);
+    :class:`SlowdownInjector` is one. ``extra_info`` is free metadata (model name, params) that
     travels with the results.
     """
 
@@ -288,7 +360,7 @@ class StageTimer:
         *,
         rounds: int = 6,
         warmup: int = 2,
-        stage_hook: Callable[[StageSpan], None] | None = None,
+        stage_hook: Callable[[StageSpan, str], None] | None = None,
     ) -> None:
         if rounds < 1 or warmup < 0:
             raise ValueError(f"need rounds >= 1 and warmup >= 0, got rounds={rounds}, warmup={warmup}")
@@ -303,9 +375,9 @@ class StageTimer:
         self._warmup_for_kind = warmup
         self._results: TimingResults | None = None
 
-    def _before_stage_end(self, span: StageSpan) -> None:
+    def _hook(self, span: StageSpan, phase: str) -> None:
         if self.stage_hook is not None:
-            self.stage_hook(span)
+            self.stage_hook(span, phase)
 
     def _kind(self, index: int) -> str:
         if index == 0:

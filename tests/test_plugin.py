@@ -44,7 +44,7 @@ def test_benchmarks_skip_with_reason_without_flag(pytester):
 def test_flag_runs_benchmarks_only_and_prints_the_stage_table(pytester):
     pytester.makepyfile(test_bench=BENCH, test_plain=PLAIN)
     result = pytester.runpytest("--egbench", "--egbench-rounds", "3", "--egbench-warmup", "1", "--egbench-device", "cpu")
-    result.assert_outcomes(passed=2, deselected=1)
+    result.assert_outcomes(skipped=2, deselected=1)  # measured, but this machine has no baseline
     result.stdout.fnmatch_lines(
         [
             "egbench: device cpu, preset tiny, weights fp32, rounds 3 after 1 cold + 1 warm-up*",
@@ -69,7 +69,7 @@ def test_json_is_pytest_benchmark_format_and_compare_reads_it(pytester):
     pytester.makepyfile(test_bench=BENCH)
     out = pytester.path / "results" / "run.json"
     result = pytester.runpytest("--egbench", "--egbench-rounds", "3", "--egbench-warmup", "0", "--egbench-device", "cpu", f"--egbench-json={out}")
-    result.assert_outcomes(passed=2)
+    result.assert_outcomes(skipped=2)
     result.stdout.fnmatch_lines([f"egbench: wrote {out}"])
     doc = json.loads(out.read_text())
     names = sorted(b["name"] for b in doc["benchmarks"])
@@ -109,7 +109,7 @@ def test_one(stage_timer, pytestconfig):
     )
     result = pytester.runpytest("--egbench", "--egbench-rounds", "1", "--egbench-device", "cpu", "--egbench-json=blocked/run.json")
     assert result.ret == pytest.ExitCode.INTERNAL_ERROR
-    result.stdout.fnmatch_lines(["egbench: ERROR --egbench-json blocked/run.json: could not write the results: blocked is a file, not a folder", "*1 passed*"])
+    result.stdout.fnmatch_lines(["egbench: ERROR --egbench-json blocked/run.json: could not write the results: blocked is a file, not a folder", "*1 skipped*"])
     assert (pytester.path / "blocked").read_text() == "not a folder"
 
 
@@ -203,17 +203,118 @@ def test_module_import_is_light():
     assert out.stdout.strip() == "[]"
 
 
-def test_save_is_refused_until_there_is_a_baseline_store(pytester):
-    pytester.makepyfile(test_a="def test_a(): pass")
-    result = pytester.runpytest("--egbench", "--egbench-save")
-    assert result.ret == pytest.ExitCode.USAGE_ERROR
-    assert "--egbench-save: saving baselines is not available" in result.stderr.str()
-
-
 def test_report_file_is_written(pytester):
     pytester.makepyfile(test_bench=BENCH)
     out = pytester.path / "report.md"
     result = pytester.runpytest("--egbench", "--egbench-rounds", "2", "--egbench-device", "cpu", f"--egbench-report={out}")
-    result.assert_outcomes(passed=2)
+    result.assert_outcomes(skipped=2)
     text = out.read_text()
     assert text.startswith("# egbench report") and "## toy" in text and "| prefill |" in text
+
+
+# --------------------------------------------------------------------------- baselines and verdicts
+
+GATED = """
+import time
+import pytest
+
+pytestmark = pytest.mark.egbench(group="gate")
+
+def test_gate(stage_timer):
+    stage_timer.extra_info["model"] = "toy"
+    for rnd in stage_timer.rounds():
+        with rnd.stage("prefill", tokens=TOKENS):
+            time.sleep(0.002)
+        with rnd.stage("decode", tokens=4):
+            time.sleep(0.004)
+"""
+RUN = ("--egbench", "--egbench-device", "cpu", "--egbench-rounds", "6", "--egbench-warmup", "1")
+
+
+def _gated(pytester, tokens=10):
+    pytester.makepyfile(test_gate=GATED.replace("TOKENS", str(tokens)))
+
+
+def test_no_baseline_skips_with_the_fingerprint(pytester):
+    _gated(pytester)
+    result = pytester.runpytest(*RUN, "-rs")
+    result.assert_outcomes(skipped=1)
+    result.stdout.fnmatch_lines(["*no baseline for this machine: fingerprint cpu-*__tiny-fp32__torch* is not in*baselines*Save one with --egbench-save*"])
+
+
+def test_save_then_compare_passes(pytester):
+    _gated(pytester)
+    result = pytester.runpytest(*RUN, "--egbench-save")
+    result.assert_outcomes(passed=1)
+    files = list((pytester.path / "baselines").glob("*.json"))
+    assert len(files) == 1 and files[0].name.startswith("cpu-") and "__tiny-fp32__" in files[0].name
+    doc = json.loads(files[0].read_text())
+    assert doc["schema_version"] == 1 and doc["fingerprint"]["preset"] == "tiny"
+    assert len(doc["entries"]["test_gate.py::test_gate::prefill"]["samples"]) == 6
+    result = pytester.runpytest(*RUN)
+    result.assert_outcomes(passed=1)
+
+
+def test_injected_decode_slowdown_fails_with_the_numbers(pytester):
+    _gated(pytester)
+    pytester.runpytest(*RUN, "--egbench-save").assert_outcomes(passed=1)
+    result = pytester.runpytest(*RUN, "--egbench-inject", "decode=20%")
+    result.assert_outcomes(failed=1)
+    result.stdout.fnmatch_lines(
+        [
+            "*egbench: * metric(s) regressed against baseline cpu-*",
+            "*decode: baseline 4.* ms [[]IQR *, n=6[]], current 4.* ms [[]IQR *, n=6[]], change +*%, one-sided Mann-Whitney p=0.00108 (tolerance 5.0%, alpha 0.01): slower*",
+        ]
+    )
+    assert "prefill: baseline" not in result.stdout.str()  # only the injected stage moved
+
+
+def test_an_injected_run_cannot_be_saved(pytester):
+    _gated(pytester)
+    result = pytester.runpytest(*RUN, "--egbench-inject", "decode=20%", "--egbench-save")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    assert "can never be saved" in result.stderr.str()
+
+
+def test_exact_metric_change_fails_even_from_another_machines_baseline(pytester):
+    _gated(pytester, tokens=10)
+    pytester.runpytest(*RUN, "--egbench-save").assert_outcomes(passed=1)
+    (path,) = (pytester.path / "baselines").glob("*.json")
+    doc = json.loads(path.read_text())
+    doc["fingerprint"]["device"] = "CPU another machine x64"
+    path.unlink()
+    (pytester.path / "baselines" / "another.json").write_text(json.dumps(doc))
+    _gated(pytester, tokens=11)
+    result = pytester.runpytest(*RUN)
+    result.assert_outcomes(failed=1)
+    result.stdout.fnmatch_lines(["*tokens.prefill: baseline 10 tokens*current 11 tokens*exact metric changed*"])
+
+
+def test_a_malformed_baseline_stops_the_run_naming_the_file(pytester):
+    _gated(pytester)
+    (pytester.path / "baselines").mkdir()
+    (pytester.path / "baselines" / "broken.json").write_text("{not json")
+    result = pytester.runpytest(*RUN)
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    assert "broken.json: not valid JSON" in result.stderr.str()
+
+
+def test_a_failing_run_saves_nothing(pytester):
+    pytester.makepyfile(
+        test_f="""
+import pytest
+pytestmark = pytest.mark.egbench
+
+def test_ok(stage_timer):
+    for rnd in stage_timer.rounds():
+        with rnd.stage("prefill"):
+            pass
+
+def test_broken():
+    assert False
+"""
+    )
+    result = pytester.runpytest(*RUN, "--egbench-save")
+    result.assert_outcomes(passed=1, failed=1)
+    result.stdout.fnmatch_lines(["*--egbench-save: 1 test(s) failed, so no baseline was saved*"])
+    assert not (pytester.path / "baselines").exists()

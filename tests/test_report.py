@@ -7,7 +7,8 @@ import json
 import pytest
 
 from pytest_egbench.options import Settings
-from pytest_egbench.report import benchmark_json, markdown_report, render_markdown, render_text, stage_table, terminal_lines, write_json_atomic
+from pytest_egbench.atomic import write_json_atomic
+from pytest_egbench.report import benchmark_json, markdown_report, render_markdown, render_text, stage_table, terminal_lines
 from pytest_egbench.session import EgbenchSession, Measurement, measurements_from_timing
 from pytest_egbench.timing import TimingResults
 

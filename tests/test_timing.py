@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from pytest_egbench.timing import COLD, STEADY, WARMUP, PerfCounterClock, StageTimer, clocks_for, timer_overhead
+from pytest_egbench.timing import COLD, STEADY, WARMUP, PerfCounterClock, SlowdownInjector, StageTimer, clocks_for, timer_overhead
 
 
 class FakeClock:
@@ -187,8 +187,8 @@ def test_bad_rounds_and_warmup():
 def test_stage_hook_runs_inside_the_stage():
     clock = FakeClock()
 
-    def hook(span):
-        clock.now += 50 if span.name == "decode" else 0
+    def hook(span, phase):
+        clock.now += 50 if (span.name, phase) == ("decode", "end") else 0
 
     timer = StageTimer(clock, rounds=1, warmup=0, stage_hook=hook)
     run(timer, clock, {"prefill": 10, "decode": 10})
@@ -222,3 +222,27 @@ def test_cpu_clocks_and_overhead_structure():
 def test_unknown_device_has_no_clock():
     with pytest.raises(ValueError, match="no clock"):
         clocks_for("mps")
+
+
+def test_injector_busy_waits_a_fraction_of_each_steady_host_stage():
+    clock = PerfCounterClock()
+    injector = SlowdownInjector({"decode": 1.0})
+    timer = StageTimer(clock, rounds=3, warmup=1, stage_hook=injector)
+    for rnd in timer.rounds():
+        with rnd.stage("prefill"):
+            _spin(2_000_000)
+        with rnd.stage("decode"):
+            _spin(2_000_000)
+    res = timer.results()
+    # +100 %: each steady decode lasts at least twice its 2 ms of work; prefill and the
+    # cold and warm-up rounds are untouched (a busy wait never returns early).
+    assert all(ns >= 4_000_000 for ns in res.steady["decode"])
+    assert min(res.steady["decode"]) > max(res.steady["prefill"])
+
+
+def _spin(ns: int) -> None:
+    import time
+
+    end = time.perf_counter_ns() + ns
+    while time.perf_counter_ns() < end:
+        pass

@@ -1,0 +1,51 @@
+"""Atomic file writes: a temporary file in the same folder, fsync, then a rename.
+
+A crash, a full disk or content that cannot be serialised leaves an existing file as it was.
+Standard library only.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+
+def _atomic(path: Path, write: Any) -> None:
+    path = Path(path)
+    for folder in (path.parent, *path.parent.parents):
+        if folder.exists() and not folder.is_dir():
+            raise NotADirectoryError(f"{folder} is a file, not a folder")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            write(fh)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def write_json_atomic(path: Path, document: Any) -> None:
+    """Write ``document`` as JSON to ``path`` through a temporary file and a rename.
+
+    An existing file is replaced only once the new one is complete, so a crash or a value that
+    cannot be serialised leaves the old file as it was. Raises ``OSError`` (``NotADirectoryError``
+    when a parent is a file), ``TypeError`` or ``ValueError`` (NaN/inf) for bad content.
+    """
+
+    def write(fh: Any) -> None:
+        json.dump(document, fh, indent=2, allow_nan=False)
+        fh.write("\n")
+
+    _atomic(path, write)
+
+
+def write_text_atomic(path: Path, text: str) -> None:
+    """Write ``text`` to ``path`` through a temporary file and a rename (see :func:`write_json_atomic`)."""
+    _atomic(path, lambda fh: fh.write(text))

@@ -1,0 +1,241 @@
+"""Baseline files: fingerprint, load (validated, migrated), save (atomic, merging).
+
+A baseline file ``baselines/<fingerprint name>.json`` holds the steady-state samples of every
+metric of one run on one kind of machine::
+
+    {"schema_version": 1,
+     "fingerprint": {"device": "NVIDIA H200", "preset": "7b", "quant": "nf4", "torch": "2.11", ...},
+     "created": "2026-11-21T06:00:00+00:00", "commit": "abc123...",
+     "entries": {"benchmarks/test_x.py::test_y[eventgpt]::prefill":
+                     {"metric": "prefill", "unit": "s", "kind": "latency", "samples": [...],
+                      "model": "eventgpt", "stage": "prefill", "params": {...}}}}
+
+Schema history (``migrate`` turns every older layout into the current one):
+
+* version 0 -- a pytest-benchmark JSON results file written by ``--egbench-json`` (no
+  ``schema_version`` key; ``benchmarks[]`` plus ``egbench.metrics``). Any results file can thus be
+  promoted to a baseline.
+* version 1 -- the layout above.
+
+Standard library only: no torch, no pytest.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Iterable, Mapping
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+SCHEMA_VERSION = 1
+_FINGERPRINT_KEYS = ("device", "preset", "quant", "torch", "transformers", "bitsandbytes", "cuda")
+
+
+class BaselineError(ValueError):
+    """A baseline file that cannot be used; the message names the file and the problem."""
+
+
+@dataclass
+class Entry:
+    """One metric's stored samples (steady-state rounds only)."""
+
+    metric: str
+    unit: str
+    kind: str
+    samples: list[float]
+    model: str | None = None
+    stage: str | None = None
+    params: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class Baseline:
+    fingerprint: dict[str, Any]
+    entries: dict[str, Entry]
+    created: str | None = None
+    commit: str | None = None
+    path: Path | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "schema_version": SCHEMA_VERSION,
+            "fingerprint": self.fingerprint,
+            "created": self.created,
+            "commit": self.commit,
+            "entries": {k: asdict(v) for k, v in sorted(self.entries.items())},
+        }
+
+
+def _major_minor(version: str | None) -> str | None:
+    if not version:
+        return None
+    m = re.match(r"(\d+)\.(\d+)", version)
+    return f"{m.group(1)}.{m.group(2)}" if m else version
+
+
+def fingerprint(machine_info: Mapping[str, Any], preset: str, quant: str) -> dict[str, Any]:
+    """What must be equal for two latency figures to be comparable.
+
+    From ``machine_info`` (see :mod:`pytest_egbench.machine`): the GPU name, or for a CPU run the
+    CPU brand and core count; the major.minor versions of torch, transformers, and (for NF4/int8)
+    bitsandbytes; the CUDA version on a GPU. Plus the preset and quantisation.
+    """
+    eg = machine_info.get("egbench", {})
+    libs = eg.get("libraries", {})
+    if eg.get("gpu_name"):
+        device = eg["gpu_name"]
+    else:
+        cpu = machine_info.get("cpu", {}) or {}
+        brand = cpu.get("brand_raw") or machine_info.get("processor") or machine_info.get("machine") or "cpu"
+        device = f"CPU {brand} x{cpu.get('count', '?')}"
+    return {
+        "device": device,
+        "preset": preset,
+        "quant": quant,
+        "torch": _major_minor(libs.get("torch")),
+        "transformers": _major_minor(libs.get("transformers")),
+        "bitsandbytes": _major_minor(libs.get("bitsandbytes")) if quant in ("nf4", "int8") else None,
+        "cuda": _major_minor(eg.get("cuda")),
+    }
+
+
+def fingerprint_name(fp: Mapping[str, Any]) -> str:
+    """A readable, file-system safe name: ``nvidia-h200__7b-nf4__torch2.11-transformers5.17-bnb0.50-cuda13.0``."""
+
+    def slug(text: str) -> str:
+        return re.sub(r"[^a-z0-9.]+", "-", text.lower()).strip("-")[:60]
+
+    libs = [f"{k if k != 'bitsandbytes' else 'bnb'}{fp[k]}" for k in ("torch", "transformers", "bitsandbytes", "cuda") if fp.get(k)]
+    return f"{slug(str(fp['device']))}__{fp['preset']}-{fp['quant']}__{'-'.join(libs)}"
+
+
+def same_config(a: Mapping[str, Any], b: Mapping[str, Any]) -> bool:
+    """Same preset and quantisation: exact metrics (token counts, KV bytes) must then agree."""
+    return a.get("preset") == b.get("preset") and a.get("quant") == b.get("quant")
+
+
+# --------------------------------------------------------------------------- reading
+
+
+def _entry(path: Path, key: str, raw: Any) -> Entry:
+    if not isinstance(raw, Mapping):
+        raise BaselineError(f"{path}: entry {key!r} is not an object")
+    missing = [k for k in ("metric", "unit", "kind", "samples") if k not in raw]
+    if missing:
+        raise BaselineError(f"{path}: entry {key!r} lacks {', '.join(missing)}")
+    samples = raw["samples"]
+    if not isinstance(samples, list) or not samples or not all(isinstance(v, (int, float)) and not isinstance(v, bool) and v == v and abs(v) != float("inf") for v in samples):
+        raise BaselineError(f"{path}: entry {key!r} needs a non-empty list of finite numbers as samples")
+    params = raw.get("params") or {}
+    if not isinstance(params, Mapping):
+        raise BaselineError(f"{path}: entry {key!r} has params that are not an object")
+    return Entry(str(raw["metric"]), str(raw["unit"]), str(raw["kind"]), [float(v) for v in samples], raw.get("model"), raw.get("stage"), dict(params))
+
+
+def _from_results_file(path: Path, doc: Mapping[str, Any]) -> dict[str, Any]:
+    """Version 0 -> 1: a pytest-benchmark results file written by ``--egbench-json``."""
+    settings = doc.get("egbench", {}).get("settings", {})
+    machine = doc.get("machine_info")
+    if not isinstance(machine, Mapping) or "preset" not in settings:
+        raise BaselineError(f"{path}: neither a baseline (no schema_version) nor an egbench results file (no machine_info / egbench.settings)")
+    entries = {}
+    for bench in list(doc.get("benchmarks", [])) + list(doc.get("egbench", {}).get("metrics", [])):
+        extra = bench.get("extra_info", {})
+        data = bench.get("stats", {}).get("data")
+        if data is None:
+            raise BaselineError(f"{path}: {bench.get('fullname')!r} has no raw samples (stats.data)")
+        entries[bench["fullname"]] = {
+            "metric": extra.get("metric"),
+            "unit": extra.get("unit"),
+            "kind": extra.get("kind"),
+            "samples": data,
+            "model": extra.get("model"),
+            "stage": extra.get("stage"),
+            "params": bench.get("params") or {},
+        }
+    return {
+        "schema_version": 1,
+        "fingerprint": fingerprint(machine, settings["preset"], settings["quant"]),
+        "created": doc.get("datetime"),
+        "commit": (doc.get("commit_info") or {}).get("id"),
+        "entries": entries,
+    }
+
+
+def migrate(path: Path, doc: Any) -> dict[str, Any]:
+    """Bring any known layout to the current schema; raises :class:`BaselineError` otherwise."""
+    if not isinstance(doc, Mapping):
+        raise BaselineError(f"{path}: the top level is not a JSON object")
+    version = doc.get("schema_version", 0)
+    if version == 0:
+        doc = _from_results_file(path, doc)
+        version = 1
+    if not isinstance(version, int) or version > SCHEMA_VERSION:
+        raise BaselineError(f"{path}: schema_version {version!r} is newer than this pytest-egbench understands ({SCHEMA_VERSION}); upgrade pytest-egbench")
+    return dict(doc)
+
+
+def load(path: Path) -> Baseline:
+    """Read, migrate and validate one baseline file.
+
+    Raises :class:`BaselineError` naming the file for unreadable JSON, an unknown or newer schema,
+    a missing fingerprint, or an entry without finite samples.
+    """
+    path = Path(path)
+    try:
+        doc = json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as exc:
+        raise BaselineError(f"{path}: not valid JSON ({exc})") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise BaselineError(f"{path}: cannot be read ({exc})") from None
+    doc = migrate(path, doc)
+    fp = doc.get("fingerprint")
+    if not isinstance(fp, Mapping) or any(k not in fp for k in ("device", "preset", "quant")):
+        raise BaselineError(f"{path}: fingerprint missing or lacking device/preset/quant")
+    entries_raw = doc.get("entries")
+    if not isinstance(entries_raw, Mapping):
+        raise BaselineError(f"{path}: 'entries' is not an object")
+    entries = {str(k): _entry(path, str(k), v) for k, v in entries_raw.items()}
+    return Baseline({k: fp.get(k) for k in _FINGERPRINT_KEYS}, entries, doc.get("created"), doc.get("commit"), path)
+
+
+def load_dir(directory: Path) -> list[Baseline]:
+    """Every ``*.json`` baseline in ``directory`` (none if it does not exist).
+
+    A malformed file raises :class:`BaselineError` rather than being skipped in silence.
+    """
+    directory = Path(directory)
+    if not directory.is_dir():
+        return []
+    return [load(p) for p in sorted(directory.glob("*.json"))]
+
+
+def find(baselines: Iterable[Baseline], fp: Mapping[str, Any]) -> Baseline | None:
+    """The baseline whose fingerprint equals ``fp`` (all of :data:`_FINGERPRINT_KEYS`)."""
+    for b in baselines:
+        if all(b.fingerprint.get(k) == fp.get(k) for k in _FINGERPRINT_KEYS):
+            return b
+    return None
+
+
+# --------------------------------------------------------------------------- writing
+
+
+def save(directory: Path, fp: Mapping[str, Any], entries: Mapping[str, Entry], *, created: str, commit: str | None) -> Path:
+    """Write (or update) the baseline of ``fp`` in ``directory``; returns its path.
+
+    Entries of the existing file that this run did not measure are kept; measured ones are
+    replaced. The file is written through a temporary file and a rename. An existing file that
+    cannot be read raises :class:`BaselineError` and is left as it is.
+    """
+    from .atomic import write_json_atomic
+
+    path = Path(directory) / f"{fingerprint_name(fp)}.json"
+    merged: dict[str, Entry] = {}
+    if path.exists():
+        merged.update(load(path).entries)
+    merged.update(entries)
+    write_json_atomic(path, Baseline(dict(fp), merged, created, commit).to_json())
+    return path

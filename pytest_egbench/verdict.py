@@ -1,0 +1,94 @@
+"""Judging a measurement against its baseline. Standard library only (no torch, no pytest).
+
+Rules (the baselines issue):
+
+* **latency** (seconds; lower is better) and **throughput** (tokens/s; higher is better): a
+  regression when the median moved the wrong way by more than the relative tolerance *and* a
+  one-sided Mann-Whitney U test gives p < alpha. With fewer than :data:`MIN_ROUNDS` rounds on
+  either side the test has too little power to reach p < 0.01 and the tolerance alone decides;
+  the verdict says so. A move the right way beyond the tolerance is an improvement: reported, not
+  failed, with a hint to re-save the baseline.
+* **exact** (token counts, KV bytes): every sample must equal the baseline's.
+* **rate** (acceptance, agreement; 0..1): a regression when the median dropped by more than the
+  absolute tolerance.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from .stats import Summary, mann_whitney_u, summarize
+
+MIN_ROUNDS = 6
+PASS, REGRESSION, IMPROVEMENT, NOISE_ONLY = "pass", "regression", "improvement", "pass (not significant)"
+LOWER_IS_BETTER = {"latency": True, "throughput": False}
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """The outcome for one metric. ``status`` is one of :data:`PASS`, :data:`REGRESSION`,
+    :data:`IMPROVEMENT`, :data:`NOISE_ONLY`; ``message`` is the line shown to the user."""
+
+    metric: str
+    status: str
+    message: str
+    change: float | None = None
+    p: float | None = None
+    warning: str | None = None
+
+
+def _fmt(value: float, unit: str) -> str:
+    if unit == "s":
+        return f"{value * 1e3:.4g} ms"
+    if unit == "bytes":
+        return f"{value:.0f} B"
+    return f"{value:.4g} {unit}" if unit not in ("ratio", "") else f"{value:.4g}"
+
+
+def _describe(name: str, base: Summary, cur: Summary, unit: str) -> str:
+    return f"{name}: baseline {_fmt(base.median, unit)} [IQR {_fmt(base.iqr, unit)}, n={base.n}], current {_fmt(cur.median, unit)} [IQR {_fmt(cur.iqr, unit)}, n={cur.n}]"
+
+
+def judge(name: str, kind: str, unit: str, baseline: Sequence[float], current: Sequence[float], *, tolerance: float, tolerance_abs: float, alpha: float) -> Verdict:
+    """Compare ``current`` samples with ``baseline`` samples of one metric (see module docstring).
+
+    ``tolerance``: relative (0.05 = 5 %); ``tolerance_abs``: for rates; ``alpha``: significance
+    level. Raises ``ValueError`` for an unknown ``kind`` or empty samples.
+    """
+    base, cur = summarize(baseline), summarize(current)
+    head = _describe(name, base, cur, unit)
+    if kind == "exact":
+        if sorted(set(current)) == sorted(set(baseline)) and len(set(current)) == 1:
+            return Verdict(name, PASS, f"{head}: equal")
+        return Verdict(name, REGRESSION, f"{head}: exact metric changed (baseline values {sorted(set(baseline))}, current {sorted(set(current))})")
+    if kind == "rate":
+        change = cur.median - base.median
+        text = f"{head}, change {change:+.4f} (absolute tolerance {tolerance_abs:.4f})"
+        if change < -tolerance_abs:
+            return Verdict(name, REGRESSION, text, change)
+        if change > tolerance_abs:
+            return Verdict(name, IMPROVEMENT, f"{text}: improved; re-save the baseline with --egbench-save", change)
+        return Verdict(name, PASS, text, change)
+    if kind not in LOWER_IS_BETTER:
+        raise ValueError(f"unknown metric kind {kind!r}")
+    if base.median == 0:
+        return Verdict(name, PASS, f"{head}: baseline median is 0, nothing to compare")
+    change = (cur.median - base.median) / base.median
+    worse = change if LOWER_IS_BETTER[kind] else -change
+    enough = min(base.n, cur.n) >= MIN_ROUNDS
+    warning = None if enough else f"{name}: only {min(base.n, cur.n)} rounds on one side (< {MIN_ROUNDS}): the Mann-Whitney test cannot reach p < {alpha}; judged by the {tolerance:.0%} tolerance alone"
+    if worse > 0:
+        slower, faster = (current, baseline) if LOWER_IS_BETTER[kind] else (baseline, current)
+    else:
+        slower, faster = (baseline, current) if LOWER_IS_BETTER[kind] else (current, baseline)
+    p = mann_whitney_u(slower, faster).p
+    text = f"{head}, change {change:+.1%}, one-sided Mann-Whitney p={p:.3g} (tolerance {tolerance:.1%}, alpha {alpha})"
+    significant = p < alpha or not enough
+    if abs(worse) <= tolerance:
+        return Verdict(name, PASS, text, change, p, warning)
+    if not significant:
+        return Verdict(name, NOISE_ONLY, f"{text}: beyond the tolerance but not significant", change, p, warning)
+    if worse > 0:
+        return Verdict(name, REGRESSION, f"{text}: {'slower' if LOWER_IS_BETTER[kind] else 'lower throughput'}", change, p, warning)
+    return Verdict(name, IMPROVEMENT, f"{text}: improved beyond the tolerance; re-save the baseline with --egbench-save", change, p, warning)

@@ -1,0 +1,137 @@
+"""Baseline files and verdicts, without pytest machinery: synthetic samples, golden files."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from pytest_egbench import baselines
+from pytest_egbench.baselines import BaselineError, Entry
+from pytest_egbench.verdict import IMPROVEMENT, NOISE_ONLY, PASS, REGRESSION, judge
+
+GOLDEN = Path(__file__).parent / "golden"
+FP = {"device": "NVIDIA H200", "preset": "7b", "quant": "nf4", "torch": "2.11", "transformers": "5.17", "bitsandbytes": "0.50", "cuda": "13.0"}
+
+
+def test_fingerprint_from_machine_info():
+    machine = {"egbench": {"gpu_name": "NVIDIA H100 80GB HBM3", "cuda": "13.0", "libraries": {"torch": "2.11.0+cu130", "transformers": "5.17.0", "bitsandbytes": "0.50.2"}}}
+    fp = baselines.fingerprint(machine, "7b", "nf4")
+    assert fp == {"device": "NVIDIA H100 80GB HBM3", "preset": "7b", "quant": "nf4", "torch": "2.11", "transformers": "5.17", "bitsandbytes": "0.50", "cuda": "13.0"}
+    assert baselines.fingerprint_name(fp) == "nvidia-h100-80gb-hbm3__7b-nf4__torch2.11-transformers5.17-bnb0.50-cuda13.0"
+    # bitsandbytes does not matter for unquantised weights; a CPU is named by brand and cores
+    cpu = baselines.fingerprint({"cpu": {"brand_raw": "AMD EPYC 9554", "count": 2}, "egbench": {"libraries": {"torch": "2.13.0"}}}, "tiny", "fp32")
+    assert cpu["device"] == "CPU AMD EPYC 9554 x2" and cpu["bitsandbytes"] is None
+
+
+def test_save_merges_and_keeps_other_entries(tmp_path):
+    a = {"t::prefill": Entry("prefill", "s", "latency", [1.0, 2.0])}
+    b = {"t::decode": Entry("decode", "s", "latency", [3.0]), "t::prefill": Entry("prefill", "s", "latency", [5.0])}
+    path = baselines.save(tmp_path, FP, a, created="c1", commit="x")
+    assert baselines.save(tmp_path, FP, b, created="c2", commit="y") == path
+    loaded = baselines.load(path)
+    assert loaded.entries["t::prefill"].samples == [5.0] and loaded.entries["t::decode"].samples == [3.0]
+    assert loaded.created == "c2" and loaded.fingerprint == FP
+    assert baselines.find([loaded], FP) is loaded and baselines.find([loaded], {**FP, "device": "x"}) is None
+
+
+def test_save_refuses_to_merge_into_a_broken_file_and_keeps_it(tmp_path):
+    path = tmp_path / f"{baselines.fingerprint_name(FP)}.json"
+    path.write_text("{broken")
+    with pytest.raises(BaselineError, match="not valid JSON"):
+        baselines.save(tmp_path, FP, {"t::x": Entry("x", "s", "latency", [1.0])}, created="c", commit=None)
+    assert path.read_text() == "{broken"
+
+
+@pytest.mark.parametrize(
+    "content, problem",
+    [
+        ("[]", "top level is not a JSON object"),
+        ('{"schema_version": 99}', "newer than this pytest-egbench understands"),
+        ('{"schema_version": 1, "entries": {}}', "fingerprint missing"),
+        ('{"schema_version": 1, "fingerprint": {"device": "d", "preset": "p", "quant": "q"}, "entries": {"k": {"metric": "m"}}}', "entry 'k' lacks unit, kind, samples"),
+        ('{"schema_version": 1, "fingerprint": {"device": "d", "preset": "p", "quant": "q"}, "entries": {"k": {"metric": "m", "unit": "s", "kind": "latency", "samples": []}}}', "non-empty list of finite numbers"),
+        ('{"schema_version": 1, "fingerprint": {"device": "d", "preset": "p", "quant": "q"}, "entries": {"k": {"metric": "m", "unit": "s", "kind": "latency", "samples": ["1"]}}}', "non-empty list of finite numbers"),
+        ('{"machine_info": {}}', "neither a baseline"),
+    ],
+)
+def test_malformed_files_name_the_file_and_problem(tmp_path, content, problem):
+    path = tmp_path / "b.json"
+    path.write_text(content)
+    with pytest.raises(BaselineError) as info:
+        baselines.load(path)
+    assert str(path) in str(info.value) and problem in str(info.value)
+
+
+def test_golden_results_file_migrates_from_version_0(tmp_path):
+    """A pytest-benchmark results file of an H200 run (kept as golden data) loads as a baseline."""
+    b = baselines.load(GOLDEN / "results-v0-h200.json")
+    assert b.fingerprint["device"] == "NVIDIA H200" and b.fingerprint["preset"] == "7b" and b.fingerprint["quant"] == "bf16"
+    prefill = b.entries["benchmarks/test_lm_stages.py::test_lm_stages::prefill"]
+    assert prefill.kind == "latency" and prefill.unit == "s" and len(prefill.samples) == 6
+    assert b.entries["benchmarks/test_lm_stages.py::test_lm_stages::tokens.prefill"].samples == [637.0] * 6
+    # and saving it writes the current schema
+    out = baselines.save(tmp_path, b.fingerprint, b.entries, created=b.created, commit=b.commit)
+    assert json.loads(out.read_text())["schema_version"] == baselines.SCHEMA_VERSION
+
+
+def test_load_dir_missing_folder_is_empty(tmp_path):
+    assert baselines.load_dir(tmp_path / "nope") == []
+
+
+# --------------------------------------------------------------------------- verdicts
+
+BASE = [10.0, 10.1, 9.9, 10.05, 9.95, 10.02]
+KW = dict(tolerance=0.05, tolerance_abs=0.02, alpha=0.01)
+
+
+def test_same_samples_pass():
+    assert judge("prefill", "latency", "s", BASE, BASE, **KW).status == PASS
+
+
+def test_clear_slowdown_is_a_regression_with_the_numbers():
+    v = judge("decode", "latency", "s", BASE, [x * 1.2 for x in BASE], **KW)
+    assert v.status == REGRESSION and v.change == pytest.approx(0.2, abs=0.01) and v.p == pytest.approx(1 / 924)
+    assert v.message.startswith("decode: baseline 1.001e+04 ms [IQR 100 ms, n=6], current 1.201e+04 ms") and "change +20.0%" in v.message and "p=0.00108" in v.message
+
+
+def test_slowdown_within_tolerance_passes():
+    assert judge("decode", "latency", "s", BASE, [x * 1.03 for x in BASE], **KW).status == PASS
+
+
+def test_beyond_tolerance_but_not_significant():
+    noisy = [10.0, 14.0, 9.0, 15.0, 9.5, 16.0]
+    v = judge("decode", "latency", "s", BASE, noisy, **KW)
+    assert v.status == NOISE_ONLY and v.p > 0.01
+
+
+def test_few_rounds_use_the_tolerance_alone_and_warn():
+    v = judge("decode", "latency", "s", [10.0, 10.0, 10.0], [12.0, 12.0, 12.0], **KW)
+    assert v.status == REGRESSION and "only 3 rounds" in v.warning
+
+
+def test_improvement_is_reported_not_failed():
+    v = judge("decode", "latency", "s", BASE, [x * 0.8 for x in BASE], **KW)
+    assert v.status == IMPROVEMENT and "re-save" in v.message
+
+
+def test_throughput_drop_is_a_regression():
+    v = judge("decode_tokens_per_s", "throughput", "tokens/s", BASE, [x * 0.8 for x in BASE], **KW)
+    assert v.status == REGRESSION and "lower throughput" in v.message
+
+
+def test_exact_metrics_must_be_equal():
+    assert judge("tokens.prefill", "exact", "tokens", [637.0] * 3, [637.0] * 6, **KW).status == PASS
+    assert judge("tokens.prefill", "exact", "tokens", [637.0] * 3, [638.0] * 6, **KW).status == REGRESSION
+
+
+def test_rates_use_the_absolute_tolerance():
+    assert judge("alpha", "rate", "ratio", [0.5] * 6, [0.49] * 6, **KW).status == PASS
+    assert judge("alpha", "rate", "ratio", [0.5] * 6, [0.45] * 6, **KW).status == REGRESSION
+    assert judge("alpha", "rate", "ratio", [0.5] * 6, [0.6] * 6, **KW).status == IMPROVEMENT
+
+
+def test_unknown_kind():
+    with pytest.raises(ValueError, match="unknown metric kind"):
+        judge("x", "vibes", "s", [1.0], [1.0], **KW)
