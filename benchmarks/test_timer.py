@@ -1,7 +1,8 @@
 """The stage timer measured against itself and against ground truth.
 
 * Overhead (CPU and GPU): what the timer reports for an empty stage, and what one timed stage
-  costs the host.
+  costs the host. These figures describe the tool, so they are stored as ``info`` metrics (never
+  gated against a baseline); the test asserts loose absolute bounds instead.
 * Ground truth (GPU only): kernels whose length is known from launching thousands of them back to
   back and timing the batch with the host clock over a second or more (``torch.cuda._sleep`` spin
   kernels and bf16 matmuls). The timer's reading of one such kernel in one stage must be within
@@ -14,7 +15,7 @@ import time
 
 import pytest
 
-from pytest_egbench.session import LATENCY, SECONDS, Measurement
+from pytest_egbench.session import INFO, SECONDS, Measurement
 from pytest_egbench.stats import summarize
 from pytest_egbench.timing import StageTimer, clocks_for, timer_overhead
 
@@ -32,7 +33,7 @@ def _record(session, request, metric: str, samples_s: list[float], **extra) -> N
             group="timer",
             metric=metric,
             unit=SECONDS,
-            kind=LATENCY,
+            kind=INFO,
             samples=samples_s,
             model="timer",
             extra_info=extra,

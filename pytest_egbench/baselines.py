@@ -79,7 +79,7 @@ def fingerprint(machine_info: Mapping[str, Any], preset: str, quant: str) -> dic
     """What must be equal for two latency figures to be comparable.
 
     From ``machine_info`` (see :mod:`pytest_egbench.machine`): the GPU name, or for a CPU run the
-    CPU brand and core count; the major.minor versions of torch, transformers, and (for NF4/int8)
+    CPU brand, core count and host name; the major.minor versions of torch, transformers, and (for NF4/int8)
     bitsandbytes; the CUDA version on a GPU. Plus the preset and quantisation.
     """
     eg = machine_info.get("egbench", {})
@@ -87,9 +87,12 @@ def fingerprint(machine_info: Mapping[str, Any], preset: str, quant: str) -> dic
     if eg.get("gpu_name"):
         device = eg["gpu_name"]
     else:
+        # A CPU model name does not identify a shared cloud VM's speed (neighbours, host, turbo), so a
+        # CPU baseline belongs to one host: on another machine latency is not compared (exact
+        # metrics still are, see EgbenchSession.judge).
         cpu = machine_info.get("cpu", {}) or {}
         brand = cpu.get("brand_raw") or machine_info.get("processor") or machine_info.get("machine") or "cpu"
-        device = f"CPU {brand} x{cpu.get('count', '?')}"
+        device = f"CPU {brand} x{cpu.get('count', '?')} on {machine_info.get('node') or 'unknown host'}"
     return {
         "device": device,
         "preset": preset,

@@ -11,6 +11,7 @@ Rules (the baselines issue):
 * **exact** (token counts, KV bytes): every sample must equal the baseline's.
 * **rate** (acceptance, agreement; 0..1): a regression when the median dropped by more than the
   absolute tolerance.
+* **info** (figures about the tool itself, such as the timer's overhead): stored, never gated.
 """
 
 from __future__ import annotations
@@ -58,6 +59,8 @@ def judge(name: str, kind: str, unit: str, baseline: Sequence[float], current: S
     """
     base, cur = summarize(baseline), summarize(current)
     head = _describe(name, base, cur, unit)
+    if kind == "info":
+        return Verdict(name, PASS, f"{head}: informational, not gated")
     if kind == "exact":
         if sorted(set(current)) == sorted(set(baseline)) and len(set(current)) == 1:
             return Verdict(name, PASS, f"{head}: equal")

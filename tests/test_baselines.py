@@ -21,8 +21,8 @@ def test_fingerprint_from_machine_info():
     assert fp == {"device": "NVIDIA H100 80GB HBM3", "preset": "7b", "quant": "nf4", "torch": "2.11", "transformers": "5.17", "bitsandbytes": "0.50", "cuda": "13.0"}
     assert baselines.fingerprint_name(fp) == "nvidia-h100-80gb-hbm3__7b-nf4__torch2.11-transformers5.17-bnb0.50-cuda13.0"
     # bitsandbytes does not matter for unquantised weights; a CPU is named by brand and cores
-    cpu = baselines.fingerprint({"cpu": {"brand_raw": "AMD EPYC 9554", "count": 2}, "egbench": {"libraries": {"torch": "2.13.0"}}}, "tiny", "fp32")
-    assert cpu["device"] == "CPU AMD EPYC 9554 x2" and cpu["bitsandbytes"] is None
+    cpu = baselines.fingerprint({"node": "ci-42", "cpu": {"brand_raw": "AMD EPYC 9554", "count": 2}, "egbench": {"libraries": {"torch": "2.13.0"}}}, "tiny", "fp32")
+    assert cpu["device"] == "CPU AMD EPYC 9554 x2 on ci-42" and cpu["bitsandbytes"] is None
 
 
 def test_save_merges_and_keeps_other_entries(tmp_path):
