@@ -79,7 +79,8 @@ def fingerprint(machine_info: Mapping[str, Any], preset: str, quant: str) -> dic
     """What must be equal for two latency figures to be comparable.
 
     From ``machine_info`` (see :mod:`pytest_egbench.machine`): the GPU name, or for a CPU run the
-    CPU brand, core count and host name; the major.minor versions of torch, transformers, and (for NF4/int8)
+    CPU brand, core count, host name and machine id (``/etc/machine-id``; VMs cloned from one
+    image often share a host name); the major.minor versions of torch, transformers, and (for NF4/int8)
     bitsandbytes; the CUDA version on a GPU. Plus the preset and quantisation.
     """
     eg = machine_info.get("egbench", {})
@@ -92,7 +93,9 @@ def fingerprint(machine_info: Mapping[str, Any], preset: str, quant: str) -> dic
         # metrics still are, see EgbenchSession.judge).
         cpu = machine_info.get("cpu", {}) or {}
         brand = cpu.get("brand_raw") or machine_info.get("processor") or machine_info.get("machine") or "cpu"
-        device = f"CPU {brand} x{cpu.get('count', '?')} on {machine_info.get('node') or 'unknown host'}"
+        host = machine_info.get("node") or "unknown host"
+        machine_id = machine_info.get("egbench", {}).get("machine_id")
+        device = f"CPU {brand} x{cpu.get('count', '?')} on {host}" + (f" [{machine_id}]" if machine_id else "")
     return {
         "device": device,
         "preset": preset,

@@ -76,6 +76,15 @@ def device_info(device: Any) -> dict[str, Any]:
     return info
 
 
+def machine_id() -> str | None:
+    """The first 12 characters of ``/etc/machine-id`` (systemd's per-installation id), if any."""
+    try:
+        text = open("/etc/machine-id", encoding="ascii").read().strip()
+    except OSError:
+        return None
+    return text[:12] or None
+
+
 def machine_info(device_block: dict[str, Any] | None, run: dict[str, Any]) -> dict[str, Any]:
     """pytest-benchmark's ``machine_info`` with an ``egbench`` block added.
 
@@ -85,7 +94,7 @@ def machine_info(device_block: dict[str, Any] | None, run: dict[str, Any]) -> di
     from pytest_benchmark.plugin import pytest_benchmark_generate_machine_info
 
     info = pytest_benchmark_generate_machine_info()
-    info["egbench"] = {**(device_block or {}), **run, "libraries": library_versions()}
+    info["egbench"] = {**(device_block or {}), **run, "machine_id": machine_id(), "libraries": library_versions()}
     return info
 
 

@@ -168,12 +168,16 @@ def render_markdown(table: StageTable) -> list[str]:
     return [line(table.header), "|" + "---|" + "---:|" * (len(table.header) - 1), *(line(r) for r in table.rows)]
 
 
-def _groups(session: EgbenchSession) -> list[tuple[str, StageTable]]:
+def _group_measurements(session: EgbenchSession) -> dict[str, list[Measurement]]:
     groups: dict[str, list[Measurement]] = defaultdict(list)
     for m in session.measurements:
         groups[m.group].append(m)
+    return groups
+
+
+def _groups(session: EgbenchSession) -> list[tuple[str, StageTable]]:
     out = []
-    for group, ms in groups.items():
+    for group, ms in _group_measurements(session).items():
         table = stage_table(ms, session.stage_order({m.stage for m in ms if m.stage}))
         if table is not None:
             out.append((group, table))
@@ -198,8 +202,51 @@ def terminal_lines(session: EgbenchSession) -> list[str]:
     return lines
 
 
-def markdown_report(session: EgbenchSession, machine: dict[str, Any]) -> str:
-    """The run as markdown: machine, settings, and each group's stage table. Measured data only."""
+def plot_stage_bars(session: EgbenchSession, path: Path) -> Path | None:
+    """Stacked horizontal bars, one per model configuration and group: the median of each stage
+    (ms). Written as PNG to ``path``; ``None`` when no group has stages. Needs matplotlib (the
+    ``plot`` extra); raises ``ImportError`` without it."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    bars: list[tuple[str, list[tuple[str, float]]]] = []
+    for group, ms in _group_measurements(session).items():
+        order = session.stage_order({m.stage for m in ms if m.stage})
+        columns: dict[str, dict[str, float]] = defaultdict(dict)
+        for m in ms:
+            if m.stage and m.unit == SECONDS:
+                columns[_column_label(m)][m.stage] = summarize(m.samples).median * 1e3
+        for label, stages in columns.items():
+            bars.append((f"{group}: {label}", [(s, stages[s]) for s in order if s in stages]))
+    if not bars:
+        return None
+    stage_names = session.stage_order({s for _, stages in bars for s, _ in stages})
+    colours = dict(zip(stage_names, plt.get_cmap("tab10").colors))
+    fig, ax = plt.subplots(figsize=(9, 0.6 * len(bars) + 1.5))
+    for y, (label, stages) in enumerate(bars):
+        left = 0.0
+        for stage, ms in stages:
+            ax.barh(y, ms, left=left, color=colours[stage], label=stage)
+            left += ms
+    ax.set_yticks(range(len(bars)), [b[0] for b in bars])
+    ax.invert_yaxis()
+    ax.set_xlabel("median time per round (ms)")
+    handles, labels = ax.get_legend_handles_labels()
+    unique = dict(zip(labels, handles))
+    ax.legend(unique.values(), unique.keys(), loc="lower right", fontsize="small")
+    ax.set_title("stages (steady state)")
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path
+
+
+def markdown_report(session: EgbenchSession, machine: dict[str, Any], plots: dict[str, str] | None = None) -> str:
+    """The run as markdown: machine, settings, each group's stage table, and links to ``plots``
+    (title -> relative PNG path). Measured data only."""
     gpu = machine.get("egbench", {})
     libs = ", ".join(f"{k} {v}" for k, v in gpu.get("libraries", {}).items() if v)
     lines = [
@@ -210,6 +257,8 @@ def markdown_report(session: EgbenchSession, machine: dict[str, Any]) -> str:
         f"- CPU: {machine.get('cpu', {}).get('brand_raw', machine.get('processor') or '-')}; Python {machine.get('python_version')}",
         f"- libraries: {libs}",
     ]
+    for title, rel in (plots or {}).items():
+        lines += ["", f"![{title}]({rel})"]
     for group, table in _groups(session):
         lines += ["", f"## {group}", "", *render_markdown(table)]
     return "\n".join(lines) + "\n"
@@ -234,7 +283,18 @@ def write_outputs(session: EgbenchSession, *, save: bool = False) -> tuple[list[
     if s.json is not None:
         outputs.append(("--egbench-json", s.json, lambda: write_json_atomic(s.json, benchmark_json(session, machine, commit_info()))))
     if s.report is not None:
-        outputs.append(("--egbench-report", s.report, lambda: write_text_atomic(s.report, markdown_report(session, machine))))
+
+        def write_report() -> None:
+            plots: dict[str, str] = {}
+            png = s.report.with_name(f"{s.report.stem}-stages.png")
+            try:
+                if plot_stage_bars(session, png):
+                    plots["stages"] = png.name
+            except ImportError:
+                session.notes.append("--egbench-report: matplotlib is not installed (the 'plot' extra), so the report has no plots")
+            write_text_atomic(s.report, markdown_report(session, machine, plots))
+
+        outputs.append(("--egbench-report", s.report, write_report))
     if save:
         from datetime import datetime, timezone
 

@@ -210,6 +210,8 @@ def test_report_file_is_written(pytester):
     result.assert_outcomes(skipped=2)
     text = out.read_text()
     assert text.startswith("# egbench report") and "## toy" in text and "| prefill |" in text
+    assert "![stages](report-stages.png)" in text
+    assert (pytester.path / "report-stages.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
 # --------------------------------------------------------------------------- baselines and verdicts
