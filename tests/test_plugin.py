@@ -253,7 +253,8 @@ def test_save_then_compare_passes(pytester):
     doc = json.loads(files[0].read_text())
     assert doc["schema_version"] == 1 and doc["fingerprint"]["preset"] == "tiny"
     assert len(doc["entries"]["test_gate.py::test_gate::prefill"]["samples"]) == 6
-    result = pytester.runpytest(*RUN)
+    # compared with its own baseline (a wide tolerance: this checks the pass path, not the noise)
+    result = pytester.runpytest(*RUN, "--egbench-tolerance=300%", "-rP")
     result.assert_outcomes(passed=1)
 
 
