@@ -1,0 +1,1 @@
+"""The data layer: event streams, event frames, video, simulated events and the dataset index."""
