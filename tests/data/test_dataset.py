@@ -16,6 +16,7 @@ from pytest_egbench.data.dataset import (
     INDEX_NAME,
     Sample,
     bucket_label,
+    bundled_dataset_dir,
     duration_bucket,
     load_dataset,
     write_index,
@@ -191,3 +192,28 @@ def test_a_failure_while_writing_leaves_the_output_untouched(tmp_path, cup_mp4, 
         build_dataset(out, BuildOptions(videos=(cup_mp4,), clip_ms=500, max_clips=1), force=True)
     assert [p.name for p in out.iterdir()] == ["old.txt"]
     assert [p.name for p in tmp_path.iterdir()] == ["ds"]
+
+
+def test_cli_check_and_bad_arguments(tmp_path, capsys):
+    assert main(["check", str(bundled_dataset_dir())]) == 0
+    assert "2 samples, 0 problem(s)" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main(["build", str(tmp_path / "x"), "--frames", "0"])
+    assert "below the minimum" in capsys.readouterr().err
+
+
+# --------------------------------------------------------------------------- bundled set
+
+
+def test_bundled_set_is_complete_with_its_provenance():
+    root = bundled_dataset_dir()
+    dataset = load_dataset(root)
+    assert [(s.id, s.kind) for s in dataset] == [("dsec_sample1_50ms", "event"), ("cup_0000", "paired")]
+    provenance = (root / "PROVENANCE.md").read_text()
+    assert "CC BY-SA 4.0" in provenance and "Apache-2.0" in provenance and "DSEC" in provenance
+    dsec, cup = dataset.samples
+    assert len(read_events(dsec.event_path)) == 132_268
+    assert read_video_frames(cup.mp4_path, 8).shape == (8, 480, 640, 3)
+    size = sum(p.stat().st_size for p in root.rglob("*") if p.is_file())
+    assert size < 4_000_000
+    assert [s.id for s in dataset.select(1)] == ["dsec_sample1_50ms", "cup_0000"]
