@@ -29,15 +29,21 @@ pytestmark = pytest.mark.egbench(group="data")
 SOURCES = Path(__file__).resolve().parents[1] / "data" / "sources"
 
 
+def _time_load(stage_timer, load):
+    """Run ``load()`` as the ``load`` stage of every round; returns the last result."""
+    for rnd in stage_timer.rounds():
+        with rnd.stage("load"):
+            result = load()
+    return result
+
+
 @pytest.mark.egbench(group="data.events")
 @pytest.mark.egbench_needs("events")
 def test_event_load(stage_timer, egbench_sample):
     from pytest_egbench.data.events import read_events
 
     path = egbench_sample.event_path
-    for rnd in stage_timer.rounds():
-        with rnd.stage("load"):
-            events = read_events(path)
+    events = _time_load(stage_timer, lambda: read_events(path))
     stage_timer.extra_info.update(sample=egbench_sample.id, events=len(events), file_bytes=path.stat().st_size)
 
 
@@ -81,9 +87,7 @@ def test_event_image_load(stage_timer, egbench_sample):
     from pytest_egbench.data.frames import read_pngs
 
     paths = egbench_sample.event_image_paths
-    for rnd in stage_timer.rounds():
-        with rnd.stage("load"):
-            images = read_pngs(paths)
+    images = _time_load(stage_timer, lambda: read_pngs(paths))
     stage_timer.extra_info.update(sample=egbench_sample.id, images=len(images))
 
 
@@ -94,9 +98,7 @@ def test_video_load(stage_timer, egbench_sample):
 
     path = egbench_sample.mp4_path
     stats: dict[str, int] = {}
-    for rnd in stage_timer.rounds():
-        with rnd.stage("load"):
-            frames = read_video_frames(path, 8, stats=stats)
+    frames = _time_load(stage_timer, lambda: read_video_frames(path, 8, stats=stats))
     assert frames.shape[0] == 8
     stage_timer.extra_info.update(sample=egbench_sample.id, decoded_frames=stats["decoded"], seeks=stats["seeks"])
 

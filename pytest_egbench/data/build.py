@@ -117,7 +117,11 @@ def _plan_video(path: Path, opts: BuildOptions) -> _VideoJob:
     from .errors import VideoFileError
 
     index = probe_video(path)
-    next(iter_video_frames(path))  # the codec really decodes this stream
+    first = iter_video_frames(path)
+    try:
+        next(first)  # the codec really decodes this stream
+    finally:
+        first.close()
     times = index.timestamps_us()
     duration = index.duration_us
     if opts.clip_ms is None:
@@ -136,6 +140,15 @@ def _plan_video(path: Path, opts: BuildOptions) -> _VideoJob:
             raise VideoFileError(path, f"clip {start / 1000:.0f}-{end / 1000:.0f} ms holds {held} frame(s); each clip needs at least {max(2, opts.min_video_frames)} (use a longer --clip-ms)")
     whole = opts.clip_ms is None
     return _VideoJob(path, index, clips, whole)
+
+
+def _clip_frames(source: Path, start: int, end: int, sim: EventSimulator) -> Iterator[tuple[int, np.ndarray]]:
+    """Decode ``[start, end)`` us of ``source`` once: each frame (cropped to even sizes for
+    yuv420p, time from the clip start) is fed to the simulator and yielded to the MP4 writer."""
+    for t, rgb in iter_video_frames(source, start, end):
+        rgb = _even(rgb)
+        sim.feed(rgb, t - start)
+        yield t - start, rgb
 
 
 def _sample_id(stem: str, taken: set[str]) -> str:
@@ -212,21 +225,15 @@ def _write_all(tmp: Path, plan: _Plan, opts: BuildOptions, say: Callable[[str], 
             say(f"[{done}/{total}] {sid}: {job.source.name} {start / 1000:.0f}-{end / 1000:.0f} ms: decode, simulate events, encode")
             mp4_rel = f"mp4/{sid}.mp4"
             sim = EventSimulator(threshold=opts.threshold, seed=opts.seed)
-
-            def clip_frames(job: _VideoJob = job, start: int = start, end: int = end, sim: EventSimulator = sim) -> Iterator[tuple[int, np.ndarray]]:
-                for t, rgb in iter_video_frames(job.source, start, end):  # one pass feeds both
-                    rgb = _even(rgb)
-                    sim.feed(rgb, t - start)
-                    yield t - start, rgb
-
+            frames = _clip_frames(job.source, start, end, sim)
             if job.whole and job.source.suffix.lower() == ".mp4" and job.index.codec == "h264":
                 shutil.copy2(job.source, tmp / mp4_rel)
-                for _ in clip_frames():
+                for _ in frames:  # the simulator still sees every frame
                     pass
             else:
                 times = job.index.timestamps_us()
                 held = np.count_nonzero((times >= start) & (times < end))
-                write_mp4(tmp / mp4_rel, clip_frames(), fps=held * 1_000_000 / (end - start))
+                write_mp4(tmp / mp4_rel, frames, fps=held * 1_000_000 / (end - start))
             events = sim.events()
             events = EventStream(events.x, events.y, events.t, events.p, events.sensor, start, None, events.metadata)
             event_rel, images = _write_event_outputs(tmp, sid, events, opts.frames)

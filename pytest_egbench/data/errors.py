@@ -22,6 +22,18 @@ class DataFileError(ValueError):
         super().__init__(f"{where}: {problem}")
 
 
+    @classmethod
+    def check_readable(cls, path: str | Path) -> Path:
+        """``path`` as a :class:`Path` if it is a non-empty file; else raise this error type
+        saying that it does not exist, is not a file, or is empty."""
+        p = Path(path)
+        if not p.is_file():
+            raise cls(p, "does not exist" if not p.exists() else "is not a file")
+        if p.stat().st_size == 0:
+            raise cls(p, "is empty (0 bytes)")
+        return p
+
+
 class EventFileError(DataFileError):
     """An event file (or event arrays) failed to read or validate."""
 

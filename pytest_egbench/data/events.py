@@ -421,10 +421,7 @@ def read_events(path: str | Path, *, sensor: SensorSize | tuple[int, int] | None
     suffix = src.suffix.lower()
     if suffix not in EVENT_SUFFIXES:
         raise EventFileError(src, f"unknown event file type {suffix or '(no suffix)'!r}; expected one of {', '.join(EVENT_SUFFIXES)}")
-    if not src.is_file():
-        raise EventFileError(src, "does not exist" if not src.exists() else "is not a file")
-    if src.stat().st_size == 0:
-        raise EventFileError(src, "is empty (0 bytes)")
+    EventFileError.check_readable(src)
     if suffix in (".h5", ".hdf5"):
         return read_dsec_h5(src, sensor=sensor, sort=sort)
     fields, meta = _read_npy(src) if suffix == ".npy" else _read_npz(src)

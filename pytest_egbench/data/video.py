@@ -65,7 +65,9 @@ class VideoIndex:
     ``pts``: ``[F]`` int64 presentation timestamps of the frames that exist, ascending, in units of
     ``time_base`` (seconds per tick). ``key``: ``[F]`` bool, key frame or not. ``header_frames``:
     the count the container declares (0 if none; informational). ``width``, ``height``: pixels.
-    ``counted_by``: ``"demux"`` or ``"decode"``.
+    ``counted_by``: ``"demux"`` or ``"decode"``. ``start_pts``: the stream's start time (the
+    first frame's PTS when the container gives none), the origin of :meth:`timestamps_us` and of
+    the times :func:`iter_video_frames` yields.
     """
 
     path: Path
@@ -77,6 +79,7 @@ class VideoIndex:
     header_frames: int
     codec: str
     counted_by: str = "demux"
+    start_pts: int | None = None
 
     @property
     def frames(self) -> int:
@@ -84,23 +87,21 @@ class VideoIndex:
         return int(self.pts.shape[0])
 
     def timestamps_us(self) -> np.ndarray:
-        """``[F]`` int64 microseconds of each frame from the first frame."""
-        rel = self.pts - self.pts[0]
+        """``[F]`` int64 microseconds of each frame from the stream's start (``start_pts``)."""
+        rel = self.pts - (self.pts[0] if self.start_pts is None else self.start_pts)
         return (rel * self.time_base.numerator * 1_000_000) // self.time_base.denominator
 
     @property
     def duration_us(self) -> int:
-        """Span of the frames in microseconds: last frame time + one mean frame interval."""
+        """Microseconds from the stream's start to the end of the last frame (its time plus one
+        mean frame interval)."""
         ts = self.timestamps_us()
-        step = int(ts[-1] // (len(ts) - 1)) if len(ts) > 1 else 0
+        step = int((ts[-1] - ts[0]) // (len(ts) - 1)) if len(ts) > 1 else 0
         return int(ts[-1]) + step
 
 
 def _open(path: Path) -> Any:
-    if not path.is_file():
-        raise VideoFileError(path, "does not exist" if not path.exists() else "is not a file")
-    if path.stat().st_size == 0:
-        raise VideoFileError(path, "is empty (0 bytes)")
+    VideoFileError.check_readable(path)
     try:
         container = av.open(str(path), mode="r")
     except av.FFmpegError as exc:
@@ -159,6 +160,7 @@ def _stream_info(stream: Any) -> tuple[dict[str, Any], Fraction, int | None]:
     declared = [float(stream.duration * time_base)] if stream.duration else []
     if stream.frames and stream.average_rate:
         declared.append(float(stream.frames / Fraction(stream.average_rate)))
+    info["start_pts"] = int(stream.start_time) if stream.start_time is not None else None
     return info, time_base, max(declared, default=None)
 
 
@@ -351,8 +353,8 @@ def iter_video_frames(path: str | Path, start_us: int | None = None, end_us: int
 
     ``t_us``: microseconds from the stream's first frame. Only frames with
     ``start_us <= t_us < end_us`` are yielded (seeking to ``start_us`` first); decoding stops
-    after ``end_us``. Raises :class:`VideoFileError` for a file without decodable frames or a
-    decode error.
+    after ``end_us``. Raises :class:`VideoFileError` for a file without decodable frames, a frame
+    without a timestamp or a decode error.
     """
     src = Path(path)
     container = _open(src)
@@ -366,11 +368,10 @@ def iter_video_frames(path: str | Path, start_us: int | None = None, end_us: int
         try:
             for i, frame in enumerate(container.decode(stream)):
                 if frame.pts is None:
-                    t_us = yielded  # no timestamps: cannot place it in time
-                else:
-                    if first is None:
-                        first = int(frame.pts)
-                    t_us = int((int(frame.pts) - first) * tb * 1_000_000)
+                    raise VideoFileError(src, f"decoded frame {i} has no timestamp")
+                if first is None:
+                    first = int(frame.pts)
+                t_us = int((int(frame.pts) - first) * tb * 1_000_000)
                 if start_us is not None and t_us < start_us:
                     continue
                 if end_us is not None and t_us >= end_us:
