@@ -214,7 +214,7 @@ OPTIONS: tuple[OptionSpec, ...] = (
     OptionSpec("models", "--egbench-models", f"comma-separated models to run: {', '.join(KNOWN_MODELS)} or all (default all)", parse_models, KNOWN_MODELS, metavar="LIST"),
     OptionSpec("checkpoints", "--egbench-checkpoint", "use real weights from a local folder for one model, NAME=DIR (repeatable)", parse_checkpoint, (), repeat=True, metavar="NAME=DIR"),
     OptionSpec("data", "--egbench-data", "dataset folder (default: the bundled real samples)", parse_existing_dir, metavar="DIR"),
-    OptionSpec("samples", "--egbench-samples", "number of samples per benchmark (default 1)", parse_positive_int, 1, metavar="N"),
+    OptionSpec("samples", "--egbench-samples", "samples per kind: the first N with events and the first N with video, from the dataset's index (default 1)", parse_positive_int, 1, metavar="N"),
     OptionSpec("rounds", "--egbench-rounds", "steady-state rounds per configuration (default 6)", parse_positive_int, 6, metavar="N"),
     OptionSpec("warmup", "--egbench-warmup", "warm-up rounds after the cold first round, discarded (default 2)", parse_non_negative_int, 2, metavar="N"),
     OptionSpec("max_new_tokens", "--egbench-max-new-tokens", "tokens generated per round: 1 from prefill, the rest in decode (default 16)", parse_positive_int, 16, metavar="N"),

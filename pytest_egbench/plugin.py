@@ -26,6 +26,7 @@ OUTPUT_WRITTEN_KEY = pytest.StashKey[list]()
 MARKERS = {
     "egbench": "egbench(group=None): a benchmark of the egbench suite; skipped unless --egbench is given",
     "gpu": "gpu: needs a CUDA device; skipped, with the reason, when there is none or --egbench-device cpu",
+    "egbench_needs": "egbench_needs(*needs): the benchmark needs these parts of a sample ('events', 'video', 'event_image'); egbench_sample skips samples without them, with the reason",
 }
 
 

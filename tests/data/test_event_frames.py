@@ -1,0 +1,141 @@
+"""Event frames: EventGPT's chunking and colours, last event wins, on the real DSEC clip."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from pytest_egbench.data.events import SensorSize, events_from_arrays, read_events
+from pytest_egbench.data.frames import (
+    BLUE_OFF,
+    RED_ON,
+    WHITE,
+    event_chunk_bounds,
+    event_frames,
+    event_frames_by_time,
+    read_png,
+    read_pngs,
+    render_event_frame,
+    time_window_bounds,
+    write_png,
+)
+
+
+@st.composite
+def event_arrays(draw, max_events=300):
+    width = draw(st.integers(1, 12))
+    height = draw(st.integers(1, 9))
+    n = draw(st.integers(0, max_events))
+    x = np.array(draw(st.lists(st.integers(0, width - 1), min_size=n, max_size=n)), dtype=np.uint16)
+    y = np.array(draw(st.lists(st.integers(0, height - 1), min_size=n, max_size=n)), dtype=np.uint16)
+    p = np.array(draw(st.lists(st.integers(0, 1), min_size=n, max_size=n)), dtype=np.uint8)
+    return x, y, p, SensorSize(width, height)
+
+
+def _colour(p):
+    return RED_ON if p else BLUE_OFF
+
+
+@settings(max_examples=150, deadline=None)
+@given(event_arrays())
+def test_every_event_lands_on_its_pixel_unless_a_later_one_overwrites_it(arrays):
+    x, y, p, sensor = arrays
+    image = render_event_frame(x, y, p, sensor)
+    assert image.shape == (sensor.height, sensor.width, 3) and image.dtype == np.uint8
+    last_at = {}
+    for i in range(len(x)):
+        last_at[(int(y[i]), int(x[i]))] = i
+    for i in range(len(x)):
+        pixel = (int(y[i]), int(x[i]))
+        if last_at[pixel] == i:  # nothing later overwrites it: its own colour
+            assert tuple(image[pixel]) == _colour(p[i])
+        else:  # overwritten: the colour of the last event there
+            assert tuple(image[pixel]) == _colour(p[last_at[pixel]])
+    untouched = np.ones((sensor.height, sensor.width), bool)
+    untouched[y.astype(int), x.astype(int)] = False
+    assert np.all(image[untouched] == WHITE)
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.integers(0, 10_000), st.integers(1, 64))
+def test_every_chunk_but_the_last_holds_total_div_n(total, n):
+    bounds = event_chunk_bounds(total, n)
+    sizes = np.diff(bounds)
+    assert len(sizes) == n and bounds[0] == 0 and bounds[-1] == total
+    assert np.all(sizes[:-1] == total // n)
+    assert sizes[-1] == total // n + total % n
+
+
+@settings(max_examples=60, deadline=None)
+@given(event_arrays(max_events=120), st.integers(1, 7))
+def test_event_frames_are_eventgpt_chunks_drawn_in_order(arrays, n):
+    x, y, p, sensor = arrays
+    events = events_from_arrays(x, y, np.arange(len(x)), p, sensor=sensor, allow_empty=True)
+    frames = event_frames(events, n)
+    assert frames.shape == (n, sensor.height, sensor.width, 3)
+    k = len(x) // n
+    for i in range(n):  # EventGPT's loop, one event at a time
+        lo, hi = i * k, ((i + 1) * k if i < n - 1 else len(x))
+        expected = np.full((sensor.height, sensor.width, 3), 255, np.uint8)
+        for j in range(lo, hi):
+            expected[y[j], x[j]] = _colour(p[j])
+        np.testing.assert_array_equal(frames[i], expected)
+
+
+def test_real_dsec_clip_renders_to_1_and_5_frames_of_480_by_640(dsec_npy):
+    events = read_events(dsec_npy)
+    for n in (1, 5):
+        frames = event_frames(events, n)
+        assert frames.shape == (n, 480, 640, 3) and frames.dtype == np.uint8
+        bounds = event_chunk_bounds(len(events), n)
+        for i, frame in enumerate(frames):
+            packed = np.unique((frame.astype(np.int64) << np.array([16, 8, 0])).sum(axis=2))
+            assert {(int(c) >> 16, (int(c) >> 8) & 255, int(c) & 255) for c in packed} == {WHITE, RED_ON, BLUE_OFF}
+            lo, hi = bounds[i], bounds[i + 1]
+            hit = np.unique(events.y[lo:hi].astype(np.int64) * 640 + events.x[lo:hi])
+            assert int(np.count_nonzero(np.any(frame != 255, axis=2))) == hit.size
+    # the single frame's last events are on top
+    single = event_frames(events, 1)[0]
+    assert tuple(single[events.y[-1], events.x[-1]]) == _colour(events.p[-1])
+
+
+def test_time_windows_keep_empty_windows_white():
+    t = np.array([0, 5, 12, 35, 39])
+    events = events_from_arrays(np.array([0, 1, 2, 3, 4]), np.zeros(5, int), t, np.array([1, 0, 1, 0, 1]), sensor=(5, 1))
+    bounds = time_window_bounds(events.t, 10)
+    np.testing.assert_array_equal(bounds, [0, 2, 3, 3, 5])  # [0,10) [10,20) [20,30) [30,40)
+    frames = event_frames_by_time(events, 10)
+    assert frames.shape == (4, 1, 5, 3)
+    assert np.all(frames[2] == 255)
+    assert tuple(frames[3][0, 3]) == BLUE_OFF and tuple(frames[3][0, 4]) == RED_ON
+    assert event_frames_by_time(events, 10, start_us=10, n=2).shape[0] == 2
+    with pytest.raises(ValueError):
+        time_window_bounds(events.t, 0)
+
+
+def test_real_dsec_clip_in_10_ms_windows(dsec_npy):
+    events = read_events(dsec_npy)
+    frames = event_frames_by_time(events, 10_000)
+    assert frames.shape == (5, 480, 640, 3)  # 0..49595 us
+
+
+def test_render_refuses_bad_input():
+    with pytest.raises(ValueError, match="outside"):
+        render_event_frame(np.array([5]), np.array([0]), np.array([1]), (5, 5))
+    with pytest.raises(ValueError, match="polarity"):
+        render_event_frame(np.array([0]), np.array([0]), np.array([2]), (5, 5))
+    with pytest.raises(ValueError, match="lengths"):
+        render_event_frame(np.array([0, 1]), np.array([0]), np.array([1]), (5, 5))
+    with pytest.raises(ValueError):
+        event_chunk_bounds(10, 0)
+
+
+def test_png_round_trip(tmp_path, dsec_npy):
+    frames = event_frames(read_events(dsec_npy), 2)
+    paths = [write_png(tmp_path / f"{i}.png", f) for i, f in enumerate(frames)]
+    np.testing.assert_array_equal(read_pngs(paths), frames)
+    (tmp_path / "bad.png").write_bytes(b"\x89PNG broken")
+    with pytest.raises(ValueError, match="bad.png"):
+        read_png(tmp_path / "bad.png")
