@@ -72,10 +72,11 @@ def benchmark_json(session: EgbenchSession, machine_info: dict[str, Any], commit
 
 
 def _column_label(m: Measurement) -> str:
-    label = m.model or m.test.split("[")[0]
-    if m.params:
-        label += " " + ",".join(f"{k}={v}" for k, v in m.params.items() if k != "model")
-    return label.strip()
+    """The model (or the test function without ``test_``) and the parameters other than the
+    model, e.g. ``eventgpt frames=5`` or ``event_load sample=cup_0000``."""
+    label = m.model or m.test.split("[")[0].removeprefix("test_")
+    params = [f"{k.removeprefix('egbench_')}={v}" for k, v in m.params.items() if k != "model"]
+    return " ".join([label, ",".join(params)]).strip()
 
 
 def _fmt(x: float) -> str:
@@ -101,8 +102,8 @@ class StageTable:
     Rows are the stages in pipeline order, then total, TTFT, TPOT and the throughputs, then the
     cold round's total. Each model configuration has a ``median [IQR]`` column (ms, or tokens/s for
     throughputs) and a ``share`` column (the stage's median over the sum of stage medians, so the
-    shares add up to 100 %); every further configuration adds a ratio column (its median over the
-    first configuration's median).
+    shares add up to 100 %). With several configurations they are numbered, and each one after the
+    first adds a ratio column ``i / 1``: its median over the first configuration's median.
     """
 
     header: list[str]
@@ -120,10 +121,11 @@ def stage_table(measurements: Sequence[Measurement], order: Sequence[str]) -> St
         return None
     medians = {c: {k: summarize(v.samples).median for k, v in columns[c].items()} for c in labels}
     stage_sum = {c: sum(medians[c].get(s, 0.0) for s in stages) for c in labels}
+    numbered = len(labels) > 1
     header = ["stage"]
-    for c in labels:
-        header += [f"{c} median [IQR] ms", "share"]
-    header += [f"{c} / {labels[0]}" for c in labels[1:]]
+    for i, c in enumerate(labels, start=1):
+        header += [f"{f'{i}: ' if numbered else ''}{c} median [IQR] ms", "share"]
+    header += [f"{i} / 1" for i in range(2, len(labels) + 1)]
 
     def row(title: str, metric: str, share: bool, time: bool) -> list[str] | None:
         if not any(metric in columns[c] for c in labels):

@@ -51,7 +51,7 @@ def test_flag_runs_benchmarks_only_and_prints_the_stage_table(pytester):
             "*= egbench =*",
             "device cpu, preset tiny, weights fp32; median [[]IQR[]] over 3 steady rounds*",
             "[[]toy[]]",
-            "stage*fast median [[]IQR[]] ms*share*slow median*share*slow / fast",
+            "stage*1: fast median [[]IQR[]] ms*share*2: slow median*share*2 / 1",
             "load *%*%*x",
             "prefill *%*%*x",
             "decode *%*%*x",

@@ -81,7 +81,7 @@ def test_write_json_atomic_replaces_only_when_complete(tmp_path):
 def test_stage_table_medians_shares_and_ratio():
     session = session_with("eventgpt", "llava")
     table = stage_table(session.measurements, ["load", "prefill", "decode"])
-    assert table.header == ["stage", "eventgpt median [IQR] ms", "share", "llava median [IQR] ms", "share", "llava / eventgpt"]
+    assert table.header == ["stage", "1: eventgpt median [IQR] ms", "share", "2: llava median [IQR] ms", "share", "2 / 1"]
     rows = {r[0]: r for r in table.rows}
     assert list(rows) == ["load", "prefill", "decode", "total", "TTFT", "TPOT", "prefill tok/s", "decode tok/s", "cold total"]
     # eventgpt medians: load 1, prefill 5 (IQR of 4,5,6 by method 3: 5.75 - 4.25), decode 15 ms
@@ -93,7 +93,7 @@ def test_stage_table_medians_shares_and_ratio():
     text = render_text(table)
     assert len({len(line) for line in text[1:4]}) == 1  # aligned columns
     md = render_markdown(table)
-    assert md[0].startswith("| stage | eventgpt median") and md[1] == "|---|---:|---:|---:|---:|---:|"
+    assert md[0].startswith("| stage | 1: eventgpt median") and md[1] == "|---|---:|---:|---:|---:|---:|"
 
 
 def test_terminal_lines_head_and_groups():
