@@ -143,9 +143,11 @@ class EventGPTAdapter(ModelAdapter):
 
 # --------------------------------------------------------------------------- checkpoint
 
-#: Public EventGPT key prefix -> this module's parameter prefix (first match wins).
+#: Public EventGPT key prefix -> this module's parameter prefix (first match wins). The release
+#: was saved with transformers 4, whose ``CLIPVisionModel`` nested its weights under
+#: ``vision_model.``; transformers 5's keeps them at the top.
 CHECKPOINT_PREFIXES: tuple[tuple[str, str], ...] = (
-    ("model.visual_tower.visual_tower.", "vision_tower."),
+    ("model.visual_tower.visual_tower.vision_model.", "vision_tower."),
     ("model.visual_projector.", "projector."),
     ("model.feature_adaptor.", "feature_adaptor."),
     ("model.", "language_model.model."),
@@ -243,14 +245,14 @@ def _vision_config(tensors: _CheckpointTensors, mm_visual_tower: Any) -> Any:
 
     if isinstance(mm_visual_tower, str) and (Path(mm_visual_tower) / "config.json").is_file():
         return CLIPVisionConfig.from_pretrained(mm_visual_tower, local_files_only=True)
-    prefix = "vision_tower.vision_model."
+    prefix = "vision_tower."
     try:
         hidden, _, patch, _ = tensors.shape(prefix + "embeddings.patch_embedding.weight")
         positions = tensors.shape(prefix + "embeddings.position_embedding.weight")[0]
         intermediate = tensors.shape(prefix + "encoder.layers.0.mlp.fc1.weight")[0]
     except KeyError as exc:
         raise CheckpointError(f"EventGPT checkpoint {tensors.folder}: vision tower weight {to_checkpoint_key(exc.args[0])} is missing") from None
-    layers = len({n.split(".")[4] for n in tensors if n.startswith(prefix + "encoder.layers.")})
+    layers = len({n.split(".")[3] for n in tensors if n.startswith(prefix + "encoder.layers.")})
     return CLIPVisionConfig(
         hidden_size=hidden,
         intermediate_size=intermediate,

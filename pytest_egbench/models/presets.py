@@ -37,7 +37,8 @@ LLAMA_LM: dict[str, dict[str, Any]] = {
 #: number of visual tokens is the real one (577 at 336 px, 257 at 224 px).
 CLIP_VISION: dict[str, dict[str, Any]] = {
     "7b": dict(hidden_size=1024, intermediate_size=4096, num_hidden_layers=24, num_attention_heads=16, projection_dim=768),
-    "tiny": dict(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=2, projection_dim=32),
+    # head_dim 64 as in every CLIP ViT (EventGPT's checkpoint loader infers heads = hidden / 64)
+    "tiny": dict(hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=1, projection_dim=32),
 }
 #: LLaVA-1.5-hf and Video-LLaVA-hf pad the LM vocabulary to 32064 rows (32000 + added tokens).
 LLAVA_VOCAB = 32064
