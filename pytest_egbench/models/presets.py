@@ -43,9 +43,6 @@ CLIP_VISION: dict[str, dict[str, Any]] = {
 #: LLaVA-1.5-hf and Video-LLaVA-hf pad the LM vocabulary to 32064 rows (32000 + added tokens).
 LLAVA_VOCAB = 32064
 
-DTYPES = {"fp32": "float32", "bf16": "bfloat16", "fp16": "float16"}
-
-
 def _check(preset: str, table: dict[str, Any]) -> None:
     if preset not in table:
         raise ValueError(f"unknown preset {preset!r}: choose from {', '.join(table)}")
@@ -108,15 +105,3 @@ def video_llava_config(preset: str) -> Any:
         image_seq_length=256,
         video_seq_length=2056,
     )
-
-
-def torch_dtype(quant: str) -> Any:
-    """Compute dtype for an unquantised run (fp32, bf16, fp16).
-
-    Raises ``ValueError`` for nf4/int8: those need the quantisation path.
-    """
-    import torch
-
-    if quant not in DTYPES:
-        raise ValueError(f"{quant!r} is a quantised format, not a dtype; unquantised choices: {', '.join(DTYPES)}")
-    return getattr(torch, DTYPES[quant])
