@@ -27,7 +27,6 @@ from __future__ import annotations
 import argparse
 import base64
 import hashlib
-import io
 import re
 import struct
 import sys

@@ -105,13 +105,14 @@ def quantised_linear_names(model: nn.Module) -> list[str]:
     return [n for n, m in model.named_modules() if isinstance(m, nn.Linear) and any(n.startswith(b + ".") for b in blocks)]
 
 
-def _bnb_linear(linear: nn.Linear, weight: torch.Tensor, bias: torch.Tensor | None, quant: QuantSpec, device: torch.device) -> nn.Module:
-    """A bitsandbytes Linear replacing ``linear``, its ``weight`` (on ``device``) quantised there."""
+def _bnb_linear(linear: nn.Linear, weight: torch.Tensor, bias: torch.Tensor | None, config: Any, device: torch.device) -> nn.Module:
+    """A bitsandbytes Linear replacing ``linear``, its ``weight`` (on ``device``) quantised there
+    as the ``BitsAndBytesConfig`` ``config`` says (4-bit or 8-bit)."""
     import bitsandbytes as bnb
 
-    config = quant.bnb_config()
+    nf4 = config.load_in_4bit
     with torch.device("meta"):
-        if quant.name == "nf4":
+        if nf4:
             new = bnb.nn.Linear4bit(
                 linear.in_features,
                 linear.out_features,
@@ -122,7 +123,7 @@ def _bnb_linear(linear: nn.Linear, weight: torch.Tensor, bias: torch.Tensor | No
             )
         else:
             new = bnb.nn.Linear8bitLt(linear.in_features, linear.out_features, bias=bias is not None, has_fp16_weights=False, threshold=config.llm_int8_threshold)
-    if quant.name == "nf4":
+    if nf4:
         param = bnb.nn.Params4bit(
             weight, requires_grad=False, compress_statistics=new.weight.compress_statistics, quant_type=new.weight.quant_type, module=new
         )
@@ -149,6 +150,7 @@ def materialise(model: nn.Module, device: torch.device | str, quant: QuantSpec, 
         return model
     dtype = quant.compute_dtype
     to_quantise = set(quantised_linear_names(model)) if quant.quantised else set()
+    config = quant.bnb_config()
     done: dict[int, nn.Parameter] = {}
     for module_name, module in list(model.named_modules()):
         prefix = f"{module_name}." if module_name else ""
@@ -156,7 +158,7 @@ def materialise(model: nn.Module, device: torch.device | str, quant: QuantSpec, 
             weight = source(prefix + "weight", module, module.weight, device, dtype)
             bias = None if module.bias is None else source(prefix + "bias", module, module.bias, device, dtype)
             parent_name, _, child = module_name.rpartition(".")
-            setattr(model.get_submodule(parent_name), child, _bnb_linear(module, weight, bias, quant, device))
+            setattr(model.get_submodule(parent_name), child, _bnb_linear(module, weight, bias, config, device))
             del weight, bias
             continue
         for pname, param in list(module.named_parameters(recurse=False)):
