@@ -20,8 +20,6 @@ def test_lm_stages(stage_timer, egbench_device, egbench_settings):
     from pytest_egbench.models.generation import decode, prefill
     from pytest_egbench.models.llama import dummy_llama
 
-    if egbench_settings.quant in ("nf4", "int8"):
-        pytest.skip(f"--egbench-quant {egbench_settings.quant}: this LM-only benchmark runs unquantised weights (fp32, bf16, fp16)")
     model = dummy_llama(egbench_settings.preset, egbench_settings.quant, egbench_device)
     generator = torch.Generator().manual_seed(0)
     prompt = torch.randint(3, model.config.vocab_size, (1, PROMPT_TOKENS), generator=generator)

@@ -7,6 +7,8 @@ Fixtures are handed the run's collaborators (settings, the session's ``add_timin
 
 from __future__ import annotations
 
+import sys
+from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any
 
 import pytest
@@ -18,6 +20,7 @@ if TYPE_CHECKING:
     import torch
 
     from .data.dataset import Dataset, Sample
+    from .models.base import ModelAdapter
     from .session import EgbenchSession
     from .timing import StageTimer
 
@@ -49,6 +52,70 @@ def egbench_session(pytestconfig: pytest.Config) -> EgbenchSession:
 def egbench_device(egbench_session: EgbenchSession) -> torch.device:
     """The ``torch.device`` the suite benchmarks on (``--egbench-device``; ``auto`` resolved)."""
     return egbench_session.device
+
+
+def _progress(config: pytest.Config) -> Callable[[str], None]:
+    """A function that writes one line to the terminal now, past output capturing (stderr when
+    there is no terminal reporter)."""
+    reporter = config.pluginmanager.get_plugin("terminalreporter")
+    capture = config.pluginmanager.get_plugin("capturemanager")
+
+    def write(line: str) -> None:
+        if reporter is None or capture is None:
+            print(line, file=sys.stderr, flush=True)
+            return
+        with capture.global_and_fixture_disabled():
+            reporter.write_line(line)
+
+    return write
+
+
+@pytest.fixture(scope="session")
+def egbench_model(pytestconfig: pytest.Config, egbench_session: EgbenchSession) -> Iterator[Callable[[str], ModelAdapter]]:
+    """``egbench_model(name)`` -> the :class:`~pytest_egbench.models.base.ModelAdapter` of
+    ``name`` (eventgpt, video_llava, llava), loaded once per run and kept for the session.
+
+    Loads with ``--egbench-preset``, ``--egbench-quant`` on the benchmark device, from the folder
+    of ``--egbench-checkpoint NAME=DIR`` when given (else seeded dummy weights). A line on the
+    terminal says what is loading and, when done, how long it took (``adapter.load_seconds``,
+    seconds) and the weights' footprint (MiB). Skips a model that ``--egbench-models`` leaves
+    out; a model that failed to load raises the same error again for every test that asks.
+    """
+    from .models.base import ModelSpec
+    from .models.registry import load_model
+
+    settings = egbench_session.settings
+    device = egbench_session.device
+    write = _progress(pytestconfig)
+    loaded: dict[str, ModelAdapter | BaseException] = {}
+
+    def get(name: str) -> ModelAdapter:
+        if name not in settings.models:
+            pytest.skip(f"{name} is not in --egbench-models ({', '.join(settings.models)})")
+        if name not in loaded:
+            checkpoint = settings.checkpoint_for(name)
+            spec = ModelSpec(name, preset=str(settings.preset), quant=str(settings.quant), device=str(device), checkpoint=checkpoint)
+            weights = f"checkpoint {checkpoint}" if checkpoint else "dummy weights"
+            write(f"egbench: loading {name} ({spec.preset}, {spec.quant}, {weights}) on {device} ...")
+            try:
+                adapter = load_model(spec)
+            except Exception as exc:
+                loaded[name] = exc
+                write(f"egbench: loading {name} failed: {exc}")
+                raise
+            loaded[name] = adapter
+            write(f"egbench: loaded {name} in {adapter.load_seconds:.2f} s, weights {adapter.footprint_bytes() / 2**20:.1f} MiB")
+        entry = loaded[name]
+        if isinstance(entry, BaseException):
+            raise entry
+        return entry
+
+    yield get
+    loaded.clear()
+    if device.type == "cuda":
+        import torch
+
+        torch.cuda.empty_cache()
 
 
 @pytest.fixture

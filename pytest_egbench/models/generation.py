@@ -19,13 +19,22 @@ def prefill(model: Any, *, input_ids: torch.Tensor | None = None, inputs_embeds:
     already spliced in). Returns ``(first_token [B, 1] int64 on the device, past_key_values)``.
     Only the last position's logits are computed (``logits_to_keep=1``).
     """
+    token, cache, _ = prefill_with_logits(model, input_ids=input_ids, inputs_embeds=inputs_embeds)
+    return token, cache
+
+
+@torch.inference_mode()
+def prefill_with_logits(model: Any, *, input_ids: torch.Tensor | None = None, inputs_embeds: torch.Tensor | None = None) -> tuple[torch.Tensor, Any, torch.Tensor]:
+    """:func:`prefill`, also returning the last position's logits ``[B, vocab]`` (on the device;
+    what the first token was chosen from)."""
     if (input_ids is None) == (inputs_embeds is None):
         raise ValueError("pass exactly one of input_ids and inputs_embeds")
     from transformers import DynamicCache
 
     cache = DynamicCache()
     out = model(input_ids=input_ids, inputs_embeds=inputs_embeds, past_key_values=cache, use_cache=True, logits_to_keep=1)
-    return out.logits[:, -1:].argmax(-1), out.past_key_values
+    logits = out.logits[:, -1]
+    return logits.argmax(-1, keepdim=True), out.past_key_values, logits
 
 
 @torch.inference_mode()

@@ -6,20 +6,21 @@ from typing import Any
 
 import torch
 
-from .presets import llama_config, torch_dtype
+from .presets import llama_config
+from .quant import QuantSpec
+from .weights import RandomWeights, build_empty, materialise
 
 
 def dummy_llama(preset: str, quant: str, device: torch.device | str, seed: int = 0) -> Any:
-    """A ``LlamaForCausalLM`` of ``preset`` with seeded random weights, created on ``device``.
+    """A ``LlamaForCausalLM`` of ``preset`` with seeded random weights, made on ``device``.
 
-    ``quant``: fp32, bf16 or fp16 (quantised formats come with the model adapters). Latency does
-    not depend on weight values, which is why dummy weights are used (DESIGN.md).
+    ``quant``: any :class:`~pytest_egbench.models.quant.QuantSpec` name; nf4/int8 quantise the
+    decoder's Linear layers on the device as they are made (:mod:`.weights`). Latency does not
+    depend on weight values, which is why dummy weights are used (DESIGN.md).
     """
     from transformers import LlamaForCausalLM
 
-    dtype = torch_dtype(quant)
+    spec = QuantSpec(quant)
     config = llama_config(preset)
-    torch.manual_seed(seed)
-    with torch.device(device):
-        model = LlamaForCausalLM._from_config(config, dtype=dtype)
-    return model.eval()
+    model = build_empty(lambda: LlamaForCausalLM._from_config(config, dtype=spec.compute_dtype), device)
+    return materialise(model, device, spec, RandomWeights(seed))

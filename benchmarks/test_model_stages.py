@@ -1,0 +1,67 @@
+"""All five stages (DESIGN.md) of each multimodal model, one sample per configuration.
+
+EventGPT with 5 event frames, Video-LLaVA with 8 video frames, LLaVA-1.5 with 1 image and with 8
+images (the origin's "8 frames" run). Per round: load, preprocess (image processor, tokenisation,
+copy to the device), vision (tower, projector; EventGPT's adaptor and pooling), prefill (prompt
+embeddings with the visual ones spliced in, one LM forward: TTFT ends here), decode
+(``--egbench-max-new-tokens`` - 1 greedy steps on the KV cache).
+
+Inputs are SYNTHETIC until the data layer lands: seeded random uint8 RGB frames, 480 x 640, of the
+shape each model takes (``models.base.synthetic_sample``), and the origin's question. The "load"
+stage therefore times making that synthetic sample in host memory, a stand-in for reading and
+decoding files, not a file-reading figure. Token counts and shapes are the real ones.
+
+Recorded beside the timings (``extra_info``): prompt and visual tokens, KV-cache bytes computed
+from the config and measured from the cache (they must agree), the weights' footprint, the model's
+load time (cold, reported apart) and peak device memory per stage (CUDA; ``None`` on the CPU).
+"""
+
+from __future__ import annotations
+
+import pytest
+
+pytestmark = pytest.mark.egbench(group="stages")
+
+CASES = [("eventgpt", 5), ("video_llava", 8), ("llava", 1), ("llava", 8)]
+
+
+@pytest.mark.parametrize(("model", "frames"), CASES, ids=[f"{m}-{n}" for m, n in CASES])
+def test_model_stages(stage_timer, egbench_model, egbench_settings, model, frames):
+    pytest.importorskip("torch")
+    from pytest_egbench.models.base import synthetic_sample
+    from pytest_egbench.models.memory import PeakMemory, kv_cache_bytes, measured_kv_cache_bytes
+
+    adapter = egbench_model(model)
+    steps = egbench_settings.max_new_tokens - 1
+    peaks = PeakMemory(adapter.device)
+    stage_timer.extra_info.update(model=model, inputs="synthetic", frames=frames)
+
+    for rnd in stage_timer.rounds():
+        with peaks.stage("load"), rnd.stage("load"):
+            sample = synthetic_sample(model, frames)
+        with peaks.stage("preprocess"), rnd.stage("preprocess"):
+            inputs = adapter.preprocess(sample)
+        with peaks.stage("vision"), rnd.stage("vision", tokens=inputs.visual_tokens):
+            visual = adapter.encode_vision(inputs)
+        with peaks.stage("prefill"), rnd.stage("prefill", tokens=inputs.prompt_tokens):
+            state = adapter.prefill(inputs, visual)
+        with peaks.stage("decode"), rnd.stage("decode", tokens=steps):
+            produced = adapter.decode(state, steps)
+        assert produced.shape == (1, steps)
+        assert state.cache.get_seq_length() == inputs.prompt_tokens + steps
+
+    kv_computed = kv_cache_bytes(adapter.text_config, inputs.prompt_tokens + steps, adapter.dtype)
+    kv_measured = measured_kv_cache_bytes(state.cache)
+    assert kv_measured == kv_computed
+    stage_timer.extra_info.update(
+        prompt_tokens=inputs.prompt_tokens,
+        visual_tokens=inputs.visual_tokens,
+        kv_cache_bytes=kv_measured,
+        kv_bytes_per_token=adapter.kv_bytes_per_token,
+        footprint_bytes=adapter.footprint_bytes(),
+        model_load_s=adapter.load_seconds,
+        peak_memory_bytes=dict(peaks.bytes),
+    )
+    results = stage_timer.results()
+    assert results.stages == ["load", "preprocess", "vision", "prefill", "decode"]
+    assert results.rounds == egbench_settings.rounds
