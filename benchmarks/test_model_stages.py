@@ -1,15 +1,14 @@
-"""All five stages (DESIGN.md) of each multimodal model, one sample per configuration.
+"""All five stages (DESIGN.md) of each multimodal model on the real samples.
 
-EventGPT with 5 event frames, Video-LLaVA with 8 video frames, LLaVA-1.5 with 1 image and with 8
-images (the origin's "8 frames" run). Per round: load, preprocess (image processor, tokenisation,
-copy to the device), vision (tower, projector; EventGPT's adaptor and pooling), prefill (prompt
-embeddings with the visual ones spliced in, one LM forward: TTFT ends here), decode
-(``--egbench-max-new-tokens`` - 1 greedy steps on the KV cache).
+EventGPT with 1 and 5 event frames, Video-LLaVA with 8 video frames, LLaVA-1.5 with 1 image and
+with 8 images (the origin's "8 frames" run), on each selected sample that has what the model reads
+(EventGPT: events; the others: video; a sample without it is skipped with the reason). Per round:
 
-Inputs are SYNTHETIC until the data layer lands: seeded random uint8 RGB frames, 480 x 640, of the
-shape each model takes (``models.base.synthetic_sample``), and the origin's question. The "load"
-stage therefore times making that synthetic sample in host memory, a stand-in for reading and
-decoding files, not a file-reading figure. Token counts and shapes are the real ones.
+1. load: the event file, or the sampled MP4 frames (decoding only those), into host memory;
+2. preprocess: event-frame rendering (EventGPT), image processor, tokenisation, copy to the device;
+3. vision: tower and projector (EventGPT: adaptor once, spatio-temporal pooling);
+4. prefill: prompt embeddings with the visual ones spliced in, one LM forward (TTFT ends here);
+5. decode: ``--egbench-max-new-tokens`` - 1 greedy steps on the KV cache.
 
 Recorded beside the timings (``extra_info``): prompt and visual tokens, KV-cache bytes computed
 from the config and measured from the cache (they must agree), the weights' footprint, the model's
@@ -20,27 +19,30 @@ from __future__ import annotations
 
 import pytest
 
+from pytest_egbench.fixtures import require_sample
+from pytest_egbench.pipeline import MODEL_NEEDS, load_sample, visual_input
+
 pytestmark = pytest.mark.egbench(group="stages")
 
-CASES = [("eventgpt", 5), ("video_llava", 8), ("llava", 1), ("llava", 8)]
+CASES = [("eventgpt", 1), ("eventgpt", 5), ("video_llava", 8), ("llava", 1), ("llava", 8)]
 
 
 @pytest.mark.parametrize(("model", "frames"), CASES, ids=[f"{m}-{n}" for m, n in CASES])
-def test_model_stages(stage_timer, egbench_model, egbench_settings, model, frames):
+def test_model_stages(stage_timer, egbench_model, egbench_settings, egbench_sample, model, frames):
     pytest.importorskip("torch")
-    from pytest_egbench.models.base import synthetic_sample
     from pytest_egbench.models.memory import PeakMemory, kv_cache_bytes, measured_kv_cache_bytes
 
+    require_sample(egbench_sample, MODEL_NEEDS[model])
     adapter = egbench_model(model)
     steps = egbench_settings.max_new_tokens - 1
     peaks = PeakMemory(adapter.device)
-    stage_timer.extra_info.update(model=model, inputs="synthetic", frames=frames)
+    stage_timer.extra_info.update(model=model, sample=egbench_sample.id, frames=frames)
 
     for rnd in stage_timer.rounds():
         with peaks.stage("load"), rnd.stage("load"):
-            sample = synthetic_sample(model, frames)
+            loaded = load_sample(model, egbench_sample, frames)
         with peaks.stage("preprocess"), rnd.stage("preprocess"):
-            inputs = adapter.preprocess(sample)
+            inputs = adapter.preprocess(visual_input(model, loaded, frames, egbench_sample.question))
         with peaks.stage("vision"), rnd.stage("vision", tokens=inputs.visual_tokens):
             visual = adapter.encode_vision(inputs)
         with peaks.stage("prefill"), rnd.stage("prefill", tokens=inputs.prompt_tokens):

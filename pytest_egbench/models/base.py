@@ -2,7 +2,7 @@
 
 ``load(spec)`` builds the model once; then per sample
 
-1. (stage 1, load, belongs to the data layer: it yields a :class:`Sample` of decoded arrays)
+1. (stage 1, load, belongs to the data layer: it yields a :class:`VisualInput` of decoded arrays)
 2. ``preprocess(sample)`` -> :class:`Inputs` on the device (image processor, tokenisation, copy)
 3. ``encode_vision(inputs)`` -> visual embeddings ``[V, hidden]`` in the LLM's embedding space
 4. ``prefill(inputs, visual)`` -> :class:`PrefillState` (first token, KV cache); the visual
@@ -32,7 +32,7 @@ from .tokenization import DEFAULT_QUESTION, expand_placeholder, load_tokenizer
 
 
 @dataclass(frozen=True, eq=False)
-class Sample:
+class VisualInput:
     """One input as the data layer decodes it: exactly the arrays the model family needs.
 
     ``events``: EventGPT's event frames ``[T, H, W, 3]`` uint8 RGB (T = 1 or 5 in the origin runs).
@@ -53,7 +53,7 @@ class Sample:
 DEFAULT_FRAMES = {"eventgpt": 5, "video_llava": 8, "llava": 1}
 
 
-def synthetic_sample(model: str, frames: int | None = None, *, height: int = 480, width: int = 640, seed: int = 0, question: str = DEFAULT_QUESTION) -> Sample:
+def synthetic_sample(model: str, frames: int | None = None, *, height: int = 480, width: int = 640, seed: int = 0, question: str = DEFAULT_QUESTION) -> VisualInput:
     """A deterministic stand-in for a real sample: seeded random uint8 RGB arrays of the shape
     ``model``'s adapter takes (``frames`` of them, default :data:`DEFAULT_FRAMES`), 480 x 640 as
     the DSEC sensor and the bundled video. Raises ``ValueError`` for an unknown model."""
@@ -62,10 +62,10 @@ def synthetic_sample(model: str, frames: int | None = None, *, height: int = 480
     n = DEFAULT_FRAMES[model] if frames is None else frames
     arrays = np.random.default_rng(seed).integers(0, 256, (n, height, width, 3), dtype=np.uint8)
     if model == "eventgpt":
-        return Sample(question=question, events=arrays, id=f"synthetic-{seed}")
+        return VisualInput(question=question, events=arrays, id=f"synthetic-{seed}")
     if model == "video_llava":
-        return Sample(question=question, video=arrays, id=f"synthetic-{seed}")
-    return Sample(question=question, images=list(arrays), id=f"synthetic-{seed}")
+        return VisualInput(question=question, video=arrays, id=f"synthetic-{seed}")
+    return VisualInput(question=question, images=list(arrays), id=f"synthetic-{seed}")
 
 
 @dataclass(frozen=True)
@@ -185,11 +185,11 @@ class ModelAdapter(ABC):
         as ``spec.quant`` says."""
 
     @abstractmethod
-    def prompt(self, sample: Sample) -> str:
+    def prompt(self, sample: VisualInput) -> str:
         """The prompt text with one :attr:`placeholder` per visual input."""
 
     @abstractmethod
-    def frames(self, sample: Sample) -> list[np.ndarray]:
+    def frames(self, sample: VisualInput) -> list[np.ndarray]:
         """The ``[H, W, 3]`` uint8 arrays to run through the image processor; ``ValueError``
         when the sample lacks what the model needs."""
 
@@ -207,7 +207,7 @@ class ModelAdapter(ABC):
         cache)``. For tests; not a benchmark stage."""
 
     # ------------------------------------------------------------------ shared stages
-    def preprocess(self, sample: Sample) -> Inputs:
+    def preprocess(self, sample: VisualInput) -> Inputs:
         """Stage 2: image processor, tokenisation with the visual placeholders expanded, copy to
         the device (pixels in the compute dtype). Raises ``ValueError`` for a sample without the
         arrays this model needs, or with arrays of the wrong shape or dtype."""

@@ -33,7 +33,7 @@ import torch
 from torch import nn
 
 from . import presets
-from .base import Inputs, ModelAdapter, ModelSpec, Sample, check_frames, splice_visual
+from .base import Inputs, ModelAdapter, ModelSpec, VisualInput, check_frames, splice_visual
 from .quant import QuantSpec
 from .tokenization import UNK_ID
 from .weights import RandomWeights, TensorWeights, build_empty, materialise
@@ -118,10 +118,10 @@ class EventGPTAdapter(ModelAdapter):
             model = materialise(build_empty(lambda: EventGPTModel(config), spec.device), spec.device, spec.quant_spec, RandomWeights(spec.seed))
         return cls(model, spec, lm=model.language_model, text_config=model.config.text, vision_config=model.config.vision, fill_id=UNK_ID)
 
-    def prompt(self, sample: Sample) -> str:
+    def prompt(self, sample: VisualInput) -> str:
         return eventgpt_prompt(sample.question)
 
-    def frames(self, sample: Sample) -> list[np.ndarray]:
+    def frames(self, sample: VisualInput) -> list[np.ndarray]:
         if sample.events is None:
             raise ValueError("EventGPT needs sample.events: event frames [T, H, W, 3] uint8")
         return list(check_frames(sample.events, "sample.events", 4))

@@ -23,7 +23,7 @@ import numpy as np
 import torch
 
 from . import presets
-from .base import Inputs, ModelAdapter, ModelSpec, Sample, check_frames
+from .base import Inputs, ModelAdapter, ModelSpec, VisualInput, check_frames
 from .tokenization import IMAGE_TOKEN, IMAGE_TOKEN_ID, VIDEO_TOKEN, VIDEO_TOKEN_ID
 from .weights import RandomWeights, build_empty, materialise
 
@@ -113,10 +113,10 @@ class LlavaAdapter(_HFLlavaAdapter):
     build_config = staticmethod(presets.llava_config)
     features_method = "get_image_features"
 
-    def prompt(self, sample: Sample) -> str:
+    def prompt(self, sample: VisualInput) -> str:
         return "USER: " + f"{IMAGE_TOKEN}\n" * len(sample.images or ()) + f"{sample.question} ASSISTANT:"
 
-    def frames(self, sample: Sample) -> list[np.ndarray]:
+    def frames(self, sample: VisualInput) -> list[np.ndarray]:
         if not sample.images:
             raise ValueError("LLaVA-1.5 needs sample.images: one or more [H, W, 3] uint8 arrays")
         return [check_frames(image, f"sample.images[{i}]", 3) for i, image in enumerate(sample.images)]
@@ -140,10 +140,10 @@ class VideoLlavaAdapter(_HFLlavaAdapter):
     build_config = staticmethod(presets.video_llava_config)
     features_method = "get_video_features"
 
-    def prompt(self, sample: Sample) -> str:
+    def prompt(self, sample: VisualInput) -> str:
         return f"USER: {VIDEO_TOKEN}\n{sample.question} ASSISTANT:"
 
-    def frames(self, sample: Sample) -> list[np.ndarray]:
+    def frames(self, sample: VisualInput) -> list[np.ndarray]:
         if sample.video is None:
             raise ValueError("Video-LLaVA needs sample.video: frames [N, H, W, 3] uint8")
         return list(check_frames(sample.video, "sample.video", 4))

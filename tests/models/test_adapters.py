@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-from pytest_egbench.models.base import Sample
+from pytest_egbench.models.base import VisualInput
 from pytest_egbench.models.memory import kv_cache_bytes, measured_kv_cache_bytes
 
 MODELS = ["eventgpt", "video_llava", "llava"]
@@ -125,14 +125,14 @@ def test_kv_cache_bytes_measured_equal_computed(tiny_model, sample, name):
 
 
 @pytest.mark.parametrize(("name", "bad", "message"), [
-    ("eventgpt", Sample(), "EventGPT needs sample.events"),
-    ("eventgpt", Sample(events=np.zeros((2, 8, 8, 3), np.float32)), r"sample.events must be a non-empty \[T, H, W, 3\] uint8"),
-    ("eventgpt", Sample(events=np.zeros((8, 8, 3), np.uint8)), r"got shape \(8, 8, 3\)"),
-    ("video_llava", Sample(images=[np.zeros((8, 8, 3), np.uint8)]), "Video-LLaVA needs sample.video"),
-    ("video_llava", Sample(video=np.zeros((8, 8, 8, 4), np.uint8)), "sample.video must be"),
-    ("llava", Sample(), "LLaVA-1.5 needs sample.images"),
-    ("llava", Sample(images=[np.zeros((8, 8, 3), np.uint8), np.zeros((8, 8), np.uint8)]), r"sample.images\[1\] must be"),
-    ("llava", Sample(images=[[0, 0, 0]]), "sample.images.0. must be a numpy array"),
+    ("eventgpt", VisualInput(), "EventGPT needs sample.events"),
+    ("eventgpt", VisualInput(events=np.zeros((2, 8, 8, 3), np.float32)), r"sample.events must be a non-empty \[T, H, W, 3\] uint8"),
+    ("eventgpt", VisualInput(events=np.zeros((8, 8, 3), np.uint8)), r"got shape \(8, 8, 3\)"),
+    ("video_llava", VisualInput(images=[np.zeros((8, 8, 3), np.uint8)]), "Video-LLaVA needs sample.video"),
+    ("video_llava", VisualInput(video=np.zeros((8, 8, 8, 4), np.uint8)), "sample.video must be"),
+    ("llava", VisualInput(), "LLaVA-1.5 needs sample.images"),
+    ("llava", VisualInput(images=[np.zeros((8, 8, 3), np.uint8), np.zeros((8, 8), np.uint8)]), r"sample.images\[1\] must be"),
+    ("llava", VisualInput(images=[[0, 0, 0]]), "sample.images.0. must be a numpy array"),
 ])  # fmt: skip
 def test_preprocess_rejects_bad_samples(tiny_model, name, bad, message):
     with pytest.raises(ValueError, match=message):
