@@ -28,6 +28,11 @@ STAGES: tuple[str, ...] = ("load", "preprocess", "vision", "prefill", "decode")
 PRESETS: tuple[str, ...] = ("tiny", "7b")
 #: ``fp32`` is accepted for CPU runs; NF4/int8 need bitsandbytes' CUDA kernels.
 QUANTS: tuple[str, ...] = ("nf4", "int8", "bf16", "fp16", "fp32")
+#: Default relative latency tolerance per device type. On a GPU, 5 % (the baselines issue). On a
+#: shared CPU VM the medians of ms-scale stages moved between runs of the whole suite by 33 %
+#: (median over 86 latency metrics) and 66 % (90th percentile), at most 74 %, over 4 runs on a
+#: 2-core VM (README, "Verdicts"), so a CPU latency gate below that only raises false alarms.
+DEFAULT_TOLERANCE = {"cuda": 0.05, "cpu": 1.0}
 
 
 # --------------------------------------------------------------------------- parsers
@@ -222,7 +227,7 @@ OPTIONS: tuple[OptionSpec, ...] = (
     OptionSpec("report", "--egbench-report", "write a markdown report to PATH", parse_output_file, ini=False, metavar="PATH"),
     OptionSpec("baseline_dir", "--egbench-baseline-dir", "folder of baseline files (default: baselines/ under the rootdir)", parse_dir, metavar="DIR"),
     OptionSpec("save", "--egbench-save", "save this run's results as the baseline of this machine's fingerprint", ini=False),
-    OptionSpec("tolerance", "--egbench-tolerance", "relative latency tolerance before a slowdown fails (default 5%)", parse_percent, 0.05, metavar="PCT"),
+    OptionSpec("tolerance", "--egbench-tolerance", "relative latency tolerance before a slowdown fails (default: 5% on CUDA, 100% on the CPU, see the README)", parse_percent, metavar="PCT"),
     OptionSpec("metric_tolerances", "--egbench-metric-tolerance", "per-metric latency tolerance METRIC=PCT, e.g. decode=8% (repeatable)", parse_metric_tolerance, (), repeat=True, metavar="METRIC=PCT"),
     OptionSpec("tolerance_abs", "--egbench-tolerance-abs", "absolute tolerance for rates such as acceptance (default 0.02)", parse_abs_tolerance, 0.02, metavar="X"),
     OptionSpec("inject", "--egbench-inject", "add a calibrated delay of PCT to every steady-state round of STAGE, e.g. decode=20% (repeatable), to check that the gate catches a slowdown; such a run cannot be saved", parse_injection, (), ini=False, repeat=True, metavar="STAGE=PCT"),
@@ -249,7 +254,7 @@ class Settings:
     report: Path | None = None
     baseline_dir: Path | None = None
     save: bool = False
-    tolerance: float = 0.05
+    tolerance: float | None = None
     metric_tolerances: tuple[tuple[str, float], ...] = ()
     tolerance_abs: float = 0.02
     pvalue: float = 0.01
@@ -261,11 +266,13 @@ class Settings:
         return dict(self.checkpoints).get(model)
 
     def tolerance_for(self, metric: str) -> float:
-        """Relative tolerance of ``metric``: the per-metric override, else the global one."""
-        return dict(self.metric_tolerances).get(metric, self.tolerance)
+        """Relative tolerance of ``metric``: the per-metric override, else the global one (5 %
+        when no device has filled it in)."""
+        return dict(self.metric_tolerances).get(metric, DEFAULT_TOLERANCE["cuda"] if self.tolerance is None else self.tolerance)
 
     def for_device(self, device_type: str) -> Settings:
-        """Fill the device-dependent defaults: preset and quantisation.
+        """Fill the device-dependent defaults: preset, quantisation and latency tolerance
+        (:data:`DEFAULT_TOLERANCE`).
 
         ``device_type`` is ``"cuda"`` or ``"cpu"``. NF4/int8 need CUDA (bitsandbytes' kernels), so
         asking for them on the CPU raises :class:`pytest.UsageError`.
@@ -280,7 +287,8 @@ class Settings:
                 f"--egbench-quant {quant} ({self.sources.get('quant', 'default')}) needs a CUDA device; "
                 "this run is on the CPU: use fp32, bf16 or fp16"
             )
-        return replace(self, preset=preset, quant=quant)
+        tolerance = DEFAULT_TOLERANCE["cuda" if on_cuda else "cpu"] if self.tolerance is None else self.tolerance
+        return replace(self, preset=preset, quant=quant, tolerance=tolerance)
 
 
 def register(parser: pytest.Parser) -> None:

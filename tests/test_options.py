@@ -60,7 +60,7 @@ def test_output_file_option_refuses_a_folder(pytester):
 def test_defaults(pytester):
     pytester.makepyfile(test_show=SHOW)
     result = pytester.runpytest("-s")
-    result.stdout.fnmatch_lines(["*SETTINGS auto 6 2 0.05 ('eventgpt', 'video_llava', 'llava') 16 default ()"])
+    result.stdout.fnmatch_lines(["*SETTINGS auto 6 2 None ('eventgpt', 'video_llava', 'llava') 16 default ()"])
 
 
 def test_ini_values_apply_and_command_line_wins(pytester):
@@ -111,8 +111,9 @@ def test_metric_tolerance_override():
 def test_for_device_fills_preset_and_quant():
     cpu = options.Settings().for_device("cpu")
     cuda = options.Settings().for_device("cuda")
-    assert (cpu.preset, cpu.quant) == ("tiny", "fp32")
-    assert (cuda.preset, cuda.quant) == ("7b", "nf4")
+    assert (cpu.preset, cpu.quant, cpu.tolerance) == ("tiny", "fp32", 1.0)
+    assert (cuda.preset, cuda.quant, cuda.tolerance) == ("7b", "nf4", 0.05)
+    assert options.Settings(tolerance=0.1).for_device("cpu").tolerance == 0.1  # an explicit value wins
     kept = options.Settings(preset="7b", quant="bf16").for_device("cpu")
     assert (kept.preset, kept.quant) == ("7b", "bf16")
 

@@ -7,7 +7,7 @@ import json
 import pytest
 
 from pytest_egbench.options import Settings
-from pytest_egbench.atomic import write_json_atomic
+from pytest_egbench.atomic import _umask, write_json_atomic
 from pytest_egbench.report import benchmark_json, markdown_report, render_markdown, render_text, stage_table, terminal_lines
 from pytest_egbench.session import EgbenchSession, Measurement, measurements_from_timing
 from pytest_egbench.timing import TimingResults
@@ -76,6 +76,7 @@ def test_write_json_atomic_replaces_only_when_complete(tmp_path):
         write_json_atomic(path, {"a": float("nan")})
     assert json.loads(path.read_text()) == {"a": 1}  # the old file is intact
     assert sorted(p.name for p in path.parent.iterdir()) == ["results.json"]  # no temporary left
+    assert path.stat().st_mode & 0o777 == 0o666 & ~_umask()  # not the temporary file's 0600
 
 
 def test_stage_table_medians_shares_and_ratio():

@@ -109,7 +109,7 @@ class LlavaAdapter(_HFLlavaAdapter):
     model_class = "LlavaForConditionalGeneration"
     token_id = IMAGE_TOKEN_ID
     token_attribute = "image_token_id"
-    skip_modules = ("lm_head", "vision_tower", "multi_modal_projector")
+    skip_modules = ("lm_head", r"(?:model\.)?vision_tower", r"(?:model\.)?multi_modal_projector")
     build_config = staticmethod(presets.llava_config)
     features_method = "get_image_features"
 
@@ -136,7 +136,7 @@ class VideoLlavaAdapter(_HFLlavaAdapter):
     model_class = "VideoLlavaForConditionalGeneration"
     token_id = VIDEO_TOKEN_ID
     token_attribute = "video_token_id"
-    skip_modules = ("lm_head", "image_tower", "video_tower", "multi_modal_projector")
+    skip_modules = ("lm_head", r"(?:model\.)?image_tower", r"(?:model\.)?video_tower", r"(?:model\.)?multi_modal_projector")
     build_config = staticmethod(presets.video_llava_config)
     features_method = "get_video_features"
 
