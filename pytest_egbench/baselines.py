@@ -1,21 +1,26 @@
 """Baseline files: fingerprint, load (validated, migrated), save (atomic, merging).
 
-A baseline file ``baselines/<fingerprint name>.json`` holds the steady-state samples of every
-metric of one run on one kind of machine::
+A baseline file ``baselines/<fingerprint name>.json`` holds, for every metric, the steady-state
+samples of the last :data:`MAX_RUNS` saved runs on one kind of machine::
 
-    {"schema_version": 1,
+    {"schema_version": 2,
      "fingerprint": {"device": "NVIDIA H200", "preset": "7b", "quant": "nf4", "torch": "2.11", ...},
      "created": "2026-11-21T06:00:00+00:00", "commit": "abc123...",
      "entries": {"benchmarks/test_x.py::test_y[eventgpt]::prefill":
-                     {"metric": "prefill", "unit": "s", "kind": "latency", "samples": [...],
+                     {"metric": "prefill", "unit": "s", "kind": "latency",
+                      "runs": [[...], [...]],
                       "model": "eventgpt", "stage": "prefill", "params": {...}}}}
+
+Keeping runs apart lets a verdict see how far the baseline itself moved from run to run (another
+process, another lease of the same GPU type): the tolerance is never below that spread.
 
 Schema history (``migrate`` turns every older layout into the current one):
 
 * version 0 -- a pytest-benchmark JSON results file written by ``--egbench-json`` (no
   ``schema_version`` key; ``benchmarks[]`` plus ``egbench.metrics``). Any results file can thus be
   promoted to a baseline.
-* version 1 -- the layout above.
+* version 1 -- one run per entry, as ``"samples": [...]``.
+* version 2 -- the layout above.
 
 Standard library only: no torch, no pytest.
 """
@@ -29,7 +34,9 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
+#: Saved runs kept per metric; an older run drops out when a newer one is saved.
+MAX_RUNS = 5
 _FINGERPRINT_KEYS = ("device", "preset", "quant", "torch", "transformers", "bitsandbytes", "cuda")
 
 
@@ -39,15 +46,25 @@ class BaselineError(ValueError):
 
 @dataclass
 class Entry:
-    """One metric's stored samples (steady-state rounds only)."""
+    """One metric's stored samples: ``runs[i]`` holds the steady-state rounds of the i-th saved run
+    (oldest first)."""
 
     metric: str
     unit: str
     kind: str
-    samples: list[float]
+    runs: list[list[float]]
     model: str | None = None
     stage: str | None = None
     params: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def samples(self) -> list[float]:
+        """Every run's samples, pooled."""
+        return [v for run in self.runs for v in run]
+
+    def with_run(self, samples: list[float]) -> Entry:
+        """This entry with one more run (the oldest dropped beyond :data:`MAX_RUNS`)."""
+        return Entry(self.metric, self.unit, self.kind, (self.runs + [list(samples)])[-MAX_RUNS:], self.model, self.stage, dict(self.params))
 
 
 @dataclass
@@ -125,19 +142,23 @@ def same_config(a: Mapping[str, Any], b: Mapping[str, Any]) -> bool:
 # --------------------------------------------------------------------------- reading
 
 
+def _numbers(values: Any) -> bool:
+    return isinstance(values, list) and bool(values) and all(isinstance(v, (int, float)) and not isinstance(v, bool) and v == v and abs(v) != float("inf") for v in values)
+
+
 def _entry(path: Path, key: str, raw: Any) -> Entry:
     if not isinstance(raw, Mapping):
         raise BaselineError(f"{path}: entry {key!r} is not an object")
-    missing = [k for k in ("metric", "unit", "kind", "samples") if k not in raw]
+    missing = [k for k in ("metric", "unit", "kind", "runs") if k not in raw]
     if missing:
         raise BaselineError(f"{path}: entry {key!r} lacks {', '.join(missing)}")
-    samples = raw["samples"]
-    if not isinstance(samples, list) or not samples or not all(isinstance(v, (int, float)) and not isinstance(v, bool) and v == v and abs(v) != float("inf") for v in samples):
-        raise BaselineError(f"{path}: entry {key!r} needs a non-empty list of finite numbers as samples")
+    runs = raw["runs"]
+    if not isinstance(runs, list) or not runs or not all(_numbers(run) for run in runs):
+        raise BaselineError(f"{path}: entry {key!r} needs runs: a non-empty list of non-empty lists of finite numbers")
     params = raw.get("params") or {}
     if not isinstance(params, Mapping):
         raise BaselineError(f"{path}: entry {key!r} has params that are not an object")
-    return Entry(str(raw["metric"]), str(raw["unit"]), str(raw["kind"]), [float(v) for v in samples], raw.get("model"), raw.get("stage"), dict(params))
+    return Entry(str(raw["metric"]), str(raw["unit"]), str(raw["kind"]), [[float(v) for v in run] for run in runs], raw.get("model"), raw.get("stage"), dict(params))
 
 
 def _from_results_file(path: Path, doc: Mapping[str, Any]) -> dict[str, Any]:
@@ -170,6 +191,19 @@ def _from_results_file(path: Path, doc: Mapping[str, Any]) -> dict[str, Any]:
     }
 
 
+def _v1_to_v2(path: Path, doc: Mapping[str, Any]) -> dict[str, Any]:
+    """Version 1 -> 2: each entry's ``samples`` become its single run."""
+    entries = doc.get("entries")
+    if not isinstance(entries, Mapping):
+        raise BaselineError(f"{path}: 'entries' is not an object")
+    converted = {}
+    for key, raw in entries.items():
+        if not isinstance(raw, Mapping) or "samples" not in raw:
+            raise BaselineError(f"{path}: entry {key!r} lacks samples (schema_version 1)")
+        converted[key] = {**{k: v for k, v in raw.items() if k != "samples"}, "runs": [raw["samples"]]}
+    return {**doc, "schema_version": 2, "entries": converted}
+
+
 def migrate(path: Path, doc: Any) -> dict[str, Any]:
     """Bring any known layout to the current schema; raises :class:`BaselineError` otherwise."""
     if not isinstance(doc, Mapping):
@@ -178,6 +212,9 @@ def migrate(path: Path, doc: Any) -> dict[str, Any]:
     if version == 0:
         doc = _from_results_file(path, doc)
         version = 1
+    if version == 1:
+        doc = _v1_to_v2(path, doc)
+        version = 2
     if not isinstance(version, int) or version > SCHEMA_VERSION:
         raise BaselineError(f"{path}: schema_version {version!r} is newer than this pytest-egbench understands ({SCHEMA_VERSION}); upgrade pytest-egbench")
     return dict(doc)
@@ -232,16 +269,57 @@ def find(baselines: Iterable[Baseline], fp: Mapping[str, Any]) -> Baseline | Non
 def save(directory: Path, fp: Mapping[str, Any], entries: Mapping[str, Entry], *, created: str, commit: str | None) -> Path:
     """Write (or update) the baseline of ``fp`` in ``directory``; returns its path.
 
-    Entries of the existing file that this run did not measure are kept; measured ones are
-    replaced. The file is written through a temporary file and a rename. An existing file that
+    ``entries``: this run's measurements, one run each. A measured metric already in the file
+    gains this run (keeping the last :data:`MAX_RUNS`); metrics this run did not measure are kept
+    as they are. The file is written through a temporary file and a rename. An existing file that
     cannot be read raises :class:`BaselineError` and is left as it is.
     """
     from .atomic import write_json_atomic
 
     path = Path(directory) / f"{fingerprint_name(fp)}.json"
-    merged: dict[str, Entry] = {}
-    if path.exists():
-        merged.update(load(path).entries)
-    merged.update(entries)
+    merged: dict[str, Entry] = load(path).entries if path.exists() else {}
+    for key, entry in entries.items():
+        old = merged.get(key)
+        merged[key] = old.with_run(entry.samples) if old is not None and (old.unit, old.kind) == (entry.unit, entry.kind) else entry
     write_json_atomic(path, Baseline(dict(fp), merged, created, commit).to_json())
     return path
+
+
+# --------------------------------------------------------------------------- command line
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m pytest_egbench.baselines add FILE... [--dir DIR]``: add the runs in FILEs
+    (baseline files of any schema, or ``--egbench-json`` results files) to the baselines in DIR,
+    each under its own fingerprint. ``show DIR``: list the baselines and their runs."""
+    import argparse
+    import sys
+
+    parser = argparse.ArgumentParser(prog="python -m pytest_egbench.baselines", description=main.__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+    add = sub.add_parser("add", help="add runs from baseline or results files")
+    add.add_argument("files", nargs="+", type=Path)
+    add.add_argument("--dir", type=Path, default=Path("baselines"))
+    show = sub.add_parser("show", help="list the baselines in a folder")
+    show.add_argument("dir", type=Path, nargs="?", default=Path("baselines"))
+    args = parser.parse_args(argv)
+    try:
+        if args.command == "add":
+            for file in args.files:
+                source = load(file)
+                for run in range(max(len(e.runs) for e in source.entries.values())):
+                    entries = {k: Entry(e.metric, e.unit, e.kind, [e.runs[run]], e.model, e.stage, e.params) for k, e in source.entries.items() if run < len(e.runs)}
+                    path = save(args.dir, source.fingerprint, entries, created=source.created or "", commit=source.commit)
+                print(f"{file}: {len(source.entries)} metrics added to {path}")
+        else:
+            for b in load_dir(args.dir):
+                runs = max((len(e.runs) for e in b.entries.values()), default=0)
+                print(f"{b.path.name}: {len(b.entries)} metrics, up to {runs} run(s), created {b.created}")
+    except BaselineError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

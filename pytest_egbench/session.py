@@ -179,13 +179,13 @@ class EgbenchSession:
                 missing.append(m.metric)
                 continue
             tol = (tolerances or {}).get(m.metric, s.tolerance_for(m.metric))
-            verdicts.append(judge(m.metric, m.kind, m.unit, entry.samples, m.samples, tolerance=tol, tolerance_abs=s.tolerance_abs, alpha=s.pvalue))
+            verdicts.append(judge(m.metric, m.kind, m.unit, entry.runs, m.samples, tolerance=tol, tolerance_abs=s.tolerance_abs, alpha=s.pvalue))
         return verdicts, missing
 
     def baseline_entries(self) -> dict[str, Entry]:
         """This run's measurements as baseline entries, keyed by full name."""
         return {
-            m.fullname: Entry(m.metric, m.unit, m.kind, list(m.samples), m.model, m.stage, _jsonable(m.params))
+            m.fullname: Entry(m.metric, m.unit, m.kind, [list(m.samples)], m.model, m.stage, _jsonable(m.params))
             for m in self.measurements
         }
 

@@ -26,12 +26,14 @@ def test_fingerprint_from_machine_info():
 
 
 def test_save_merges_and_keeps_other_entries(tmp_path):
-    a = {"t::prefill": Entry("prefill", "s", "latency", [1.0, 2.0])}
-    b = {"t::decode": Entry("decode", "s", "latency", [3.0]), "t::prefill": Entry("prefill", "s", "latency", [5.0])}
+    a = {"t::prefill": Entry("prefill", "s", "latency", [[1.0, 2.0]]), "t::vision": Entry("vision", "s", "latency", [[7.0]])}
+    b = {"t::decode": Entry("decode", "s", "latency", [[3.0]]), "t::prefill": Entry("prefill", "s", "latency", [[5.0]])}
     path = baselines.save(tmp_path, FP, a, created="c1", commit="x")
     assert baselines.save(tmp_path, FP, b, created="c2", commit="y") == path
     loaded = baselines.load(path)
-    assert loaded.entries["t::prefill"].samples == [5.0] and loaded.entries["t::decode"].samples == [3.0]
+    # prefill gained a run, decode is new, vision (not measured the second time) is kept
+    assert loaded.entries["t::prefill"].runs == [[1.0, 2.0], [5.0]] and loaded.entries["t::prefill"].samples == [1.0, 2.0, 5.0]
+    assert loaded.entries["t::decode"].runs == [[3.0]] and loaded.entries["t::vision"].runs == [[7.0]]
     assert loaded.created == "c2" and loaded.fingerprint == FP
     assert baselines.find([loaded], FP) is loaded and baselines.find([loaded], {**FP, "device": "x"}) is None
 
@@ -40,7 +42,7 @@ def test_save_refuses_to_merge_into_a_broken_file_and_keeps_it(tmp_path):
     path = tmp_path / f"{baselines.fingerprint_name(FP)}.json"
     path.write_text("{broken")
     with pytest.raises(BaselineError, match="not valid JSON"):
-        baselines.save(tmp_path, FP, {"t::x": Entry("x", "s", "latency", [1.0])}, created="c", commit=None)
+        baselines.save(tmp_path, FP, {"t::x": Entry("x", "s", "latency", [[1.0]])}, created="c", commit=None)
     assert path.read_text() == "{broken"
 
 
@@ -50,9 +52,10 @@ def test_save_refuses_to_merge_into_a_broken_file_and_keeps_it(tmp_path):
         ("[]", "top level is not a JSON object"),
         ('{"schema_version": 99}', "newer than this pytest-egbench understands"),
         ('{"schema_version": 1, "entries": {}}', "fingerprint missing"),
-        ('{"schema_version": 1, "fingerprint": {"device": "d", "preset": "p", "quant": "q"}, "entries": {"k": {"metric": "m"}}}', "entry 'k' lacks unit, kind, samples"),
-        ('{"schema_version": 1, "fingerprint": {"device": "d", "preset": "p", "quant": "q"}, "entries": {"k": {"metric": "m", "unit": "s", "kind": "latency", "samples": []}}}', "non-empty list of finite numbers"),
-        ('{"schema_version": 1, "fingerprint": {"device": "d", "preset": "p", "quant": "q"}, "entries": {"k": {"metric": "m", "unit": "s", "kind": "latency", "samples": ["1"]}}}', "non-empty list of finite numbers"),
+        ('{"schema_version": 2, "fingerprint": {"device": "d", "preset": "p", "quant": "q"}, "entries": {"k": {"metric": "m"}}}', "entry 'k' lacks unit, kind, runs"),
+        ('{"schema_version": 2, "fingerprint": {"device": "d", "preset": "p", "quant": "q"}, "entries": {"k": {"metric": "m", "unit": "s", "kind": "latency", "runs": [[]]}}}', "non-empty lists of finite numbers"),
+        ('{"schema_version": 2, "fingerprint": {"device": "d", "preset": "p", "quant": "q"}, "entries": {"k": {"metric": "m", "unit": "s", "kind": "latency", "runs": [["1"]]}}}', "non-empty lists of finite numbers"),
+        ('{"schema_version": 1, "fingerprint": {"device": "d", "preset": "p", "quant": "q"}, "entries": {"k": {"metric": "m"}}}', "entry 'k' lacks samples (schema_version 1)"),
         ('{"machine_info": {}}', "neither a baseline"),
     ],
 )
@@ -76,6 +79,20 @@ def test_golden_results_file_migrates_from_version_0(tmp_path):
     assert json.loads(out.read_text())["schema_version"] == baselines.SCHEMA_VERSION
 
 
+def test_golden_version_1_baseline_migrates():
+    """A schema-1 baseline saved by an H200 run (kept as golden data): each entry becomes one run."""
+    b = baselines.load(GOLDEN / "baseline-v1-h200-nf4.json")
+    assert b.fingerprint["quant"] == "nf4"
+    decode = b.entries["benchmarks/test_lm_stages.py::test_lm_stages::decode"]
+    assert len(decode.runs) == 1 and len(decode.runs[0]) == 6
+
+
+def test_runs_beyond_the_limit_drop_the_oldest(tmp_path):
+    for i in range(baselines.MAX_RUNS + 2):
+        path = baselines.save(tmp_path, FP, {"t::x": Entry("x", "s", "latency", [[float(i)]])}, created=str(i), commit=None)
+    assert baselines.load(path).entries["t::x"].runs == [[float(i)] for i in range(2, baselines.MAX_RUNS + 2)]
+
+
 def test_load_dir_missing_folder_is_empty(tmp_path):
     assert baselines.load_dir(tmp_path / "nope") == []
 
@@ -87,51 +104,80 @@ KW = dict(tolerance=0.05, tolerance_abs=0.02, alpha=0.01)
 
 
 def test_same_samples_pass():
-    assert judge("prefill", "latency", "s", BASE, BASE, **KW).status == PASS
+    assert judge("prefill", "latency", "s", [BASE], BASE, **KW).status == PASS
 
 
 def test_clear_slowdown_is_a_regression_with_the_numbers():
-    v = judge("decode", "latency", "s", BASE, [x * 1.2 for x in BASE], **KW)
+    v = judge("decode", "latency", "s", [BASE], [x * 1.2 for x in BASE], **KW)
     assert v.status == REGRESSION and v.change == pytest.approx(0.2, abs=0.01) and v.p == pytest.approx(1 / 924)
     assert v.message.startswith("decode: baseline 1.001e+04 ms [IQR 100 ms, n=6], current 1.201e+04 ms") and "change +20.0%" in v.message and "p=0.00108" in v.message
 
 
 def test_slowdown_within_tolerance_passes():
-    assert judge("decode", "latency", "s", BASE, [x * 1.03 for x in BASE], **KW).status == PASS
+    assert judge("decode", "latency", "s", [BASE], [x * 1.03 for x in BASE], **KW).status == PASS
 
 
 def test_beyond_tolerance_but_not_significant():
     noisy = [10.0, 14.0, 9.0, 15.0, 9.5, 16.0]
-    v = judge("decode", "latency", "s", BASE, noisy, **KW)
+    v = judge("decode", "latency", "s", [BASE], noisy, **KW)
     assert v.status == NOISE_ONLY and v.p > 0.01
 
 
 def test_few_rounds_use_the_tolerance_alone_and_warn():
-    v = judge("decode", "latency", "s", [10.0, 10.0, 10.0], [12.0, 12.0, 12.0], **KW)
+    v = judge("decode", "latency", "s", [[10.0, 10.0, 10.0]], [12.0, 12.0, 12.0], **KW)
     assert v.status == REGRESSION and "only 3 rounds" in v.warning
 
 
 def test_improvement_is_reported_not_failed():
-    v = judge("decode", "latency", "s", BASE, [x * 0.8 for x in BASE], **KW)
-    assert v.status == IMPROVEMENT and "re-save" in v.message
+    v = judge("decode", "latency", "s", [BASE], [x * 0.8 for x in BASE], **KW)
+    assert v.status == IMPROVEMENT and "add runs with --egbench-save" in v.message
 
 
 def test_throughput_drop_is_a_regression():
-    v = judge("decode_tokens_per_s", "throughput", "tokens/s", BASE, [x * 0.8 for x in BASE], **KW)
+    v = judge("decode_tokens_per_s", "throughput", "tokens/s", [BASE], [x * 0.8 for x in BASE], **KW)
     assert v.status == REGRESSION and "lower throughput" in v.message
 
 
 def test_exact_metrics_must_be_equal():
-    assert judge("tokens.prefill", "exact", "tokens", [637.0] * 3, [637.0] * 6, **KW).status == PASS
-    assert judge("tokens.prefill", "exact", "tokens", [637.0] * 3, [638.0] * 6, **KW).status == REGRESSION
+    assert judge("tokens.prefill", "exact", "tokens", [[637.0] * 3], [637.0] * 6, **KW).status == PASS
+    assert judge("tokens.prefill", "exact", "tokens", [[637.0] * 3], [638.0] * 6, **KW).status == REGRESSION
 
 
 def test_rates_use_the_absolute_tolerance():
-    assert judge("alpha", "rate", "ratio", [0.5] * 6, [0.49] * 6, **KW).status == PASS
-    assert judge("alpha", "rate", "ratio", [0.5] * 6, [0.45] * 6, **KW).status == REGRESSION
-    assert judge("alpha", "rate", "ratio", [0.5] * 6, [0.6] * 6, **KW).status == IMPROVEMENT
+    assert judge("alpha", "rate", "ratio", [[0.5] * 6], [0.49] * 6, **KW).status == PASS
+    assert judge("alpha", "rate", "ratio", [[0.5] * 6], [0.45] * 6, **KW).status == REGRESSION
+    assert judge("alpha", "rate", "ratio", [[0.5] * 6], [0.6] * 6, **KW).status == IMPROVEMENT
 
 
 def test_unknown_kind():
     with pytest.raises(ValueError, match="unknown metric kind"):
-        judge("x", "vibes", "s", [1.0], [1.0], **KW)
+        judge("x", "vibes", "s", [[1.0]], [1.0], **KW)
+
+
+def test_run_to_run_spread_widens_the_tolerance():
+    from pytest_egbench.verdict import run_spread
+
+    runs = [[10.0] * 6, [11.0] * 6]  # two saved runs 10 % apart: pooled median 10.5
+    assert run_spread(runs) == pytest.approx(0.5 / 10.5)
+    # spread 4.8 % < 5 %: the tolerance stays 5 %, and +7 % over the pooled median fails
+    assert judge("decode", "latency", "s", runs, [11.235] * 6, **KW).status == REGRESSION
+    wide = [[10.0] * 6, [13.0] * 6]  # 13 % spread around the pooled 11.5
+    v = judge("decode", "latency", "s", wide, [12.5] * 6, **KW)  # +8.7 %: inside that spread
+    assert v.status == PASS and "raised to the baseline's run-to-run spread" in v.message
+
+
+def test_command_line_adds_a_results_file_as_a_run(tmp_path, capsys):
+    assert baselines.main(["add", str(GOLDEN / "results-v0-h200.json"), "--dir", str(tmp_path)]) == 0
+    assert baselines.main(["add", str(GOLDEN / "results-v0-h200.json"), "--dir", str(tmp_path)]) == 0
+    (b,) = baselines.load_dir(tmp_path)
+    assert len(b.entries["benchmarks/test_lm_stages.py::test_lm_stages::prefill"].runs) == 2
+    assert baselines.main(["show", str(tmp_path)]) == 0
+    assert "up to 2 run(s)" in capsys.readouterr().out
+
+
+def test_command_line_reports_a_bad_file(tmp_path, capsys):
+    bad = tmp_path / "bad.json"
+    bad.write_text("{")
+    assert baselines.main(["add", str(bad), "--dir", str(tmp_path / "out")]) == 2
+    assert "bad.json: not valid JSON" in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()

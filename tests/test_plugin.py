@@ -251,8 +251,8 @@ def test_save_then_compare_passes(pytester):
     files = list((pytester.path / "baselines").glob("*.json"))
     assert len(files) == 1 and files[0].name.startswith("cpu-") and "__tiny-fp32__" in files[0].name
     doc = json.loads(files[0].read_text())
-    assert doc["schema_version"] == 1 and doc["fingerprint"]["preset"] == "tiny"
-    assert len(doc["entries"]["test_gate.py::test_gate::prefill"]["samples"]) == 6
+    assert doc["schema_version"] == 2 and doc["fingerprint"]["preset"] == "tiny"
+    assert [len(run) for run in doc["entries"]["test_gate.py::test_gate::prefill"]["runs"]] == [6]
     # compared with its own baseline (a wide tolerance: this checks the pass path, not the noise)
     result = pytester.runpytest(*RUN, "--egbench-tolerance=300%", "-rP")
     result.assert_outcomes(passed=1)
