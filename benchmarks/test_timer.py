@@ -15,7 +15,6 @@ import time
 
 import pytest
 
-from pytest_egbench.session import INFO, SECONDS, Measurement
 from pytest_egbench.stats import summarize
 from pytest_egbench.timing import StageTimer, clocks_for, timer_overhead
 
@@ -25,27 +24,11 @@ BULK_SECONDS = 1.5  # ground truth: batch at least this long
 TOLERANCE_REL, TOLERANCE_ABS_S = 0.01, 20e-6
 
 
-def _record(session, request, metric: str, samples_s: list[float], **extra) -> None:
-    session.add(
-        Measurement(
-            nodeid=request.node.nodeid,
-            test=request.node.name,
-            group="timer",
-            metric=metric,
-            unit=SECONDS,
-            kind=INFO,
-            samples=samples_s,
-            model="timer",
-            extra_info=extra,
-        )
-    )
-
-
-def test_timer_overhead(egbench_session, egbench_device, request):
+def test_timer_overhead(egbench_record, egbench_device):
     device_clock, host_clock = clocks_for(egbench_device)
     readings, host_ns = timer_overhead(device_clock, host_clock, rounds=2000)
     s = summarize(readings)
-    _record(egbench_session, request, "empty_stage_reading", [r * 1e-9 for r in readings], clock=device_clock.name, host_ns_per_stage=host_ns)
+    egbench_record("empty_stage_reading", [r * 1e-9 for r in readings], unit="s", kind="info", model="timer", clock=device_clock.name, host_ns_per_stage=host_ns)
     print(f"\n{device_clock.name}: empty stage reads {s.median / 1e3:.2f} us median [IQR {s.iqr / 1e3:.2f}], host cost {host_ns / 1e3:.2f} us per stage")
     # The floor of every reading must be far below the shortest stage we time (decode steps are
     # milliseconds on a GPU, ~1 ms on the tiny CPU preset).
@@ -72,7 +55,7 @@ def _bulk_seconds_per_launch(torch, launch, device) -> float:
 
 @pytest.mark.gpu
 @pytest.mark.parametrize("kernel", ["sleep_1ms", "sleep_10ms", "matmul_8192"])
-def test_timer_ground_truth(kernel, egbench_session, egbench_device, request):
+def test_timer_ground_truth(kernel, egbench_record, egbench_device):
     torch = pytest.importorskip("torch")
     device = egbench_device
     if kernel.startswith("sleep"):
@@ -106,11 +89,12 @@ def test_timer_ground_truth(kernel, egbench_session, egbench_device, request):
     truth = (truth_s + truth_after) / 2
     error = s.median - truth
     bound = max(TOLERANCE_REL * truth, TOLERANCE_ABS_S)
-    _record(
-        egbench_session,
-        request,
+    egbench_record(
         f"ground_truth.{kernel}",
         readings,
+        unit="s",
+        kind="info",
+        model="timer",
         truth_s=truth,
         truth_before_s=truth_s,
         truth_after_s=truth_after,

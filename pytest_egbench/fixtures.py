@@ -119,6 +119,44 @@ def egbench_model(pytestconfig: pytest.Config, egbench_session: EgbenchSession) 
 
 
 @pytest.fixture
+def egbench_record(request: pytest.FixtureRequest, egbench_session: EgbenchSession) -> Callable[..., None]:
+    """``egbench_record(metric, samples, *, unit, kind, model=None, stage=None, **extra_info)``
+    records a measurement that is not a stage time (bytes, counts, info figures) under this test,
+    judged with the test's other metrics when its body passes.
+
+    ``samples``: a number or a list of numbers; ``unit``: "bytes", "tokens", "s", ...; ``kind``:
+    "exact" (must equal the baseline), "memory" (relative tolerance, lower is better), "latency",
+    "throughput", "rate" or "info" (never gated). Raises ``ValueError`` for a metric recorded
+    twice in one test.
+    """
+    from .session import Measurement
+
+    item = request.node
+    marker = item.get_closest_marker("egbench")
+    callspec = getattr(item, "callspec", None)
+
+    def record(metric: str, samples: Any, *, unit: str, kind: str, model: str | None = None, stage: str | None = None, **extra: Any) -> None:
+        values = [float(v) for v in (samples if isinstance(samples, (list, tuple)) else [samples])]
+        egbench_session.add(
+            Measurement(
+                nodeid=item.nodeid,
+                test=item.name,
+                group=str((marker.kwargs.get("group") if marker else None) or getattr(item, "originalname", item.name)),
+                metric=metric,
+                unit=unit,
+                kind=kind,
+                samples=values,
+                model=model,
+                stage=stage,
+                params=dict(callspec.params) if callspec else {},
+                extra_info=extra,
+            )
+        )
+
+    return record
+
+
+@pytest.fixture
 def stage_timer(request: pytest.FixtureRequest, egbench_session: EgbenchSession) -> StageTimer:
     """A :class:`~pytest_egbench.timing.StageTimer` on the benchmark device.
 

@@ -156,6 +156,54 @@ def stage_table(measurements: Sequence[Measurement], order: Sequence[str]) -> St
     return StageTable(header, [r for r in rows if r is not None])
 
 
+def scaling_table(measurements: Sequence[Measurement], param: str = "frames") -> StageTable | None:
+    """Prefill length and latency against ``param`` (frames): one row per value, per model the
+    prompt tokens and the prefill median [IQR] in ms. ``None`` without such measurements."""
+    cells: dict[str, dict[Any, dict[str, Measurement]]] = defaultdict(lambda: defaultdict(dict))
+    for m in measurements:
+        if param in m.params and m.metric in ("prefill", "tokens.prefill", "vision"):
+            cells[m.model or m.test][m.params[param]][m.metric] = m
+    if not cells:
+        return None
+    models = list(cells)
+    values = sorted({v for per in cells.values() for v in per})
+    header = [param] + [h for model in models for h in (f"{model} prompt tokens", f"{model} prefill ms", f"{model} vision ms")]
+    rows = []
+    for v in values:
+        row = [str(v)]
+        for model in models:
+            got = cells[model].get(v, {})
+            tokens = got.get("tokens.prefill")
+            row.append(f"{summarize(tokens.samples).median:.0f}" if tokens else "-")
+            for metric in ("prefill", "vision"):
+                m = got.get(metric)
+                row.append(f"{_fmt_ms(summarize(m.samples).median)} [{_fmt_ms(summarize(m.samples).iqr)}]" if m else "-")
+        rows.append(row)
+    return StageTable(header, rows)
+
+
+def memory_table(measurements: Sequence[Measurement]) -> StageTable | None:
+    """Per model: weights footprint, KV-cache bytes per token and for the run's prompt, and the
+    peak device memory of each stage (MiB); ``None`` without byte measurements."""
+    per_model: dict[str, dict[str, float]] = defaultdict(dict)
+    for m in measurements:
+        if m.unit == "bytes":
+            per_model[m.model or m.test][m.metric] = summarize(m.samples).median
+    if not per_model:
+        return None
+    metrics = ["footprint_bytes", "kv_bytes_per_token", "kv_cache_bytes"] + sorted({k for v in per_model.values() for k in v if k.startswith("peak.")})
+    titles = {"footprint_bytes": "weights MiB", "kv_bytes_per_token": "KV KiB/token", "kv_cache_bytes": "KV cache MiB"}
+    header = ["model"] + [titles.get(k, k.replace("peak.", "peak ") + " MiB") for k in metrics]
+    rows = []
+    for model, values in per_model.items():
+        row = [model]
+        for k in metrics:
+            v = values.get(k)
+            row.append("-" if v is None else f"{v / 1024:.1f}" if k == "kv_bytes_per_token" else f"{v / 2**20:.1f}")
+        rows.append(row)
+    return StageTable(header, rows)
+
+
 def render_text(table: StageTable) -> list[str]:
     """Fixed-width lines for the terminal: first column left-aligned, the others right-aligned."""
     grid = [table.header, *table.rows]
@@ -178,12 +226,18 @@ def _group_measurements(session: EgbenchSession) -> dict[str, list[Measurement]]
 
 
 def _groups(session: EgbenchSession) -> list[tuple[str, StageTable]]:
+    """(title, table) for every group: the token-scaling and memory groups get their own tables,
+    every other group its stage table."""
     out = []
     for group, ms in _group_measurements(session).items():
-        table = stage_table(ms, session.stage_order({m.stage for m in ms if m.stage}))
+        special = _OWN_TABLES[group](ms) if group in _OWN_TABLES else None
+        table = special or stage_table(ms, session.stage_order({m.stage for m in ms if m.stage}))
         if table is not None:
             out.append((group, table))
     return out
+
+
+_OWN_TABLES = {"token_scaling": scaling_table, "memory": memory_table}
 
 
 def _heading(session: EgbenchSession) -> str:
@@ -215,6 +269,8 @@ def plot_stage_bars(session: EgbenchSession, path: Path) -> Path | None:
 
     bars: list[tuple[str, list[tuple[str, float]]]] = []
     for group, ms in _group_measurements(session).items():
+        if group in _OWN_TABLES:
+            continue
         order = session.stage_order({m.stage for m in ms if m.stage})
         columns: dict[str, dict[str, float]] = defaultdict(dict)
         for m in ms:
@@ -239,6 +295,41 @@ def plot_stage_bars(session: EgbenchSession, path: Path) -> Path | None:
     unique = dict(zip(labels, handles))
     ax.legend(unique.values(), unique.keys(), loc="lower right", fontsize="small")
     ax.set_title("stages (steady state)")
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path
+
+
+def plot_token_scaling(session: EgbenchSession, path: Path) -> Path | None:
+    """Two panels against the number of frames, one line per model: prompt tokens, and prefill
+    median (ms). PNG at ``path``; ``None`` without token-scaling measurements. Needs matplotlib."""
+    ms = _group_measurements(session).get("token_scaling", [])
+    series: dict[str, dict[str, list[tuple[float, float]]]] = defaultdict(lambda: defaultdict(list))
+    for m in ms:
+        if "frames" in m.params and m.metric in ("prefill", "tokens.prefill"):
+            scale = 1e3 if m.metric == "prefill" else 1.0
+            series[m.model or m.test][m.metric].append((m.params["frames"], summarize(m.samples).median * scale))
+    if not series:
+        return None
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 2, figsize=(10, 4))
+    for model, metrics in series.items():
+        for ax, metric in zip(axes, ("tokens.prefill", "prefill")):
+            points = sorted(metrics.get(metric, []))
+            if points:
+                ax.plot([p[0] for p in points], [p[1] for p in points], marker="o", label=model)
+    for ax, label in zip(axes, ("prompt tokens", "prefill median (ms)")):
+        ax.set_xscale("log", base=2)
+        ax.set_xlabel("frames")
+        ax.set_ylabel(label)
+        ax.legend(fontsize="small")
+    fig.suptitle("token scaling (measured)")
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=100)
@@ -288,10 +379,11 @@ def write_outputs(session: EgbenchSession, *, save: bool = False) -> tuple[list[
 
         def write_report() -> None:
             plots: dict[str, str] = {}
-            png = s.report.with_name(f"{s.report.stem}-stages.png")
             try:
-                if plot_stage_bars(session, png):
-                    plots["stages"] = png.name
+                for title, plot in (("stages", plot_stage_bars), ("token scaling", plot_token_scaling)):
+                    png = s.report.with_name(f"{s.report.stem}-{title.replace(' ', '-')}.png")
+                    if plot(session, png):
+                        plots[title] = png.name
             except ImportError:
                 session.notes.append("--egbench-report: matplotlib is not installed (the 'plot' extra), so the report has no plots")
             write_text_atomic(s.report, markdown_report(session, machine, plots))

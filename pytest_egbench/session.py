@@ -21,7 +21,7 @@ if TYPE_CHECKING:
 #: Units. Time metrics are stored in seconds, as pytest-benchmark's format requires.
 SECONDS, TOKENS, TOKENS_PER_S, BYTES, RATIO = "s", "tokens", "tokens/s", "bytes", "ratio"
 #: How a metric is judged against a baseline: latency (relative tolerance + test), exact, rate.
-LATENCY, EXACT, THROUGHPUT, RATE, INFO = "latency", "exact", "throughput", "rate", "info"
+LATENCY, EXACT, THROUGHPUT, RATE, INFO, MEMORY = "latency", "exact", "throughput", "rate", "info", "memory"
 
 
 @dataclass

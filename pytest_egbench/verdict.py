@@ -14,6 +14,9 @@ Rules (the baselines issue):
 * **exact** (token counts, KV bytes): every sample must equal the baseline's.
 * **rate** (acceptance, agreement; 0..1): a regression when the median dropped by more than the
   absolute tolerance.
+* **memory** (bytes that may move a little with allocator or library versions): a regression
+  when the median grew by more than the relative tolerance; no significance test (the samples
+  of one run are usually identical).
 * **info** (figures about the tool itself, such as the timer's overhead): stored, never gated.
 """
 
@@ -82,6 +85,12 @@ def judge(name: str, kind: str, unit: str, baseline_runs: Sequence[Sequence[floa
         if sorted(set(current)) == sorted(set(baseline)) and len(set(current)) == 1:
             return Verdict(name, PASS, f"{head}: equal")
         return Verdict(name, REGRESSION, f"{head}: exact metric changed (baseline values {sorted(set(baseline))}, current {sorted(set(current))})")
+    if kind == "memory":
+        change = (cur.median - base.median) / base.median if base.median else 0.0
+        text = f"{head}, change {change:+.1%} (tolerance {tolerance:.1%})"
+        if change > tolerance:
+            return Verdict(name, REGRESSION, f"{text}: more memory", change)
+        return Verdict(name, IMPROVEMENT if change < -tolerance else PASS, text, change)
     if kind == "rate":
         change = cur.median - base.median
         text = f"{head}, change {change:+.4f} (absolute tolerance {tolerance_abs:.4f})"

@@ -112,3 +112,26 @@ def test_markdown_report_is_built_from_measurements():
     text = markdown_report(session_with("eventgpt"), {"egbench": {"gpu_name": None, "libraries": {"torch": "2.13.0"}}, "python_version": "3.11"})
     assert text.startswith("# egbench report") and "## stages" in text and "| prefill | 5.00 [1.50] | 23.8% |" in text
     assert "torch 2.13.0" in text
+
+
+def _m(metric, value, unit, model, frames=None, kind="latency"):
+    return Measurement(nodeid="n", test=f"t[{model}-{frames}]", group="g", metric=metric, unit=unit, kind=kind, samples=[value] * 3, model=model, params={} if frames is None else {"frames": frames})
+
+
+def test_scaling_table_rows_are_frames_and_columns_models():
+    from pytest_egbench.report import scaling_table
+
+    ms = [_m("tokens.prefill", 577 + f + 59, "tokens", "eventgpt", f, "exact") for f in (1, 2)] + [_m("prefill", 0.001 * f, "s", "eventgpt", f) for f in (1, 2)]
+    ms += [_m("tokens.prefill", 257 * 8 + 19, "tokens", "video_llava", 8, "exact")]
+    table = scaling_table(ms)
+    assert table.header[:3] == ["frames", "eventgpt prompt tokens", "eventgpt prefill ms"]
+    assert [r[0] for r in table.rows] == ["1", "2", "8"]
+    assert table.rows[0][1:3] == ["637", "1.00 [0]"] and table.rows[2][1] == "-" and table.rows[2][4] == "2075"
+
+
+def test_memory_table_in_mib():
+    from pytest_egbench.report import memory_table
+
+    table = memory_table([_m("footprint_bytes", 4 * 2**30, "bytes", "eventgpt", kind="exact"), _m("kv_bytes_per_token", 2**19, "bytes", "eventgpt", kind="exact"), _m("peak.prefill", 2**30, "bytes", "eventgpt", kind="memory")])
+    assert table.header == ["model", "weights MiB", "KV KiB/token", "KV cache MiB", "peak prefill MiB"]
+    assert table.rows == [["eventgpt", "4096.0", "512.0", "-", "1024.0"]]

@@ -425,3 +425,33 @@ def write_mp4(path: str | Path, frames: Iterable[tuple[int, np.ndarray]], *, fps
         for packet in stream.encode(None):
             out.mux(packet)
     return written
+
+
+def remux_clip(src: str | Path, dst: str | Path, end_us: int) -> int:
+    """Copy the video packets of ``src`` from its start up to ``end_us`` into ``dst`` without
+    re-encoding (so the key-frame structure is the source's). Returns the packets written.
+
+    Raises :class:`VideoFileError` naming ``src`` when it cannot be read or has no video stream,
+    and ``ValueError`` for ``end_us <= 0``.
+    """
+    if end_us <= 0:
+        raise ValueError(f"end_us must be positive, got {end_us}")
+    src, dst = Path(src), Path(dst)
+    written = 0
+    try:
+        with av.open(str(src)) as inp, av.open(str(dst), "w") as out:
+            if not inp.streams.video:
+                raise VideoFileError(f"{src}: no video stream")
+            stream = inp.streams.video[0]
+            target = out.add_stream_from_template(stream)
+            for packet in inp.demux(stream):
+                if packet.dts is None:
+                    continue
+                if packet.pts is not None and packet.pts * stream.time_base * 1_000_000 >= end_us:
+                    break
+                packet.stream = target
+                out.mux(packet)
+                written += 1
+    except av.FFmpegError as exc:
+        raise VideoFileError(f"{src}: cannot be remuxed ({exc})") from None
+    return written

@@ -1,0 +1,49 @@
+"""Memory of each model on its first usable sample: weights, KV cache, peak device memory.
+
+* ``footprint_bytes`` (exact): every parameter and buffer plus bitsandbytes' quantisation state.
+* ``kv_bytes_per_token`` and ``kv_cache_bytes`` (exact): computed from the config
+  (2 x layers x kv_heads x head_dim x bytes per element, DESIGN.md) and measured from the cache
+  tensors after prefill and decode; the test fails if the two disagree.
+* ``peak.<stage>`` (memory; CUDA only): ``torch.cuda.max_memory_allocated`` per stage. The CPU's
+  allocator keeps no peak counter, so on the CPU these are not recorded (never reported as 0).
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from pytest_egbench.fixtures import require_sample
+from pytest_egbench.pipeline import MODEL_NEEDS, load_sample, visual_input
+
+pytestmark = pytest.mark.egbench(group="memory")
+
+CASES = [("eventgpt", 5), ("video_llava", 8), ("llava", 8)]
+
+
+@pytest.mark.parametrize(("model", "frames"), CASES, ids=[f"{m}-{n}" for m, n in CASES])
+def test_memory(egbench_record, egbench_model, egbench_settings, egbench_sample, model, frames):
+    pytest.importorskip("torch")
+    from pytest_egbench.models.memory import PeakMemory, kv_cache_bytes, measured_kv_cache_bytes
+
+    require_sample(egbench_sample, MODEL_NEEDS[model])
+    adapter = egbench_model(model)
+    steps = egbench_settings.max_new_tokens - 1
+    peaks = PeakMemory(adapter.device)
+    with peaks.stage("preprocess"):
+        inputs = adapter.preprocess(visual_input(model, load_sample(model, egbench_sample, frames), frames, egbench_sample.question))
+    with peaks.stage("vision"):
+        visual = adapter.encode_vision(inputs)
+    with peaks.stage("prefill"):
+        state = adapter.prefill(inputs, visual)
+    with peaks.stage("decode"):
+        adapter.decode(state, steps)
+    tokens = inputs.prompt_tokens + steps
+    computed = kv_cache_bytes(adapter.text_config, tokens, adapter.dtype)
+    measured = measured_kv_cache_bytes(state.cache)
+    assert measured == computed, f"KV cache: {measured} bytes in the tensors, {computed} from the config"
+    egbench_record("footprint_bytes", adapter.footprint_bytes(), unit="bytes", kind="exact", model=model)
+    egbench_record("kv_bytes_per_token", adapter.kv_bytes_per_token, unit="bytes", kind="exact", model=model)
+    egbench_record("kv_cache_bytes", measured, unit="bytes", kind="exact", model=model, tokens=tokens)
+    for stage, peak in peaks.bytes.items():
+        if peak is not None:
+            egbench_record(f"peak.{stage}", peak, unit="bytes", kind="memory", model=model, stage=None)

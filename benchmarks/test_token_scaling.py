@@ -1,0 +1,44 @@
+"""Token scaling: prefill length and prefill latency against the number of visual frames.
+
+EventGPT pools T frames into T + 577 visual tokens (T temporal + 577 spatial), so its prefill
+barely grows; Video-LLaVA adds 257 tokens a frame and LLaVA-1.5 576 an image (DESIGN.md). For
+T = 1, 2, 4, 8, 16 on the first selected sample with video and events, each model's vision and
+prefill stages are timed; the prompt length is an exact metric. A configuration whose prompt would
+exceed the LM's context (``max_position_embeddings``: 4096 for the 7B models) is skipped with the
+reason: the real checkpoints were never trained past it.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from pytest_egbench.fixtures import require_sample
+from pytest_egbench.pipeline import MODEL_NEEDS, load_sample, visual_input
+
+pytestmark = [pytest.mark.egbench(group="token_scaling"), pytest.mark.egbench_needs("video", "events")]
+
+FRAMES = (1, 2, 4, 8, 16)
+MODELS = ("eventgpt", "video_llava", "llava")
+
+
+@pytest.mark.parametrize("frames", FRAMES)
+@pytest.mark.parametrize("model", MODELS)
+def test_token_scaling(stage_timer, egbench_model, egbench_sample, model, frames):
+    pytest.importorskip("torch")
+    require_sample(egbench_sample, MODEL_NEEDS[model])
+    adapter = egbench_model(model)
+    inputs = adapter.preprocess(visual_input(model, load_sample(model, egbench_sample, frames), frames, egbench_sample.question))
+    context = adapter.text_config.max_position_embeddings
+    if inputs.prompt_tokens > context:
+        pytest.skip(f"{model} with {frames} frames: a {inputs.prompt_tokens}-token prompt exceeds the LM's context of {context}")
+    stage_timer.extra_info.update(model=model, frames=frames, sample=egbench_sample.id, visual_tokens=inputs.visual_tokens)
+    for rnd in stage_timer.rounds():
+        with rnd.stage("vision", tokens=inputs.visual_tokens):
+            visual = adapter.encode_vision(inputs)
+        with rnd.stage("prefill", tokens=inputs.prompt_tokens):
+            state = adapter.prefill(inputs, visual)
+    assert state.cache.get_seq_length() == inputs.prompt_tokens
+    # EventGPT: T temporal + (patches + CLS) spatial tokens; Video-LLaVA: patches + CLS a frame;
+    # LLaVA-1.5: patches an image (577, 257 and 576 with the 7B towers)
+    expected = {"eventgpt": frames + adapter.patches + 1, "video_llava": frames * (adapter.patches + 1), "llava": frames * adapter.patches}[model]
+    assert inputs.visual_tokens == expected
