@@ -153,10 +153,12 @@ def _record_and_judge(egb: EgbenchSession, item: pytest.Item) -> None:
     judged_timing = [v for v in verdicts if v.metric in {m.metric for m in measured if m.kind != "exact"}]
     if missing and not judged_timing:
         exact = sum(1 for v in verdicts)
-        pytest.skip(
-            f"no baseline for this machine: fingerprint {egb.fingerprint_name()} is not in {egb.settings.baseline_dir} "
-            f"({len(missing)} metric(s) not compared; {exact} exact metric(s) compared and equal). Save one with --egbench-save"
+        where = (
+            f"baseline {egb.fingerprint_name()} has no entry for this benchmark yet"
+            if egb.own_baseline() is not None
+            else f"no baseline for this machine: fingerprint {egb.fingerprint_name()} is not in {egb.settings.baseline_dir}"
         )
+        pytest.skip(f"{where} ({len(missing)} metric(s) not compared; {exact} exact metric(s) compared and equal). Save one with --egbench-save")
     if missing:
         egb.notes.append(f"{item.name}: not in the baseline yet: {', '.join(missing)}")
 

@@ -157,6 +157,10 @@ class EgbenchSession:
             self._baselines = load_dir(self.settings.baseline_dir) if self.settings.baseline_dir else []
         return self._baselines
 
+    def own_baseline(self) -> Baseline | None:
+        """The baseline of this machine's fingerprint, if there is one."""
+        return find(self.baselines, self.fingerprint)
+
     def judge(self, measurements: list[Measurement], tolerances: dict[str, float] | None = None) -> tuple[list[Verdict], list[str]]:
         """Verdicts for one test's measurements, and the metrics that had nothing to compare with.
 
