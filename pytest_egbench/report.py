@@ -258,14 +258,29 @@ def terminal_lines(session: EgbenchSession) -> list[str]:
     return lines
 
 
-def plot_stage_bars(session: EgbenchSession, path: Path) -> Path | None:
-    """Stacked horizontal bars, one per model configuration and group: the median of each stage
-    (ms). Written as PNG to ``path``; ``None`` when no group has stages. Needs matplotlib (the
-    ``plot`` extra); raises ``ImportError`` without it."""
+def _pyplot() -> Any:
+    """matplotlib's pyplot on the non-interactive Agg backend (``ImportError`` without matplotlib)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+
+    return plt
+
+
+def _save(fig: Any, path: Path) -> Path:
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=100)
+    _pyplot().close(fig)
+    return path
+
+
+def plot_stage_bars(session: EgbenchSession, path: Path) -> Path | None:
+    """Stacked horizontal bars, one per model configuration and group: the median of each stage
+    (ms). Written as PNG to ``path``; ``None`` when no group has stages. Needs matplotlib (the
+    ``plot`` extra); raises ``ImportError`` without it."""
+    plt = _pyplot()
 
     bars: list[tuple[str, list[tuple[str, float]]]] = []
     for group, ms in _group_measurements(session).items():
@@ -295,11 +310,7 @@ def plot_stage_bars(session: EgbenchSession, path: Path) -> Path | None:
     unique = dict(zip(labels, handles))
     ax.legend(unique.values(), unique.keys(), loc="lower right", fontsize="small")
     ax.set_title("stages (steady state)")
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-    return path
+    return _save(fig, path)
 
 
 def plot_token_scaling(session: EgbenchSession, path: Path) -> Path | None:
@@ -313,10 +324,7 @@ def plot_token_scaling(session: EgbenchSession, path: Path) -> Path | None:
             series[m.model or m.test][m.metric].append((m.params["frames"], summarize(m.samples).median * scale))
     if not series:
         return None
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = _pyplot()
 
     fig, axes = plt.subplots(1, 2, figsize=(10, 4))
     for model, metrics in series.items():
@@ -330,11 +338,7 @@ def plot_token_scaling(session: EgbenchSession, path: Path) -> Path | None:
         ax.set_ylabel(label)
         ax.legend(fontsize="small")
     fig.suptitle("token scaling (measured)")
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-    return path
+    return _save(fig, path)
 
 
 def markdown_report(session: EgbenchSession, machine: dict[str, Any], plots: dict[str, str] | None = None) -> str:
