@@ -25,7 +25,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from .stats import Summary, mann_whitney_u, summarize
+from .stats import Summary, bootstrap_ratio_ci, mann_whitney_u, summarize
 
 MIN_ROUNDS = 6
 PASS, REGRESSION, IMPROVEMENT, NOISE_ONLY = "pass", "regression", "improvement", "pass (not significant)"
@@ -116,7 +116,8 @@ def judge(name: str, kind: str, unit: str, baseline_runs: Sequence[Sequence[floa
         slower, faster = (baseline, current) if LOWER_IS_BETTER[kind] else (current, baseline)
     p = mann_whitney_u(slower, faster).p
     widened = f", raised to the baseline's run-to-run spread" if spread >= tolerance and spread > 0 else ""
-    text = f"{head}, change {change:+.1%}, one-sided Mann-Whitney p={p:.3g} (tolerance {tolerance:.1%}{widened}, alpha {alpha})"
+    _, low, high = bootstrap_ratio_ci(current, baseline, resamples=1000)
+    text = f"{head}, change {change:+.1%} [95% CI {low - 1:+.1%} to {high - 1:+.1%}], one-sided Mann-Whitney p={p:.3g} (tolerance {tolerance:.1%}{widened}, alpha {alpha})"
     significant = p < alpha or not enough
     if abs(worse) <= tolerance:
         return Verdict(name, PASS, text, change, p, warning)

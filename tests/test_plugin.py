@@ -267,7 +267,7 @@ def test_injected_decode_slowdown_fails_with_the_numbers(pytester):
     result.stdout.fnmatch_lines(
         [
             "*egbench: * metric(s) regressed against baseline cpu-*",
-            "*decode: baseline 4.* ms [[]IQR *, n=6[]], current * ms [[]IQR *, n=6[]], change +*%, one-sided Mann-Whitney p=0.00108 (tolerance 20.0%, alpha 0.01): slower*",
+            "*decode: baseline 4.* ms [[]IQR *, n=6[]], current * ms [[]IQR *, n=6[]], change +*% [[]95% CI +*% to +*%[]], one-sided Mann-Whitney p=0.00108 (tolerance 20.0%, alpha 0.01): slower*",
         ]
     )
 

@@ -114,3 +114,54 @@ def _point(x, y):
     u = int(mann_whitney_u(x, y).u)
     dist = _u_distribution(len(x), len(y))
     return dist[u] / sum(dist)
+
+
+# --------------------------------------------------------------------------- bootstrap and verdict properties
+
+from pytest_egbench.stats import bootstrap_ratio_ci  # noqa: E402
+from pytest_egbench.verdict import PASS, REGRESSION, judge  # noqa: E402
+
+positive = st.floats(min_value=1e-3, max_value=1e3, allow_nan=False, allow_infinity=False)
+
+
+def test_bootstrap_ci_brackets_a_clear_ratio():
+    base = [10.0, 10.2, 9.8, 10.1, 9.9, 10.0, 10.05, 9.95]
+    ratio, low, high = bootstrap_ratio_ci([1.2 * x for x in base], base)
+    assert ratio == pytest.approx(1.2) and low < 1.2 < high and low > 1.15 and high < 1.25
+    assert bootstrap_ratio_ci([1.0, 2.0], [1.0, 2.0]) == bootstrap_ratio_ci([1.0, 2.0], [1.0, 2.0])  # seeded
+
+
+def test_bootstrap_refuses_bad_input():
+    with pytest.raises(ValueError):
+        bootstrap_ratio_ci([], [1.0])
+    with pytest.raises(ValueError):
+        bootstrap_ratio_ci([1.0], [0.0, 0.0])
+    with pytest.raises(ValueError):
+        bootstrap_ratio_ci([1.0], [1.0], confidence=1.0)
+
+
+@given(st.lists(positive, min_size=1, max_size=20))
+@settings(deadline=None)
+def test_bootstrap_interval_contains_the_point_for_identical_samples(samples):
+    ratio, low, high = bootstrap_ratio_ci(samples, samples, resamples=200)
+    assert ratio == 1.0 and low <= 1.0 <= high
+
+
+KW = dict(tolerance=0.05, tolerance_abs=0.02, alpha=0.01)
+
+
+@given(st.lists(positive, min_size=1, max_size=20))
+def test_identical_samples_never_fail(samples):
+    assert judge("m", "latency", "s", [samples], samples, **KW).status == PASS
+
+
+@given(st.lists(st.floats(min_value=1.0, max_value=1.1), min_size=6, max_size=15), st.floats(min_value=1.2, max_value=3.0))
+def test_verdict_is_symmetric(samples, factor):
+    """Slower by a factor (every slow round above every fast one) is a regression; the same samples
+    the other way round (the slow run as baseline) are an improvement, never a regression;
+    throughput is judged the other way."""
+    slow = [x * factor for x in samples]
+    forward = judge("m", "latency", "s", [samples], slow, **KW)
+    backward = judge("m", "latency", "s", [slow], samples, **KW)
+    assert forward.status == REGRESSION and backward.status != REGRESSION
+    assert judge("m", "throughput", "tokens/s", [slow], samples, **KW).status == REGRESSION
