@@ -103,3 +103,59 @@ def commit_info() -> dict[str, Any]:
     from pytest_benchmark.utils import get_commit_info
 
     return get_commit_info("pytest-egbench")
+
+
+#: NVML clock-event (throttle) reasons that mean the GPU ran slower than it could.
+_SLOWDOWN_REASONS = {
+    0x4: "software power cap",
+    0x8: "hardware slowdown",
+    0x20: "software thermal slowdown",
+    0x40: "hardware thermal slowdown",
+    0x80: "hardware power brake",
+}
+
+
+def gpu_state(index: int, timeout_s: float = 10.0) -> dict[str, Any] | None:
+    """SM and memory clocks (MHz), the SM clock's maximum (MHz), temperature (C), power (W) and
+    active slowdown reasons of GPU ``index``: NVML (``nvidia-ml-py``) when present, else
+    ``nvidia-smi``; ``None`` when neither answers."""
+    try:
+        import pynvml
+
+        pynvml.nvmlInit()
+        try:
+            h = pynvml.nvmlDeviceGetHandleByIndex(index)
+            reasons_fn = getattr(pynvml, "nvmlDeviceGetCurrentClocksEventReasons", None) or pynvml.nvmlDeviceGetCurrentClocksThrottleReasons
+            mask = int(reasons_fn(h))
+            return {
+                "sm_mhz": pynvml.nvmlDeviceGetClockInfo(h, pynvml.NVML_CLOCK_SM),
+                "sm_max_mhz": pynvml.nvmlDeviceGetMaxClockInfo(h, pynvml.NVML_CLOCK_SM),
+                "mem_mhz": pynvml.nvmlDeviceGetClockInfo(h, pynvml.NVML_CLOCK_MEM),
+                "temperature_c": pynvml.nvmlDeviceGetTemperature(h, pynvml.NVML_TEMPERATURE_GPU),
+                "power_w": pynvml.nvmlDeviceGetPowerUsage(h) / 1000.0,
+                "slowdown": [text for bit, text in _SLOWDOWN_REASONS.items() if mask & bit],
+                "source": "nvml",
+            }
+        finally:
+            pynvml.nvmlShutdown()
+    except Exception:  # NVML missing or unusable: fall back to the command-line tool
+        pass
+    smi = shutil.which("nvidia-smi")
+    if smi is None:
+        return None
+    fields = "clocks.sm,clocks.max.sm,clocks.mem,temperature.gpu,power.draw,clocks_event_reasons.active"
+    try:
+        out = subprocess.run([smi, f"--id={index}", f"--query-gpu={fields}", "--format=csv,noheader,nounits"], capture_output=True, text=True, timeout=timeout_s, check=True)
+        sm, sm_max, mem, temp, power, mask = (v.strip() for v in out.stdout.strip().split(","))
+        bits = int(mask, 16) if mask.startswith("0x") else 0
+        return {"sm_mhz": float(sm), "sm_max_mhz": float(sm_max), "mem_mhz": float(mem), "temperature_c": float(temp), "power_w": float(power), "slowdown": [t for b, t in _SLOWDOWN_REASONS.items() if bits & b], "source": "nvidia-smi"}
+    except (OSError, subprocess.SubprocessError, ValueError):
+        return None
+
+
+def throttled(after: dict[str, Any] | None) -> str | None:
+    """Why a benchmark's GPU ran slowed down, from the state read at its end; ``None`` if it did
+    not (or nothing could be read)."""
+    if not after or not after.get("slowdown"):
+        return None
+    return f"{', '.join(after['slowdown'])} (SM clock {after['sm_mhz']:.0f} of {after['sm_max_mhz']:.0f} MHz, {after['temperature_c']:.0f} C, {after['power_w']:.0f} W)"

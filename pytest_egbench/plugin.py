@@ -110,15 +110,26 @@ def pytest_runtest_call(item: pytest.Item) -> Generator[None, None, None]:
     """After a benchmark's body passed: record its stage timers, then judge its measurements
     against the baseline, so a regression is an ordinary test failure (not an error in teardown
     or in the terminal summary)."""
-    result = yield  # a failing body raises here, and nothing is recorded
     egb = item.config.stash.get(SESSION_KEY, None)
-    if egb is None or item.get_closest_marker("egbench") is None:
+    benchmark = egb is not None and item.get_closest_marker("egbench") is not None
+    on_gpu = benchmark and egb.device is not None and egb.device.type == "cuda"
+    if on_gpu:
+        from .machine import gpu_state
+
+        before = gpu_state(egb.device.index or 0)
+    result = yield  # a failing body raises here, and nothing is recorded
+    if not benchmark:
         return result
-    _record_and_judge(egb, item)
+    state = None
+    if on_gpu:
+        state = {"before": before, "after": gpu_state(egb.device.index or 0)}
+    _record_and_judge(egb, item, state)
     return result
 
 
-def _record_and_judge(egb: EgbenchSession, item: pytest.Item) -> None:
+def _record_and_judge(egb: EgbenchSession, item: pytest.Item, gpu: dict | None = None) -> None:
+    """Record the item's stage timers, attach the GPU state read around it, and judge it."""
+    from .machine import throttled
     from .verdict import IMPROVEMENT, REGRESSION
 
     marker = item.get_closest_marker("egbench")
@@ -135,6 +146,14 @@ def _record_and_judge(egb: EgbenchSession, item: pytest.Item) -> None:
                 extra_info=timer.extra_info,
             )
     measured = [m for m in egb.measurements if m.nodeid == item.nodeid]
+    slowed = throttled(gpu["after"]) if gpu else None
+    for m in measured:
+        if gpu:
+            m.extra_info["gpu_state"] = gpu
+        if slowed:
+            m.extra_info["throttled"] = slowed
+    if slowed:
+        egb.notes.append(f"{item.name}: the GPU was slowed down during this benchmark: {slowed}")
     if not measured or egb.settings.save:
         return
     try:
@@ -149,7 +168,8 @@ def _record_and_judge(egb: EgbenchSession, item: pytest.Item) -> None:
             egb.notes.append(f"{item.name}: {v.message}")
     regressions = [v.message for v in verdicts if v.status == REGRESSION]
     if regressions:
-        pytest.fail(f"egbench: {len(regressions)} metric(s) regressed against baseline {egb.fingerprint_name()}:\n  " + "\n  ".join(regressions), pytrace=False)
+        caveat = f"\n  NOTE: the GPU was slowed down during this benchmark ({slowed}); the regression may be the machine's" if slowed else ""
+        pytest.fail(f"egbench: {len(regressions)} metric(s) regressed against baseline {egb.fingerprint_name()}:\n  " + "\n  ".join(regressions) + caveat, pytrace=False)
     judged_timing = [v for v in verdicts if v.metric in {m.metric for m in measured if m.kind != "exact"}]
     if missing and not judged_timing:
         exact = sum(1 for v in verdicts)
