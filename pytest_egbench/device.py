@@ -12,8 +12,12 @@ if TYPE_CHECKING:
     from .options import Settings
 
 
-def resolve_device(settings: Settings) -> torch.device:
+def resolve_device(settings: Settings, worker: tuple[int, int] | None = None) -> torch.device:
     """``auto`` -> ``cuda`` when CUDA is available, else ``cpu``; ``cuda[:N]`` must exist.
+
+    ``worker``: ``(index, count)`` of a pytest-xdist worker. With ``auto`` or ``cuda`` (no index),
+    worker i is pinned to ``cuda:i``, so that no two workers time on one GPU; more workers than
+    GPUs is an error. An explicit ``cuda:N`` pins every worker to N (the user asked for it).
 
     Raises :class:`pytest.UsageError` naming the option (and where its value came from) when the
     asked-for GPU is missing.
@@ -22,6 +26,13 @@ def resolve_device(settings: Settings) -> torch.device:
 
     name = settings.device
     source = settings.sources.get("device", "default")
+    if worker is not None and name in ("auto", "cuda") and torch.cuda.is_available():
+        index, workers = worker
+        count = torch.cuda.device_count()
+        if workers > count:
+            raise pytest.UsageError(f"pytest-xdist started {workers} workers but this machine has {count} CUDA device(s): use -n {count} or fewer, so that no two workers share a GPU")
+        torch.cuda.set_device(index)
+        return torch.device("cuda", index)
     if name == "auto":
         return torch.device("cuda", torch.cuda.current_device()) if torch.cuda.is_available() else torch.device("cpu")
     if name == "cpu":

@@ -46,7 +46,7 @@ def pytest_configure(config: pytest.Config) -> None:
         from .machine import device_info
         from .session import EgbenchSession
 
-        device = resolve_device(settings)
+        device = resolve_device(settings, _worker(config))
         settings = settings.for_device(device.type)
         session = EgbenchSession(settings, device)
         session.device_block = device_info(device)
@@ -64,6 +64,14 @@ def pytest_configure(config: pytest.Config) -> None:
 
     if not config.pluginmanager.is_registered(fixtures):
         config.pluginmanager.register(fixtures, "egbench-fixtures")
+
+
+def _worker(config: pytest.Config) -> tuple[int, int] | None:
+    """``(index, count)`` when this process is a pytest-xdist worker, else ``None``."""
+    workerinput = getattr(config, "workerinput", None)
+    if workerinput is None:
+        return None
+    return int(str(workerinput["workerid"]).lstrip("gw")), int(workerinput["workercount"])
 
 
 def pytest_report_header(config: pytest.Config) -> list[str] | None:
@@ -186,7 +194,13 @@ def _record_and_judge(egb: EgbenchSession, item: pytest.Item, gpu: dict | None =
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     config = session.config
     egb = config.stash.get(SESSION_KEY, None)
-    if egb is None or not egb.measurements:
+    if egb is None:
+        return
+    if _worker(config) is not None:
+        # An xdist worker hands its measurements to the controller, which writes the files.
+        config.workeroutput["egbench"] = egb.to_wire()  # type: ignore[attr-defined]
+        return
+    if not egb.measurements:
         return
     from .report import write_outputs
 
@@ -197,6 +211,16 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     config.stash[OUTPUT_ERRORS_KEY].extend(errors)
     if errors and session.exitstatus == pytest.ExitCode.OK:
         session.exitstatus = pytest.ExitCode.INTERNAL_ERROR
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_testnodedown(node: object, error: object) -> None:
+    """pytest-xdist controller: merge a finished worker's measurements into the run's session."""
+    config = node.config  # type: ignore[attr-defined]
+    egb = config.stash.get(SESSION_KEY, None)
+    wire = getattr(node, "workeroutput", {}).get("egbench")
+    if egb is not None and wire:
+        egb.merge_wire(wire)
 
 
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter, exitstatus: int, config: pytest.Config) -> None:

@@ -209,6 +209,28 @@ class EgbenchSession:
             self.add(m)
         return added
 
+    def to_wire(self) -> dict[str, Any]:
+        """This session's measurements, notes and device as plain data (for pytest-xdist)."""
+        from dataclasses import asdict
+
+        return {
+            "measurements": [{**asdict(m), "params": _jsonable(m.params), "extra_info": _plain(m.extra_info)} for m in self.measurements],
+            "notes": list(self.notes),
+            "device_block": self.device_block,
+        }
+
+    def merge_wire(self, wire: dict[str, Any]) -> None:
+        """Add a worker's :meth:`to_wire` data. The first worker's device block describes the run;
+        every worker's is kept under ``device_block["workers"]``."""
+        for raw in wire["measurements"]:
+            self.add(Measurement(**raw))
+        self.notes.extend(wire["notes"])
+        block = wire.get("device_block") or {}
+        merged = self.device_block if self.device_block and self.device_block.get("workers") else {**(block or {}), "workers": []}
+        merged["workers"].append(block)
+        self.device_block = merged
+        self._machine = None
+
     def run_info(self) -> dict[str, Any]:
         """Settings that make two runs comparable: preset, quant, rounds, warm-up, tokens."""
         s = self.settings
@@ -224,6 +246,15 @@ class EgbenchSession:
     def stage_order(self, stages: set[str]) -> list[str]:
         """Known stages in pipeline order, then free names alphabetically."""
         return [s for s in STAGES if s in stages] + sorted(stages - set(STAGES))
+
+
+def _plain(value: Any) -> Any:
+    """``value`` with every container made of dicts, lists and JSON scalars (others by ``str``)."""
+    if isinstance(value, dict):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    return value if isinstance(value, (str, int, float, bool)) or value is None else str(value)
 
 
 def _jsonable(params: dict[str, Any]) -> dict[str, Any]:

@@ -321,3 +321,34 @@ def test_broken():
     result.assert_outcomes(passed=1, failed=1)
     result.stdout.fnmatch_lines(["*--egbench-save: 1 test(s) failed, so no baseline was saved*"])
     assert not (pytester.path / "baselines").exists()
+
+
+# --------------------------------------------------------------------------- pytest-xdist
+
+
+def test_xdist_workers_merge_into_one_json_and_table(pytester):
+    pytest.importorskip("xdist")
+    pytester.makepyfile(test_bench=BENCH)
+    out = pytester.path / "merged.json"
+    result = pytester.runpytest_subprocess("--egbench", "-n", "2", "--egbench-device", "cpu", "--egbench-rounds", "2", "--egbench-warmup", "0", f"--egbench-json={out}", "-p", "pytest_egbench.plugin" if "pytest_egbench.plugin" not in _entry_points() else "no:cacheprovider")
+    result.assert_outcomes(skipped=2)
+    result.stdout.fnmatch_lines(["*= egbench =*", "[[]toy[]]", "stage*1: fast*2: slow*"])
+    doc = json.loads(out.read_text())
+    names = {b["name"] for b in doc["benchmarks"]}
+    assert {"test_toy[fast]::prefill", "test_toy[slow]::prefill"} <= names
+    assert len(doc["machine_info"]["egbench"]["workers"]) == 2
+
+
+def test_more_workers_than_gpus_is_refused(monkeypatch):
+    torch = pytest.importorskip("torch")
+    from pytest_egbench.device import resolve_device
+    from pytest_egbench.options import Settings
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
+    pinned = []
+    monkeypatch.setattr(torch.cuda, "set_device", pinned.append)
+    assert resolve_device(Settings(device="auto"), (1, 2)) == torch.device("cuda", 1) and pinned == [1]
+    with pytest.raises(pytest.UsageError, match="3 workers but this machine has 2 CUDA device"):
+        resolve_device(Settings(device="cuda"), (0, 3))
+    assert resolve_device(Settings(device="cpu"), (1, 2)) == torch.device("cpu")
