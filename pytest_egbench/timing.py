@@ -260,8 +260,9 @@ class SlowdownInjector:
     * CUDA-event stages: elapsed device time is not known without a synchronisation, so in the cold
       and warm-up rounds (which never enter the statistics) the injector synchronises at the
       stage's start and end and measures it on the host clock; steady rounds then get one
-      ``torch.cuda._sleep`` spin kernel of ``fraction x`` the median of those measurements, its
-      spin rate calibrated once.
+      ``torch.cuda._sleep`` spin kernel of ``fraction x`` the median of those measurements (its
+      spin rate calibrated once), and the host waits for it, so that the delay cannot hide in the
+      overlap of a host-bound stage with the next one.
 
     For decode this equals a per-token delay of ``fraction x TPOT``.
     """
@@ -284,6 +285,15 @@ class SlowdownInjector:
         if span.kind == STEADY:
             if phase == "end":
                 self._sleep_ns(fraction * self._stage_ns(span.name))
+                # Wait for the spin kernel on the host too. A kernel alone at the end of a
+                # host-bound stage (decode in eager transformers) is absorbed: the GPU runs it
+                # while the host already launches the next stage, and the next round's decode
+                # then reads shorter by as much (seen on an H200: +10 % showed in the first
+                # steady round only). Waiting puts the delay on both timelines, as a slower
+                # host loop or a slower kernel would.
+                import torch
+
+                torch.cuda.current_stream(self.device).synchronize()
             return
         import torch
 
