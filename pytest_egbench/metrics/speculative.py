@@ -189,16 +189,25 @@ def speculative_decode(draft: Continuation, target: Continuation, first_token: i
     tokenizer's), ``None`` for all. On return each cache holds its prompt plus the accepted text
     (the last token excepted). Raises ``ValueError`` for ``steps < 0`` or ``gamma < 1``.
     """
-    import torch
-
     if steps < 0 or gamma < 1:
         raise ValueError(f"need steps >= 0 and gamma >= 1, got steps={steps}, gamma={gamma}")
     out = [int(first_token)]
+    accepted, draft_forwards = continue_speculating(draft, target, out, steps + 1, gamma, vocab_size=vocab_size)
+    return SpeculativeResult(out[1 : steps + 1], AcceptanceStats(gamma, tuple(accepted)), draft_forwards, len(accepted))
+
+
+def continue_speculating(draft: Continuation, target: Continuation, out: list[int], total: int, gamma: int, *, vocab_size: int | None = None) -> tuple[list[int], int]:
+    """Verification steps until ``out`` (the generated tokens so far, at least one; extended in
+    place) holds ``total`` tokens or more. The target's cache must hold its prompt and
+    ``out[:-1]``; the draft's cache its prompt and a prefix of ``out`` (it is fed what it lacks).
+    Returns ``(accepted per step, draft forwards)``."""
+    import torch
+
     accepted: list[int] = []
     draft_forwards = 0
     d_device = _device_of(draft.model)
     with torch.inference_mode():
-        while len(out) < steps + 1:
+        while len(out) < total:
             fed = int(draft.cache.get_seq_length()) - draft.prompt_tokens
             pending = torch.tensor([out[fed:]], dtype=torch.long, device=d_device)
             proposals = propose(draft, pending, gamma, vocab_size).tolist()[0]
@@ -207,7 +216,7 @@ def speculative_decode(draft: Continuation, target: Continuation, first_token: i
             out += proposals[:n] + [token]
             accepted.append(n)
             truncate_cache(draft.cache, draft.prompt_tokens + len(out) - 1)
-    return SpeculativeResult(out[1 : steps + 1], AcceptanceStats(gamma, tuple(accepted)), draft_forwards, len(accepted))
+    return accepted, draft_forwards
 
 
 def prefill_ids(model: Any, ids: Sequence[int], vocab_size: int | None = None) -> tuple[Continuation, int]:
@@ -245,3 +254,37 @@ def acceptance_sweep(draft: Continuation, target: Continuation, first_token: int
         results[gamma] = speculative_decode(draft, target, first_token, steps, gamma, vocab_size=vocab_size)
     rewind(draft, target)
     return results
+
+
+def early_exit_draft(model: Any, layers: int) -> Any:
+    """A self-speculative draft of a decoder-only causal LM (LLaMA layout: ``model.model.layers``,
+    ``model.model.norm``, ``model.lm_head``): its first ``layers`` decoder layers, then the final
+    norm and the LM head. Built on the meta device and filled with the target's own tensors
+    (``load_state_dict(assign=True)``): no weight is copied, the draft shares the target's memory.
+
+    Raises ``ValueError`` unless ``1 <= layers <= num_hidden_layers``.
+    """
+    import copy
+
+    import torch
+
+    total = model.config.num_hidden_layers
+    if not 1 <= layers <= total:
+        raise ValueError(f"layers must be in 1..{total}, got {layers}")
+    config = copy.deepcopy(model.config)
+    config.num_hidden_layers = layers
+    if getattr(config, "layer_types", None) is not None:
+        config.layer_types = list(config.layer_types[:layers])
+    with torch.device("meta"):
+        draft = type(model)._from_config(config, dtype=model.dtype)
+    state = {k: v for k, v in model.state_dict(keep_vars=True).items() if not k.startswith("model.layers.") or int(k.split(".")[2]) < layers}
+    draft.load_state_dict(state, assign=True, strict=True)
+    for name, buffer in model.named_buffers():  # rotary inv_freq and the like (non-persistent)
+        owner, _, leaf = name.rpartition(".")
+        try:
+            target = draft.get_submodule(owner)
+        except AttributeError:
+            continue
+        if leaf in target._buffers:
+            target._buffers[leaf] = buffer
+    return draft.eval()
