@@ -107,6 +107,16 @@ class Lanes:
         event.record(self._stream(name))
         return (self.devices[name], event)
 
+    def mark_after(self) -> Any:
+        """A point in time on the target device's current stream, for work queued after
+        :meth:`join` (which runs there, not on a lane's stream)."""
+        if not self.cuda:
+            return time.perf_counter_ns()
+        device = self.devices["target"]
+        event = self._torch.cuda.Event(enable_timing=True)
+        event.record(self._torch.cuda.current_stream(device))
+        return (device, event)
+
     def join(self) -> None:
         """Make the current stream of each device wait for the lanes' streams (no host wait)."""
         if self.kind == "streams":
@@ -223,7 +233,7 @@ def parallel_prefill_decode(
                 accepted_hidden += n
         truncate_cache(draft.cache, draft.prompt_tokens + len(out) - 1)
         accepted, _ = continue_speculating(draft, target, out, steps + 1, gamma, vocab_size=vocab_size)
-        finish = lanes.mark("target")
+        finish = lanes.mark_after()
         lanes.synchronize()
         t_end_ns = lanes.since_start_ns(t_end)
         token_ends = [lanes.since_start_ns(e) for e in ends]

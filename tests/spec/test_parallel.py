@@ -94,3 +94,43 @@ def test_output_equals_target_greedy_on_cuda_lanes(kind):
             assert result.end_ns >= result.target_prefill_end_ns > 0
     finally:
         target.to("cpu"), draft.to("cpu")
+
+
+class RecordingLanes(Lanes):
+    """Sequential CPU lanes that log which lane each piece of work was queued on."""
+
+    def __init__(self):
+        super().__init__("sequential", "cpu", "cpu")
+        self.log = []
+
+    def lane(self, name):
+        from contextlib import contextmanager
+
+        @contextmanager
+        def entered():
+            self.log.append(f"enter {name}")
+            yield
+            self.log.append(f"exit {name}")
+
+        return entered()
+
+    def mark(self, name):
+        self.log.append(f"mark {name}")
+        return super().mark(name)
+
+    def join(self):
+        self.log.append("join")
+
+    def mark_after(self):
+        self.log.append("mark after")
+        return super().mark_after()
+
+
+def test_structure_target_queued_first_then_draft_then_join():
+    """What the stream lanes rely on: the target's prefill is queued on its lane first, the draft's
+    prefill and all hidden tokens on the draft's lane, then one join before any host read, and the
+    end mark after the join."""
+    target, draft = tiny_lm(0), tiny_lm(3, layers=1)
+    lanes = RecordingLanes()
+    run(draft, target, [1, 2, 3], [1, 2, 3, 4, 5, 6], lanes, steps=6, gamma=2, hidden=3)
+    assert lanes.log == ["enter target", "mark target", "exit target", "enter draft", "mark draft", "mark draft", "mark draft", "mark draft", "mark draft", "exit draft", "join", "mark after"]
