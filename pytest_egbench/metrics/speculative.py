@@ -31,7 +31,7 @@ imported inside the functions.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 
@@ -120,7 +120,6 @@ class SpeculativeResult:
     stats: AcceptanceStats
     draft_forwards: int = 0
     target_forwards: int = 0
-    extra: dict[str, Any] = field(default_factory=dict)
 
 
 def truncate_cache(cache: Any, length: int) -> None:
