@@ -67,6 +67,9 @@ def test_parallel_prefill(stage_timer, egbench_model, egbench_settings, egbench_
         from pytest_egbench.models.registry import load_model
 
         draft = load_model(replace(draft.spec, device="cuda:1"))
+    # the stage timer's CUDA events live on the benchmark device: with the draft on another GPU,
+    # its stages end with a host wait for that GPU, so the end event comes after the draft's work
+    wait_for_draft = (lambda: torch.cuda.synchronize(draft.device)) if draft.device != target.device else (lambda: None)
     vocab = min(draft.text_config.vocab_size, target.text_config.vocab_size)
     steps = egbench_settings.max_new_tokens - 1
     if target.device.type == "cpu":
@@ -83,8 +86,10 @@ def test_parallel_prefill(stage_timer, egbench_model, egbench_settings, egbench_
     for rnd in stage_timer.rounds():
         with rnd.stage("draft_prefill", tokens=d_len):
             token, d_cache, _ = prefill_with_logits(draft.lm, inputs_embeds=d_embeds)
+            wait_for_draft()
         with rnd.stage("draft_decode", tokens=HIDDEN - 1):
             decode(draft.lm, token, d_cache, HIDDEN - 1, vocab_size=vocab)
+            wait_for_draft()
         with rnd.stage("target_prefill", tokens=t_len):
             prefill_with_logits(target.lm, inputs_embeds=t_embeds)
         with rnd.stage("target_alone", tokens=steps):
