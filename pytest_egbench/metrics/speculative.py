@@ -124,9 +124,9 @@ class SpeculativeResult:
 
 def truncate_cache(cache: Any, length: int) -> None:
     """Drop the positions of ``cache`` (a ``DynamicCache``) beyond ``length`` tokens; nothing when
-    it holds no more. Calls ``cache.crop`` with a *negative* count (tokens to remove): that means
-    the same in transformers 5.17, where a positive argument is the length to keep, and in 5.23,
-    where a positive argument is refused; ``crop(0)`` would empty a 5.17 cache."""
+    it holds no more. Calls ``cache.crop`` with a *negative* count (tokens to remove), which
+    means the same in transformers 5.17 (where a positive argument, the length to keep, is
+    deprecated) and 5.23 (where a positive argument is refused)."""
     remove = int(cache.get_seq_length()) - length
     if remove > 0:
         cache.crop(-remove)
