@@ -204,6 +204,28 @@ def memory_table(measurements: Sequence[Measurement]) -> StageTable | None:
     return StageTable(header, rows)
 
 
+def figures_table(measurements: Sequence[Measurement]) -> StageTable | None:
+    """The figures a benchmark recorded with ``egbench_record`` as kind "rate" or "info" (rates,
+    counts, ratios, speed-ups): one row per metric in the order recorded, one column
+    per configuration (labelled as in :func:`stage_table`), the median with its unit. ``None`` without such measurements. Lets figures that
+    belong together (alpha, tau, predicted and measured speed-up per gamma) be read side by side."""
+    cells: dict[str, dict[str, Measurement]] = defaultdict(dict)
+    for m in measurements:
+        if m.stage is None and m.kind in ("rate", "info"):
+            cells[m.metric][_column_label(m)] = m
+    if not cells:
+        return None
+    models = list(dict.fromkeys(model for per in cells.values() for model in per))
+    rows = []
+    for metric, per in cells.items():
+        row = [metric]
+        for model in models:
+            m = per.get(model)
+            row.append("-" if m is None else f"{_fmt(summarize(m.samples).median)} {m.unit}")
+        rows.append(row)
+    return StageTable(["figure", *models], rows)
+
+
 def render_text(table: StageTable) -> list[str]:
     """Fixed-width lines for the terminal: first column left-aligned, the others right-aligned."""
     grid = [table.header, *table.rows]
@@ -234,10 +256,15 @@ def _groups(session: EgbenchSession) -> list[tuple[str, StageTable]]:
         table = special or stage_table(ms, session.stage_order({m.stage for m in ms if m.stage}))
         if table is not None:
             out.append((group, table))
+        figures = figures_table(ms) if group in _FIGURE_GROUPS else None
+        if figures is not None:
+            out.append((f"{group} figures", figures))
     return out
 
 
 _OWN_TABLES = {"token_scaling": scaling_table, "memory": memory_table}
+#: Groups whose recorded figures get a table of their own beside the stage table.
+_FIGURE_GROUPS = {"acceptance", "parallel_prefill"}
 
 
 def _heading(session: EgbenchSession) -> str:

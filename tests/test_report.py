@@ -135,3 +135,21 @@ def test_memory_table_in_mib():
     table = memory_table([_m("footprint_bytes", 4 * 2**30, "bytes", "eventgpt", kind="exact"), _m("kv_bytes_per_token", 2**19, "bytes", "eventgpt", kind="exact"), _m("peak.prefill", 2**30, "bytes", "eventgpt", kind="memory")])
     assert table.header == ["model", "weights MiB", "KV KiB/token", "KV cache MiB", "peak prefill MiB"]
     assert table.rows == [["eventgpt", "4096.0", "512.0", "-", "1024.0"]]
+
+
+def test_figures_table_puts_recorded_figures_side_by_side():
+    from pytest_egbench.report import figures_table
+    from pytest_egbench.session import Measurement
+
+    def m(metric, value, unit, kind, model, stage=None):
+        return Measurement(nodeid="n", test="test_acceptance", group="acceptance", metric=metric, unit=unit, kind=kind, samples=[value], model=model, stage=stage)
+
+    table = figures_table([
+        m("decode", 0.01, "s", "latency", "a", stage="decode"),
+        m("alpha_g2", 0.5, "fraction", "rate", "a"),
+        m("predicted_speedup_g2", 1.25, "x", "info", "a"),
+        m("alpha_g2", 0.25, "fraction", "rate", "b"),
+    ])
+    assert table.header == ["figure", "a", "b"]
+    assert table.rows == [["alpha_g2", "0.5 fraction", "0.25 fraction"], ["predicted_speedup_g2", "1.25 x", "-"]]
+    assert figures_table([m("decode", 0.01, "s", "latency", "a", stage="decode")]) is None

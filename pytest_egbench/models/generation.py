@@ -38,18 +38,20 @@ def prefill_with_logits(model: Any, *, input_ids: torch.Tensor | None = None, in
 
 
 @torch.inference_mode()
-def decode(model: Any, token: torch.Tensor, cache: Any, steps: int) -> torch.Tensor:
+def decode(model: Any, token: torch.Tensor, cache: Any, steps: int, *, vocab_size: int | None = None) -> torch.Tensor:
     """``steps`` greedy decode steps, one token per forward, reusing (and growing) ``cache``.
 
     ``token``: ``[B, 1]`` the last token so far (the one prefill produced). Returns ``[B, steps]``
     int64: the tokens produced in decode, all of them (no early stop at EOS, so that every run
-    decodes the same number of tokens with dummy weights).
+    decodes the same number of tokens with dummy weights). ``vocab_size``: choose only among the
+    first ``vocab_size`` logits (the ids a shared tokenizer knows; LLaVA pads its LM head to
+    32064 rows); ``None``: all of them.
     """
     if steps < 0:
         raise ValueError(f"steps must be >= 0, got {steps}")
     produced = torch.empty(token.shape[0], steps, dtype=torch.long, device=token.device)
     for i in range(steps):
         out = model(input_ids=token, past_key_values=cache, use_cache=True)
-        token = out.logits[:, -1:].argmax(-1)
+        token = out.logits[:, -1:, :vocab_size].argmax(-1)
         produced[:, i : i + 1] = token
     return produced

@@ -1,0 +1,30 @@
+"""Speculative decoding across the multimodal adapters (tiny dummy models, CPU): EventGPT on event
+frames drafting for LLaVA-1.5 on an image, each prefilled with its own multimodal prompt. With
+dummy weights alpha is near 0; what is checked is exactness and the plumbing (inputs_embeds
+prefill, then input_ids on each cache, greedy over the shared 32000 ids)."""
+
+from __future__ import annotations
+
+import torch
+
+from pytest_egbench.metrics.speculative import prefill_adapter, rewind, speculative_decode
+from pytest_egbench.models.base import ModelSpec, synthetic_sample
+from pytest_egbench.models.generation import decode
+from pytest_egbench.models.registry import load_model
+
+
+def test_eventgpt_drafting_for_llava_equals_llava_greedy():
+    draft = load_model(ModelSpec("eventgpt", preset="tiny", device="cpu"))
+    target = load_model(ModelSpec("llava", preset="tiny", device="cpu"))
+    vocab = min(draft.text_config.vocab_size, target.text_config.vocab_size)
+    assert vocab == 32000 and target.text_config.vocab_size > vocab  # LLaVA pads its LM head
+    d, _ = prefill_adapter(draft, synthetic_sample("eventgpt", 1, height=120, width=160), vocab)
+    t, first = prefill_adapter(target, synthetic_sample("llava", height=120, width=160, seed=1), vocab)
+    assert d.prompt_tokens != t.prompt_tokens  # different multimodal prompts
+    reference = decode(target.lm, torch.tensor([[first]]), t.cache, 6, vocab_size=vocab)[0].tolist()
+    rewind(t)
+    for gamma in (1, 3):
+        result = speculative_decode(d, t, first, 6, gamma, vocab_size=vocab)
+        assert result.tokens == reference
+        assert all(tok < vocab for tok in result.tokens)
+        rewind(d, t)
