@@ -72,6 +72,13 @@ def test_acceptance(stage_timer, egbench_model, egbench_settings, egbench_sample
     draft_own = decode(draft.lm, torch.tensor([[d_first]], device=draft.device), d.cache, steps, vocab_size=vocab)[0].tolist()
     rewind(d)
 
+    # Equality with the target's own greedy output is exact arithmetic's promise. In fp32 it holds
+    # and is asserted every round. In bf16 / NF4 the one-token decode and the gamma-token
+    # verification take different kernels (bitsandbytes' gemv against dequantise + matmul), and the
+    # near-tied logits of dummy weights can flip an argmax: seen on an H200 with the 7B models. There
+    # the fraction of positions that match is recorded instead (greedy_match.g<gamma>); the
+    # exactness properties are tested in fp32 in tests/spec.
+    exact = target.dtype == torch.float32
     label = f"{DRAFT}->{target_name}"
     stage_timer.extra_info.update(model=label, sample=egbench_sample.id, steps=steps, draft_prompt_tokens=d.prompt_tokens, target_prompt_tokens=t.prompt_tokens, gammas=list(GAMMAS))
     results = {}
@@ -86,12 +93,16 @@ def test_acceptance(stage_timer, egbench_model, egbench_settings, egbench_sample
             with rnd.stage(f"speculative_g{gamma}", tokens=steps):
                 results[gamma] = speculative_decode(d, t, first, steps, gamma, vocab_size=vocab)
             rewind(d, t)
-            assert results[gamma].tokens == reference, f"gamma {gamma}: speculative output differs from the target's greedy output"
+            if exact:
+                assert results[gamma].tokens == reference, f"gamma {gamma}: speculative output differs from the target's greedy output"
 
     steady = stage_timer.results().steady
     per_token = {stage: statistics.median(ns) / steps for stage, ns in steady.items()}
     c = per_token["draft_decode"] / per_token["target_decode"]
     egbench_record("cost_ratio_c", c, unit="ratio", kind="info", model=label, draft_ns_per_token=per_token["draft_decode"], target_ns_per_token=per_token["target_decode"])
+    for gamma, result in results.items():
+        match = output_agreement(result.tokens, reference)
+        egbench_record(f"greedy_match.g{gamma}", match.rate, unit="fraction", kind="info", model=label, first_divergence=match.common_prefix, exact_arithmetic=exact)
     agreement = output_agreement([d_first, *draft_own], [first, *reference])
     egbench_record(METRIC_NAME, agreement.rate, unit="fraction", kind="rate", model=label, matches=agreement.matches, positions=agreement.positions, common_prefix=agreement.common_prefix)
     lines = [f"{label} on {egbench_sample.id}: c = {c:.3f}, output agreement {agreement.rate:.3f} (not acceptance)"]
