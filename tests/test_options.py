@@ -112,7 +112,11 @@ def test_for_device_fills_preset_and_quant():
     cpu = options.Settings().for_device("cpu")
     cuda = options.Settings().for_device("cuda")
     assert (cpu.preset, cpu.quant, cpu.tolerance) == ("tiny", "fp32", 1.0)
-    assert (cuda.preset, cuda.quant, cuda.tolerance) == ("7b", "nf4", 0.05)
+    assert (cuda.preset, cuda.quant, cuda.tolerance) == ("7b", "nf4", 0.10)
+    assert cuda.tolerance_for("prefill") == 0.03 and cuda.tolerance_for("decode") == 0.10
+    # an explicit global tolerance drops the per-metric defaults; an explicit metric one wins
+    assert options.Settings(tolerance=0.05).for_device("cuda").tolerance_for("prefill") == 0.05
+    assert options.Settings(metric_tolerances=(("prefill", 0.01),)).for_device("cuda").tolerance_for("prefill") == 0.01
     assert options.Settings(tolerance=0.1).for_device("cpu").tolerance == 0.1  # an explicit value wins
     kept = options.Settings(preset="7b", quant="bf16").for_device("cpu")
     assert (kept.preset, kept.quant) == ("7b", "bf16")

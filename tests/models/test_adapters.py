@@ -63,7 +63,9 @@ def test_split_path_equals_whole_forward(tiny_model, sample, name):
     finally:
         calls.remove()
     torch.testing.assert_close(state.logits, whole_logits, rtol=1e-5, atol=1e-5)
-    assert torch.equal(state.token, whole_logits.argmax(-1, keepdim=True))
+    # the first token is the whole forward's argmax, up to a near-tie that float noise can flip
+    chosen = whole_logits.gather(-1, state.token)
+    assert torch.all(chosen >= whole_logits.max(-1, keepdim=True).values - 1e-5)
     for split, whole in zip(_cache_tensors(state.cache), _cache_tensors(whole_cache), strict=True):
         torch.testing.assert_close(split, whole, rtol=1e-5, atol=1e-5)
 
