@@ -224,6 +224,9 @@ class EgbenchSession:
         every worker's is kept under ``device_block["workers"]``."""
         for raw in wire["measurements"]:
             self.add(Measurement(**raw))
+        # workers finish in any order: keep tables and files stable by ordering on the test id
+        # (a stable sort, so each test's metrics keep their order)
+        self.measurements.sort(key=lambda m: m.nodeid)
         self.notes.extend(wire["notes"])
         block = wire.get("device_block") or {}
         merged = self.device_block if self.device_block and self.device_block.get("workers") else {**(block or {}), "workers": []}
