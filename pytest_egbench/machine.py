@@ -28,28 +28,42 @@ def library_versions() -> dict[str, str | None]:
     return versions
 
 
-def nvidia_driver_version(timeout_s: float = 10.0) -> str | None:
-    """The NVIDIA driver version from NVML (``nvidia-ml-py``) or ``nvidia-smi``; ``None`` if neither answers."""
+def _nvml(read: Any) -> Any:
+    """``read(pynvml)`` inside an NVML session; ``None`` when NVML (``nvidia-ml-py``) is missing
+    or fails."""
     try:
         import pynvml
 
         pynvml.nvmlInit()
         try:
-            version = pynvml.nvmlSystemGetDriverVersion()
-            return version.decode() if isinstance(version, bytes) else str(version)
+            return read(pynvml)
         finally:
             pynvml.nvmlShutdown()
-    except Exception:  # NVML missing or unusable: fall back to the command-line tool
-        pass
+    except Exception:  # NVML missing or unusable: the caller falls back to nvidia-smi
+        return None
+
+
+def _smi_query(fields: str, *args: str, timeout_s: float = 10.0) -> list[str] | None:
+    """The first line of ``nvidia-smi --query-gpu=FIELDS`` split on commas; ``None`` if the tool
+    is missing or fails."""
     smi = shutil.which("nvidia-smi")
     if smi is None:
         return None
     try:
-        out = subprocess.run([smi, "--query-gpu=driver_version", "--format=csv,noheader"], capture_output=True, text=True, timeout=timeout_s, check=True)
+        out = subprocess.run([smi, *args, f"--query-gpu={fields}", "--format=csv,noheader,nounits"], capture_output=True, text=True, timeout=timeout_s, check=True)
     except (OSError, subprocess.SubprocessError):
         return None
     lines = out.stdout.strip().splitlines()
-    return lines[0].strip() if lines else None
+    return [v.strip() for v in lines[0].split(",")] if lines else None
+
+
+def nvidia_driver_version() -> str | None:
+    """The NVIDIA driver version from NVML (``nvidia-ml-py``) or ``nvidia-smi``; ``None`` if neither answers."""
+    version = _nvml(lambda nv: nv.nvmlSystemGetDriverVersion())
+    if version is not None:
+        return version.decode() if isinstance(version, bytes) else str(version)
+    row = _smi_query("driver_version")
+    return row[0] if row else None
 
 
 def device_info(device: Any) -> dict[str, Any]:
@@ -115,42 +129,29 @@ _SLOWDOWN_REASONS = {
 }
 
 
-def gpu_state(index: int, timeout_s: float = 10.0) -> dict[str, Any] | None:
+def gpu_state(index: int) -> dict[str, Any] | None:
     """SM and memory clocks (MHz), the SM clock's maximum (MHz), temperature (C), power (W) and
     active slowdown reasons of GPU ``index``: NVML (``nvidia-ml-py``) when present, else
     ``nvidia-smi``; ``None`` when neither answers."""
-    try:
-        import pynvml
 
-        pynvml.nvmlInit()
-        try:
-            h = pynvml.nvmlDeviceGetHandleByIndex(index)
-            reasons_fn = getattr(pynvml, "nvmlDeviceGetCurrentClocksEventReasons", None) or pynvml.nvmlDeviceGetCurrentClocksThrottleReasons
-            mask = int(reasons_fn(h))
-            return {
-                "sm_mhz": pynvml.nvmlDeviceGetClockInfo(h, pynvml.NVML_CLOCK_SM),
-                "sm_max_mhz": pynvml.nvmlDeviceGetMaxClockInfo(h, pynvml.NVML_CLOCK_SM),
-                "mem_mhz": pynvml.nvmlDeviceGetClockInfo(h, pynvml.NVML_CLOCK_MEM),
-                "temperature_c": pynvml.nvmlDeviceGetTemperature(h, pynvml.NVML_TEMPERATURE_GPU),
-                "power_w": pynvml.nvmlDeviceGetPowerUsage(h) / 1000.0,
-                "slowdown": [text for bit, text in _SLOWDOWN_REASONS.items() if mask & bit],
-                "source": "nvml",
-            }
-        finally:
-            pynvml.nvmlShutdown()
-    except Exception:  # NVML missing or unusable: fall back to the command-line tool
-        pass
-    smi = shutil.which("nvidia-smi")
-    if smi is None:
-        return None
-    fields = "clocks.sm,clocks.max.sm,clocks.mem,temperature.gpu,power.draw,clocks_event_reasons.active"
+    def read(nv: Any) -> dict[str, Any]:
+        h = nv.nvmlDeviceGetHandleByIndex(index)
+        reasons = getattr(nv, "nvmlDeviceGetCurrentClocksEventReasons", None) or nv.nvmlDeviceGetCurrentClocksThrottleReasons
+        return _state(nv.nvmlDeviceGetClockInfo(h, nv.NVML_CLOCK_SM), nv.nvmlDeviceGetMaxClockInfo(h, nv.NVML_CLOCK_SM), nv.nvmlDeviceGetClockInfo(h, nv.NVML_CLOCK_MEM), nv.nvmlDeviceGetTemperature(h, nv.NVML_TEMPERATURE_GPU), nv.nvmlDeviceGetPowerUsage(h) / 1000.0, int(reasons(h)), "nvml")
+
+    state = _nvml(read)
+    if state is not None:
+        return state
+    row = _smi_query("clocks.sm,clocks.max.sm,clocks.mem,temperature.gpu,power.draw,clocks_event_reasons.active", f"--id={index}")
     try:
-        out = subprocess.run([smi, f"--id={index}", f"--query-gpu={fields}", "--format=csv,noheader,nounits"], capture_output=True, text=True, timeout=timeout_s, check=True)
-        sm, sm_max, mem, temp, power, mask = (v.strip() for v in out.stdout.strip().split(","))
-        bits = int(mask, 16) if mask.startswith("0x") else 0
-        return {"sm_mhz": float(sm), "sm_max_mhz": float(sm_max), "mem_mhz": float(mem), "temperature_c": float(temp), "power_w": float(power), "slowdown": [t for b, t in _SLOWDOWN_REASONS.items() if bits & b], "source": "nvidia-smi"}
-    except (OSError, subprocess.SubprocessError, ValueError):
+        sm, sm_max, mem, temp, power, mask = row  # type: ignore[misc]
+        return _state(float(sm), float(sm_max), float(mem), float(temp), float(power), int(mask, 16) if mask.startswith("0x") else 0, "nvidia-smi")
+    except (TypeError, ValueError):
         return None
+
+
+def _state(sm: float, sm_max: float, mem: float, temp: float, power: float, mask: int, source: str) -> dict[str, Any]:
+    return {"sm_mhz": sm, "sm_max_mhz": sm_max, "mem_mhz": mem, "temperature_c": temp, "power_w": power, "slowdown": [t for bit, t in _SLOWDOWN_REASONS.items() if mask & bit], "source": source}
 
 
 def throttled(after: dict[str, Any] | None) -> str | None:
