@@ -50,10 +50,9 @@ def test_event_load(stage_timer, egbench_sample):
 @pytest.mark.egbench(group="data.render")
 @pytest.mark.egbench_needs("events")
 @pytest.mark.parametrize("frames", [1, 5])
-def test_event_render(request, stage_timer, egbench_sample, egbench_session, frames):
+def test_event_render(stage_timer, egbench_sample, egbench_record, frames):
     from pytest_egbench.data.events import read_events
     from pytest_egbench.data.frames import event_frames
-    from pytest_egbench.session import THROUGHPUT, Measurement
 
     events = read_events(egbench_sample.event_path)
     width, height = events.sensor
@@ -64,21 +63,7 @@ def test_event_render(request, stage_timer, egbench_sample, egbench_session, fra
 
     rates = [len(events) / (ns * 1e-9) for ns in stage_timer.results().steady["render"]]
     stage_timer.extra_info.update(sample=egbench_sample.id, events=len(events), events_per_s=statistics.median(rates))
-    item = request.node
-    egbench_session.add(
-        Measurement(
-            nodeid=item.nodeid,
-            test=item.name,
-            group="data.render",
-            metric="events_per_s",
-            unit="events/s",
-            kind=THROUGHPUT,
-            samples=rates,
-            stage="render",
-            params=dict(item.callspec.params),
-            extra_info=dict(stage_timer.extra_info),
-        )
-    )
+    egbench_record("events_per_s", rates, unit="events/s", kind="throughput", stage="render", **stage_timer.extra_info)
 
 
 @pytest.mark.egbench(group="data.events")

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 from .options import Settings
-from .plugin import SESSION_KEY, SETTINGS_KEY, TIMERS_KEY
+from .plugin import SESSION_KEY, SETTINGS_KEY, TIMERS_KEY, item_labels
 
 if TYPE_CHECKING:
     import torch
@@ -131,27 +131,11 @@ def egbench_record(request: pytest.FixtureRequest, egbench_session: EgbenchSessi
     """
     from .session import Measurement
 
-    item = request.node
-    marker = item.get_closest_marker("egbench")
-    callspec = getattr(item, "callspec", None)
+    labels = item_labels(request.node)
 
     def record(metric: str, samples: Any, *, unit: str, kind: str, model: str | None = None, stage: str | None = None, **extra: Any) -> None:
         values = [float(v) for v in (samples if isinstance(samples, (list, tuple)) else [samples])]
-        egbench_session.add(
-            Measurement(
-                nodeid=item.nodeid,
-                test=item.name,
-                group=str((marker.kwargs.get("group") if marker else None) or getattr(item, "originalname", item.name)),
-                metric=metric,
-                unit=unit,
-                kind=kind,
-                samples=values,
-                model=model,
-                stage=stage,
-                params=dict(callspec.params) if callspec else {},
-                extra_info=extra,
-            )
-        )
+        egbench_session.add(Measurement(**labels, metric=metric, unit=unit, kind=kind, samples=values, model=model, stage=stage, extra_info=extra))
 
     return record
 

@@ -135,24 +135,28 @@ def pytest_runtest_call(item: pytest.Item) -> Generator[None, None, None]:
     return result
 
 
+def item_labels(item: pytest.Item) -> dict:
+    """How a benchmark's measurements are labelled: ``nodeid``, ``test`` (name with parameters),
+    ``group`` (``egbench(group=...)``, default the test function) and ``params``."""
+    marker = item.get_closest_marker("egbench")
+    callspec = getattr(item, "callspec", None)
+    return {
+        "nodeid": item.nodeid,
+        "test": item.name,
+        "group": str((marker.kwargs.get("group") if marker else None) or getattr(item, "originalname", item.name)),
+        "params": dict(callspec.params) if callspec else {},
+    }
+
+
 def _record_and_judge(egb: EgbenchSession, item: pytest.Item, gpu: dict | None = None) -> None:
     """Record the item's stage timers, attach the GPU state read around it, and judge it."""
     from .machine import throttled
     from .verdict import IMPROVEMENT, REGRESSION
 
     marker = item.get_closest_marker("egbench")
-    callspec = getattr(item, "callspec", None)
     for timer in item.stash.get(TIMERS_KEY, []):
         if timer.used:
-            egb.add_timing(
-                timer.results(),
-                nodeid=item.nodeid,
-                test=item.name,
-                group=str(marker.kwargs.get("group") or getattr(item, "originalname", item.name)),
-                model=timer.extra_info.get("model"),
-                params=dict(callspec.params) if callspec else {},
-                extra_info=timer.extra_info,
-            )
+            egb.add_timing(timer.results(), **item_labels(item), model=timer.extra_info.get("model"), extra_info=timer.extra_info)
     measured = [m for m in egb.measurements if m.nodeid == item.nodeid]
     slowed = throttled(gpu["after"]) if gpu else None
     for m in measured:

@@ -20,7 +20,8 @@ from .atomic import write_json_atomic, write_text_atomic
 from .session import SECONDS, EgbenchSession, Measurement, _jsonable
 from .stats import benchmark_stats, summarize
 
-SCHEMA_VERSION = 1
+#: Version of the ``egbench`` block of a results file (baseline files have their own, in baselines.py).
+RESULTS_SCHEMA_VERSION = 1
 _DERIVED_ROWS = (("ttft", "TTFT"), ("tpot", "TPOT"), ("prefill_tokens_per_s", "prefill tok/s"), ("decode_tokens_per_s", "decode tok/s"))
 
 
@@ -64,7 +65,7 @@ def benchmark_json(session: EgbenchSession, machine_info: dict[str, Any], commit
         "benchmarks": benchmarks,
         "datetime": datetime.now(timezone.utc).isoformat(),
         "version": pb_version,
-        "egbench": {"schema_version": SCHEMA_VERSION, "settings": run, "metrics": other},
+        "egbench": {"schema_version": RESULTS_SCHEMA_VERSION, "settings": run, "metrics": other},
     }
 
 

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 from .baselines import Baseline, Entry, find, fingerprint, fingerprint_name, load_dir, same_config
 from .options import STAGES, Settings
-from .verdict import IMPROVEMENT, NOISE_ONLY, REGRESSION, Verdict, judge
+from .verdict import Verdict, judge
 
 if TYPE_CHECKING:
     from .timing import TimingResults
@@ -264,5 +264,3 @@ def _jsonable(params: dict[str, Any]) -> dict[str, Any]:
     """Parameter values as JSON scalars (others by ``str``)."""
     return {k: v if isinstance(v, (str, int, float, bool)) or v is None else str(v) for k, v in params.items()}
 
-
-__all__ = ["EgbenchSession", "Measurement", "measurements_from_timing", "IMPROVEMENT", "NOISE_ONLY", "REGRESSION"]
