@@ -151,6 +151,7 @@ def item_labels(item: pytest.Item) -> dict:
 def _record_and_judge(egb: EgbenchSession, item: pytest.Item, gpu: dict | None = None) -> None:
     """Record the item's stage timers, attach the GPU state read around it, and judge it."""
     from .machine import throttled
+    from .stats import unsettled
     from .verdict import IMPROVEMENT, REGRESSION
 
     marker = item.get_closest_marker("egbench")
@@ -159,11 +160,17 @@ def _record_and_judge(egb: EgbenchSession, item: pytest.Item, gpu: dict | None =
             egb.add_timing(timer.results(), **item_labels(item), model=timer.extra_info.get("model"), extra_info=timer.extra_info)
     measured = [m for m in egb.measurements if m.nodeid == item.nodeid]
     slowed = throttled(gpu["after"]) if gpu else None
+    cold_stages = []
     for m in measured:
         if gpu:
             m.extra_info["gpu_state"] = gpu
         if slowed:
             m.extra_info["throttled"] = slowed
+        why = unsettled(m.warmup, m.samples) if m.stage is not None and m.kind == "latency" else None
+        if why:
+            m.extra_info["unsettled"] = why
+            cold_stages.append(m.metric)
+            egb.notes.append(f"{item.name}: {m.metric}: {why}")
     if slowed:
         egb.notes.append(f"{item.name}: the GPU was slowed down during this benchmark: {slowed}")
     if not measured or egb.settings.save:
@@ -181,6 +188,8 @@ def _record_and_judge(egb: EgbenchSession, item: pytest.Item, gpu: dict | None =
     regressions = [v.message for v in verdicts if v.status == REGRESSION]
     if regressions:
         caveat = f"\n  NOTE: the GPU was slowed down during this benchmark ({slowed}); the regression may be the machine's" if slowed else ""
+        if cold_stages:
+            caveat += f"\n  NOTE: not warm yet when statistics began: {', '.join(cold_stages)} (see the summary); the regression may be too short a warm-up"
         pytest.fail(f"egbench: {len(regressions)} metric(s) regressed against baseline {egb.fingerprint_name()}:\n  " + "\n  ".join(regressions) + caveat, pytrace=False)
     judged_timing = [v for v in verdicts if v.metric in {m.metric for m in measured if m.kind != "exact"}]
     if missing and not judged_timing:

@@ -180,3 +180,37 @@ def bootstrap_ratio_ci(current: Sequence[float], baseline: Sequence[float], *, c
     tail = (1 - confidence) / 2
     low, high = np.nanquantile(ratios, [tail, 1 - tail])
     return float(np.median(cur)) / point_base, float(low), float(high)
+
+
+# --------------------------------------------------------------------------- warm-up check
+
+#: A stage whose steady rounds are still getting faster by more than this is flagged as unsettled.
+UNSETTLED_THRESHOLD = 0.10
+
+
+def unsettled(warmup: Sequence[float], steady: Sequence[float], *, threshold: float = UNSETTLED_THRESHOLD) -> str | None:
+    """Why one stage's steady rounds do not look warm yet, or ``None``.
+
+    Warm-up is checked, not assumed: with at least 4 steady rounds, the stage is *unsettled* when
+    the median of the first half of the steady rounds is more than ``threshold`` above the median
+    of the second half -- the rounds were still getting faster when statistics began (on an H200
+    the origin saw decode at 39 ms a token for 64 steps after a 32-step warm-up, then 13.6 ms).
+    The message also gives the last warm-up round against the steady median. Values in any one
+    unit. Returns ``None`` with fewer than 4 steady rounds (no trend can be told from noise).
+    Raises ``ValueError`` for a negative threshold or a non-positive steady median.
+    """
+    if threshold < 0:
+        raise ValueError(f"threshold must be >= 0, got {threshold}")
+    n = len(steady)
+    if n < 4:
+        return None
+    half = n // 2
+    early, late = summarize(steady[:half]).median, summarize(steady[n - half :]).median
+    if late <= 0:
+        raise ValueError(f"steady rounds must be positive durations, got median {late}")
+    if early <= late * (1 + threshold):
+        return None
+    tail = ""
+    if warmup:
+        tail = f"; the last warm-up round was {100 * (warmup[-1] / summarize(steady).median - 1):+.1f}% against the steady median"
+    return f"still getting faster: the first {half} steady rounds' median is {100 * (early / late - 1):+.1f}% above the last {half}'s (more than {threshold:.0%}){tail}; raise --egbench-warmup"

@@ -260,7 +260,8 @@ class SlowdownInjector:
     * CUDA-event stages: elapsed device time is not known without a synchronisation, so in the cold
       and warm-up rounds (which never enter the statistics) the injector synchronises at the
       stage's start and end and measures it on the host clock; steady rounds then get one
-      ``torch.cuda._sleep`` spin kernel of ``fraction x`` the median of those measurements (its
+      ``torch.cuda._sleep`` spin kernel of ``fraction x`` the median of the warm-up rounds'
+      measurements (the cold round's when there is no warm-up round: it carries one-time costs) (its
       spin rate calibrated once), and the host waits for it, so that the delay cannot hide in the
       overlap of a host-bound stage with the next one.
 
@@ -271,7 +272,7 @@ class SlowdownInjector:
         self.slowdowns = dict(slowdowns)
         self.device = device
         self._starts: dict[int, int] = {}
-        self._calibration: dict[str, list[int]] = {}
+        self._calibration: dict[tuple[str, str], list[int]] = {}
         self._cycles_per_ns: float | None = None
 
     def __call__(self, span: StageSpan, phase: str) -> None:
@@ -302,10 +303,11 @@ class SlowdownInjector:
         if phase == "start":
             self._starts[id(span)] = now
         else:
-            self._calibration.setdefault(span.name, []).append(now - self._starts.pop(id(span)))
+            self._calibration.setdefault((span.name, span.kind), []).append(now - self._starts.pop(id(span)))
 
     def _stage_ns(self, name: str) -> float:
-        durations = sorted(self._calibration.get(name, []))
+        # the warm-up rounds when there are any: the cold round carries one-time costs
+        durations = sorted(self._calibration.get((name, WARMUP)) or self._calibration.get((name, COLD), []))
         if not durations:
             raise RuntimeError(f"--egbench-inject {name}: no cold or warm-up round measured the stage")
         return float(durations[len(durations) // 2])

@@ -165,3 +165,37 @@ def test_verdict_is_symmetric(samples, factor):
     backward = judge("m", "latency", "s", [slow], samples, **KW)
     assert forward.status == REGRESSION and backward.status != REGRESSION
     assert judge("m", "throughput", "tokens/s", [slow], samples, **KW).status == REGRESSION
+
+
+# --------------------------------------------------------------------------- warm-up check
+from pytest_egbench.stats import unsettled  # noqa: E402
+
+
+def test_rounds_still_getting_faster_are_unsettled():
+    why = unsettled([30.0, 20.0], [18.0, 16.0, 15.0, 10.0, 10.0, 10.0])
+    assert why is not None
+    # first half median 16, second half 10: +60 %; last warm-up 20 against steady median 12.5
+    assert "+60.0% above the last 3's" in why and "+60.0% against the steady median" in why
+    assert "--egbench-warmup" in why
+
+
+def test_flat_or_short_or_slowing_rounds_are_settled():
+    assert unsettled([30.0], [10.0, 10.5, 9.8, 10.2, 10.1, 9.9]) is None
+    assert unsettled([30.0], [20.0, 10.0, 10.0]) is None  # fewer than 4 rounds: no trend told
+    assert unsettled([], [10.0, 10.0, 20.0, 20.0]) is None  # slower later is not a warm-up problem
+
+
+def test_unsettled_threshold_is_the_boundary():
+    steady = [11.0, 11.0, 10.0, 10.0]  # +10 % exactly
+    assert unsettled([], steady, threshold=0.10) is None
+    assert unsettled([], steady, threshold=0.09) is not None
+    with pytest.raises(ValueError, match="threshold"):
+        unsettled([], steady, threshold=-0.1)
+
+
+@settings(max_examples=50, deadline=None)
+@given(st.lists(st.floats(0.1, 1e3), min_size=4, max_size=20), st.sampled_from([2.0**k for k in range(-10, 11)]))
+def test_unsettled_does_not_depend_on_the_unit(samples, scale):
+    # powers of two scale floats exactly, so the comparison at the threshold cannot round differently
+    scaled = [x * scale for x in samples]
+    assert (unsettled([], samples) is None) == (unsettled([], scaled) is None)
