@@ -13,6 +13,11 @@ decode, and free names). The first round is the cold round, the next ``warmup`` 
 both are kept apart from the steady-state rounds that the statistics use. A stage may carry a token
 count, from which TTFT, TPOT and tokens/s are derived rather than timed again.
 
+With a :class:`SlowdownInjector` (``--egbench-inject``) the steady rounds alternate with *control*
+rounds: the same pipeline, never delayed, run in the same process between the injected rounds. They
+are this run's own reference, so an injected slowdown can be judged on a machine without a
+baseline, and without the drift between runs that a baseline carries.
+
 torch is imported only by :class:`CudaEventClock` and :class:`SyncedPerfCounterClock`.
 """
 
@@ -20,12 +25,14 @@ from __future__ import annotations
 
 import re
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-COLD, WARMUP, STEADY = "cold", "warmup", "steady"
+#: Round kinds. Only steady rounds enter the statistics; control rounds (with an injector only)
+#: are the unchanged reference interleaved with them.
+COLD, WARMUP, STEADY, CONTROL = "cold", "warmup", "steady", "control"
 #: Stages timed on the host clock by default (DESIGN.md: "CPU stages ... perf_counter_ns").
 HOST_STAGES = frozenset({"load", "preprocess"})
 _STAGE_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_.\-]*")
@@ -204,7 +211,8 @@ class TimingResults:
     ``stages``: stage names in pipeline order. ``steady[s]``: one duration per steady round;
     ``cold[s]``: the cold round's duration (absent if the stage was not in it); ``warmup[s]``:
     the warm-up rounds' durations. ``tokens[s]``: the steady rounds' token counts (``None`` where
-    the stage has none).
+    the stage has none). ``control[s]`` and ``control_tokens[s]``: the same for the control rounds
+    (empty without an injector).
     """
 
     stages: list[str]
@@ -213,9 +221,12 @@ class TimingResults:
     warmup: dict[str, list[int]]
     tokens: dict[str, list[int | None]]
     cold_tokens: dict[str, int | None] = field(default_factory=dict)
+    control: dict[str, list[int]] = field(default_factory=dict)
+    control_tokens: dict[str, list[int | None]] = field(default_factory=dict)
 
     @property
     def rounds(self) -> int:
+        """The number of steady rounds (control rounds not counted)."""
         return len(next(iter(self.steady.values()), []))
 
     def derived(self) -> dict[str, list[float]]:
@@ -228,18 +239,39 @@ class TimingResults:
         """
         return _derive(self.stages, self.steady, self.tokens)
 
+    def derived_control(self) -> dict[str, list[float]]:
+        """:meth:`derived`, per control round; empty without control rounds."""
+        if not self.control:
+            return {}
+        return _derive(self.stages, self.control, self.control_tokens)
+
     def derived_cold(self) -> dict[str, float]:
+        """:meth:`derived` of the cold round, one value per metric; empty without a cold round."""
         if not self.cold:
             return {}
         derived = _derive([s for s in self.stages if s in self.cold], {k: [v] for k, v in self.cold.items()}, {k: [self.cold_tokens.get(k)] for k in self.cold})
         return {k: v[0] for k, v in derived.items()}
 
 
+def metric_stages(metric: str, stages: Sequence[str]) -> list[str]:
+    """The stages whose durations make up ``metric``, given a benchmark's ``stages`` in pipeline
+    order: a stage is made of itself, ``total`` of every stage, ``ttft`` of every stage up to and
+    including ``prefill``, ``tpot`` and ``decode_tokens_per_s`` of ``decode``,
+    ``prefill_tokens_per_s`` of ``prefill``. Empty for any other name (token counts, recorded
+    figures), or when the stages it needs are not among ``stages``."""
+    if metric == "total":
+        return list(stages)
+    if metric == "ttft":
+        return list(stages[: stages.index("prefill") + 1]) if "prefill" in stages else []
+    source = {"tpot": "decode", "decode_tokens_per_s": "decode", "prefill_tokens_per_s": "prefill"}.get(metric, metric)
+    return [source] if source in stages else []
+
+
 def _derive(stages: list[str], durations: dict[str, list[int]], tokens: dict[str, list[int | None]]) -> dict[str, list[float]]:
     n = len(next(iter(durations.values()), []))
-    out: dict[str, list[float]] = {"total": [float(sum(durations[s][i] for s in stages)) for i in range(n)]}
+    out: dict[str, list[float]] = {"total": [float(sum(durations[s][i] for s in metric_stages("total", stages))) for i in range(n)]}
     if "prefill" in stages:
-        upto = stages[: stages.index("prefill") + 1]
+        upto = metric_stages("ttft", stages)
         out["ttft"] = [float(sum(durations[s][i] for s in upto)) for i in range(n)]
         if all(t for t in tokens.get("prefill", [])):
             out["prefill_tokens_per_s"] = [tokens["prefill"][i] / (durations["prefill"][i] * 1e-9) for i in range(n)]
@@ -266,6 +298,12 @@ class SlowdownInjector:
       overlap of a host-bound stage with the next one.
 
     For decode this equals a per-token delay of ``fraction x TPOT``.
+
+    A :class:`StageTimer` with an injector interleaves control rounds with the steady ones. The
+    injector treats a control round as a steady round with a delay of zero: on the host clock it
+    does nothing; on CUDA events it launches no spin kernel but makes the same host wait at the
+    stage's end, so that a control round and an injected one differ by the delay only. Control
+    rounds never feed the calibration. Stages not in ``slowdowns`` are never touched.
     """
 
     def __init__(self, slowdowns: dict[str, float], device: Any = "cpu") -> None:
@@ -283,17 +321,19 @@ class SlowdownInjector:
             if phase == "end" and span.kind == STEADY:
                 _busy_wait_ns(fraction * (time.perf_counter_ns() - span.start))
             return
-        if span.kind == STEADY:
+        if span.kind in (STEADY, CONTROL):
             if phase == "end":
-                self._sleep_ns(fraction * self._stage_ns(span.name))
+                import torch
+
+                if span.kind == STEADY:
+                    self._sleep_ns(fraction * self._stage_ns(span.name))
                 # Wait for the spin kernel on the host too. A kernel alone at the end of a
                 # host-bound stage (decode in eager transformers) is absorbed: the GPU runs it
                 # while the host already launches the next stage, and the next round's decode
                 # then reads shorter by as much (seen on an H200: +10 % showed in the first
                 # steady round only). Waiting puts the delay on both timelines, as a slower
-                # host loop or a slower kernel would.
-                import torch
-
+                # host loop or a slower kernel would. A control round waits the same way, with
+                # no kernel before it, so that it differs from an injected round by the delay.
                 torch.cuda.current_stream(self.device).synchronize()
             return
         import torch
@@ -363,6 +403,12 @@ class StageTimer:
     after the start mark and "end" just before the end mark (not when the stage raised);
     :class:`SlowdownInjector` is one. ``extra_info`` is free metadata (model name, params) that
     travels with the results.
+
+    ``control``: interleave control rounds (kind :data:`CONTROL`) with the steady rounds; by
+    default exactly when ``stage_hook`` is a :class:`SlowdownInjector`. After the cold and warm-up
+    rounds the timer then runs ``2 x rounds`` rounds, alternating control, steady, control,
+    steady, ...; :meth:`rounds` and :meth:`round` both follow that order, and
+    :attr:`TimingResults.rounds` still counts the steady rounds only.
     """
 
     def __init__(
@@ -373,6 +419,7 @@ class StageTimer:
         rounds: int = 6,
         warmup: int = 2,
         stage_hook: Callable[[StageSpan, str], None] | None = None,
+        control: bool | None = None,
     ) -> None:
         if rounds < 1 or warmup < 0:
             raise ValueError(f"need rounds >= 1 and warmup >= 0, got rounds={rounds}, warmup={warmup}")
@@ -381,6 +428,7 @@ class StageTimer:
         self.default_rounds = rounds
         self.default_warmup = warmup
         self.stage_hook = stage_hook
+        self.control = isinstance(stage_hook, SlowdownInjector) if control is None else control
         self.extra_info: dict[str, Any] = {}
         self._spans: list[StageSpan] = []
         self._next_index = 0
@@ -394,10 +442,15 @@ class StageTimer:
     def _kind(self, index: int) -> str:
         if index == 0:
             return COLD
-        return WARMUP if index <= self._warmup_for_kind else STEADY
+        if index <= self._warmup_for_kind:
+            return WARMUP
+        if self.control:
+            return CONTROL if (index - self._warmup_for_kind) % 2 == 1 else STEADY
+        return STEADY
 
     def round(self) -> Round:
-        """The next round (cold first, then warm-up, then steady), for hand-written loops."""
+        """The next round, for hand-written loops: cold first, then warm-up, then steady (with
+        control rounds: control and steady in turn, control first)."""
         if self._results is not None:
             raise RuntimeError("results were already read; start a new StageTimer for more rounds")
         rnd = Round(self, self._next_index, self._kind(self._next_index))
@@ -405,13 +458,14 @@ class StageTimer:
         return rnd
 
     def rounds(self, rounds: int | None = None, warmup: int | None = None) -> Iterator[Round]:
-        """Yield the cold round, the warm-up rounds and ``rounds`` steady rounds."""
+        """Yield the cold round, the warm-up rounds and ``rounds`` steady rounds (with control
+        rounds: ``rounds`` control and ``rounds`` steady rounds in turn)."""
         rounds = self.default_rounds if rounds is None else rounds
         warmup = self.default_warmup if warmup is None else warmup
         if self._next_index:
             raise RuntimeError("rounds() runs once per timer: it already started")
         self._warmup_for_kind = warmup
-        for _ in range(1 + warmup + rounds):
+        for _ in range(1 + warmup + rounds * (2 if self.control else 1)):
             yield self.round()
 
     @property
@@ -421,7 +475,8 @@ class StageTimer:
     def results(self) -> TimingResults:
         """Synchronise once and resolve every span to nanoseconds.
 
-        Raises ``ValueError`` when nothing steady was timed or steady rounds differ in stages.
+        Raises ``ValueError`` when nothing steady was timed, or when the steady and control rounds
+        did not all time the same stages.
         """
         if self._results is not None:
             return self._results
@@ -433,6 +488,8 @@ class StageTimer:
         cold: dict[str, int] = {}
         cold_tokens: dict[str, int | None] = {}
         warm: dict[str, list[int]] = {}
+        control: dict[str, list[int]] = {}
+        control_tokens: dict[str, list[int | None]] = {}
         per_round: dict[int, list[str]] = {}
         for span in self._spans:
             ns = span.clock.elapsed_ns(span.start, span.end)
@@ -443,14 +500,15 @@ class StageTimer:
             elif span.kind == WARMUP:
                 warm.setdefault(span.name, []).append(ns)
             else:
-                steady.setdefault(span.name, []).append(ns)
-                tokens.setdefault(span.name, []).append(span.tokens)
+                durations, counts = (steady, tokens) if span.kind == STEADY else (control, control_tokens)
+                durations.setdefault(span.name, []).append(ns)
+                counts.setdefault(span.name, []).append(span.tokens)
                 per_round.setdefault(span.round_index, []).append(span.name)
         if not steady:
             raise ValueError("no steady-state round was timed (the cold and warm-up rounds are not statistics)")
         shapes = {tuple(sorted(v)) for v in per_round.values()}
         if len(shapes) > 1:
-            raise ValueError(f"steady rounds timed different stages: {sorted(shapes)}")
+            raise ValueError(f"steady{' and control' if control else ''} rounds timed different stages: {sorted(shapes)}")
         stages = [s for s in order if s in steady]
-        self._results = TimingResults(stages, steady, cold, warm, tokens, cold_tokens)
+        self._results = TimingResults(stages, steady, cold, warm, tokens, cold_tokens, control, control_tokens)
         return self._results

@@ -6,7 +6,21 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from pytest_egbench.timing import COLD, STEADY, WARMUP, PerfCounterClock, SlowdownInjector, StageTimer, clocks_for, timer_overhead
+from pytest_egbench import timing
+from pytest_egbench.timing import (
+    COLD,
+    CONTROL,
+    STEADY,
+    WARMUP,
+    CudaEventClock,
+    PerfCounterClock,
+    SlowdownInjector,
+    StageSpan,
+    StageTimer,
+    clocks_for,
+    metric_stages,
+    timer_overhead,
+)
 
 
 class FakeClock:
@@ -235,9 +249,10 @@ def test_injector_busy_waits_a_fraction_of_each_steady_host_stage():
             _spin(2_000_000)
     res = timer.results()
     # +100 %: each steady decode lasts at least twice its 2 ms of work; prefill and the
-    # cold and warm-up rounds are untouched (a busy wait never returns early).
+    # cold, warm-up and control rounds are untouched (a busy wait never returns early).
     assert all(ns >= 4_000_000 for ns in res.steady["decode"])
     assert min(res.steady["decode"]) > max(res.steady["prefill"])
+    assert res.rounds == 3 and len(res.control["decode"]) == 3  # one control round per steady round
 
 
 def _spin(ns: int) -> None:
@@ -246,3 +261,172 @@ def _spin(ns: int) -> None:
     end = time.perf_counter_ns() + ns
     while time.perf_counter_ns() < end:
         pass
+
+
+# --------------------------------------------------------------------------- control rounds
+
+
+def test_an_injector_interleaves_control_rounds_control_first():
+    timer = StageTimer(FakeClock(), rounds=3, warmup=2, stage_hook=SlowdownInjector({"decode": 0.2}))
+    kinds = [rnd.kind for rnd in timer.rounds()]
+    assert kinds == [COLD, WARMUP, WARMUP, CONTROL, STEADY, CONTROL, STEADY, CONTROL, STEADY]
+
+
+def test_no_control_rounds_without_an_injector():
+    assert StageTimer(FakeClock()).control is False
+    # any other hook leaves the rounds as they were
+    timer = StageTimer(FakeClock(), rounds=2, warmup=1, stage_hook=lambda span, phase: None)
+    assert [rnd.kind for rnd in timer.rounds()] == [COLD, WARMUP, STEADY, STEADY]
+
+
+def test_control_can_be_chosen_explicitly():
+    off = StageTimer(FakeClock(), rounds=2, warmup=0, stage_hook=SlowdownInjector({"decode": 0.2}), control=False)
+    assert [rnd.kind for rnd in off.rounds()] == [COLD, STEADY, STEADY]
+    on = StageTimer(FakeClock(), rounds=2, warmup=0, control=True)
+    assert [rnd.kind for rnd in on.rounds()] == [COLD, CONTROL, STEADY, CONTROL, STEADY]
+
+
+def test_hand_written_rounds_follow_the_same_order():
+    timer = StageTimer(FakeClock(), rounds=2, warmup=1, stage_hook=SlowdownInjector({"decode": 0.2}))
+    assert [timer.round().kind for _ in range(7)] == [COLD, WARMUP, CONTROL, STEADY, CONTROL, STEADY, CONTROL]
+    plain = StageTimer(FakeClock(), rounds=2, warmup=1)
+    assert [plain.round().kind for _ in range(5)] == [COLD, WARMUP, STEADY, STEADY, STEADY]
+
+
+def test_rounds_argument_counts_steady_rounds_with_control_too():
+    timer = StageTimer(FakeClock(), control=True)
+    kinds = [rnd.kind for rnd in timer.rounds(rounds=2, warmup=0)]
+    assert kinds == [COLD, CONTROL, STEADY, CONTROL, STEADY]
+
+
+def test_control_rounds_are_kept_apart_and_derived():
+    clock = FakeClock()
+    timer = StageTimer(clock, rounds=2, warmup=1, control=True)
+    for rnd in timer.rounds():
+        with rnd.stage("prefill", tokens=100):
+            clock.now += 1_000_000
+        with rnd.stage("decode", tokens=10):
+            clock.now += 10_000_000 if rnd.kind == CONTROL else 12_000_000  # steady rounds +20 %
+    res = timer.results()
+    assert res.rounds == 2  # steady rounds only
+    assert res.steady == {"prefill": [1_000_000] * 2, "decode": [12_000_000] * 2}
+    assert res.control == {"prefill": [1_000_000] * 2, "decode": [10_000_000] * 2}
+    assert res.control_tokens == {"prefill": [100, 100], "decode": [10, 10]}
+    assert res.warmup == {"prefill": [1_000_000], "decode": [12_000_000]}
+    control = res.derived_control()
+    assert control["total"] == [11_000_000.0] * 2 and control["ttft"] == [1_000_000.0] * 2
+    assert control["tpot"] == [1_000_000.0] * 2 and control["decode_tokens_per_s"] == pytest.approx([1000.0] * 2)
+    assert res.derived()["tpot"] == [1_200_000.0] * 2
+    assert set(control) == set(res.derived())
+
+
+def test_no_control_results_without_control_rounds():
+    clock = FakeClock()
+    timer = StageTimer(clock, rounds=2, warmup=0)
+    run(timer, clock, {"prefill": 10})
+    res = timer.results()
+    assert res.control == {} and res.control_tokens == {} and res.derived_control() == {}
+
+
+def test_control_rounds_must_time_the_same_stages_as_steady_ones():
+    timer = StageTimer(FakeClock(), rounds=1, warmup=0, control=True)
+    rounds = timer.rounds()
+    next(rounds)  # cold
+    with next(rounds).stage("prefill"):  # control: prefill only
+        pass
+    r = next(rounds)  # steady: prefill and decode
+    with r.stage("prefill"):
+        pass
+    with r.stage("decode"):
+        pass
+    with pytest.raises(ValueError, match="steady and control rounds timed different stages"):
+        timer.results()
+
+
+@pytest.mark.parametrize(
+    "metric, expected",
+    [
+        ("decode", ["decode"]),
+        ("total", ["load", "preprocess", "vision", "prefill", "decode"]),
+        ("ttft", ["load", "preprocess", "vision", "prefill"]),
+        ("tpot", ["decode"]),
+        ("decode_tokens_per_s", ["decode"]),
+        ("prefill_tokens_per_s", ["prefill"]),
+        ("tokens.decode", []),
+        ("encode", []),
+    ],
+)
+def test_metric_stages(metric, expected):
+    assert metric_stages(metric, ["load", "preprocess", "vision", "prefill", "decode"]) == expected
+
+
+def test_metric_stages_without_the_stages_it_needs():
+    assert metric_stages("ttft", ["decode"]) == [] and metric_stages("tpot", ["prefill"]) == []
+
+
+def test_injector_on_the_host_clock_waits_in_steady_rounds_only(monkeypatch):
+    waited = []
+    injector = SlowdownInjector({"decode": 0.2})
+
+    def hook(span, phase):
+        monkeypatch.setattr(timing, "_busy_wait_ns", lambda ns: waited.append((span.kind, span.name)))
+        injector(span, phase)
+
+    clock = FakeClock()
+    timer = StageTimer(clock, rounds=3, warmup=1, stage_hook=hook, control=True)
+    for rnd in timer.rounds():
+        for stage in ("prefill", "decode"):
+            with rnd.stage(stage):
+                clock.now += 5
+    # one busy wait per steady decode; none in control, cold or warm-up rounds, nor in prefill
+    assert waited == [(STEADY, "decode")] * 3
+
+
+class _FakeCuda:
+    """Stands in for ``torch.cuda`` in the injector's CUDA-event path: records what it is asked."""
+
+    def __init__(self):
+        self.calls = []
+
+    def synchronize(self, device=None):
+        self.calls.append("synchronize")
+
+    def _sleep(self, cycles):
+        self.calls.append("sleep")
+
+    def current_stream(self, device=None):
+        calls = self.calls
+
+        class Stream:
+            def synchronize(self):
+                calls.append("stream wait")
+
+        return Stream()
+
+
+def test_injector_on_cuda_events_treats_control_as_a_zero_delay(monkeypatch):
+    torch = pytest.importorskip("torch")
+    fake = _FakeCuda()
+    for name in ("synchronize", "_sleep", "current_stream"):
+        monkeypatch.setattr(torch.cuda, name, getattr(fake, name))
+    injector = SlowdownInjector({"decode": 0.5}, "cuda")
+    injector._cycles_per_ns = 1.0  # spin rate known: no calibration kernels
+    clock = CudaEventClock.__new__(CudaEventClock)  # no CUDA device needed: the hook only checks the type
+
+    def stage(kind, name="decode"):
+        span = StageSpan(name, 0, kind, clock)
+        fake.calls.clear()
+        injector(span, "start")
+        injector(span, "end")
+        return list(fake.calls)
+
+    # cold and warm-up rounds calibrate: synchronised at the start and at the end
+    assert stage(COLD) == ["synchronize", "synchronize"]
+    assert stage(WARMUP) == ["synchronize", "synchronize"]
+    calibration = {k: list(v) for k, v in injector._calibration.items()}
+    # steady: a spin kernel, then the host waits for it; control: the same wait, no kernel
+    assert stage(STEADY) == ["sleep", "stream wait"]
+    assert stage(CONTROL) == ["stream wait"]
+    assert injector._calibration == calibration  # control rounds never feed the calibration
+    # stages that were not injected are never touched
+    assert stage(STEADY, "prefill") == [] and stage(CONTROL, "prefill") == []

@@ -74,7 +74,9 @@ def worker(args: argparse.Namespace) -> dict:
     for cycle in range(args.cycles):
         for name, stage, fraction in plan:
             hook = SlowdownInjector({stage: fraction}, device) if stage else None
-            timer = StageTimer(device_clock, host_clock, rounds=args.max_rounds, warmup=1, stage_hook=hook)
+            # control=False: the study judges injected runs against baselines from other processes
+            # (as a nightly job would), so an injected run keeps the rhythm of an unchanged one
+            timer = StageTimer(device_clock, host_clock, rounds=args.max_rounds, warmup=1, stage_hook=hook, control=False)
             for rnd in timer.rounds():
                 with rnd.stage("prefill", tokens=PROMPT_TOKENS):
                     first, cache = prefill(model, input_ids=prompt)
