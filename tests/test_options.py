@@ -111,13 +111,43 @@ def test_metric_tolerance_override():
 def test_for_device_fills_preset_and_quant():
     cpu = options.Settings().for_device("cpu")
     cuda = options.Settings().for_device("cuda")
-    assert (cpu.preset, cpu.quant, cpu.tolerance) == ("tiny", "fp32", 1.0)
-    assert (cuda.preset, cuda.quant, cuda.tolerance) == ("7b", "nf4", 0.10)
-    assert cuda.tolerance_for("prefill") == 0.03 and cuda.tolerance_for("decode") == 0.10
+    assert (cpu.preset, cpu.quant, cpu.tolerance_for("decode")) == ("tiny", "fp32", 1.0)
+    assert (cuda.preset, cuda.quant, cuda.tolerance_for("decode")) == ("7b", "nf4", 0.10)
+    assert cuda.tolerance_for("prefill") == 0.03 and cpu.tolerance_for("prefill") == 1.0
+    # the defaults are not written into the user's settings: they stay "not given"
+    assert (cpu.tolerance, cpu.metric_tolerances) == (None, ())
     # an explicit global tolerance drops the per-metric defaults; an explicit metric one wins
     assert options.Settings(tolerance=0.05).for_device("cuda").tolerance_for("prefill") == 0.05
     assert options.Settings(metric_tolerances=(("prefill", 0.01),)).for_device("cuda").tolerance_for("prefill") == 0.01
-    assert options.Settings(tolerance=0.1).for_device("cpu").tolerance == 0.1  # an explicit value wins
+    assert options.Settings(tolerance=0.1).for_device("cpu").tolerance_for("decode") == 0.1  # an explicit value wins
+
+
+@pytest.mark.parametrize("device", ["cpu", "cuda"])
+def test_control_comparisons_use_the_given_tolerance_else_5_percent(device):
+    """Device defaults absorb drift between runs; control rounds share the run, so 5 % unless the
+    user said otherwise (globally or per metric)."""
+    default = options.Settings().for_device(device)
+    assert default.control_tolerance_for("decode") == options.CONTROL_TOLERANCE == 0.05
+    assert default.control_tolerance_for("prefill") == 0.05  # not CUDA's 3 % prefill default either
+    assert default.explicit_tolerance_for("decode") is None
+    given = options.Settings(tolerance=0.2, metric_tolerances=(("decode", 0.08),)).for_device(device)
+    assert given.control_tolerance_for("decode") == 0.08 and given.control_tolerance_for("total") == 0.2
+    assert given.tolerance_for("decode") == 0.08  # the same explicit values serve baseline comparisons
+
+
+def test_ini_tolerance_counts_as_given_for_control_comparisons(pytester):
+    pytester.makeini("[pytest]\negbench_metric_tolerance =\n    decode=12%\n")
+    pytester.makepyfile(
+        test_show="""
+from pytest_egbench.plugin import SETTINGS_KEY
+
+def test_show(pytestconfig):
+    s = pytestconfig.stash[SETTINGS_KEY].for_device("cpu")
+    print("CONTROL", s.control_tolerance_for("decode"), s.control_tolerance_for("prefill"), s.tolerance_for("prefill"))
+"""
+    )
+    result = pytester.runpytest("-s")
+    result.stdout.fnmatch_lines(["*CONTROL 0.12 0.05 1.0"])
     kept = options.Settings(preset="7b", quant="bf16").for_device("cpu")
     assert (kept.preset, kept.quant) == ("7b", "bf16")
 
