@@ -151,7 +151,10 @@ def stage_timer(request: pytest.FixtureRequest, egbench_session: EgbenchSession)
     passes, every stage, token count and derived metric (TTFT, TPOT, tokens/s) is recorded under the
     test's name and the group ``egbench(group=...)`` (default: the test function), then judged
     against the baseline (see the plugin's ``pytest_runtest_call``). ``--egbench-inject`` slowdowns
-    are applied through the timer's stage hook.
+    are applied through the timer's stage hook (a
+    :class:`~pytest_egbench.timing.SlowdownInjector`), and then ``rounds()`` gives, after the warm-up
+    rounds, an unchanged control round before each steady round (``2 x --egbench-rounds`` rounds):
+    without a baseline for this machine, the injected metrics are judged against them.
     """
     from .timing import SlowdownInjector, StageTimer, clocks_for
 

@@ -81,7 +81,11 @@ def pytest_report_header(config: pytest.Config) -> list[str] | None:
     s = session.settings
     gpu = session.device_block.get("gpu_name") if session.device_block else None
     where = f"{session.device} ({gpu})" if gpu else str(session.device)
-    return [f"egbench: device {where}, preset {s.preset}, weights {s.quant}, rounds {s.rounds} after 1 cold + {s.warmup} warm-up, max new tokens {s.max_new_tokens}"]
+    inject = ""
+    if s.inject:
+        slowdowns = ", ".join(f"{stage}=+{fraction:.0%}" for stage, fraction in s.inject)
+        inject = f"; injected slowdown {slowdowns}, each steady round after an unchanged control round"
+    return [f"egbench: device {where}, preset {s.preset}, weights {s.quant}, rounds {s.rounds} after 1 cold + {s.warmup} warm-up, max new tokens {s.max_new_tokens}{inject}"]
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
@@ -152,7 +156,7 @@ def _record_and_judge(egb: EgbenchSession, item: pytest.Item, gpu: dict | None =
     """Record the item's stage timers, attach the GPU state read around it, and judge it."""
     from .machine import throttled
     from .stats import unsettled
-    from .verdict import IMPROVEMENT, REGRESSION
+    from .verdict import CONTROL_REFERENCE, IMPROVEMENT, REGRESSION
 
     marker = item.get_closest_marker("egbench")
     for timer in item.stash.get(TIMERS_KEY, []):
@@ -185,12 +189,14 @@ def _record_and_judge(egb: EgbenchSession, item: pytest.Item, gpu: dict | None =
             egb.notes.append(f"{item.name}: {v.warning}")
         if v.status == IMPROVEMENT:
             egb.notes.append(f"{item.name}: {v.message}")
-    regressions = [v.message for v in verdicts if v.status == REGRESSION]
-    if regressions:
+    regressed = [v for v in verdicts if v.status == REGRESSION]
+    if regressed:
         caveat = f"\n  NOTE: the GPU was slowed down during this benchmark ({slowed}); the regression may be the machine's" if slowed else ""
         if cold_stages:
             caveat += f"\n  NOTE: not warm yet when statistics began: {', '.join(cold_stages)} (see the summary); the regression may be too short a warm-up"
-        pytest.fail(f"egbench: {len(regressions)} metric(s) regressed against baseline {egb.fingerprint_name()}:\n  " + "\n  ".join(regressions) + caveat, pytrace=False)
+        against = [f"baseline {egb.fingerprint_name()}"] if any(v.reference != CONTROL_REFERENCE for v in regressed) else []
+        against += ["this run's control rounds"] if any(v.reference == CONTROL_REFERENCE for v in regressed) else []
+        pytest.fail(f"egbench: {len(regressed)} metric(s) regressed against {' and '.join(against)}:\n  " + "\n  ".join(v.message for v in regressed) + caveat, pytrace=False)
     judged_timing = [v for v in verdicts if v.metric in {m.metric for m in measured if m.kind != "exact"}]
     if missing and not judged_timing:
         exact = sum(1 for v in verdicts)

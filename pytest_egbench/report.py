@@ -36,6 +36,7 @@ def _extra_info(m: Measurement, run: dict[str, Any], device: str | None) -> dict
         "device": device,
         "cold": m.cold,
         "warmup": list(m.warmup),
+        "control": list(m.control),
         **run,
     }
 
@@ -272,9 +273,10 @@ def _heading(session: EgbenchSession) -> str:
     s = session.settings
     block = session.device_block or {}
     device = block.get("gpu_name") or block.get("device", s.device)
+    control = f"; {s.rounds} control rounds interleaved (--egbench-inject), not shown" if s.inject else ""
     return (
         f"device {device}, preset {s.preset}, weights {s.quant}; median [IQR] over {s.rounds} steady rounds "
-        f"(cold round and {s.warmup} warm-up rounds excluded; 'cold total' shown apart)"
+        f"(cold round and {s.warmup} warm-up rounds excluded; 'cold total' shown apart){control}"
     )
 
 

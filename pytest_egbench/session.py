@@ -13,7 +13,8 @@ from typing import TYPE_CHECKING, Any
 
 from .baselines import Baseline, Entry, find, fingerprint, fingerprint_name, load_dir, same_config
 from .options import STAGES, Settings
-from .verdict import Verdict, judge
+from .timing import metric_stages
+from .verdict import CONTROL_REFERENCE, Verdict, judge
 
 if TYPE_CHECKING:
     from .timing import TimingResults
@@ -29,7 +30,10 @@ class Measurement:
     """One metric of one benchmark: its steady-state samples and where they came from.
 
     ``samples`` are per steady round, in ``unit``. ``cold`` is the cold first round's value,
-    ``warmup`` the warm-up rounds' values; neither enters statistics.
+    ``warmup`` the warm-up rounds' values; neither enters statistics. ``control``: the values of
+    the control rounds interleaved with the steady ones (``--egbench-inject`` runs only; stage and
+    derived metrics), in ``unit``: the reference an injected run is judged against when this
+    machine has no baseline entry (see :meth:`EgbenchSession.judge`).
     """
 
     nodeid: str
@@ -43,6 +47,7 @@ class Measurement:
     stage: str | None = None
     cold: float | None = None
     warmup: list[float] = field(default_factory=list)
+    control: list[float] = field(default_factory=list)
     params: dict[str, Any] = field(default_factory=dict)
     extra_info: dict[str, Any] = field(default_factory=dict)
 
@@ -78,7 +83,8 @@ def measurements_from_timing(
     """Turn a stage timer's results into measurements.
 
     Each stage gives a latency in seconds; each stage with token counts gives ``tokens.<stage>``
-    (exact); derived metrics (TTFT, TPOT, tokens/s, total) come from the same rounds.
+    (exact); derived metrics (TTFT, TPOT, tokens/s, total) come from the same rounds. Stage and
+    derived metrics carry their control rounds' values too (empty without control rounds).
     """
     common = dict(nodeid=nodeid, test=test, group=group, model=model, params=dict(params), extra_info=dict(extra_info))
     out: list[Measurement] = []
@@ -93,6 +99,7 @@ def measurements_from_timing(
                 samples=[ns * 1e-9 for ns in results.steady[stage]],
                 cold=None if cold is None else cold * 1e-9,
                 warmup=[ns * 1e-9 for ns in results.warmup.get(stage, [])],
+                control=[ns * 1e-9 for ns in results.control.get(stage, [])],
                 **common,
             )
         )
@@ -100,6 +107,7 @@ def measurements_from_timing(
         if counts and all(c is not None for c in counts):
             out.append(Measurement(metric=f"tokens.{stage}", unit=TOKENS, kind=EXACT, stage=stage, samples=[float(c) for c in counts], **common))
     cold_derived = results.derived_cold()
+    control_derived = results.derived_control()
     for metric, values in results.derived().items():
         unit, kind, scale = _DERIVED[metric]
         cold = cold_derived.get(metric)
@@ -110,6 +118,7 @@ def measurements_from_timing(
                 kind=kind,
                 samples=[v * scale for v in values],
                 cold=None if cold is None else cold * scale,
+                control=[v * scale for v in control_derived.get(metric, [])],
                 **common,
             )
         )
@@ -168,22 +177,35 @@ class EgbenchSession:
         fingerprint; exact metrics with that one, else with any baseline of the same preset and
         quantisation (token counts do not depend on the machine). ``tolerances``: per-metric
         relative tolerances from the test's ``egbench`` marker (they win over the ini/command line).
+
+        With ``--egbench-inject``, a latency or throughput metric that this fingerprint's baseline
+        lacks is judged against its own control rounds instead (as a baseline of one run, verdict
+        reference :data:`~pytest_egbench.verdict.CONTROL_REFERENCE`), if it has control samples
+        and is made of an injected stage (:func:`~pytest_egbench.timing.metric_stages`: the stage,
+        ``total``, and the derived metrics that include it); with the tolerance the user gave, else
+        :data:`~pytest_egbench.options.CONTROL_TOLERANCE` (:meth:`Settings.control_tolerance_for`).
+        A baseline entry, when there is one, is used as without injection and the control ignored.
         """
         s = self.settings
         fp = self.fingerprint
         own = find(self.baselines, fp)
         config_peers = [b for b in self.baselines if same_config(b.fingerprint, fp)]
+        injected = {stage for stage, _ in s.inject}
+        stages = [m.metric for m in measurements if m.stage == m.metric and m.unit == SECONDS]
         verdicts: list[Verdict] = []
         missing: list[str] = []
         for m in measurements:
             entry = own.entries.get(m.fullname) if own else None
             if entry is None and m.kind == EXACT:
                 entry = next((b.entries[m.fullname] for b in config_peers if m.fullname in b.entries), None)
-            if entry is None:
+            if entry is not None:
+                tol = (tolerances or {}).get(m.metric, s.tolerance_for(m.metric))
+                verdicts.append(judge(m.metric, m.kind, m.unit, entry.runs, m.samples, tolerance=tol, tolerance_abs=s.tolerance_abs, alpha=s.pvalue))
+            elif m.control and m.kind in (LATENCY, THROUGHPUT) and injected.intersection(metric_stages(m.metric, stages)):
+                tol = (tolerances or {}).get(m.metric, s.control_tolerance_for(m.metric))
+                verdicts.append(judge(m.metric, m.kind, m.unit, [m.control], m.samples, tolerance=tol, tolerance_abs=s.tolerance_abs, alpha=s.pvalue, reference=CONTROL_REFERENCE))
+            else:
                 missing.append(m.metric)
-                continue
-            tol = (tolerances or {}).get(m.metric, s.tolerance_for(m.metric))
-            verdicts.append(judge(m.metric, m.kind, m.unit, entry.runs, m.samples, tolerance=tol, tolerance_abs=s.tolerance_abs, alpha=s.pvalue))
         return verdicts, missing
 
     def baseline_entries(self) -> dict[str, Entry]:

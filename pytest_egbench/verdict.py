@@ -18,18 +18,27 @@ Rules (the baselines issue):
   when the median grew by more than the relative tolerance; no significance test (the samples
   of one run are usually identical).
 * **info** (figures about the tool itself, such as the timer's overhead): stored, never gated.
+
+The reference is usually a saved baseline; an ``--egbench-inject`` run on a machine without one is
+judged against its own interleaved control rounds instead (``reference=``:data:`CONTROL_REFERENCE`,
+see :meth:`pytest_egbench.session.EgbenchSession.judge`), and the messages say so.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import partial
 
 from .stats import Summary, bootstrap_ratio_ci, mann_whitney_u, summarize
 
 MIN_ROUNDS = 6
 PASS, REGRESSION, IMPROVEMENT, NOISE_ONLY = "pass", "regression", "improvement", "pass (not significant)"
 LOWER_IS_BETTER = {"latency": True, "throughput": False}
+#: What the samples are compared with, as the messages name it: a saved baseline, or the control
+#: rounds of an ``--egbench-inject`` run.
+BASELINE_REFERENCE = "baseline"
+CONTROL_REFERENCE = "control (this run's interleaved unchanged rounds)"
 
 
 @dataclass(frozen=True)
@@ -43,6 +52,7 @@ class Verdict:
     change: float | None = None
     p: float | None = None
     warning: str | None = None
+    reference: str = BASELINE_REFERENCE
 
 
 def _fmt(value: float, unit: str) -> str:
@@ -53,9 +63,16 @@ def _fmt(value: float, unit: str) -> str:
     return f"{value:.4g} {unit}" if unit not in ("ratio", "") else f"{value:.4g}"
 
 
-def _describe(name: str, base: Summary, cur: Summary, unit: str, runs: int) -> str:
+def _describe(name: str, base: Summary, cur: Summary, unit: str, runs: int, reference: str = BASELINE_REFERENCE) -> str:
     of_runs = f" over {runs} runs" if runs > 1 else ""
-    return f"{name}: baseline {_fmt(base.median, unit)} [IQR {_fmt(base.iqr, unit)}, n={base.n}{of_runs}], current {_fmt(cur.median, unit)} [IQR {_fmt(cur.iqr, unit)}, n={cur.n}]"
+    return f"{name}: {reference} {_fmt(base.median, unit)} [IQR {_fmt(base.iqr, unit)}, n={base.n}{of_runs}], current {_fmt(cur.median, unit)} [IQR {_fmt(cur.iqr, unit)}, n={cur.n}]"
+
+
+def _resave_hint(reference: str) -> str:
+    """What to do about an improvement: add runs to the baseline (nothing against a control)."""
+    if reference != BASELINE_REFERENCE:
+        return ""
+    return "; add runs with --egbench-save (the baseline keeps its last 5 runs; delete its file to start afresh)"
 
 
 def run_spread(runs: Sequence[Sequence[float]]) -> float:
@@ -68,41 +85,56 @@ def run_spread(runs: Sequence[Sequence[float]]) -> float:
     return max(abs(summarize(run).median / pooled - 1) for run in runs)
 
 
-def judge(name: str, kind: str, unit: str, baseline_runs: Sequence[Sequence[float]], current: Sequence[float], *, tolerance: float, tolerance_abs: float, alpha: float) -> Verdict:
+def judge(
+    name: str,
+    kind: str,
+    unit: str,
+    baseline_runs: Sequence[Sequence[float]],
+    current: Sequence[float],
+    *,
+    tolerance: float,
+    tolerance_abs: float,
+    alpha: float,
+    reference: str = BASELINE_REFERENCE,
+) -> Verdict:
     """Compare ``current`` samples with a baseline's saved runs of one metric (see the module
     docstring).
 
-    ``baseline_runs``: one list of samples per saved run; ``tolerance``: relative (0.05 = 5 %),
-    raised to the baseline's :func:`run_spread`; ``tolerance_abs``: for rates; ``alpha``:
-    significance level. Raises ``ValueError`` for an unknown ``kind`` or empty samples.
+    ``baseline_runs``: one list of samples per saved run (for a control comparison: the control
+    rounds, as one run); ``tolerance``: relative (0.05 = 5 %), raised to the baseline's
+    :func:`run_spread`; ``tolerance_abs``: for rates; ``alpha``: significance level;
+    ``reference``: what ``baseline_runs`` are, as the message names them (:data:`BASELINE_REFERENCE`
+    or :data:`CONTROL_REFERENCE`; kept in :attr:`Verdict.reference`). Raises ``ValueError`` for an
+    unknown ``kind`` or empty samples.
     """
     baseline = [v for run in baseline_runs for v in run]
     base, cur = summarize(baseline), summarize(current)
-    head = _describe(name, base, cur, unit, len(baseline_runs))
+    head = _describe(name, base, cur, unit, len(baseline_runs), reference)
+    verdict = partial(Verdict, name, reference=reference)
     if kind == "info":
-        return Verdict(name, PASS, f"{head}: informational, not gated")
+        return verdict(PASS, f"{head}: informational, not gated")
     if kind == "exact":
         if sorted(set(current)) == sorted(set(baseline)) and len(set(current)) == 1:
-            return Verdict(name, PASS, f"{head}: equal")
-        return Verdict(name, REGRESSION, f"{head}: exact metric changed (baseline values {sorted(set(baseline))}, current {sorted(set(current))})")
+            return verdict(PASS, f"{head}: equal")
+        return verdict(REGRESSION, f"{head}: exact metric changed (baseline values {sorted(set(baseline))}, current {sorted(set(current))})")
     if kind == "memory":
         change = (cur.median - base.median) / base.median if base.median else 0.0
         text = f"{head}, change {change:+.1%} (tolerance {tolerance:.1%})"
         if change > tolerance:
-            return Verdict(name, REGRESSION, f"{text}: more memory", change)
-        return Verdict(name, IMPROVEMENT if change < -tolerance else PASS, text, change)
+            return verdict(REGRESSION, f"{text}: more memory", change)
+        return verdict(IMPROVEMENT if change < -tolerance else PASS, text, change)
     if kind == "rate":
         change = cur.median - base.median
         text = f"{head}, change {change:+.4f} (absolute tolerance {tolerance_abs:.4f})"
         if change < -tolerance_abs:
-            return Verdict(name, REGRESSION, text, change)
+            return verdict(REGRESSION, text, change)
         if change > tolerance_abs:
-            return Verdict(name, IMPROVEMENT, f"{text}: improved; add runs with --egbench-save (the baseline keeps its last 5 runs; delete its file to start afresh)", change)
-        return Verdict(name, PASS, text, change)
+            return verdict(IMPROVEMENT, f"{text}: improved{_resave_hint(reference)}", change)
+        return verdict(PASS, text, change)
     if kind not in LOWER_IS_BETTER:
         raise ValueError(f"unknown metric kind {kind!r}")
     if base.median == 0:
-        return Verdict(name, PASS, f"{head}: baseline median is 0, nothing to compare")
+        return verdict(PASS, f"{head}: {reference} median is 0, nothing to compare")
     change = (cur.median - base.median) / base.median
     worse = change if LOWER_IS_BETTER[kind] else -change
     spread = run_spread(baseline_runs)
@@ -120,9 +152,9 @@ def judge(name: str, kind: str, unit: str, baseline_runs: Sequence[Sequence[floa
     text = f"{head}, change {change:+.1%} [95% CI {low - 1:+.1%} to {high - 1:+.1%}], one-sided Mann-Whitney p={p:.3g} (tolerance {tolerance:.1%}{widened}, alpha {alpha})"
     significant = p < alpha or not enough
     if abs(worse) <= tolerance:
-        return Verdict(name, PASS, text, change, p, warning)
+        return verdict(PASS, text, change, p, warning)
     if not significant:
-        return Verdict(name, NOISE_ONLY, f"{text}: beyond the tolerance but not significant", change, p, warning)
+        return verdict(NOISE_ONLY, f"{text}: beyond the tolerance but not significant", change, p, warning)
     if worse > 0:
-        return Verdict(name, REGRESSION, f"{text}: {'slower' if LOWER_IS_BETTER[kind] else 'lower throughput'}", change, p, warning)
-    return Verdict(name, IMPROVEMENT, f"{text}: improved beyond the tolerance; add runs with --egbench-save (the baseline keeps its last 5 runs; delete its file to start afresh)", change, p, warning)
+        return verdict(REGRESSION, f"{text}: {'slower' if LOWER_IS_BETTER[kind] else 'lower throughput'}", change, p, warning)
+    return verdict(IMPROVEMENT, f"{text}: improved beyond the tolerance{_resave_hint(reference)}", change, p, warning)

@@ -9,7 +9,7 @@ import pytest
 
 from pytest_egbench import baselines
 from pytest_egbench.baselines import BaselineError, Entry
-from pytest_egbench.verdict import IMPROVEMENT, NOISE_ONLY, PASS, REGRESSION, judge
+from pytest_egbench.verdict import BASELINE_REFERENCE, CONTROL_REFERENCE, IMPROVEMENT, NOISE_ONLY, PASS, REGRESSION, judge
 
 GOLDEN = Path(__file__).parent / "golden"
 FP = {"device": "NVIDIA H200", "preset": "7b", "quant": "nf4", "torch": "2.11", "transformers": "5.17", "bitsandbytes": "0.50", "cuda": "13.0"}
@@ -111,6 +111,19 @@ def test_clear_slowdown_is_a_regression_with_the_numbers():
     v = judge("decode", "latency", "s", [BASE], [x * 1.2 for x in BASE], **KW)
     assert v.status == REGRESSION and v.change == pytest.approx(0.2, abs=0.01) and v.p == pytest.approx(1 / 924)
     assert v.message.startswith("decode: baseline 1.001e+04 ms [IQR 100 ms, n=6], current 1.201e+04 ms") and "change +20.0%" in v.message and "p=0.00108" in v.message
+
+
+def test_the_message_names_the_reference():
+    v = judge("decode", "latency", "s", [BASE], [x * 1.2 for x in BASE], **KW, reference=CONTROL_REFERENCE)
+    assert v.status == REGRESSION and v.reference == CONTROL_REFERENCE
+    assert v.message.startswith("decode: control (this run's interleaved unchanged rounds) 1.001e+04 ms [IQR 100 ms, n=6], current 1.201e+04 ms")
+    assert "baseline" not in v.message
+    assert judge("decode", "latency", "s", [BASE], BASE, **KW).reference == BASELINE_REFERENCE
+
+
+def test_an_improvement_over_the_control_does_not_ask_to_save():
+    v = judge("decode", "latency", "s", [BASE], [x * 0.8 for x in BASE], **KW, reference=CONTROL_REFERENCE)
+    assert v.status == IMPROVEMENT and "--egbench-save" not in v.message and v.message.endswith("improved beyond the tolerance")
 
 
 def test_slowdown_within_tolerance_passes():

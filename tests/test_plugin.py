@@ -272,6 +272,52 @@ def test_injected_decode_slowdown_fails_with_the_numbers(pytester):
     )
 
 
+def test_injected_slowdown_without_baseline_fails_against_the_control_rounds(pytester):
+    """A fresh machine: no baseline, so the injected run is judged against its own interleaved
+    control rounds, at 5 %; the same benchmark without injection is skipped as before."""
+    _gated(pytester)
+    out = pytester.path / "run.json"
+    # +100 %: far beyond the noise of a shared CI machine, so the test cannot flake
+    result = pytester.runpytest(*RUN, "--egbench-inject", "decode=100%", f"--egbench-json={out}")
+    result.assert_outcomes(failed=1)
+    result.stdout.fnmatch_lines(["egbench: device cpu*; injected slowdown decode=+100%, each steady round after an unchanged control round"])
+    result.stdout.fnmatch_lines(
+        [
+            "*egbench: 4 metric(s) regressed against this run's control rounds:",
+            "*decode: control (this run's interleaved unchanged rounds) 4.* ms [[]IQR *, n=6[]], current * ms [[]IQR *, n=6[]], change +*% [[]95% CI +*% to +*%[]], one-sided Mann-Whitney p=0.00* (tolerance 5.0%, alpha 0.01): slower*",
+        ]
+    )
+    failure = result.stdout.str()
+    for metric in ("tpot", "decode_tokens_per_s", "total"):
+        assert f"{metric}: control (this run's interleaved unchanged rounds)" in failure
+    assert "prefill: control" not in failure and "ttft: control" not in failure and "regressed against baseline" not in failure
+    doc = json.loads(out.read_text())
+    decode = next(b for b in doc["benchmarks"] if b["name"] == "test_gate::decode")
+    assert decode["stats"]["rounds"] == 6 and len(decode["extra_info"]["control"]) == 6
+    assert sorted(decode["stats"]["data"])[3] > 1.5 * sorted(decode["extra_info"]["control"])[3]  # +100 % of a 4 ms sleep
+    result = pytester.runpytest(*RUN, "-rs")
+    result.assert_outcomes(skipped=1)
+    result.stdout.fnmatch_lines(["*no baseline for this machine: fingerprint cpu-*"])
+
+
+def test_a_metric_the_baseline_lacks_is_judged_against_the_control(pytester):
+    _gated(pytester)
+    pytester.runpytest(*RUN, "--egbench-save").assert_outcomes(passed=1)
+    (path,) = (pytester.path / "baselines").glob("*.json")
+    doc = json.loads(path.read_text())
+    del doc["entries"]["test_gate.py::test_gate::tpot"]
+    path.write_text(json.dumps(doc))
+    result = pytester.runpytest(*RUN, "--egbench-inject", "decode=100%", "--egbench-tolerance=20%")
+    result.assert_outcomes(failed=1)
+    result.stdout.fnmatch_lines(
+        [
+            "*egbench: * metric(s) regressed against baseline cpu-* and this run's control rounds:",
+            "*decode: baseline 4.* ms*(tolerance 20.0%*",
+            "*tpot: control (this run's interleaved unchanged rounds) *(tolerance 20.0%*",
+        ]
+    )
+
+
 def test_an_injected_run_cannot_be_saved(pytester):
     _gated(pytester)
     result = pytester.runpytest(*RUN, "--egbench-inject", "decode=20%", "--egbench-save")

@@ -66,6 +66,26 @@ def test_benchmark_json_layout():
     json.dumps(doc, allow_nan=False)
 
 
+def test_benchmark_json_carries_the_control_rounds():
+    res = timing()
+    res.control = {"load": [1_000_000] * 3, "prefill": [4_000_000] * 3, "decode": [10_000_000] * 3}
+    res.control_tokens = dict(res.tokens)
+    session = EgbenchSession(Settings(enabled=True, preset="tiny", quant="fp32", inject=(("decode", 0.5),)), "cpu")
+    session.add_timing(res, nodeid="n", test="t", group="g", model="m", params={}, extra_info={})
+    doc = benchmark_json(session, {"egbench": {}}, {})
+    bench = {b["name"]: b for b in doc["benchmarks"]}
+    assert bench["t::decode"]["extra_info"]["control"] == pytest.approx([0.010] * 3)
+    assert bench["t::tpot"]["extra_info"]["control"] == pytest.approx([0.010 / 15] * 3)
+    assert bench["t::decode"]["stats"]["data"] == pytest.approx([0.015] * 3)  # stats stay the steady rounds
+    metrics = {m["name"]: m for m in doc["egbench"]["metrics"]}
+    assert metrics["t::decode_tokens_per_s"]["extra_info"]["control"] == pytest.approx([1500.0] * 3)
+    assert metrics["t::tokens.decode"]["extra_info"]["control"] == []
+    assert doc["egbench"]["settings"]["inject"] == {"decode": 0.5}
+    # without control rounds the field is an empty list
+    plain = benchmark_json(session_with("eventgpt"), {"egbench": {}}, {})
+    assert all(b["extra_info"]["control"] == [] for b in plain["benchmarks"])
+
+
 def test_write_json_atomic_replaces_only_when_complete(tmp_path):
     path = tmp_path / "out" / "results.json"
     write_json_atomic(path, {"a": 1})

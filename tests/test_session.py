@@ -1,0 +1,122 @@
+"""EgbenchSession.judge on synthetic measurements: which reference each metric is judged against
+(a baseline entry, this run's control rounds, or nothing), and the wire format for pytest-xdist."""
+
+from __future__ import annotations
+
+import pytest
+
+from pytest_egbench.baselines import Baseline, Entry
+from pytest_egbench.options import Settings
+from pytest_egbench.session import EgbenchSession, measurements_from_timing
+from pytest_egbench.timing import TimingResults
+from pytest_egbench.verdict import BASELINE_REFERENCE, CONTROL_REFERENCE, PASS, REGRESSION
+
+MACHINE = {"node": "test-host", "cpu": {"brand_raw": "Test CPU", "count": 2}, "egbench": {"libraries": {"torch": "2.13.0"}}}
+NODE = "benchmarks/test_x.py::test_lm"
+MS = 1_000_000
+# six rounds a side, a little spread so that medians and IQRs are not degenerate
+JITTER = [0, 3, 1, 4, 2, 5]
+
+
+def results(decode_factor: float = 1.2) -> TimingResults:
+    """Preprocess, prefill and decode with token counts; steady decode ``decode_factor`` x the
+    control rounds' decode, every other stage the same in both."""
+
+    def rounds(base: int, factor: float = 1.0) -> list[int]:
+        return [round((base + j * 10_000) * factor) for j in JITTER]
+
+    steady = {"preprocess": rounds(1 * MS), "prefill": rounds(20 * MS), "decode": rounds(30 * MS, decode_factor)}
+    control = {"preprocess": rounds(1 * MS), "prefill": rounds(20 * MS), "decode": rounds(30 * MS)}
+    tokens = {"preprocess": [None] * 6, "prefill": [637] * 6, "decode": [15] * 6}
+    return TimingResults(["preprocess", "prefill", "decode"], steady, {}, {}, tokens, {}, control, dict(tokens))
+
+
+def session(inject=(("decode", 0.2),), baseline_entries: dict[str, Entry] | None = None, **settings) -> EgbenchSession:
+    s = EgbenchSession(Settings(enabled=True, preset="tiny", quant="fp32", inject=tuple(inject), **settings).for_device("cpu"), "cpu")
+    s._machine = MACHINE
+    s._baselines = [] if baseline_entries is None else [Baseline(s.fingerprint, baseline_entries)]
+    return s
+
+
+def measured(egb: EgbenchSession, res: TimingResults | None = None):
+    return measurements_from_timing(res or results(), nodeid=NODE, test="test_lm", group="lm", model="llama", params={}, extra_info={})
+
+
+def test_measurements_carry_the_control_rounds_in_their_unit():
+    ms = {m.metric: m for m in measured(session())}
+    assert ms["decode"].control == pytest.approx([(30 * MS + j * 10_000) * 1e-9 for j in JITTER])
+    assert ms["decode"].samples == pytest.approx([1.2 * v for v in ms["decode"].control])
+    assert ms["tpot"].control == pytest.approx([v / 15 for v in ms["decode"].control])
+    assert ms["decode_tokens_per_s"].control == pytest.approx([15 / v for v in ms["decode"].control])
+    assert ms["total"].control and ms["ttft"].control and ms["prefill_tokens_per_s"].control
+    assert ms["tokens.decode"].control == []  # exact counts have no control samples
+
+
+def test_without_baseline_injected_metrics_are_judged_against_the_control():
+    egb = session()
+    verdicts, missing = egb.judge(measured(egb))
+    by_metric = {v.metric: v for v in verdicts}
+    # decode and everything made of it: the stage, total, TPOT, decode tokens/s
+    assert set(by_metric) == {"decode", "total", "tpot", "decode_tokens_per_s"}
+    assert all(v.reference == CONTROL_REFERENCE for v in verdicts)
+    assert {m for m, v in by_metric.items() if v.status == REGRESSION} == {"decode", "total", "tpot", "decode_tokens_per_s"}
+    # the others stay "not compared", as without injection
+    assert sorted(missing) == sorted(["preprocess", "prefill", "ttft", "prefill_tokens_per_s", "tokens.prefill", "tokens.decode"])
+    message = by_metric["decode"].message
+    assert message.startswith("decode: control (this run's interleaved unchanged rounds) 30.03 ms [IQR ")
+    assert "n=6], current 36.03 ms" in message and "change +20.0%" in message and "p=0.00108" in message
+    assert "(tolerance 5.0%, alpha 0.01): slower" in message  # CONTROL_TOLERANCE, not the CPU's 100 %
+
+
+def test_an_injected_prefill_reaches_ttft_and_total_not_decode():
+    egb = session(inject=(("prefill", 0.2),))
+    verdicts, missing = egb.judge(measured(egb))
+    assert {v.metric for v in verdicts} == {"prefill", "ttft", "total", "prefill_tokens_per_s"}
+    assert "decode" in missing and "tpot" in missing
+
+
+def test_an_unchanged_stage_passes_against_its_control():
+    egb = session()
+    verdicts, _ = egb.judge(measured(egb, results(decode_factor=1.0)))
+    assert verdicts and all(v.status == PASS for v in verdicts)
+
+
+def test_a_given_tolerance_wins_for_control_comparisons():
+    egb = session(tolerance=0.3)
+    verdicts, _ = egb.judge(measured(egb))
+    assert all(v.status == PASS and "tolerance 30.0%" in v.message for v in verdicts)
+    # the marker's tolerances win over the options
+    verdicts, _ = egb.judge(measured(egb), {"decode": 0.1})
+    assert {v.metric: v.status for v in verdicts}["decode"] == REGRESSION
+
+
+def test_a_baseline_entry_is_used_and_the_control_ignored():
+    # the baseline holds what the injected rounds measured: against it, nothing moved
+    ms = measured(session())
+    entries = {m.fullname: Entry(m.metric, m.unit, m.kind, [list(m.samples)]) for m in ms if m.metric in ("decode", "tokens.decode")}
+    egb = session(baseline_entries=entries)
+    verdicts, missing = egb.judge(measured(egb))
+    by_metric = {v.metric: v for v in verdicts}
+    assert by_metric["decode"].reference == BASELINE_REFERENCE and by_metric["decode"].status == PASS
+    assert by_metric["decode"].message.startswith("decode: baseline ")
+    assert "(tolerance 100.0%" in by_metric["decode"].message  # the CPU default against a baseline
+    # metrics the baseline lacks still fall back to the control
+    assert by_metric["tpot"].reference == CONTROL_REFERENCE and by_metric["tpot"].status == REGRESSION
+
+
+def test_no_control_verdict_without_injection():
+    egb = session(inject=())
+    verdicts, missing = egb.judge(measured(egb))
+    assert verdicts == [] and "decode" in missing and "total" in missing
+
+
+def test_the_wire_format_keeps_the_control_rounds():
+    egb = session()
+    for m in measured(egb):
+        egb.add(m)
+    controller = session()
+    controller.merge_wire(egb.to_wire())
+    sent = {m.metric: m for m in egb.measurements}
+    got = {m.metric: m for m in controller.measurements}
+    assert got["decode"].control == sent["decode"].control and len(got["decode"].control) == 6
+    assert {k: m.control for k, m in got.items()} == {k: m.control for k, m in sent.items()}
