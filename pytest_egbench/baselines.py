@@ -162,11 +162,14 @@ def _entry(path: Path, key: str, raw: Any) -> Entry:
 
 
 def _from_results_file(path: Path, doc: Mapping[str, Any]) -> dict[str, Any]:
-    """Version 0 -> 1: a pytest-benchmark results file written by ``--egbench-json``."""
+    """Version 0 -> 1: a pytest-benchmark results file written by ``--egbench-json``. A run with
+    an injected slowdown (``egbench.settings.inject``) is refused: it can never be a baseline."""
     settings = doc.get("egbench", {}).get("settings", {})
     machine = doc.get("machine_info")
     if not isinstance(machine, Mapping) or "preset" not in settings:
         raise BaselineError(f"{path}: neither a baseline (no schema_version) nor an egbench results file (no machine_info / egbench.settings)")
+    if settings.get("inject"):
+        raise BaselineError(f"{path}: a run with an injected slowdown (--egbench-inject {settings['inject']}) can never be a baseline")
     entries = {}
     for bench in list(doc.get("benchmarks", [])) + list(doc.get("egbench", {}).get("metrics", [])):
         extra = bench.get("extra_info", {})

@@ -188,6 +188,17 @@ def test_command_line_adds_a_results_file_as_a_run(tmp_path, capsys):
     assert "up to 2 run(s)" in capsys.readouterr().out
 
 
+def test_an_injected_results_file_is_never_a_baseline(tmp_path, capsys):
+    doc = json.loads((GOLDEN / "results-v0-h200.json").read_text())
+    doc["egbench"]["settings"]["inject"] = {"decode": 0.2}
+    injected = tmp_path / "injected.json"
+    injected.write_text(json.dumps(doc))
+    with pytest.raises(BaselineError, match="injected slowdown .* can never be a baseline"):
+        baselines.load(injected)
+    assert baselines.main(["add", str(injected), "--dir", str(tmp_path / "out")]) == 2
+    assert "can never be a baseline" in capsys.readouterr().err and not (tmp_path / "out").exists()
+
+
 def test_command_line_reports_a_bad_file(tmp_path, capsys):
     bad = tmp_path / "bad.json"
     bad.write_text("{")
