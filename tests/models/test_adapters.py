@@ -62,12 +62,14 @@ def test_split_path_equals_whole_forward(tiny_model, sample, name):
         assert calls.take() == [1, 1]
     finally:
         calls.remove()
-    torch.testing.assert_close(state.logits, whole_logits, rtol=1e-5, atol=1e-5)
+    # fp32 summation order differs between the two paths (and with the thread count): 1e-4 is
+    # far below what a wrong splice or a missing layer changes (order 1), and 1e-5 flaked once
+    torch.testing.assert_close(state.logits, whole_logits, rtol=1e-4, atol=1e-4)
     # the first token is the whole forward's argmax, up to a near-tie that float noise can flip
     chosen = whole_logits.gather(-1, state.token)
-    assert torch.all(chosen >= whole_logits.max(-1, keepdim=True).values - 1e-5)
+    assert torch.all(chosen >= whole_logits.max(-1, keepdim=True).values - 1e-4)
     for split, whole in zip(_cache_tensors(state.cache), _cache_tensors(whole_cache), strict=True):
-        torch.testing.assert_close(split, whole, rtol=1e-5, atol=1e-5)
+        torch.testing.assert_close(split, whole, rtol=1e-4, atol=1e-4)
 
 
 def test_split_path_in_bf16_within_dtype_tolerance(tiny_model, sample):
