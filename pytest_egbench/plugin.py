@@ -84,7 +84,7 @@ def pytest_report_header(config: pytest.Config) -> list[str] | None:
     inject = ""
     if s.inject:
         slowdowns = ", ".join(f"{stage}=+{fraction:.0%}" for stage, fraction in s.inject)
-        inject = f"; injected slowdown {slowdowns}, each steady round after an unchanged control round"
+        inject = f"; injected slowdown {slowdowns}, each steady round after an unchanged control round (at least {options.CONTROL_MIN_ROUNDS} rounds when injecting)"
     return [f"egbench: device {where}, preset {s.preset}, weights {s.quant}, rounds {s.rounds} after 1 cold + {s.warmup} warm-up, max new tokens {s.max_new_tokens}{inject}"]
 
 
@@ -156,7 +156,7 @@ def _record_and_judge(egb: EgbenchSession, item: pytest.Item, gpu: dict | None =
     """Record the item's stage timers, attach the GPU state read around it, and judge it."""
     from .machine import throttled
     from .stats import unsettled
-    from .verdict import CONTROL_REFERENCE, IMPROVEMENT, REGRESSION
+    from .verdict import BASELINE_REFERENCE, CONTROL_REFERENCE, IMPROVEMENT, REGRESSION
 
     marker = item.get_closest_marker("egbench")
     for timer in item.stash.get(TIMERS_KEY, []):
@@ -184,11 +184,14 @@ def _record_and_judge(egb: EgbenchSession, item: pytest.Item, gpu: dict | None =
     except Exception as exc:
         raise pytest.UsageError(f"{item.nodeid}: egbench(tolerances=...) marker: {exc}") from None
     verdicts, missing = egb.judge(measured, tolerances)
+    injected = {stage for stage, _ in egb.settings.inject}
     for v in verdicts:
         if v.warning:
             egb.notes.append(f"{item.name}: {v.warning}")
         if v.status == IMPROVEMENT:
             egb.notes.append(f"{item.name}: {v.message}")
+        if v.metric in injected and v.reference == BASELINE_REFERENCE and v.status != REGRESSION:
+            egb.notes.append(f"{item.name}: the injected {v.metric} slowdown was NOT caught against the baseline (its tolerance is too wide for it): {v.message}")
     regressed = [v for v in verdicts if v.status == REGRESSION]
     if regressed:
         caveat = f"\n  NOTE: the GPU was slowed down during this benchmark ({slowed}); the regression may be the machine's" if slowed else ""
@@ -207,7 +210,8 @@ def _record_and_judge(egb: EgbenchSession, item: pytest.Item, gpu: dict | None =
         )
         pytest.skip(f"{where} ({len(missing)} metric(s) not compared; {exact} exact metric(s) compared and equal). Save one with --egbench-save")
     if missing:
-        egb.notes.append(f"{item.name}: not in the baseline yet: {', '.join(missing)}")
+        where = "not in the baseline yet" if egb.own_baseline() is not None else "not compared (no baseline for this machine)"
+        egb.notes.append(f"{item.name}: {where}: {', '.join(missing)}")
 
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:

@@ -180,7 +180,8 @@ class EgbenchSession:
 
         With ``--egbench-inject``, a latency or throughput metric that this fingerprint's baseline
         lacks is judged against its own control rounds instead (as a baseline of one run, verdict
-        reference :data:`~pytest_egbench.verdict.CONTROL_REFERENCE`), if it has control samples
+        reference :data:`~pytest_egbench.verdict.CONTROL_REFERENCE`, paired: each steady round
+        with the control round just before it), if it has control samples
         and is made of an injected stage (:func:`~pytest_egbench.timing.metric_stages`: the stage,
         ``total``, and the derived metrics that include it); with the tolerance the user gave, else
         :data:`~pytest_egbench.options.CONTROL_TOLERANCE` (:meth:`Settings.control_tolerance_for`).
@@ -203,7 +204,7 @@ class EgbenchSession:
                 verdicts.append(judge(m.metric, m.kind, m.unit, entry.runs, m.samples, tolerance=tol, tolerance_abs=s.tolerance_abs, alpha=s.pvalue))
             elif m.control and m.kind in (LATENCY, THROUGHPUT) and injected.intersection(metric_stages(m.metric, stages)):
                 tol = (tolerances or {}).get(m.metric, s.control_tolerance_for(m.metric))
-                verdicts.append(judge(m.metric, m.kind, m.unit, [m.control], m.samples, tolerance=tol, tolerance_abs=s.tolerance_abs, alpha=s.pvalue, reference=CONTROL_REFERENCE))
+                verdicts.append(judge(m.metric, m.kind, m.unit, [m.control], m.samples, tolerance=tol, tolerance_abs=s.tolerance_abs, alpha=s.pvalue, reference=CONTROL_REFERENCE, paired=True))
             else:
                 missing.append(m.metric)
         return verdicts, missing

@@ -152,6 +152,65 @@ def mann_whitney_u(x: Sequence[float], y: Sequence[float], *, exact_limit: int =
     return MannWhitney(u, 0.5 * math.erfc(z / math.sqrt(2)), "normal")
 
 
+# --------------------------------------------------------------------------- Wilcoxon signed-rank
+
+
+def _signed_rank_distribution(n: int) -> list[int]:
+    """Counts of each W+ = 0..n(n+1)/2 over the 2**n equally likely sign patterns (ranks 1..n)."""
+    dist = [1]
+    for k in range(1, n + 1):
+        nxt = dist + [0] * k
+        for w, c in enumerate(dist):
+            nxt[w + k] += c
+        dist = nxt
+    return dist
+
+
+def wilcoxon_signed_rank(x: Sequence[float], y: Sequence[float], *, exact_limit: int = 30) -> MannWhitney:
+    """One-sided Wilcoxon signed-rank test of paired samples, H1: "``x_i - y_i`` tends to be > 0".
+
+    Zero differences are dropped (Wilcoxon 1945); ``u`` of the result is W+, the sum of the ranks of
+    the positive differences. Exact p-value when no two |differences| tie and at most
+    ``exact_limit`` remain; otherwise the normal approximation with tie and continuity correction
+    (the same as ``scipy.stats.wilcoxon(x, y, alternative="greater", zero_method="wilcox",
+    method="approx", correction=True)``). With ``n`` pairs the smallest exact p is ``2**-n``: 7
+    pairs are needed for p < 0.01. Raises ``ValueError`` for samples of different lengths or an
+    empty sample. Returns p = 1 when every difference is zero.
+    """
+    if len(x) != len(y):
+        raise ValueError(f"paired samples need equal lengths, got {len(x)} and {len(y)}")
+    if not x:
+        raise ValueError("paired samples need at least one pair")
+    d = [float(a) - float(b) for a, b in zip(x, y)]
+    d = [v for v in d if v != 0]
+    n = len(d)
+    if n == 0:
+        return MannWhitney(0.0, 1.0, "exact")
+    order = sorted(range(n), key=lambda i: abs(d[i]))
+    ranks = [0.0] * n
+    tie_term = 0.0
+    i = 0
+    while i < n:
+        j = i
+        while j + 1 < n and abs(d[order[j + 1]]) == abs(d[order[i]]):
+            j += 1
+        for k in range(i, j + 1):
+            ranks[order[k]] = (i + j) / 2 + 1
+        t = j - i + 1
+        tie_term += t**3 - t
+        i = j + 1
+    w_plus = sum(r for r, v in zip(ranks, d) if v > 0)
+    if tie_term == 0 and n <= exact_limit:
+        dist = _signed_rank_distribution(n)
+        return MannWhitney(w_plus, min(1.0, sum(dist[int(round(w_plus)) :]) / 2**n), "exact")
+    mu = n * (n + 1) / 4
+    var = n * (n + 1) * (2 * n + 1) / 24 - tie_term / 48
+    if var <= 0:
+        return MannWhitney(w_plus, 1.0, "normal")
+    z = (w_plus - mu - 0.5) / math.sqrt(var)
+    return MannWhitney(w_plus, 0.5 * math.erfc(z / math.sqrt(2)), "normal")
+
+
 # --------------------------------------------------------------------------- bootstrap
 
 
@@ -214,3 +273,20 @@ def unsettled(warmup: Sequence[float], steady: Sequence[float], *, threshold: fl
     if warmup:
         tail = f"; the last warm-up round was {100 * (warmup[-1] / summarize(steady).median - 1):+.1f}% against the steady median"
     return f"still getting faster: the first {half} steady rounds' median is {100 * (early / late - 1):+.1f}% above the last {half}'s (more than {threshold:.0%}){tail}; raise --egbench-warmup"
+
+
+def bootstrap_median_ci(values: Sequence[float], *, confidence: float = 0.95, resamples: int = 2000, seed: int = 0) -> tuple[float, float, float]:
+    """Percentile bootstrap confidence interval of ``median(values)`` (e.g. per-pair ratios of
+    interleaved rounds). Returns ``(median, low, high)``; seeded. Raises ``ValueError`` for an empty
+    sample or a confidence outside (0, 1)."""
+    import numpy as np
+
+    if not 0 < confidence < 1:
+        raise ValueError(f"confidence must be in (0, 1), got {confidence}")
+    arr = np.asarray(values, dtype=float)
+    if arr.size == 0:
+        raise ValueError("need at least one value")
+    meds = np.median(np.random.default_rng(seed).choice(arr, size=(resamples, arr.size), replace=True), axis=1)
+    tail = (1 - confidence) / 2
+    low, high = np.quantile(meds, [tail, 1 - tail])
+    return float(np.median(arr)), float(low), float(high)

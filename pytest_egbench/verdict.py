@@ -30,7 +30,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import partial
 
-from .stats import Summary, bootstrap_ratio_ci, mann_whitney_u, summarize
+from .stats import Summary, bootstrap_median_ci, bootstrap_ratio_ci, mann_whitney_u, summarize, wilcoxon_signed_rank
 
 MIN_ROUNDS = 6
 PASS, REGRESSION, IMPROVEMENT, NOISE_ONLY = "pass", "regression", "improvement", "pass (not significant)"
@@ -96,6 +96,7 @@ def judge(
     tolerance_abs: float,
     alpha: float,
     reference: str = BASELINE_REFERENCE,
+    paired: bool = False,
 ) -> Verdict:
     """Compare ``current`` samples with a baseline's saved runs of one metric (see the module
     docstring).
@@ -104,8 +105,12 @@ def judge(
     rounds, as one run); ``tolerance``: relative (0.05 = 5 %), raised to the baseline's
     :func:`run_spread`; ``tolerance_abs``: for rates; ``alpha``: significance level;
     ``reference``: what ``baseline_runs`` are, as the message names them (:data:`BASELINE_REFERENCE`
-    or :data:`CONTROL_REFERENCE`; kept in :attr:`Verdict.reference`). Raises ``ValueError`` for an
-    unknown ``kind`` or empty samples.
+    or :data:`CONTROL_REFERENCE`; kept in :attr:`Verdict.reference`). ``paired``: ``current[i]``
+    and the single run ``baseline_runs[0][i]`` were measured next to each other (interleaved
+    control rounds): latency and throughput are then judged by the median of the per-pair ratios
+    and a one-sided Wilcoxon signed-rank test, so that a drift of the machine that moves both
+    rounds of a pair cancels. Raises ``ValueError`` for an unknown ``kind``, empty samples, or
+    ``paired`` with more than one run or unequal lengths.
     """
     baseline = [v for run in baseline_runs for v in run]
     base, cur = summarize(baseline), summarize(current)
@@ -135,21 +140,37 @@ def judge(
         raise ValueError(f"unknown metric kind {kind!r}")
     if base.median == 0:
         return verdict(PASS, f"{head}: {reference} median is 0, nothing to compare")
-    change = (cur.median - base.median) / base.median
+    if paired:
+        if len(baseline_runs) != 1 or len(current) != len(baseline):
+            raise ValueError(f"{name}: a paired comparison needs one reference run as long as the current one, got {[len(r) for r in baseline_runs]} and {len(current)}")
+        if min(baseline) <= 0:
+            return verdict(PASS, f"{head}: {reference} has a value <= 0, no ratio to compare")
+        ratio, low, high = bootstrap_median_ci([c / b for c, b in zip(current, baseline)], resamples=1000)
+        change = ratio - 1
+    else:
+        change = (cur.median - base.median) / base.median
     worse = change if LOWER_IS_BETTER[kind] else -change
     spread = run_spread(baseline_runs)
     if spread > tolerance:
         tolerance = spread
-    enough = min(base.n, cur.n) >= MIN_ROUNDS
-    warning = None if enough else f"{name}: only {min(base.n, cur.n)} rounds on one side (< {MIN_ROUNDS}): the Mann-Whitney test cannot reach p < {alpha}; judged by the {tolerance:.0%} tolerance alone"
     if worse > 0:
         slower, faster = (current, baseline) if LOWER_IS_BETTER[kind] else (baseline, current)
     else:
         slower, faster = (baseline, current) if LOWER_IS_BETTER[kind] else (current, baseline)
-    p = mann_whitney_u(slower, faster).p
+    if paired:
+        test, p = "Wilcoxon signed-rank", wilcoxon_signed_rank(slower, faster).p
+        enough = 2.0 ** -cur.n < alpha
+        shortfall = f"only {cur.n} pairs: the Wilcoxon test cannot reach p < {alpha}"
+        of_change = f" (median of {cur.n} paired ratios)"
+    else:
+        test, p = "Mann-Whitney", mann_whitney_u(slower, faster).p
+        enough = min(base.n, cur.n) >= MIN_ROUNDS
+        shortfall = f"only {min(base.n, cur.n)} rounds on one side (< {MIN_ROUNDS}): the Mann-Whitney test cannot reach p < {alpha}"
+        of_change = ""
+        _, low, high = bootstrap_ratio_ci(current, baseline, resamples=1000)
+    warning = None if enough else f"{name}: {shortfall}; judged by the {tolerance:.0%} tolerance alone"
     widened = f", raised to the baseline's run-to-run spread" if spread >= tolerance and spread > 0 else ""
-    _, low, high = bootstrap_ratio_ci(current, baseline, resamples=1000)
-    text = f"{head}, change {change:+.1%} [95% CI {low - 1:+.1%} to {high - 1:+.1%}], one-sided Mann-Whitney p={p:.3g} (tolerance {tolerance:.1%}{widened}, alpha {alpha})"
+    text = f"{head}, change {change:+.1%}{of_change} [95% CI {low - 1:+.1%} to {high - 1:+.1%}], one-sided {test} p={p:.3g} (tolerance {tolerance:.1%}{widened}, alpha {alpha})"
     significant = p < alpha or not enough
     if abs(worse) <= tolerance:
         return verdict(PASS, text, change, p, warning)

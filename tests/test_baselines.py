@@ -205,3 +205,29 @@ def test_command_line_reports_a_bad_file(tmp_path, capsys):
     assert baselines.main(["add", str(bad), "--dir", str(tmp_path / "out")]) == 2
     assert "bad.json: not valid JSON" in capsys.readouterr().err
     assert not (tmp_path / "out").exists()
+
+
+def test_paired_control_comparison_sees_through_a_drift_that_hides_it_unpaired():
+    # the machine switches between two speeds during the run (as this project's CPU VM does):
+    # every steady round is 20 % slower than the control round just before it
+    control = [28.0, 28.4, 18.2, 28.1, 19.0, 28.6, 18.5, 28.3]
+    current = [c * 1.2 for c in control]
+    unpaired = judge("decode", "latency", "s", [control], current, **KW, reference=CONTROL_REFERENCE)
+    paired = judge("decode", "latency", "s", [control], current, **KW, reference=CONTROL_REFERENCE, paired=True)
+    assert unpaired.status != REGRESSION  # the two speeds overlap: Mann-Whitney p is large
+    assert paired.status == REGRESSION and paired.change == pytest.approx(0.2) and paired.p == pytest.approx(2**-8)
+    assert "(median of 8 paired ratios)" in paired.message and "one-sided Wilcoxon signed-rank p=0.0039" in paired.message
+    # unchanged rounds are never a regression
+    assert judge("decode", "latency", "s", [control], control, **KW, paired=True).status == PASS
+
+
+def test_paired_needs_one_reference_run_of_equal_length():
+    with pytest.raises(ValueError, match="paired"):
+        judge("decode", "latency", "s", [[1.0, 2.0]], [1.0], **KW, paired=True)
+    with pytest.raises(ValueError, match="paired"):
+        judge("decode", "latency", "s", [[1.0], [2.0]], [1.0, 2.0], **KW, paired=True)
+
+
+def test_paired_with_too_few_pairs_warns_and_uses_the_tolerance_alone():
+    v = judge("decode", "latency", "s", [BASE], [x * 1.2 for x in BASE], **KW, paired=True)  # 6 pairs: p >= 1/64
+    assert v.status == REGRESSION and v.warning and "only 6 pairs" in v.warning

@@ -60,7 +60,7 @@ def test_output_file_option_refuses_a_folder(pytester):
 def test_defaults(pytester):
     pytester.makepyfile(test_show=SHOW)
     result = pytester.runpytest("-s")
-    result.stdout.fnmatch_lines(["*SETTINGS auto 6 2 None ('eventgpt', 'video_llava', 'llava') 16 default ()"])
+    result.stdout.fnmatch_lines(["*SETTINGS auto 8 2 None ('eventgpt', 'video_llava', 'llava') 16 default ()"])
 
 
 def test_ini_values_apply_and_command_line_wins(pytester):
@@ -168,3 +168,23 @@ def test_every_option_has_the_prefix_and_help():
 def test_parsers_raise_argument_type_errors():
     with pytest.raises(argparse.ArgumentTypeError):
         options.parse_output_file(str(Path.cwd()))
+
+
+def test_parse_seconds():
+    assert options.parse_seconds("10") == 10.0 and options.parse_seconds("2.5s") == 2.5 and options.parse_seconds("0") == 0.0
+    for bad in ("-1", "ten", "inf", "nan"):
+        with pytest.raises(argparse.ArgumentTypeError):
+            options.parse_seconds(bad)
+
+
+def test_device_warmup_defaults_per_device_and_an_explicit_value_wins():
+    base = options.Settings(enabled=True)
+    assert base.for_device("cuda").device_warmup == options.DEFAULT_DEVICE_WARMUP["cuda"] > 0
+    assert base.for_device("cpu").device_warmup == 0.0
+    assert options.Settings(enabled=True, device_warmup=3.0).for_device("cuda").device_warmup == 3.0
+
+
+def test_an_injected_run_takes_at_least_the_control_minimum_of_rounds():
+    assert options.Settings(enabled=True, rounds=6).for_device("cpu").rounds == 6
+    assert options.Settings(enabled=True, rounds=6, inject=(("decode", 0.2),)).for_device("cpu").rounds == options.CONTROL_MIN_ROUNDS
+    assert options.Settings(enabled=True, rounds=20, inject=(("decode", 0.2),)).for_device("cpu").rounds == 20

@@ -267,7 +267,8 @@ def test_injected_decode_slowdown_fails_with_the_numbers(pytester):
     result.stdout.fnmatch_lines(
         [
             "*egbench: * metric(s) regressed against baseline cpu-*",
-            "*decode: baseline 4.* ms [[]IQR *, n=6[]], current * ms [[]IQR *, n=6[]], change +*% [[]95% CI +*% to +*%[]], one-sided Mann-Whitney p=0.00108 (tolerance 20.0%, alpha 0.01): slower*",
+            # the baseline's 6 rounds against the injected run's 12 (CONTROL_MIN_ROUNDS): p = 1 / C(18, 6)
+            "*decode: baseline 4.* ms [[]IQR *, n=6[]], current * ms [[]IQR *, n=12[]], change +*% [[]95% CI +*% to +*%[]], one-sided Mann-Whitney p=5.39e-05 (tolerance 20.0%, alpha 0.01): slower*",
         ]
     )
 
@@ -277,14 +278,15 @@ def test_injected_slowdown_without_baseline_fails_against_the_control_rounds(pyt
     control rounds, at 5 %; the same benchmark without injection is skipped as before."""
     _gated(pytester)
     out = pytester.path / "run.json"
-    # +100 %: far beyond the noise of a shared CI machine, so the test cannot flake
+    # +100 %: far beyond the noise of a shared CI machine, so the test cannot flake; RUN's 6 rounds
+    # are raised to CONTROL_MIN_ROUNDS (12) pairs
     result = pytester.runpytest(*RUN, "--egbench-inject", "decode=100%", f"--egbench-json={out}")
     result.assert_outcomes(failed=1)
-    result.stdout.fnmatch_lines(["egbench: device cpu*; injected slowdown decode=+100%, each steady round after an unchanged control round"])
+    result.stdout.fnmatch_lines(["egbench: device cpu*rounds 12 after*; injected slowdown decode=+100%, each steady round after an unchanged control round (at least 12 rounds when injecting)"])
     result.stdout.fnmatch_lines(
         [
             "*egbench: 4 metric(s) regressed against this run's control rounds:",
-            "*decode: control (this run's interleaved unchanged rounds) 4.* ms [[]IQR *, n=6[]], current * ms [[]IQR *, n=6[]], change +*% [[]95% CI +*% to +*%[]], one-sided Mann-Whitney p=0.00* (tolerance 5.0%, alpha 0.01): slower*",
+            "*decode: control (this run's interleaved unchanged rounds) 4.* ms [[]IQR *, n=12[]], current * ms [[]IQR *, n=12[]], change +*% (median of 12 paired ratios) [[]95% CI +*% to +*%[]], one-sided Wilcoxon signed-rank p=0.000244 (tolerance 5.0%, alpha 0.01): slower*",
         ]
     )
     failure = result.stdout.str()
@@ -293,7 +295,7 @@ def test_injected_slowdown_without_baseline_fails_against_the_control_rounds(pyt
     assert "prefill: control" not in failure and "ttft: control" not in failure and "regressed against baseline" not in failure
     doc = json.loads(out.read_text())
     decode = next(b for b in doc["benchmarks"] if b["name"] == "test_gate::decode")
-    assert decode["stats"]["rounds"] == 6 and len(decode["extra_info"]["control"]) == 6
+    assert decode["stats"]["rounds"] == 12 and len(decode["extra_info"]["control"]) == 12
     assert sorted(decode["stats"]["data"])[3] > 1.5 * sorted(decode["extra_info"]["control"])[3]  # +100 % of a 4 ms sleep
     result = pytester.runpytest(*RUN, "-rs")
     result.assert_outcomes(skipped=1)

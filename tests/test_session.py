@@ -14,8 +14,8 @@ from pytest_egbench.verdict import BASELINE_REFERENCE, CONTROL_REFERENCE, PASS, 
 MACHINE = {"node": "test-host", "cpu": {"brand_raw": "Test CPU", "count": 2}, "egbench": {"libraries": {"torch": "2.13.0"}}}
 NODE = "benchmarks/test_x.py::test_lm"
 MS = 1_000_000
-# six rounds a side, a little spread so that medians and IQRs are not degenerate
-JITTER = [0, 3, 1, 4, 2, 5]
+# eight rounds a side (the default), a little spread so that medians and IQRs are not degenerate
+JITTER = [0, 3, 1, 4, 2, 5, 7, 6]
 
 
 def results(decode_factor: float = 1.2) -> TimingResults:
@@ -27,7 +27,7 @@ def results(decode_factor: float = 1.2) -> TimingResults:
 
     steady = {"preprocess": rounds(1 * MS), "prefill": rounds(20 * MS), "decode": rounds(30 * MS, decode_factor)}
     control = {"preprocess": rounds(1 * MS), "prefill": rounds(20 * MS), "decode": rounds(30 * MS)}
-    tokens = {"preprocess": [None] * 6, "prefill": [637] * 6, "decode": [15] * 6}
+    tokens = {"preprocess": [None] * 8, "prefill": [637] * 8, "decode": [15] * 8}
     return TimingResults(["preprocess", "prefill", "decode"], steady, {}, {}, tokens, {}, control, dict(tokens))
 
 
@@ -63,8 +63,9 @@ def test_without_baseline_injected_metrics_are_judged_against_the_control():
     # the others stay "not compared", as without injection
     assert sorted(missing) == sorted(["preprocess", "prefill", "ttft", "prefill_tokens_per_s", "tokens.prefill", "tokens.decode"])
     message = by_metric["decode"].message
-    assert message.startswith("decode: control (this run's interleaved unchanged rounds) 30.03 ms [IQR ")
-    assert "n=6], current 36.03 ms" in message and "change +20.0%" in message and "p=0.00108" in message
+    assert message.startswith("decode: control (this run's interleaved unchanged rounds) 30.04 ms [IQR ")
+    # paired: every steady round with the control round before it; 8 of 8 slower gives p = 2**-8
+    assert "n=8], current 36.04 ms" in message and "change +20.0% (median of 8 paired ratios)" in message and "one-sided Wilcoxon signed-rank p=0.0039" in message
     assert "(tolerance 5.0%, alpha 0.01): slower" in message  # CONTROL_TOLERANCE, not the CPU's 100 %
 
 
@@ -118,5 +119,5 @@ def test_the_wire_format_keeps_the_control_rounds():
     controller.merge_wire(egb.to_wire())
     sent = {m.metric: m for m in egb.measurements}
     got = {m.metric: m for m in controller.measurements}
-    assert got["decode"].control == sent["decode"].control and len(got["decode"].control) == 6
+    assert got["decode"].control == sent["decode"].control and len(got["decode"].control) == 8
     assert {k: m.control for k, m in got.items()} == {k: m.control for k, m in sent.items()}

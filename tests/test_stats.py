@@ -199,3 +199,34 @@ def test_unsettled_does_not_depend_on_the_unit(samples, scale):
     # powers of two scale floats exactly, so the comparison at the threshold cannot round differently
     scaled = [x * scale for x in samples]
     assert (unsettled([], samples) is None) == (unsettled([], scaled) is None)
+
+
+# --------------------------------------------------------------------------- Wilcoxon signed-rank
+from pytest_egbench.stats import bootstrap_median_ci, wilcoxon_signed_rank  # noqa: E402
+
+
+def test_wilcoxon_hand_computed():
+    # differences +1, +2, -3, +4: W+ = 1 + 2 + 4 = 7; rank subsets summing to >= 7: {3,4}, {1,2,4},
+    # {1,3,4}, {2,3,4}, {1,2,3,4}, so P(W+ >= 7) over the 16 sign patterns = 5/16
+    r = wilcoxon_signed_rank([2, 4, 0, 8], [1, 2, 3, 4])
+    assert r.u == 7 and r.method == "exact" and r.p == pytest.approx(5 / 16)
+    assert wilcoxon_signed_rank([2] * 3, [2] * 3).p == 1.0  # every difference zero: no evidence
+    with pytest.raises(ValueError, match="equal lengths"):
+        wilcoxon_signed_rank([1, 2], [1])
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.integers(1, 20).flatmap(lambda n: st.tuples(st.lists(st.floats(0, 10).map(lambda v: round(v, 1)), min_size=n, max_size=n), st.lists(st.floats(0, 10).map(lambda v: round(v, 1)), min_size=n, max_size=n))))
+def test_wilcoxon_matches_scipy(pair):
+    scipy_stats = pytest.importorskip("scipy.stats")
+    x, y = pair
+    if all(a == b for a, b in zip(x, y)):
+        return
+    mine = wilcoxon_signed_rank(x, y)
+    ref = scipy_stats.wilcoxon(x, y, alternative="greater", zero_method="wilcox", method="exact" if mine.method == "exact" else "approx", correction=True)
+    assert mine.p == pytest.approx(ref.pvalue, abs=1e-9)
+
+
+def test_bootstrap_median_ci_brackets_the_median():
+    med, low, high = bootstrap_median_ci([1.18, 1.2, 1.21, 1.19, 1.22, 1.2, 1.17, 1.2])
+    assert med == pytest.approx(1.2) and low <= med <= high and high - low < 0.05

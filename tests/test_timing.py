@@ -430,3 +430,9 @@ def test_injector_on_cuda_events_treats_control_as_a_zero_delay(monkeypatch):
     assert injector._calibration == calibration  # control rounds never feed the calibration
     # stages that were not injected are never touched
     assert stage(STEADY, "prefill") == [] and stage(CONTROL, "prefill") == []
+
+
+def test_device_warmup_refuses_a_cpu_and_negative_seconds():
+    pytest.importorskip("torch")
+    with pytest.raises(ValueError, match="CUDA"):
+        timing.warm_up_device("cpu", 1.0)

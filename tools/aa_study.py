@@ -24,6 +24,7 @@ Usage (the raw rounds go to ``<out>.json``; ``--analyse`` replays a saved one)::
     python tools/aa_study.py --device cuda --preset 7b --quant nf4 --out docs/aa-study-h100-nf4.md
     python tools/aa_study.py --device cpu --preset tiny --quant fp32 --out docs/aa-study-cpu.md
     python tools/aa_study.py --analyse docs/aa-study-cpu.json --out docs/aa-study-cpu.md
+    python tools/aa_study.py --analyse docs/aa-study-h100-nf4.json --skip-first-runs 3 --out docs/aa-study-h100-nf4-warm.md
 """
 
 from __future__ import annotations
@@ -62,13 +63,16 @@ def worker(args: argparse.Namespace) -> dict:
 
     from pytest_egbench.models.generation import decode, prefill
     from pytest_egbench.models.llama import dummy_llama
-    from pytest_egbench.timing import SlowdownInjector, StageTimer, clocks_for
+    from pytest_egbench.timing import SlowdownInjector, StageTimer, clocks_for, warm_up_device
 
     device = torch.device(args.device)
     model = dummy_llama(args.preset, args.quant, device)
     prompt = torch.randint(3, model.config.vocab_size, (1, PROMPT_TOKENS), generator=torch.Generator().manual_seed(0)).to(device)
     steps = args.decode_tokens - 1
     device_clock, host_clock = clocks_for(device)
+    if args.device_warmup and device.type == "cuda":
+        done = warm_up_device(device, args.device_warmup)
+        print(f"  process {args.process}: device warm-up {done.seconds:.1f} s, one iteration {done.first_ms:.2f} ms at the start, {done.last_ms:.2f} ms at the end", file=sys.stderr, flush=True)
     out = []
     plan = conditions(_floats(args.prefill_slowdowns), _floats(args.decode_slowdowns), args.aa_per_cycle)
     for cycle in range(args.cycles):
@@ -124,8 +128,8 @@ def cold_excess(runs: list[dict], metric: str, tail: int) -> float:
     return statistics.median(r["cold"][metric] / statistics.median(r["rounds"][metric][-tail:]) - 1 for r in runs)
 
 
-def analyse(raw: dict, tolerances: list[float], settings: list[tuple[int, int]], defaults: dict[str, float], default_setting: tuple[int, int]) -> list[str]:
-    runs = [dict(run, process=p["process"]) for p in raw["processes"] for run in p["runs"]]
+def analyse(raw: dict, tolerances: list[float], settings: list[tuple[int, int]], defaults: dict[str, float], default_setting: tuple[int, int], skip_first_runs: int = 0) -> list[str]:
+    runs = [dict(run, process=p["process"]) for p in raw["processes"] for run in p["runs"][skip_first_runs:]]
     aa = [r for r in runs if r["stage"] is None]
     injected = sorted({(r["stage"], r["fraction"]) for r in runs if r["stage"]})
     meta = raw["meta"]
@@ -141,6 +145,7 @@ def analyse(raw: dict, tolerances: list[float], settings: list[tuple[int, int]],
         f"{n_proc} processes one after the other, {len(runs)} runs in all ({len(aa)} unchanged), each of 1 cold + {1 + meta['max_rounds']} further rounds, all kept; {meta['seconds']:.0f} s in all (model loading included). "
         f"Every comparison judges a run against a baseline run **from another process** with the suite's verdict (tolerance and one-sided Mann-Whitney p < 0.01). Raw rounds: `{meta['raw_name']}`.",
         "",
+        *([f"**The first {skip_first_runs} runs of every process are left out here** (`--skip-first-runs {skip_first_runs}`: the machine warm-up seen at the start of a process), so this table describes a warmed-up machine.", ""] if skip_first_runs else []),
         f"Within-run coefficient of variation of unchanged runs (median; warm-up {w0}, {r0} rounds): "
         + ", ".join(f"{m} {100 * statistics.median(statistics.pstdev(_window(r, m, w0, r0)) / statistics.mean(_window(r, m, w0, r0)) for r in aa):.2f} %" for m in METRICS)
         + ". Between processes, the spread of unchanged runs' medians (max / min - 1): "
@@ -236,8 +241,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--settings", default="1x6,2x6,4x6,1x8,2x8,4x8,2x10", help="WARMUPxROUNDS to replay")
     parser.add_argument("--default-setting", default="2x6", help="WARMUPxROUNDS of the suite's defaults")
     parser.add_argument("--default-tolerances", default="prefill=3,decode=10", help="percent, as the suite's defaults")
+    parser.add_argument("--device-warmup", type=float, default=0.0, help="seconds of device work at the start of each process (as --egbench-device-warmup)")
     parser.add_argument("--out", type=Path, required=True)
     parser.add_argument("--analyse", type=Path, help="replay a saved raw file instead of measuring")
+    parser.add_argument("--skip-first-runs", type=int, default=0, help="leave out each process's first N runs from the analysis (machine warm-up)")
     parser.add_argument("--worker", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--process", type=int, default=0, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
@@ -279,7 +286,7 @@ def main(argv: list[str] | None = None) -> int:
         raw_path.parent.mkdir(parents=True, exist_ok=True)
         raw_path.write_text(json.dumps(raw))
     defaults = {k: float(v) / 100 for k, v in (p.split("=") for p in args.default_tolerances.split(","))}
-    lines = analyse(raw, [t / 100 for t in _floats(args.tolerances)], _pairs(args.settings), defaults, _pairs(args.default_setting)[0])
+    lines = analyse(raw, [t / 100 for t in _floats(args.tolerances)], _pairs(args.settings), defaults, _pairs(args.default_setting)[0], args.skip_first_runs)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
