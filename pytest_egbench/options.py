@@ -29,15 +29,16 @@ PRESETS: tuple[str, ...] = ("tiny", "7b")
 #: ``fp32`` is accepted for CPU runs; NF4/int8 need bitsandbytes' CUDA kernels.
 QUANTS: tuple[str, ...] = ("nf4", "int8", "bf16", "fp16", "fp32")
 #: Default relative latency tolerance per device type, from measurements (README, "Baselines and
-#: verdicts"; docs/aa-study-h200-nf4.md). GPU: 10 %, with 3 % for prefill. In the A/A study on an
-#: H200 (7B NF4, K=20, 6 rounds) decode was flagged in 9.2 % of comparisons where it had not
-#: changed at 5 % and in none at 10 %; prefill in none at 2, 3, 5 or 10 %, and at 3 % a 5 %
-#: prefill slowdown was caught 19 times in 20. CPU: 100 %: on a shared 2-core VM the medians of
-#: ms-scale stages moved between four runs of the whole suite by 33 % (median over 86 latency
-#: metrics), 66 % (90th percentile), 74 % at most, so a tighter CPU gate only raises false alarms.
+#: verdicts"; docs/aa-study-h100-nf4-warm.md). GPU: 10 %, with 5 % for prefill. In the A/A study
+#: on an H100 (7B NF4, each run judged against a run of another process, 8 rounds after 2 warm-up
+#: rounds, the machine warmed up), unchanged prefill was flagged in 0/48 comparisons at 5 % but
+#: 3/48 at 3 %, and unchanged decode in 0/48 at 10 % but 1/48 at 5 %. CPU: 100 %: on a shared
+#: 2-core VM the medians of ms-scale stages moved between runs of the suite by 33 % (median over
+#: 86 latency metrics), 66 % (90th percentile) and up to +129 %, so a tighter CPU gate only raises
+#: false alarms (the committed CPU baseline therefore holds no latency at all).
 DEFAULT_TOLERANCE = {"cuda": 0.10, "cpu": 1.0}
 #: Per-metric defaults on top of :data:`DEFAULT_TOLERANCE` (an explicit setting wins).
-DEFAULT_METRIC_TOLERANCE = {"cuda": {"prefill": 0.03, "prefill_tokens_per_s": 0.03}, "cpu": {}}
+DEFAULT_METRIC_TOLERANCE = {"cuda": {"prefill": 0.05, "prefill_tokens_per_s": 0.05}, "cpu": {}}
 #: Default relative tolerance of a comparison with the control rounds of an ``--egbench-inject``
 #: run (the issue's base default), on any device. The device defaults above absorb the drift
 #: *between* runs (clocks, host load, lease); control rounds are interleaved with the injected
@@ -262,7 +263,7 @@ OPTIONS: tuple[OptionSpec, ...] = (
     OptionSpec("report", "--egbench-report", "write a markdown report to PATH", parse_output_file, ini=False, metavar="PATH"),
     OptionSpec("baseline_dir", "--egbench-baseline-dir", "folder of baseline files (default: baselines/ under the rootdir)", parse_dir, metavar="DIR"),
     OptionSpec("save", "--egbench-save", "save this run's results as the baseline of this machine's fingerprint", ini=False),
-    OptionSpec("tolerance", "--egbench-tolerance", "relative latency tolerance before a slowdown fails (default: 10% on CUDA with 3% for prefill, 100% on the CPU, 5% against the control rounds of --egbench-inject; see the README)", parse_percent, metavar="PCT"),
+    OptionSpec("tolerance", "--egbench-tolerance", "relative latency tolerance before a slowdown fails (default: 10% on CUDA with 5% for prefill, 100% on the CPU, 5% against the control rounds of --egbench-inject; see the README)", parse_percent, metavar="PCT"),
     OptionSpec("metric_tolerances", "--egbench-metric-tolerance", "per-metric latency tolerance METRIC=PCT, e.g. decode=8% (repeatable)", parse_metric_tolerance, (), repeat=True, metavar="METRIC=PCT"),
     OptionSpec("tolerance_abs", "--egbench-tolerance-abs", "absolute tolerance for rates such as acceptance (default 0.02)", parse_abs_tolerance, 0.02, metavar="X"),
     OptionSpec("inject", "--egbench-inject", "add a calibrated delay of PCT to every steady-state round of STAGE, e.g. decode=20% (repeatable), each after an unchanged control round, to check that the gate catches a slowdown (without a baseline it is judged against the control rounds); such a run cannot be saved", parse_injection, (), ini=False, repeat=True, metavar="STAGE=PCT"),
