@@ -33,7 +33,7 @@ def _extra_info(m: Measurement, run: dict[str, Any], device: str | None) -> dict
         "metric": m.metric,
         "unit": m.unit,
         "kind": m.kind,
-        "device": device,
+        "device": m.extra_info.get("device") or device,
         "cold": m.cold,
         "warmup": list(m.warmup),
         "control": list(m.control),

@@ -220,6 +220,11 @@ class EgbenchSession:
         return fingerprint_name(self.fingerprint)
 
     def add(self, measurement: Measurement) -> None:
+        """Record one measurement, stamped with the device it was measured on
+        (``extra_info["device"]``, kept when already there: a pytest-xdist worker's measurements
+        keep their worker's device when merged). Raises ``ValueError`` for a metric recorded twice."""
+        if self.device is not None:
+            measurement.extra_info.setdefault("device", str(self.device))
         names = {m.fullname for m in self.measurements}
         if measurement.fullname in names:
             raise ValueError(f"metric {measurement.fullname} was recorded twice")

@@ -121,3 +121,18 @@ def test_the_wire_format_keeps_the_control_rounds():
     got = {m.metric: m for m in controller.measurements}
     assert got["decode"].control == sent["decode"].control and len(got["decode"].control) == 8
     assert {k: m.control for k, m in got.items()} == {k: m.control for k, m in sent.items()}
+
+
+def test_each_measurement_keeps_the_device_it_was_measured_on_through_an_xdist_merge():
+    worker = session()
+    worker.device = "cuda:1"
+    for m in measured(worker):
+        worker.add(m)
+    controller = session()
+    controller.device = "cuda:0"
+    controller.merge_wire(worker.to_wire())
+    assert {m.extra_info["device"] for m in controller.measurements} == {"cuda:1"}
+    from pytest_egbench.report import benchmark_json
+
+    doc = benchmark_json(controller, {}, {})
+    assert {b["extra_info"]["device"] for b in doc["benchmarks"]} == {"cuda:1"}
