@@ -22,7 +22,7 @@ if TYPE_CHECKING:
     from .data.dataset import Dataset, Sample
     from .models.base import ModelAdapter
     from .session import EgbenchSession
-    from .timing import DeviceWarmup, StageTimer
+    from .timing import StageTimer
 
 #: The run's dataset and its selected samples, loaded once (at collection, or by a fixture).
 _SELECTION_KEY = pytest.StashKey[tuple["Dataset", list["Sample"]]]()
@@ -140,29 +140,8 @@ def egbench_record(request: pytest.FixtureRequest, egbench_session: EgbenchSessi
     return record
 
 
-@pytest.fixture(scope="session")
-def egbench_device_warm(pytestconfig: pytest.Config, egbench_session: EgbenchSession) -> DeviceWarmup | None:
-    """``--egbench-device-warmup`` seconds of device work, once per run (per pytest-xdist worker),
-    before the first benchmark that asks for a :func:`stage_timer`; ``None`` on the CPU or with 0
-    seconds. A line on the terminal says it starts, and when done how long one iteration took at
-    the start and at the end (:class:`~pytest_egbench.timing.DeviceWarmup`, also in the summary)."""
-    from .timing import warm_up_device
-
-    seconds = egbench_session.settings.device_warmup or 0.0
-    device = egbench_session.device
-    if device is None or device.type != "cuda" or seconds <= 0:
-        return None
-    write = _progress(pytestconfig)
-    write(f"egbench: warming up {device} for {seconds:g} s before the first timed benchmark (--egbench-device-warmup) ...")
-    done = warm_up_device(device, seconds)
-    line = f"device warm-up of {device}: {done.seconds:.1f} s, {done.iterations} iterations, one took {done.first_ms:.2f} ms at the start and {done.last_ms:.2f} ms at the end"
-    write(f"egbench: {line}")
-    egbench_session.notes.append(line)
-    return done
-
-
 @pytest.fixture
-def stage_timer(request: pytest.FixtureRequest, egbench_session: EgbenchSession, egbench_device_warm: DeviceWarmup | None) -> StageTimer:
+def stage_timer(request: pytest.FixtureRequest, egbench_session: EgbenchSession) -> StageTimer:
     """A :class:`~pytest_egbench.timing.StageTimer` on the benchmark device.
 
     CUDA: stages are timed with CUDA events (``load`` and ``preprocess`` with the host clock after a

@@ -45,11 +45,6 @@ DEFAULT_METRIC_TOLERANCE = {"cuda": {"prefill": 0.05, "prefill_tokens_per_s": 0.
 #: ones in the same run, so they share that drift and it cancels. A tolerance the user gave
 #: explicitly still wins.
 CONTROL_TOLERANCE = 0.05
-#: Seconds of device work before the first timed benchmark (``--egbench-device-warmup``). On an
-#: H100 the first runs after the GPU had been idle were about 20 % slower, prefill and decode
-#: alike, for about 10 s, although every run had its own cold and warm-up rounds
-#: (docs/aa-study-h100-nf4.md); on the CPU no such phase was seen.
-DEFAULT_DEVICE_WARMUP = {"cuda": 15.0, "cpu": 0.0}
 #: Steady rounds (and as many control rounds) an injected run takes at least: the paired test's
 #: smallest p is 2**-n, and on this project's CPU VM, whose speed jumps between two levels during
 #: a run, an injected +20 % decode was caught in 30/30 runs with 12 pairs, 23/30 with 8 and 12/30
@@ -169,19 +164,6 @@ def parse_percent(value: str) -> float:
     return pct / 100.0
 
 
-def parse_seconds(value: str) -> float:
-    """``10``, ``10s``, ``2.5`` -> seconds, a finite number >= 0."""
-    text = str(value).strip()
-    number = text[:-1] if text.endswith("s") else text
-    try:
-        seconds = float(number)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{value!r} is not a number of seconds such as 10") from None
-    if not 0.0 <= seconds < float("inf"):
-        raise argparse.ArgumentTypeError(f"{value!r} must be a finite number of seconds >= 0")
-    return seconds
-
-
 def parse_probability(value: str) -> float:
     """A number strictly between 0 and 1 (a p-value threshold)."""
     try:
@@ -256,7 +238,6 @@ OPTIONS: tuple[OptionSpec, ...] = (
     OptionSpec("data", "--egbench-data", "dataset folder (default: the bundled real samples)", parse_existing_dir, metavar="DIR"),
     OptionSpec("samples", "--egbench-samples", "samples per kind: the first N with events and the first N with video, from the dataset's index (default 1)", parse_positive_int, 1, metavar="N"),
     OptionSpec("rounds", "--egbench-rounds", "steady-state rounds per configuration (default 8, from the A/A study: docs/aa-study-h100-nf4-warm.md)", parse_positive_int, 8, metavar="N"),
-    OptionSpec("device_warmup", "--egbench-device-warmup", "seconds of GPU work before the first timed benchmark of the run (default: 15 on CUDA, 0 on the CPU; README, 'Warm-up')", parse_seconds, metavar="S"),
     OptionSpec("warmup", "--egbench-warmup", "warm-up rounds after the cold first round, discarded (default 2)", parse_non_negative_int, 2, metavar="N"),
     OptionSpec("max_new_tokens", "--egbench-max-new-tokens", "tokens generated per round: 1 from prefill, the rest in decode (default 16)", parse_positive_int, 16, metavar="N"),
     OptionSpec("json", "--egbench-json", "write results in pytest-benchmark's JSON layout to PATH", parse_output_file, ini=False, metavar="PATH"),
@@ -285,8 +266,6 @@ class Settings:
     samples: int = 1
     rounds: int = 8
     warmup: int = 2
-    #: seconds of device work before the first timed benchmark; None: DEFAULT_DEVICE_WARMUP
-    device_warmup: float | None = None
     max_new_tokens: int = 16
     json: Path | None = None
     report: Path | None = None
@@ -351,9 +330,7 @@ class Settings:
             )
         # an injected run takes at least CONTROL_MIN_ROUNDS pairs of control and steady rounds
         rounds = max(self.rounds, CONTROL_MIN_ROUNDS) if self.inject else self.rounds
-        kind = "cuda" if on_cuda else "cpu"
-        device_warmup = DEFAULT_DEVICE_WARMUP[kind] if self.device_warmup is None else self.device_warmup
-        return replace(self, preset=preset, quant=quant, rounds=rounds, device_warmup=device_warmup, device_type=kind)
+        return replace(self, preset=preset, quant=quant, rounds=rounds, device_type="cuda" if on_cuda else "cpu")
 
 
 def register(parser: pytest.Parser) -> None:

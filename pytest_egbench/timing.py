@@ -365,52 +365,6 @@ class SlowdownInjector:
         torch.cuda._sleep(int(ns * self._cycles_per_ns))
 
 
-@dataclass
-class DeviceWarmup:
-    """What :func:`warm_up_device` did: ``seconds`` spent, ``iterations`` run, and the time of one
-    iteration (ms) over the first and the last 10 % of them."""
-
-    seconds: float
-    iterations: int
-    first_ms: float
-    last_ms: float
-
-
-def warm_up_device(device: Any, seconds: float, *, clock: Callable[[], float] = time.perf_counter) -> DeviceWarmup:
-    """Keep a CUDA device, and the host thread that feeds it, busy for ``seconds``.
-
-    Each iteration queues 4 bf16 matrix products (4096 x 4096) and 256 small element-wise kernels
-    (host launch work, as a decode loop does), then synchronises. Meant to run once before the
-    first timed benchmark: machine-level slow phases after idle (clocks, host power states) last
-    longer than any benchmark's own cold and warm-up rounds. Raises ``ValueError`` for a non-CUDA
-    device or ``seconds`` < 0; ``seconds`` = 0 returns at once.
-    """
-    import torch
-
-    device = torch.device(device)
-    if device.type != "cuda":
-        raise ValueError(f"device warm-up needs a CUDA device, got {device}")
-    if seconds < 0:
-        raise ValueError(f"seconds must be >= 0, got {seconds}")
-    start = clock()
-    times: list[float] = []
-    if seconds > 0:
-        a = torch.randn(4096, 4096, device=device, dtype=torch.bfloat16)
-        small = torch.zeros(1024, device=device)
-        while clock() - start < seconds:
-            t0 = clock()
-            for _ in range(4):
-                a @ a
-            for _ in range(256):
-                small.add_(1.0)
-            torch.cuda.synchronize(device)
-            times.append(clock() - t0)
-    tenth = max(1, len(times) // 10)
-    first = 1e3 * sorted(times[:tenth])[len(times[:tenth]) // 2] if times else 0.0
-    last = 1e3 * sorted(times[-tenth:])[len(times[-tenth:]) // 2] if times else 0.0
-    return DeviceWarmup(clock() - start, len(times), first, last)
-
-
 def _busy_wait_ns(ns: float) -> None:
     end = time.perf_counter_ns() + int(ns)
     while time.perf_counter_ns() < end:

@@ -170,19 +170,6 @@ def test_parsers_raise_argument_type_errors():
         options.parse_output_file(str(Path.cwd()))
 
 
-def test_parse_seconds():
-    assert options.parse_seconds("10") == 10.0 and options.parse_seconds("2.5s") == 2.5 and options.parse_seconds("0") == 0.0
-    for bad in ("-1", "ten", "inf", "nan"):
-        with pytest.raises(argparse.ArgumentTypeError):
-            options.parse_seconds(bad)
-
-
-def test_device_warmup_defaults_per_device_and_an_explicit_value_wins():
-    base = options.Settings(enabled=True)
-    assert base.for_device("cuda").device_warmup == options.DEFAULT_DEVICE_WARMUP["cuda"] > 0
-    assert base.for_device("cpu").device_warmup == 0.0
-    assert options.Settings(enabled=True, device_warmup=3.0).for_device("cuda").device_warmup == 3.0
-
 
 def test_an_injected_run_takes_at_least_the_control_minimum_of_rounds():
     assert options.Settings(enabled=True, rounds=6).for_device("cpu").rounds == 6

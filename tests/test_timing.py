@@ -431,8 +431,3 @@ def test_injector_on_cuda_events_treats_control_as_a_zero_delay(monkeypatch):
     # stages that were not injected are never touched
     assert stage(STEADY, "prefill") == [] and stage(CONTROL, "prefill") == []
 
-
-def test_device_warmup_refuses_a_cpu_and_negative_seconds():
-    pytest.importorskip("torch")
-    with pytest.raises(ValueError, match="CUDA"):
-        timing.warm_up_device("cpu", 1.0)

@@ -37,7 +37,10 @@ import statistics
 import subprocess
 import sys
 import time
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 PROMPT_TOKENS = 637
 METRICS = ("prefill", "decode")
@@ -48,6 +51,52 @@ TARGET_DETECTION = 0.90
 
 
 # --------------------------------------------------------------------------------------- worker
+@dataclass
+class DeviceWarmup:
+    """What :func:`warm_up_device` did: ``seconds`` spent, ``iterations`` run, and the time of one
+    iteration (ms) over the first and the last 10 % of them."""
+
+    seconds: float
+    iterations: int
+    first_ms: float
+    last_ms: float
+
+
+def warm_up_device(device: Any, seconds: float, *, clock: Callable[[], float] = time.perf_counter) -> DeviceWarmup:
+    """Keep a CUDA device, and the host thread that feeds it, busy for ``seconds``.
+
+    Each iteration queues 4 bf16 matrix products (4096 x 4096) and 256 small element-wise kernels
+    (host launch work, as a decode loop does), then synchronises. Meant to run once before the
+    first timed benchmark: machine-level slow phases after idle (clocks, host power states) last
+    longer than any benchmark's own cold and warm-up rounds. Raises ``ValueError`` for a non-CUDA
+    device or ``seconds`` < 0; ``seconds`` = 0 returns at once.
+    """
+    import torch
+
+    device = torch.device(device)
+    if device.type != "cuda":
+        raise ValueError(f"device warm-up needs a CUDA device, got {device}")
+    if seconds < 0:
+        raise ValueError(f"seconds must be >= 0, got {seconds}")
+    start = clock()
+    times: list[float] = []
+    if seconds > 0:
+        a = torch.randn(4096, 4096, device=device, dtype=torch.bfloat16)
+        small = torch.zeros(1024, device=device)
+        while clock() - start < seconds:
+            t0 = clock()
+            for _ in range(4):
+                a @ a
+            for _ in range(256):
+                small.add_(1.0)
+            torch.cuda.synchronize(device)
+            times.append(clock() - t0)
+    tenth = max(1, len(times) // 10)
+    first = 1e3 * sorted(times[:tenth])[len(times[:tenth]) // 2] if times else 0.0
+    last = 1e3 * sorted(times[-tenth:])[len(times[-tenth:]) // 2] if times else 0.0
+    return DeviceWarmup(clock() - start, len(times), first, last)
+
+
 def conditions(prefill_slowdowns: list[float], decode_slowdowns: list[float], aa_per_cycle: int) -> list[tuple[str, str | None, float]]:
     """One cycle's runs, in order: ``(name, stage or None, fraction)``."""
     runs: list[tuple[str, str | None, float]] = [("none", None, 0.0)] * aa_per_cycle
@@ -63,7 +112,7 @@ def worker(args: argparse.Namespace) -> dict:
 
     from pytest_egbench.models.generation import decode, prefill
     from pytest_egbench.models.llama import dummy_llama
-    from pytest_egbench.timing import SlowdownInjector, StageTimer, clocks_for, warm_up_device
+    from pytest_egbench.timing import SlowdownInjector, StageTimer, clocks_for
 
     device = torch.device(args.device)
     model = dummy_llama(args.preset, args.quant, device)
@@ -241,7 +290,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--settings", default="1x6,2x6,4x6,1x8,2x8,4x8,2x10", help="WARMUPxROUNDS to replay")
     parser.add_argument("--default-setting", default="2x6", help="WARMUPxROUNDS of the suite's defaults")
     parser.add_argument("--default-tolerances", default="prefill=3,decode=10", help="percent, as the suite's defaults")
-    parser.add_argument("--device-warmup", type=float, default=0.0, help="seconds of device work at the start of each process (as --egbench-device-warmup)")
+    parser.add_argument("--device-warmup", type=float, default=0.0, help="seconds of bf16 matmul and kernel-launch work at the start of each process (a trial: it did not remove the slow first runs, README)")
     parser.add_argument("--out", type=Path, required=True)
     parser.add_argument("--analyse", type=Path, help="replay a saved raw file instead of measuring")
     parser.add_argument("--skip-first-runs", type=int, default=0, help="leave out each process's first N runs from the analysis (machine warm-up)")
@@ -258,14 +307,14 @@ def main(argv: list[str] | None = None) -> int:
     else:
         started = time.perf_counter()
         raw_path.parent.mkdir(parents=True, exist_ok=True)
-        procs = []
+        procs, parts = [], []
         for p in range(args.processes):
             part = raw_path.with_name(f"{raw_path.stem}.part{p}.json")
             cmd = [sys.executable, __file__, *(argv if argv is not None else sys.argv[1:]), "--worker", str(part), "--process", str(p)]
             print(f"process {p + 1}/{args.processes} ...", file=sys.stderr, flush=True)
             subprocess.run(cmd, check=True, env={**os.environ, "PYTHONUNBUFFERED": "1"})
             procs.append(json.loads(part.read_text()))
-            part.unlink()
+            parts.append(part)
         import torch
 
         device_name = torch.cuda.get_device_name(args.device) if args.device.startswith("cuda") else f"CPU {platform.processor() or platform.machine()}, {os.cpu_count()} cores"
@@ -283,8 +332,9 @@ def main(argv: list[str] | None = None) -> int:
             },
             "processes": procs,
         }
-        raw_path.parent.mkdir(parents=True, exist_ok=True)
         raw_path.write_text(json.dumps(raw))
+        for part in parts:  # only now: a run cut short keeps every finished process's rounds
+            part.unlink()
     defaults = {k: float(v) / 100 for k, v in (p.split("=") for p in args.default_tolerances.split(","))}
     lines = analyse(raw, [t / 100 for t in _floats(args.tolerances)], _pairs(args.settings), defaults, _pairs(args.default_setting)[0], args.skip_first_runs)
     args.out.parent.mkdir(parents=True, exist_ok=True)
