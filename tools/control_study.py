@@ -6,17 +6,19 @@ one run per condition, in order: a decode slowdown of each of ``--fractions`` (0
 steady rounds run as the control rounds do). Every run is what ``--egbench-inject`` does without a baseline: 1
 cold round, ``--warmup`` warm-up rounds, then ``--rounds`` control and ``--rounds`` steady rounds in
 turn, judged by :meth:`pytest_egbench.session.EgbenchSession.judge` against its own control rounds
-(5 %, one-sided Mann-Whitney p < 0.01).
+(5 %, paired: one-sided Wilcoxon signed-rank p < 0.01).
 
 Usage::
 
-    python tools/control_study.py --device cpu --runs 50 --fractions 0,0.2,0.5,1
+    python tools/control_study.py --device cpu --runs 30 --fractions 0,0.2 --rounds 12
 """
 
 from __future__ import annotations
 
 import argparse
 import time
+
+from pytest_egbench.options import CONTROL_MIN_ROUNDS
 
 
 def main() -> None:
@@ -26,7 +28,7 @@ def main() -> None:
     parser.add_argument("--quant", default="fp32")
     parser.add_argument("--runs", type=int, default=50, help="passes over the conditions")
     parser.add_argument("--fractions", default="0,0.2", help="comma-separated decode slowdowns, 0 = unchanged")
-    parser.add_argument("--rounds", type=int, default=6)
+    parser.add_argument("--rounds", type=int, default=CONTROL_MIN_ROUNDS, help="pairs of control and steady rounds (default: what --egbench-inject uses)")
     parser.add_argument("--warmup", type=int, default=2)
     parser.add_argument("--decode-tokens", type=int, default=16)
     parser.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
