@@ -248,7 +248,7 @@ OPTIONS: tuple[OptionSpec, ...] = (
     OptionSpec("metric_tolerances", "--egbench-metric-tolerance", "per-metric latency tolerance METRIC=PCT, e.g. decode=8% (repeatable)", parse_metric_tolerance, (), repeat=True, metavar="METRIC=PCT"),
     OptionSpec("tolerance_abs", "--egbench-tolerance-abs", "absolute tolerance for rates such as acceptance (default 0.02)", parse_abs_tolerance, 0.02, metavar="X"),
     OptionSpec("inject", "--egbench-inject", "add a calibrated delay of PCT to every steady-state round of STAGE, e.g. decode=20% (repeatable), each after an unchanged control round, to check that the gate catches a slowdown (without a baseline it is judged against the control rounds); such a run cannot be saved", parse_injection, (), ini=False, repeat=True, metavar="STAGE=PCT"),
-    OptionSpec("pvalue", "--egbench-pvalue", "significance level of the one-sided Mann-Whitney U test (default 0.01)", parse_probability, 0.01, metavar="P"),
+    OptionSpec("pvalue", "--egbench-pvalue", "significance level of the one-sided test: Mann-Whitney U against a baseline, Wilcoxon signed-rank against control rounds (default 0.01)", parse_probability, 0.01, metavar="P"),
 )
 
 

@@ -155,6 +155,7 @@ def item_labels(item: pytest.Item) -> dict:
 def _record_and_judge(egb: EgbenchSession, item: pytest.Item, gpu: dict | None = None) -> None:
     """Record the item's stage timers, attach the GPU state read around it, and judge it."""
     from .machine import throttled
+    from .session import EXACT, LATENCY
     from .stats import unsettled
     from .verdict import BASELINE_REFERENCE, CONTROL_REFERENCE, IMPROVEMENT, REGRESSION
 
@@ -164,16 +165,16 @@ def _record_and_judge(egb: EgbenchSession, item: pytest.Item, gpu: dict | None =
             egb.add_timing(timer.results(), **item_labels(item), model=timer.extra_info.get("model"), extra_info=timer.extra_info)
     measured = [m for m in egb.measurements if m.nodeid == item.nodeid]
     slowed = throttled(gpu["after"]) if gpu else None
-    cold_stages = []
+    unsettled_stages = []
     for m in measured:
         if gpu:
             m.extra_info["gpu_state"] = gpu
         if slowed:
             m.extra_info["throttled"] = slowed
-        why = unsettled(m.warmup, m.samples) if m.stage is not None and m.kind == "latency" else None
+        why = unsettled(m.warmup, m.samples) if m.stage is not None and m.kind == LATENCY else None
         if why:
             m.extra_info["unsettled"] = why
-            cold_stages.append(m.metric)
+            unsettled_stages.append(m.metric)
             egb.notes.append(f"{item.name}: {m.metric}: {why}")
     if slowed:
         egb.notes.append(f"{item.name}: the GPU was slowed down during this benchmark: {slowed}")
@@ -195,12 +196,12 @@ def _record_and_judge(egb: EgbenchSession, item: pytest.Item, gpu: dict | None =
     regressed = [v for v in verdicts if v.status == REGRESSION]
     if regressed:
         caveat = f"\n  NOTE: the GPU was slowed down during this benchmark ({slowed}); the regression may be the machine's" if slowed else ""
-        if cold_stages:
-            caveat += f"\n  NOTE: not warm yet when statistics began: {', '.join(cold_stages)} (see the summary); the regression may be too short a warm-up"
+        if unsettled_stages:
+            caveat += f"\n  NOTE: not warm yet when statistics began: {', '.join(unsettled_stages)} (see the summary); the regression may be too short a warm-up"
         against = [f"baseline {egb.fingerprint_name()}"] if any(v.reference != CONTROL_REFERENCE for v in regressed) else []
         against += ["this run's control rounds"] if any(v.reference == CONTROL_REFERENCE for v in regressed) else []
         pytest.fail(f"egbench: {len(regressed)} metric(s) regressed against {' and '.join(against)}:\n  " + "\n  ".join(v.message for v in regressed) + caveat, pytrace=False)
-    judged_timing = [v for v in verdicts if v.metric in {m.metric for m in measured if m.kind != "exact"}]
+    judged_timing = [v for v in verdicts if v.metric in {m.metric for m in measured if m.kind != EXACT}]
     if missing and not judged_timing:
         exact = sum(1 for v in verdicts)
         where = (

@@ -11,6 +11,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from pytest_benchmark.stats import Stats as _BenchmarkStats
 
@@ -113,6 +114,25 @@ def _u_distribution(m: int, n: int) -> list[int]:
     return table[n]
 
 
+def _midranks(values: Sequence[float]) -> tuple[list[float], float]:
+    """Ranks 1..n of ``values`` in their own order, ties sharing the mean of their ranks, and the
+    tie term sum(t**3 - t) over groups of t equal values (0 without ties)."""
+    order = sorted(range(len(values)), key=lambda k: values[k])
+    ranks = [0.0] * len(values)
+    tie_term = 0.0
+    i = 0
+    while i < len(order):
+        j = i
+        while j + 1 < len(order) and values[order[j + 1]] == values[order[i]]:
+            j += 1
+        for k in range(i, j + 1):
+            ranks[order[k]] = (i + j) / 2 + 1
+        t = j - i + 1
+        tie_term += t**3 - t
+        i = j + 1
+    return ranks, tie_term
+
+
 def mann_whitney_u(x: Sequence[float], y: Sequence[float], *, exact_limit: int = 30) -> MannWhitney:
     """One-sided Mann-Whitney U test that ``x`` is stochastically larger than ``y``.
 
@@ -125,19 +145,8 @@ def mann_whitney_u(x: Sequence[float], y: Sequence[float], *, exact_limit: int =
     m, n = len(x), len(y)
     if m == 0 or n == 0:
         raise ValueError("both samples need at least one value")
-    pooled = sorted(x + y)
-    ranks: dict[float, float] = {}
-    i = 0
-    tie_term = 0.0
-    while i < len(pooled):
-        j = i
-        while j + 1 < len(pooled) and pooled[j + 1] == pooled[i]:
-            j += 1
-        ranks[pooled[i]] = (i + j) / 2 + 1
-        t = j - i + 1
-        tie_term += t**3 - t
-        i = j + 1
-    u = sum(ranks[v] for v in x) - m * (m + 1) / 2
+    ranks, tie_term = _midranks(x + y)
+    u = sum(ranks[:m]) - m * (m + 1) / 2
     if tie_term == 0 and max(m, n) <= exact_limit:
         dist = _u_distribution(m, n)
         total = sum(dist)
@@ -186,19 +195,7 @@ def wilcoxon_signed_rank(x: Sequence[float], y: Sequence[float], *, exact_limit:
     n = len(d)
     if n == 0:
         return MannWhitney(0.0, 1.0, "exact")
-    order = sorted(range(n), key=lambda i: abs(d[i]))
-    ranks = [0.0] * n
-    tie_term = 0.0
-    i = 0
-    while i < n:
-        j = i
-        while j + 1 < n and abs(d[order[j + 1]]) == abs(d[order[i]]):
-            j += 1
-        for k in range(i, j + 1):
-            ranks[order[k]] = (i + j) / 2 + 1
-        t = j - i + 1
-        tie_term += t**3 - t
-        i = j + 1
+    ranks, tie_term = _midranks([abs(v) for v in d])
     w_plus = sum(r for r, v in zip(ranks, d) if v > 0)
     if tie_term == 0 and n <= exact_limit:
         dist = _signed_rank_distribution(n)
@@ -233,12 +230,18 @@ def bootstrap_ratio_ci(current: Sequence[float], baseline: Sequence[float], *, c
     if point_base == 0:
         raise ValueError("the baseline median is 0: a ratio is undefined")
     rng = np.random.default_rng(seed)
-    cur_med = np.median(rng.choice(cur, size=(resamples, cur.size), replace=True), axis=1)
-    base_med = np.median(rng.choice(base, size=(resamples, base.size), replace=True), axis=1)
+    cur_med, base_med = _resampled_medians(cur, resamples, rng), _resampled_medians(base, resamples, rng)
     ratios = cur_med / np.where(base_med == 0, np.nan, base_med)
     tail = (1 - confidence) / 2
     low, high = np.nanquantile(ratios, [tail, 1 - tail])
     return float(np.median(cur)) / point_base, float(low), float(high)
+
+
+def _resampled_medians(values: Any, resamples: int, rng: Any) -> Any:
+    """Medians of ``resamples`` draws, with replacement, of ``values`` (a numpy array)."""
+    import numpy as np
+
+    return np.median(rng.choice(values, size=(resamples, values.size), replace=True), axis=1)
 
 
 # --------------------------------------------------------------------------- warm-up check
@@ -286,7 +289,7 @@ def bootstrap_median_ci(values: Sequence[float], *, confidence: float = 0.95, re
     arr = np.asarray(values, dtype=float)
     if arr.size == 0:
         raise ValueError("need at least one value")
-    meds = np.median(np.random.default_rng(seed).choice(arr, size=(resamples, arr.size), replace=True), axis=1)
+    meds = _resampled_medians(arr, resamples, np.random.default_rng(seed))
     tail = (1 - confidence) / 2
     low, high = np.quantile(meds, [tail, 1 - tail])
     return float(np.median(arr)), float(low), float(high)
