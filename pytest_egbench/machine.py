@@ -150,6 +150,19 @@ def gpu_state(index: int) -> dict[str, Any] | None:
         return None
 
 
+def sm_clock_mhz(index: int) -> float | None:
+    """The current SM clock (MHz) of GPU ``index`` from NVML or ``nvidia-smi``; ``None`` when
+    neither answers."""
+    mhz = _nvml(lambda nv: nv.nvmlDeviceGetClockInfo(nv.nvmlDeviceGetHandleByIndex(index), nv.NVML_CLOCK_SM))
+    if mhz is not None:
+        return float(mhz)
+    row = _smi_query("clocks.sm", f"--id={index}")
+    try:
+        return float(row[0]) if row else None
+    except ValueError:
+        return None
+
+
 def _state(sm: float, sm_max: float, mem: float, temp: float, power: float, mask: int, source: str) -> dict[str, Any]:
     return {"sm_mhz": sm, "sm_max_mhz": sm_max, "mem_mhz": mem, "temperature_c": temp, "power_w": power, "slowdown": [t for bit, t in _SLOWDOWN_REASONS.items() if mask & bit], "source": source}
 

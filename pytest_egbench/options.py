@@ -50,6 +50,9 @@ CONTROL_TOLERANCE = 0.05
 #: a run, an injected +20 % decode was caught in 30/30 runs with 12 pairs, 23/30 with 8 and 12/30
 #: with 6 unpaired (``tools/control_study.py``, README "Injected slowdown").
 CONTROL_MIN_ROUNDS = 12
+#: Exit status of a run that passed but left a latency or throughput metric without a verdict
+#: while ``--egbench-require-baseline`` was given (pytest's own statuses are 0-5).
+EXIT_NOT_COMPARED = 6
 
 
 # --------------------------------------------------------------------------- parsers
@@ -195,6 +198,15 @@ def parse_metric_tolerance(value: str) -> tuple[str, float]:
     return metric, parse_percent(pct)
 
 
+def parse_ref(value: str) -> str:
+    """A git revision (``HEAD``, ``main~3``, a commit id) or a folder; checked for shape here and
+    resolved (``git rev-parse``) when the run starts."""
+    text = value.strip()
+    if not text or text.startswith("-") or any(c.isspace() or ord(c) < 32 for c in text):
+        raise argparse.ArgumentTypeError(f"{value!r} is not a git revision or a folder")
+    return text
+
+
 def parse_injection(value: str) -> tuple[str, float]:
     """``STAGE=PCT``, e.g. ``decode=20%``: a slowdown to inject into one stage (0 < PCT)."""
     stage, sep, pct = value.partition("=")
@@ -248,6 +260,10 @@ OPTIONS: tuple[OptionSpec, ...] = (
     OptionSpec("metric_tolerances", "--egbench-metric-tolerance", "per-metric latency tolerance METRIC=PCT, e.g. decode=8% (repeatable)", parse_metric_tolerance, (), repeat=True, metavar="METRIC=PCT"),
     OptionSpec("tolerance_abs", "--egbench-tolerance-abs", "absolute tolerance for rates such as acceptance (default 0.02)", parse_abs_tolerance, 0.02, metavar="X"),
     OptionSpec("inject", "--egbench-inject", "add a calibrated delay of PCT to every steady-state round of STAGE, e.g. decode=20% (repeatable), each after an unchanged control round, to check that the gate catches a slowdown (without a baseline it is judged against the control rounds); such a run cannot be saved", parse_injection, (), ini=False, repeat=True, metavar="STAGE=PCT"),
+    OptionSpec("require_baseline", "--egbench-require-baseline", f"fail the session (exit status {EXIT_NOT_COMPARED}) when any latency or throughput metric was not compared: no baseline entry, or inconclusive because the machine differs from the baseline's and no --egbench-ref was given"),
+    OptionSpec("ref", "--egbench-ref", "judge every latency by a same-machine A/B against REV: a git revision (run from a temporary git worktree; your checkout is not touched) or a folder holding another checkout; the reference's code and this code run in interleaved processes on this machine", parse_ref, metavar="REV"),
+    OptionSpec("ref_pairs", "--egbench-ref-pairs", "with --egbench-ref: pairs of interleaved processes (reference, current), order alternating (default 4, from tools/ab_study.py; see the README)", parse_positive_int, 4, metavar="N"),
+    OptionSpec("fallback_ref", "--egbench-fallback-ref", "against a saved baseline: where this machine differs from the baseline's runs (or they carry no calibration), judge by a same-machine A/B (as --egbench-ref) against the commit of the baseline's newest run instead of calling latency inconclusive (the nightly job's switch)"),
     OptionSpec("pvalue", "--egbench-pvalue", "significance level of the one-sided test: Mann-Whitney U against a baseline, Wilcoxon signed-rank against control rounds (default 0.01)", parse_probability, 0.01, metavar="P"),
 )
 
@@ -276,6 +292,10 @@ class Settings:
     tolerance_abs: float = 0.02
     pvalue: float = 0.01
     inject: tuple[tuple[str, float], ...] = ()
+    require_baseline: bool = False
+    ref: str | None = None
+    ref_pairs: int = 4
+    fallback_ref: bool = False
     #: "cuda" or "cpu" once :meth:`for_device` knows it: chooses the default tolerances
     device_type: str | None = None
     #: where each value came from ("command line", "ini", "default"), for messages

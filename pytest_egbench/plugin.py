@@ -41,6 +41,10 @@ def pytest_configure(config: pytest.Config) -> None:
     settings = options.resolve(config)
     if settings.save and settings.inject:
         raise pytest.UsageError("--egbench-save with --egbench-inject: a run with an injected slowdown can never be saved as a baseline")
+    if settings.ref and _xdist_controller(config):
+        raise pytest.UsageError("--egbench-ref with -n: the A/B parent runs no benchmark itself; give -n to the processes by running them without --egbench-ref, or drop -n")
+    if settings.ref and (settings.save or settings.inject):
+        raise pytest.UsageError(f"--egbench-ref with {'--egbench-save' if settings.save else '--egbench-inject'}: an A/B run is judged against the reference's processes; it is never saved and injects nothing")
     if settings.enabled:
         from .device import resolve_device
         from .machine import device_info
@@ -56,6 +60,12 @@ def pytest_configure(config: pytest.Config) -> None:
             session.baselines  # read and validate every baseline file now, before any benchmark
         except BaselineError as exc:
             raise pytest.UsageError(f"--egbench-baseline-dir: {exc}") from None
+        if not _xdist_controller(config) and not settings.ref:
+            from .calibration import calibrate
+
+            session.calibration = calibrate(device)
+        if settings.fallback_ref and not settings.ref and session.own_baseline() is not None and session.machine_check().reason:
+            settings = _fall_back_to_ref(session)
         config.stash[SESSION_KEY] = session
     config.stash[SETTINGS_KEY] = settings
     config.stash[OUTPUT_ERRORS_KEY] = []
@@ -64,6 +74,26 @@ def pytest_configure(config: pytest.Config) -> None:
 
     if not config.pluginmanager.is_registered(fixtures):
         config.pluginmanager.register(fixtures, "egbench-fixtures")
+
+
+def _fall_back_to_ref(session: EgbenchSession) -> options.Settings:
+    """``--egbench-fallback-ref``: the machine differs from the baseline's, so judge by a
+    same-machine A/B against the commit of the baseline's newest run instead."""
+    from dataclasses import replace
+
+    own = session.own_baseline()
+    commits = [r.commit for r in own.run_records_in_window() if r.commit] if own else []
+    commit = commits[-1] if commits else (own.commit if own else None)
+    if not commit:
+        raise pytest.UsageError(f"--egbench-fallback-ref: {session.machine_check().reason}; but the baseline {session.fingerprint_name()} records no commit to compare with: give --egbench-ref REV")
+    session.notes.append(f"--egbench-fallback-ref: {session.machine_check().reason.split('. Compare')[0]}; judging by a same-machine A/B against the baseline's commit {commit[:12]} instead")
+    session.settings = replace(session.settings, ref=commit)
+    return session.settings
+
+
+def _xdist_controller(config: pytest.Config) -> bool:
+    """True in the pytest-xdist controller of ``-n N`` (it runs no benchmark: its workers do)."""
+    return getattr(config, "workerinput", None) is None and bool(getattr(config.option, "numprocesses", None))
 
 
 def _worker(config: pytest.Config) -> tuple[int, int] | None:
@@ -85,7 +115,12 @@ def pytest_report_header(config: pytest.Config) -> list[str] | None:
     if s.inject:
         slowdowns = ", ".join(f"{stage}=+{fraction:.0%}" for stage, fraction in s.inject)
         inject = f"; injected slowdown {slowdowns}, each steady round after an unchanged control round (at least {options.CONTROL_MIN_ROUNDS} rounds when injecting)"
-    return [f"egbench: device {where}, preset {s.preset}, weights {s.quant}, rounds {s.rounds} after 1 cold + {s.warmup} warm-up, max new tokens {s.max_new_tokens}{inject}"]
+    from .calibration import summary_line
+
+    lines = [f"egbench: device {where}, preset {s.preset}, weights {s.quant}, rounds {s.rounds} after 1 cold + {s.warmup} warm-up, max new tokens {s.max_new_tokens}{inject}"]
+    if session.calibration:
+        lines.append(f"egbench: {summary_line(session.calibration)}")
+    return lines
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
@@ -103,6 +138,53 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     if dropped:
         config.hook.pytest_deselected(items=dropped)
         items[:] = keep
+    if settings.ref and _worker(config) is None:
+        from .ab import AbItem
+
+        # the benchmarks run in the A/B processes; here each becomes the item that judges it
+        items[:] = [AbItem.from_parent(i.parent, name=i.name, original=i) for i in items]
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtestloop(session: pytest.Session) -> Generator[None, None, object]:
+    """``--egbench-ref``: run the interleaved A/B processes before the verdict items run."""
+    egb = session.config.stash.get(SESSION_KEY, None)
+    if egb is not None and egb.settings.ref and session.items and not session.config.option.collectonly:
+        _run_ab(session.config, egb, len(session.items))
+    return (yield)
+
+
+def _run_ab(config: pytest.Config, egb: EgbenchSession, benchmarks: int) -> None:
+    import tempfile
+    from pathlib import Path
+
+    from . import ab
+
+    reporter = config.pluginmanager.get_plugin("terminalreporter")
+
+    def progress(line: str) -> None:
+        if reporter is not None:
+            reporter.write_line(line)
+
+    try:
+        reference = ab.prepare(egb.settings.ref, config.rootpath)
+    except ab.RefError as exc:
+        raise pytest.UsageError(str(exc)) from None
+    egb.ab_reference = reference
+    workdir = Path(tempfile.mkdtemp(prefix="egbench-ab-"))
+    progress(f"egbench A/B: {benchmarks} benchmark(s), {egb.settings.ref_pairs} pair(s) of processes: {reference.label} (checkout {reference.root}) against the current code; logs in {workdir}")
+    try:
+        current_root = reference.worktree_of or config.rootpath
+        sides = ab.run(reference, current_root, config.rootpath, config.invocation_params.dir, config.invocation_params.args, egb.settings.ref_pairs, workdir, progress)
+    except ab.RefError as exc:
+        egb.ab_outcome = str(exc)
+        return
+    egb.ab_outcome = sides
+    egb.ab_runs = {name: ab.runs_by_metric(side) for name, side in sides.items()}
+    first = sides["current"].results[0] if sides["current"].results else {}
+    egb.calibration = ((first.get("machine_info") or {}).get("egbench") or {}).get("calibration")
+    egb.device_block = {k: v for k, v in ((first.get("machine_info") or {}).get("egbench") or {}).items() if k in ("device", "gpu_name", "gpu_memory_bytes", "gpu_capability", "gpu_count", "driver", "cuda", "torch_cuda")} or egb.device_block
+    egb.notes.append(f"A/B against {reference.label}: {2 * egb.settings.ref_pairs} processes, {sum(sides['ref'].seconds):.0f} s reference + {sum(sides['current'].seconds):.0f} s current (logs in {workdir})")
 
 
 def pytest_runtest_setup(item: pytest.Item) -> None:
@@ -123,7 +205,7 @@ def pytest_runtest_call(item: pytest.Item) -> Generator[None, None, None]:
     against the baseline, so a regression is an ordinary test failure (not an error in teardown
     or in the terminal summary)."""
     egb = item.config.stash.get(SESSION_KEY, None)
-    benchmark = egb is not None and item.get_closest_marker("egbench") is not None
+    benchmark = egb is not None and item.get_closest_marker("egbench") is not None and not getattr(item, "original_nodeid", None)
     on_gpu = benchmark and egb.device is not None and egb.device.type == "cuda"
     if on_gpu:
         from .machine import gpu_state
@@ -155,9 +237,9 @@ def item_labels(item: pytest.Item) -> dict:
 def _record_and_judge(egb: EgbenchSession, item: pytest.Item, gpu: dict | None = None) -> None:
     """Record the item's stage timers, attach the GPU state read around it, and judge it."""
     from .machine import throttled
-    from .session import EXACT, LATENCY
+    from .session import LATENCY, NOT_COMPARED
     from .stats import unsettled
-    from .verdict import BASELINE_REFERENCE, CONTROL_REFERENCE, IMPROVEMENT, REGRESSION
+    from .verdict import BASELINE_REFERENCE, CONTROL_REFERENCE, IMPROVEMENT, INCONCLUSIVE, REGRESSION, SETTINGS_DIFFER
 
     marker = item.get_closest_marker("egbench")
     for timer in item.stash.get(TIMERS_KEY, []):
@@ -193,6 +275,19 @@ def _record_and_judge(egb: EgbenchSession, item: pytest.Item, gpu: dict | None =
             egb.notes.append(f"{item.name}: {v.message}")
         if v.metric in injected and v.reference == BASELINE_REFERENCE and v.status != REGRESSION:
             egb.notes.append(f"{item.name}: the injected {v.metric} slowdown was NOT caught against the baseline (its tolerance is too wide for it): {v.message}")
+    by_metric = {m.metric: m for m in measured}
+    for v in verdicts:
+        by_metric[v.metric].extra_info["verdict"] = {"status": v.status, "reference": v.reference, "message": v.message}
+        if v.status in (INCONCLUSIVE, SETTINGS_DIFFER):
+            egb.unjudged.append({"test": item.name, "metric": v.metric, "status": v.status, "kind": by_metric[v.metric].kind, "why": v.message.split(": ", 1)[1]})
+    where = (
+        f"no entry in baseline {egb.fingerprint_name()}"
+        if egb.own_baseline() is not None
+        else f"no baseline for this machine's fingerprint {egb.fingerprint_name()} in {egb.settings.baseline_dir}"
+    )
+    for metric in missing:
+        by_metric[metric].extra_info["verdict"] = {"status": NOT_COMPARED, "reference": None, "message": f"{metric}: not compared: {where}"}
+        egb.unjudged.append({"test": item.name, "metric": metric, "status": NOT_COMPARED, "kind": by_metric[metric].kind, "why": where})
     regressed = [v for v in verdicts if v.status == REGRESSION]
     if regressed:
         caveat = f"\n  NOTE: the GPU was slowed down during this benchmark ({slowed}); the regression may be the machine's" if slowed else ""
@@ -201,18 +296,6 @@ def _record_and_judge(egb: EgbenchSession, item: pytest.Item, gpu: dict | None =
         against = [f"baseline {egb.fingerprint_name()}"] if any(v.reference != CONTROL_REFERENCE for v in regressed) else []
         against += ["this run's control rounds"] if any(v.reference == CONTROL_REFERENCE for v in regressed) else []
         pytest.fail(f"egbench: {len(regressed)} metric(s) regressed against {' and '.join(against)}:\n  " + "\n  ".join(v.message for v in regressed) + caveat, pytrace=False)
-    judged_timing = [v for v in verdicts if v.metric in {m.metric for m in measured if m.kind != EXACT}]
-    if missing and not judged_timing:
-        exact = sum(1 for v in verdicts)
-        where = (
-            f"baseline {egb.fingerprint_name()} has no entry for this benchmark yet"
-            if egb.own_baseline() is not None
-            else f"no baseline for this machine: fingerprint {egb.fingerprint_name()} is not in {egb.settings.baseline_dir}"
-        )
-        pytest.skip(f"{where} ({len(missing)} metric(s) not compared; {exact} exact metric(s) compared and equal). Save one with --egbench-save")
-    if missing:
-        where = "not in the baseline yet" if egb.own_baseline() is not None else "not compared (no baseline for this machine)"
-        egb.notes.append(f"{item.name}: {where}: {', '.join(missing)}")
 
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
@@ -224,6 +307,9 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
         # An xdist worker hands its measurements to the controller, which writes the files.
         config.workeroutput["egbench"] = egb.to_wire()  # type: ignore[attr-defined]
         return
+    reference = getattr(egb, "ab_reference", None)
+    if reference is not None:
+        reference.cleanup()
     if not egb.measurements:
         return
     from .report import write_outputs
@@ -235,6 +321,10 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     config.stash[OUTPUT_ERRORS_KEY].extend(errors)
     if errors and session.exitstatus == pytest.ExitCode.OK:
         session.exitstatus = pytest.ExitCode.INTERNAL_ERROR
+    unjudged = [u for u in egb.unjudged if u["kind"] in ("latency", "throughput")]
+    if egb.settings.require_baseline and unjudged and session.exitstatus == pytest.ExitCode.OK:
+        config.stash[OUTPUT_ERRORS_KEY].append(f"--egbench-require-baseline: {len(unjudged)} latency/throughput metric(s) got no verdict (listed above); exit status {options.EXIT_NOT_COMPARED}")
+        session.exitstatus = options.EXIT_NOT_COMPARED
 
 
 @pytest.hookimpl(optionalhook=True)

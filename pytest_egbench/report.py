@@ -26,7 +26,9 @@ _DERIVED_ROWS = (("ttft", "TTFT"), ("tpot", "TPOT"), ("prefill_tokens_per_s", "p
 
 
 def _extra_info(m: Measurement, run: dict[str, Any], device: str | None) -> dict[str, Any]:
+    # the run's settings first: its "warmup" (a count) must not hide the warm-up rounds' values
     return {
+        **run,
         **m.extra_info,
         "model": m.model,
         "stage": m.stage,
@@ -37,7 +39,6 @@ def _extra_info(m: Measurement, run: dict[str, Any], device: str | None) -> dict
         "cold": m.cold,
         "warmup": list(m.warmup),
         "control": list(m.control),
-        **run,
     }
 
 
@@ -281,10 +282,33 @@ def _heading(session: EgbenchSession) -> str:
 
 
 def terminal_lines(session: EgbenchSession) -> list[str]:
-    """Every group's stage table, with a heading that says how the numbers were taken."""
+    """Every group's stage table, with a heading that says how the numbers were taken, then the
+    verdict summary (:func:`verdict_lines`)."""
     lines = [_heading(session)]
     for group, table in _groups(session):
         lines += ["", f"[{group}]", *render_text(table)]
+    return lines + [""] + verdict_lines(session)
+
+
+def verdict_lines(session: EgbenchSession) -> list[str]:
+    """How many metrics got each outcome, then every metric without a pass/fail verdict (not
+    compared, inconclusive, settings differ), folded: one line per reason, naming the benchmarks
+    and their metrics.
+
+    Example: ``not compared (no baseline for this machine's fingerprint ... in baselines): 40
+    latency/throughput metric(s) in 8 benchmark(s): test_lm_stages (prefill, decode, ...)``.
+    """
+    counts: dict[str, int] = defaultdict(int)
+    for m in session.measurements:
+        counts[(m.extra_info.get("verdict") or {}).get("status", "not judged")] += 1
+    lines = ["verdicts: " + ", ".join(f"{n} {status}" for status, n in sorted(counts.items()))] if counts else []
+    folded: dict[tuple[str, str], dict[str, list[str]]] = defaultdict(lambda: defaultdict(list))
+    for u in session.unjudged:
+        folded[(u["status"], u["why"])][u["test"]].append(u["metric"])
+    for (status, why), tests in folded.items():
+        metrics = sum(len(v) for v in tests.values())
+        listed = "; ".join(f"{test} ({', '.join(ms)})" for test, ms in tests.items())
+        lines.append(f"{status}: {why}: {metrics} metric(s) in {len(tests)} benchmark(s): {listed}")
     return lines
 
 
@@ -386,6 +410,9 @@ def markdown_report(session: EgbenchSession, machine: dict[str, Any], plots: dic
     ]
     for title, rel in (plots or {}).items():
         lines += ["", f"![{title}]({rel})"]
+    verdicts = verdict_lines(session)
+    if verdicts:
+        lines += ["", "## verdicts", "", *(f"- {v}" for v in verdicts)]
     for group, table in _groups(session):
         lines += ["", f"## {group}", "", *render_markdown(table)]
     return "\n".join(lines) + "\n"

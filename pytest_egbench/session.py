@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 from .baselines import Baseline, Entry, find, fingerprint, fingerprint_name, load_dir, same_config
 from .options import STAGES, Settings
 from .timing import metric_stages
-from .verdict import CONTROL_REFERENCE, Verdict, judge
+from .verdict import CONTROL_REFERENCE, INCONCLUSIVE, SETTINGS_DIFFER, Verdict, judge
 
 if TYPE_CHECKING:
     from .timing import TimingResults
@@ -23,6 +23,8 @@ if TYPE_CHECKING:
 SECONDS, TOKENS, TOKENS_PER_S, BYTES, RATIO = "s", "tokens", "tokens/s", "bytes", "ratio"
 #: How a metric is judged against a baseline: latency (relative tolerance + test), exact, rate.
 LATENCY, EXACT, THROUGHPUT, RATE, INFO, MEMORY = "latency", "exact", "throughput", "rate", "info", "memory"
+#: Outcome of a metric that had nothing to be compared with (no baseline entry, no control rounds).
+NOT_COMPARED = "not compared"
 
 
 @dataclass
@@ -59,6 +61,22 @@ class Measurement:
     @property
     def fullname(self) -> str:
         return f"{self.nodeid}::{self.metric}"
+
+
+#: Settings that must be equal for a baseline's numbers to measure the same work (rounds and
+#: warm-up aside; preset and quantisation are in the fingerprint too).
+COMPARED_SETTINGS = ("preset", "quant", "max_new_tokens")
+
+
+@dataclass(frozen=True)
+class MachineCheck:
+    """Outcome of :meth:`EgbenchSession.machine_check`: ``reason`` why latency cannot be judged
+    against the baseline (``None``: it can), the probes that differ, and how many of the
+    baseline's runs carried a calibration."""
+
+    reason: str | None
+    differences: list[Any] = field(default_factory=list)
+    calibrated_runs: int = 0
 
 
 _DERIVED = {
@@ -140,8 +158,19 @@ class EgbenchSession:
         self.measurements: list[Measurement] = []
         self.device_block: dict[str, Any] | None = None
         self.notes: list[str] = []  # improvements and warnings, printed in the summary
+        #: metrics that got no pass/fail verdict: {"test", "metric", "kind", "status" (not compared,
+        #: inconclusive, settings differ), "why"}; listed in the summary, gated by
+        #: --egbench-require-baseline
+        self.unjudged: list[dict[str, Any]] = []
+        #: --egbench-ref: the reference checkout, then the A/B processes' sides (or the error that
+        #: stopped them) and their samples by metric (see pytest_egbench.ab)
+        self.ab_reference: Any = None
+        self.ab_outcome: Any = None
+        self.ab_runs: dict[str, Any] = {}
+        self.calibration: dict[str, Any] | None = None  # calibration.calibrate() of this run's device
         self._machine: dict[str, Any] | None = None
         self._baselines: list[Baseline] | None = None
+        self._machine_check: MachineCheck | None = None
 
     # ------------------------------------------------------------------ machine and baselines
 
@@ -152,6 +181,7 @@ class EgbenchSession:
             from .machine import machine_info
 
             self._machine = machine_info(self.device_block, self.run_info())
+        self._machine["egbench"]["calibration"] = self.calibration  # set after the machine may be read
         return self._machine
 
     @property
@@ -170,6 +200,49 @@ class EgbenchSession:
         """The baseline of this machine's fingerprint, if there is one."""
         return find(self.baselines, self.fingerprint)
 
+    def machine_check(self) -> MachineCheck:
+        """Whether this machine is the one this fingerprint's baseline was measured on (computed
+        once; see :mod:`pytest_egbench.calibration`).
+
+        ``reason`` is ``None`` when latency can be judged against the baseline, else why not: the
+        probes that differ, with figures; or that the baseline's runs (or this run) carry no
+        calibration, so that nothing says the machine is the same. No baseline: ``reason`` None
+        (nothing to judge against in any case).
+        """
+        if self._machine_check is None:
+            from .calibration import compare
+
+            own = self.own_baseline()
+            if own is None:
+                check = MachineCheck(None)
+            else:
+                refs = [r.calibration for r in own.run_records_in_window()]
+                if not self.calibration or not self.calibration.get("probes"):
+                    check = MachineCheck("this run has no machine calibration, so nothing shows it is the machine of the baseline's runs")
+                elif not any(refs):
+                    check = MachineCheck(f"the baseline's runs carry no machine calibration (saved before pytest-egbench measured machines), so nothing shows this is the same machine: re-save the baseline, or compare with --egbench-ref {own.commit or 'REV'} on this machine")
+                else:
+                    diffs, _ = compare(self.calibration, refs)
+                    reason = None
+                    if diffs:
+                        rev = own.commit[:12] if own.commit else "REV"
+                        reason = "machine differs: " + "; ".join(d.describe() for d in diffs) + f". Compare on this machine instead: --egbench-ref {rev}"
+                    check = MachineCheck(reason, diffs, sum(1 for r in refs if r))
+            self._machine_check = check
+        return self._machine_check
+
+    def settings_differ(self, baseline: Baseline) -> str | None:
+        """How this run's settings differ from those of ``baseline``'s runs (``None`` if they do
+        not, or if the baseline's runs did not record them). Compared: :data:`COMPARED_SETTINGS`
+        (not ``rounds``/``warmup``: more rounds measure the same work)."""
+        mine = self.run_info()
+        for record in baseline.run_records_in_window():
+            theirs = record.settings or {}
+            diffs = [f"{k} {mine.get(k)!r} against {theirs[k]!r}" for k in COMPARED_SETTINGS if k in theirs and theirs[k] != mine.get(k)]
+            if diffs:
+                return ", ".join(diffs)
+        return None
+
     def judge(self, measurements: list[Measurement], tolerances: dict[str, float] | None = None) -> tuple[list[Verdict], list[str]]:
         """Verdicts for one test's measurements, and the metrics that had nothing to compare with.
 
@@ -185,7 +258,14 @@ class EgbenchSession:
         and is made of an injected stage (:func:`~pytest_egbench.timing.metric_stages`: the stage,
         ``total``, and the derived metrics that include it); with the tolerance the user gave, else
         :data:`~pytest_egbench.options.CONTROL_TOLERANCE` (:meth:`Settings.control_tolerance_for`).
-        A baseline entry, when there is one, is used as without injection and the control ignored.
+        A baseline entry, when there is one, is used as without injection and the control ignored
+        (unless the baseline cannot decide: then the control rounds do).
+
+        Before the code, the machine: a latency or throughput metric against this fingerprint's
+        baseline is :data:`~pytest_egbench.verdict.INCONCLUSIVE` when :meth:`machine_check` gives
+        a reason (the message says it). A baseline whose runs had other settings
+        (:meth:`settings_differ`) gives :data:`~pytest_egbench.verdict.SETTINGS_DIFFER` for every
+        metric. Exact metrics, memory and rates are judged whatever the machine.
         """
         s = self.settings
         fp = self.fingerprint
@@ -197,14 +277,24 @@ class EgbenchSession:
         missing: list[str] = []
         for m in measurements:
             entry = own.entries.get(m.fullname) if own else None
+            source = own
             if entry is None and m.kind == EXACT:
-                entry = next((b.entries[m.fullname] for b in config_peers if m.fullname in b.entries), None)
-            if entry is not None:
+                source = next((b for b in config_peers if m.fullname in b.entries), None)
+                entry = source.entries[m.fullname] if source else None
+            speed = m.kind in (LATENCY, THROUGHPUT)
+            differ = self.settings_differ(source) if entry is not None and source is not None else None
+            blocked = self.machine_check().reason if entry is not None and speed else None
+            control = bool(m.control) and speed and bool(injected.intersection(metric_stages(m.metric, stages)))
+            if differ and not control:
+                verdicts.append(Verdict(m.metric, SETTINGS_DIFFER, f"{m.metric}: not compared, settings differ from the baseline's runs ({differ})"))
+            elif entry is not None and not blocked and not differ:
                 tol = (tolerances or {}).get(m.metric, s.tolerance_for(m.metric))
                 verdicts.append(judge(m.metric, m.kind, m.unit, entry.runs, m.samples, tolerance=tol, tolerance_abs=s.tolerance_abs, alpha=s.pvalue))
-            elif m.control and m.kind in (LATENCY, THROUGHPUT) and injected.intersection(metric_stages(m.metric, stages)):
+            elif control:
                 tol = (tolerances or {}).get(m.metric, s.control_tolerance_for(m.metric))
                 verdicts.append(judge(m.metric, m.kind, m.unit, [m.control], m.samples, tolerance=tol, tolerance_abs=s.tolerance_abs, alpha=s.pvalue, reference=CONTROL_REFERENCE, paired=True))
+            elif entry is not None:
+                verdicts.append(Verdict(m.metric, INCONCLUSIVE, f"{m.metric}: inconclusive against baseline {fingerprint_name(fp)}: {blocked}"))
             else:
                 missing.append(m.metric)
         return verdicts, missing
@@ -244,6 +334,8 @@ class EgbenchSession:
         return {
             "measurements": [{**asdict(m), "params": _jsonable(m.params), "extra_info": _plain(m.extra_info)} for m in self.measurements],
             "notes": list(self.notes),
+            "unjudged": list(self.unjudged),
+            "calibration": self.calibration,
             "device_block": self.device_block,
         }
 
@@ -256,6 +348,9 @@ class EgbenchSession:
         # (a stable sort, so each test's metrics keep their order)
         self.measurements.sort(key=lambda m: m.nodeid)
         self.notes.extend(wire["notes"])
+        self.unjudged.extend(wire.get("unjudged", []))
+        if self.calibration is None:
+            self.calibration = wire.get("calibration")  # the first worker's machine describes the run
         block = wire.get("device_block") or {}
         merged = self.device_block if self.device_block and self.device_block.get("workers") else {**(block or {}), "workers": []}
         merged["workers"].append(block)

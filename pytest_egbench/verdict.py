@@ -34,6 +34,10 @@ from .stats import Summary, bootstrap_median_ci, bootstrap_ratio_ci, mann_whitne
 
 MIN_ROUNDS = 6
 PASS, REGRESSION, IMPROVEMENT, NOISE_ONLY = "pass", "regression", "improvement", "pass (not significant)"
+#: Neither a pass nor a failure: the reference cannot decide (the machine differs from the
+#: baseline's runs, see :mod:`pytest_egbench.calibration`), or the settings of the run differ from
+#: the baseline's (``max_new_tokens``, prompt...), so the numbers measure different work.
+INCONCLUSIVE, SETTINGS_DIFFER = "inconclusive", "settings differ"
 LOWER_IS_BETTER = {"latency": True, "throughput": False}
 #: What the samples are compared with, as the messages name it: a saved baseline, or the control
 #: rounds of an ``--egbench-inject`` run.
@@ -44,7 +48,8 @@ CONTROL_REFERENCE = "control (this run's interleaved unchanged rounds)"
 @dataclass(frozen=True)
 class Verdict:
     """The outcome for one metric. ``status`` is one of :data:`PASS`, :data:`REGRESSION`,
-    :data:`IMPROVEMENT`, :data:`NOISE_ONLY`; ``message`` is the line shown to the user."""
+    :data:`IMPROVEMENT`, :data:`NOISE_ONLY`, :data:`INCONCLUSIVE`, :data:`SETTINGS_DIFFER`;
+    ``message`` is the line shown to the user."""
 
     metric: str
     status: str
@@ -179,3 +184,68 @@ def judge(
     if worse > 0:
         return verdict(REGRESSION, f"{text}: {'slower' if LOWER_IS_BETTER[kind] else 'lower throughput'}", change, p, warning)
     return verdict(IMPROVEMENT, f"{text}: improved beyond the tolerance{_resave_hint(reference)}", change, p, warning)
+
+
+#: Default relative tolerance of a same-machine A/B comparison (``--egbench-ref``): both sides run
+#: on this machine, interleaved, so the drift between machines and between hours cancels; what
+#: remains is the spread between processes (README, "Same-machine A/B"; tools/ab_study.py).
+AB_TOLERANCE = 0.03
+
+
+def ab_reference(label: str) -> str:
+    """The reference of an A/B verdict as messages name it, e.g. ``REV abc1234 on this machine``."""
+    return f"{label} on this machine"
+
+
+def judge_ab(
+    name: str,
+    kind: str,
+    unit: str,
+    reference_runs: Sequence[Sequence[float]],
+    current_runs: Sequence[Sequence[float]],
+    *,
+    reference: str,
+    tolerance: float,
+    tolerance_abs: float,
+    alpha: float,
+) -> Verdict:
+    """Judge one metric of a same-machine A/B run (``--egbench-ref``).
+
+    ``reference_runs[i]`` and ``current_runs[i]`` are the steady rounds of the i-th pair of
+    processes, run next to each other on this machine (order alternating). Latency and throughput:
+    the change is the median of the per-round ratios ``current_runs[i][j] / reference_runs[i][j]``
+    over every pair ``i`` and round ``j``; the test a one-sided Wilcoxon signed-rank test on those
+    round pairs; and a regression (or improvement) needs, besides ``change`` beyond ``tolerance``
+    and p < ``alpha``, every process pair's median ratio on the same side of 1, so that one odd
+    process cannot decide alone. Other kinds are judged as against a baseline of the reference's
+    runs (:func:`judge`). Raises ``ValueError`` for an unknown kind or no common rounds.
+    """
+    if kind not in LOWER_IS_BETTER:
+        return judge(name, kind, unit, [list(r) for r in reference_runs], [v for run in current_runs for v in run], tolerance=tolerance, tolerance_abs=tolerance_abs, alpha=alpha, reference=reference)
+    pairs = [(list(a[: min(len(a), len(b))]), list(b[: min(len(a), len(b))])) for a, b in zip(reference_runs, current_runs)]
+    ref = [v for a, _ in pairs for v in a]
+    cur = [v for _, b in pairs for v in b]
+    if not ref or min(ref) <= 0 or min(cur) <= 0:
+        raise ValueError(f"{name}: an A/B comparison needs positive rounds on both sides, got {len(ref)} reference and {len(cur)} current")
+    base, now = summarize(ref), summarize(cur)
+    ratios = [c / r for c, r in zip(cur, ref)]
+    ratio, low, high = bootstrap_median_ci(ratios, resamples=1000)
+    change = ratio - 1
+    lower_better = LOWER_IS_BETTER[kind]
+    worse = change if lower_better else -change
+    slower, faster = (cur, ref) if (worse > 0) == lower_better else (ref, cur)
+    p = wilcoxon_signed_rank(slower, faster).p
+    per_pair = [summarize(b).median / summarize(a).median - 1 for a, b in pairs]
+    agree = all(c > 0 for c in per_pair) or all(c < 0 for c in per_pair)
+    pair_text = ", ".join(f"{c:+.1%}" for c in per_pair)
+    head = f"{name}: {reference} {_fmt(base.median, unit)} [IQR {_fmt(base.iqr, unit)}, n={base.n} in {len(pairs)} processes], current {_fmt(now.median, unit)} [IQR {_fmt(now.iqr, unit)}, n={now.n}]"
+    text = f"{head}, change {change:+.1%} (median of {len(ratios)} paired rounds) [95% CI {low - 1:+.1%} to {high - 1:+.1%}], per process pair {pair_text}, one-sided Wilcoxon signed-rank p={p:.3g} (tolerance {tolerance:.1%}, alpha {alpha})"
+    verdict = partial(Verdict, name, reference=reference)
+    if abs(worse) <= tolerance:
+        return verdict(PASS, text, change, p)
+    if p >= alpha or not agree:
+        why = "not significant" if p >= alpha else "the process pairs disagree on the direction"
+        return verdict(NOISE_ONLY, f"{text}: beyond the tolerance but {why}", change, p)
+    if worse > 0:
+        return verdict(REGRESSION, f"{text}: {'slower' if lower_better else 'lower throughput'}", change, p)
+    return verdict(IMPROVEMENT, f"{text}: faster than the reference", change, p)

@@ -1,0 +1,337 @@
+"""Same-machine A/B against a reference revision (``--egbench-ref REV``).
+
+A saved baseline answers "is this run slower than runs on *that* machine?"; on leased machines
+the host under one GPU name changes from night to night, so the answer often measures the
+machine. An A/B answers "is this code slower than REV's code on *this* machine, now?": the
+reference's code and the current code run in separate pytest processes, interleaved in pairs
+(the order alternating, A B, B A, A B, ...: a drift of the machine during the run falls on both
+sides alike), and every latency is judged by the paired change between them
+(:func:`pytest_egbench.verdict.judge_ab`), as ``asv continuous`` and Chromium's Pinpoint do.
+
+* The reference runs from a ``git worktree`` of REV in a temporary folder (``git worktree add
+  --detach``, removed afterwards); the user's checkout and working tree are never touched. REV may
+  also be a folder holding another checkout, used as it is.
+* Each process is ``python -m pytest`` with the user's own arguments, minus the options that only
+  the parent acts on (:data:`PARENT_ONLY`), plus ``--egbench-json`` to a temporary file and an
+  empty baseline folder, with ``PYTHONPATH`` set to its checkout so that its own
+  ``pytest_egbench`` and its own ``benchmarks/`` are the code under test.
+* The parent collects the same benchmarks, runs none itself, and turns each into a verdict item
+  (:class:`AbItem`) judged from the processes' results.
+
+No torch here: the children import it, the parent need not.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import pytest
+
+if TYPE_CHECKING:
+    from .session import EgbenchSession, Measurement
+
+#: Options only the parent acts on; each is dropped from the children's arguments, with its value
+#: when it takes one.
+PARENT_ONLY = {
+    "--egbench-ref": True,
+    "--egbench-ref-pairs": True,
+    "--egbench-require-baseline": False,
+    "--egbench-json": True,
+    "--egbench-report": True,
+    "--egbench-save": False,
+    "--egbench-baseline-dir": True,
+    "--egbench-fallback-ref": False,
+    "--rootdir": True,
+}
+
+
+class RefError(Exception):
+    """A reference that cannot be prepared or run; the message names it and the problem."""
+
+
+@dataclass
+class Reference:
+    """A checkout to run as the reference: ``root`` (its repository root), ``label`` (how
+    verdicts name it, e.g. ``REV main~1 (abc1234)``), ``commit`` (full id when known) and the
+    temporary worktree to remove afterwards (``None`` for a user's folder)."""
+
+    root: Path
+    label: str
+    commit: str | None = None
+    worktree_of: Path | None = None
+
+    def cleanup(self) -> None:
+        """Remove the temporary worktree (nothing for a user's folder)."""
+        if self.worktree_of is None:
+            return
+        subprocess.run(["git", "-C", str(self.worktree_of), "worktree", "remove", "--force", str(self.root)], capture_output=True, text=True)
+        shutil.rmtree(self.root, ignore_errors=True)
+        subprocess.run(["git", "-C", str(self.worktree_of), "worktree", "prune"], capture_output=True, text=True)
+
+
+def _git(repo: Path, *args: str) -> str:
+    out = subprocess.run(["git", "-C", str(repo), *args], capture_output=True, text=True)
+    if out.returncode != 0:
+        raise RefError(out.stderr.strip().splitlines()[-1] if out.stderr.strip() else f"git {' '.join(args)} failed")
+    return out.stdout.strip()
+
+
+def prepare(ref: str, rootdir: Path) -> Reference:
+    """The reference checkout for ``--egbench-ref REF``: an existing folder as it is, else a git
+    revision of the repository holding ``rootdir`` checked out into a temporary worktree.
+
+    Raises :class:`RefError` naming ``ref`` when it is neither (git's own message quoted).
+    """
+    folder = Path(ref).expanduser()
+    if folder.is_dir():  # a folder wins over a revision of the same name
+        commit = None
+        try:
+            commit = _git(folder, "rev-parse", "HEAD")
+        except (RefError, OSError):
+            pass
+        short = f" ({commit[:12]})" if commit else ""
+        return Reference(folder.resolve(), f"folder {folder}{short}", commit)
+    if shutil.which("git") is None:
+        raise RefError(f"--egbench-ref {ref}: not a folder, and git is not installed to read it as a revision")
+    try:
+        top = Path(_git(rootdir, "rev-parse", "--show-toplevel"))
+        commit = _git(top, "rev-parse", "--verify", "--quiet", f"{ref}^{{commit}}")
+    except RefError as exc:
+        raise RefError(f"--egbench-ref {ref}: neither a folder nor a git revision of {rootdir} ({exc})") from None
+    if not commit:
+        raise RefError(f"--egbench-ref {ref}: neither a folder nor a git revision of {rootdir}")
+    tmp = Path(tempfile.mkdtemp(prefix="egbench-ref-"))
+    worktree = tmp / "checkout"
+    try:
+        _git(top, "worktree", "add", "--detach", str(worktree), commit)
+    except RefError as exc:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise RefError(f"--egbench-ref {ref}: could not check out {commit[:12]} into a temporary worktree ({exc})") from None
+    return Reference(worktree, f"REV {ref} ({commit[:12]})" if not commit.startswith(ref) else f"REV {commit[:12]}", commit, worktree_of=top)
+
+
+def child_args(args: Sequence[str]) -> list[str]:
+    """``args`` without :data:`PARENT_ONLY` options (``--opt value`` and ``--opt=value`` forms)."""
+    out: list[str] = []
+    skip = False
+    for arg in args:
+        if skip:
+            skip = False
+            continue
+        name = arg.split("=", 1)[0]
+        if name in PARENT_ONLY:
+            skip = PARENT_ONLY[name] and "=" not in arg
+            continue
+        out.append(arg)
+    return out
+
+
+@dataclass
+class Side:
+    """One side of the A/B: its checkout, label, and each process's results document."""
+
+    name: str
+    root: Path
+    label: str
+    results: list[dict[str, Any]] = field(default_factory=list)
+    logs: list[Path] = field(default_factory=list)
+    seconds: list[float] = field(default_factory=list)
+
+
+def schedule(pairs: int) -> list[tuple[int, str]]:
+    """``(pair, side)`` in run order: ``ref`` first in even pairs, ``current`` first in odd ones."""
+    order = []
+    for i in range(pairs):
+        first, second = ("ref", "current") if i % 2 == 0 else ("current", "ref")
+        order += [(i, first), (i, second)]
+    return order
+
+
+def _inside(path: Path, root: Path) -> Path:
+    """``path`` relative to ``root`` (``.`` when it is not inside)."""
+    try:
+        return path.resolve().relative_to(root.resolve())
+    except ValueError:
+        return Path(".")
+
+
+def run(
+    reference: Reference,
+    current_root: Path,
+    rootdir: Path,
+    invocation_dir: Path,
+    args: Sequence[str],
+    pairs: int,
+    workdir: Path,
+    progress: Callable[[str], None],
+) -> dict[str, Side]:
+    """Run :func:`schedule` ``(pairs)``: each process is ``python -m pytest ARGS --rootdir R
+    --egbench-json ... --egbench-baseline-dir EMPTY`` in its checkout, ``PYTHONPATH`` set to that
+    checkout. ``current_root`` is the folder of the current code that ``reference.root``
+    corresponds to (the repository's top for a revision, pytest's ``rootdir`` for a folder); the
+    reference's processes start in, and take as ``rootdir``, the same places relative to its root
+    as this run, so that both sides' benchmarks get the same node ids. Returns the two sides with
+    every process's results. A process that writes no results file raises :class:`RefError`
+    naming its log; a process whose benchmarks failed is kept (its failed benchmarks have no
+    results, and their verdict items say so).
+    """
+    sides = {"ref": Side("ref", reference.root, reference.label), "current": Side("current", current_root, "current code")}
+    empty = workdir / "no-baselines"
+    empty.mkdir(parents=True, exist_ok=True)
+    rel_root, rel_cwd = _inside(rootdir, current_root), _inside(invocation_dir, current_root)
+    base = child_args(args)
+    total = 2 * pairs
+    for step, (pair, name) in enumerate(schedule(pairs), 1):
+        side = sides[name]
+        out = workdir / f"{name}-{pair}.json"
+        log = workdir / f"{name}-{pair}.log"
+        child_root = side.root / rel_root
+        cwd = side.root / rel_cwd if (side.root / rel_cwd).is_dir() else child_root
+        env = dict(os.environ)
+        env["PYTHONPATH"] = os.pathsep.join([str(side.root), *([env["PYTHONPATH"]] if env.get("PYTHONPATH") else [])])
+        env.pop("PYTEST_ADDOPTS", None)
+        cmd = [sys.executable, "-m", "pytest", *base, "-p", "no:cacheprovider", f"--rootdir={child_root}", "--egbench-json", str(out), "--egbench-baseline-dir", str(empty)]
+        progress(f"egbench A/B: process {step}/{total}: {side.label}, pair {pair + 1}/{pairs} ...")
+        t0 = time.perf_counter()
+        with open(log, "w", encoding="utf-8") as fh:
+            proc = subprocess.run(cmd, cwd=cwd, env=env, stdout=fh, stderr=subprocess.STDOUT)
+        side.seconds.append(time.perf_counter() - t0)
+        side.logs.append(log)
+        if not out.exists():
+            tail = log.read_text(encoding="utf-8", errors="replace").strip().splitlines()[-3:]
+            raise RefError(f"--egbench-ref: the {side.label} process exited with status {proc.returncode} and wrote no results (log {log}): {' | '.join(tail)}")
+        try:
+            side.results.append(json.loads(out.read_text(encoding="utf-8")))
+        except (OSError, ValueError) as exc:
+            raise RefError(f"--egbench-ref: results of the {side.label} process unreadable ({out}: {exc})") from None
+        progress(f"egbench A/B: process {step}/{total} took {side.seconds[-1]:.1f} s (exit status {proc.returncode})")
+    return sides
+
+
+def entries(doc: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """Every metric of a results document (``benchmarks[]`` and ``egbench.metrics``) by full name."""
+    out = {}
+    for bench in list(doc.get("benchmarks") or []) + list((doc.get("egbench") or {}).get("metrics") or []):
+        if isinstance(bench, dict) and isinstance(bench.get("fullname"), str):
+            out[bench["fullname"]] = bench
+    return out
+
+
+def runs_by_metric(side: Side) -> dict[str, dict[int, list[float]]]:
+    """``{fullname: {pair index: that process's samples}}`` (a metric a process did not produce is
+    absent from its dict)."""
+    out: dict[str, dict[int, list[float]]] = {}
+    for pair, doc in enumerate(side.results):
+        for name, bench in entries(doc).items():
+            data = (bench.get("stats") or {}).get("data")
+            if isinstance(data, list) and data:
+                out.setdefault(name, {})[pair] = [float(v) for v in data]
+    return out
+
+
+# --------------------------------------------------------------------------- pytest side
+
+
+class AbItem(pytest.Item):
+    """Stands in for one benchmark in an ``--egbench-ref`` run: the benchmark itself ran in the
+    child processes; this item judges its metrics, current against reference, and fails on a
+    regression like the benchmark would."""
+
+    def __init__(self, *, original: pytest.Item, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.original_nodeid = original.nodeid
+        self.own_markers = list(original.own_markers)
+        self.keywords.update(original.keywords)
+        self.egbench_labels: dict[str, Any] = {}
+
+    def reportinfo(self) -> tuple[Any, int | None, str]:
+        return self.path, None, self.name
+
+    def runtest(self) -> None:
+        from .plugin import SESSION_KEY
+
+        egb = self.config.stash[SESSION_KEY]
+        outcome = egb.ab_outcome
+        if outcome is None:
+            pytest.fail("egbench: the A/B processes did not run", pytrace=False)
+        if isinstance(outcome, str):
+            pytest.fail(f"egbench: {outcome}", pytrace=False)
+        judge_item(self, egb, outcome)
+
+
+def measurement_from_entry(bench: dict[str, Any], samples: list[float], nodeid: str) -> Measurement:
+    """A :class:`~pytest_egbench.session.Measurement` rebuilt from a results-file entry, with
+    ``samples`` (the current side's processes pooled)."""
+    from .session import Measurement
+
+    extra = dict(bench.get("extra_info") or {})
+    name = str(bench["name"])
+    return Measurement(
+        nodeid=nodeid,
+        test=name.rsplit("::", 1)[0],
+        group=str(bench.get("group") or ""),
+        metric=str(extra.get("metric")),
+        unit=str(extra.get("unit")),
+        kind=str(extra.get("kind")),
+        samples=samples,
+        model=extra.get("model"),
+        stage=extra.get("stage"),
+        cold=extra.get("cold") if isinstance(extra.get("cold"), (int, float)) else None,
+        warmup=[float(v) for v in extra["warmup"]] if isinstance(extra.get("warmup"), list) else [],
+        params=dict(bench.get("params") or {}),
+        extra_info={k: v for k, v in extra.items() if k in ("device", "unsettled", "gpu_state", "throttled")},
+    )
+
+
+def judge_item(item: AbItem, egb: EgbenchSession, sides: dict[str, Side]) -> None:
+    """Judge every metric of ``item``'s benchmark (:func:`~pytest_egbench.verdict.judge_ab`),
+    record the current side's measurements with their verdicts in ``egb``, and fail the item on a
+    regression."""
+    from . import options
+    from .session import NOT_COMPARED
+    from .verdict import AB_TOLERANCE, REGRESSION, ab_reference, judge_ab
+
+    ref_label = ab_reference(sides["ref"].label)
+    prefix = item.original_nodeid + "::"
+    cur_runs, ref_runs = egb.ab_runs["current"], egb.ab_runs["ref"]
+    cur_docs = [entries(d) for d in sides["current"].results]
+    mine = sorted(k for k in cur_runs if k.startswith(prefix))
+    if not mine:
+        pytest.skip(f"no results from the current code's processes (skipped or failed there: see {', '.join(str(p) for p in sides['current'].logs[:1])})")
+    marker = item.get_closest_marker("egbench")
+    marked = {k: options.parse_percent(str(v)) for k, v in ((marker.kwargs.get("tolerances") if marker else None) or {}).items()}
+    regressed = []
+    for fullname in mine:
+        bench = next(d[fullname] for d in cur_docs if fullname in d)
+        pooled = [v for _, run in sorted(cur_runs[fullname].items()) for v in run]
+        m = measurement_from_entry(bench, pooled, item.original_nodeid)
+        common = sorted(set(cur_runs[fullname]) & set(ref_runs.get(fullname, {})))
+        if not common:
+            why = f"the reference ({ref_label}) did not produce this metric"
+            m.extra_info["verdict"] = {"status": NOT_COMPARED, "reference": ref_label, "message": f"{m.metric}: not compared: {why}"}
+            egb.unjudged.append({"test": m.test, "metric": m.metric, "status": NOT_COMPARED, "kind": m.kind, "why": why})
+            egb.add(m)
+            continue
+        explicit = egb.settings.explicit_tolerance_for(m.metric)
+        tol = marked.get(m.metric, explicit if explicit is not None else AB_TOLERANCE)
+        v = judge_ab(
+            m.metric, m.kind, m.unit,
+            [ref_runs[fullname][i] for i in common], [cur_runs[fullname][i] for i in common],
+            reference=ref_label, tolerance=tol, tolerance_abs=egb.settings.tolerance_abs, alpha=egb.settings.pvalue,
+        )
+        m.extra_info["verdict"] = {"status": v.status, "reference": v.reference, "message": v.message}
+        egb.add(m)
+        if v.status == REGRESSION:
+            regressed.append(v)
+    if regressed:
+        pytest.fail(f"egbench: {len(regressed)} metric(s) regressed against {ref_label}:\n  " + "\n  ".join(v.message for v in regressed), pytrace=False)

@@ -1,0 +1,313 @@
+"""Machine calibration: how fast this machine is on the resources the stages use, and whether it
+is the same machine (within the probe's own spread) as the one a baseline was measured on.
+
+Leased and shared GPU machines change under one GPU name: on a new H200 host an unchanged suite
+read every stage 30-170 % slower (kernel launch 7.9-11 us, 2 M Python additions 250 ms). A latency
+verdict against a baseline from another machine then judges the machine, not the code. So every
+run measures the machine first (:func:`calibrate`, a few seconds, before the first benchmark),
+stores the figures in ``machine_info.egbench.calibration`` and with every run saved to a baseline,
+and :func:`compare` decides, resource by resource, whether this machine differs from the
+baseline's runs by more than the probe's spread. The plugin then calls latency verdicts against
+that baseline *inconclusive* (neither pass nor failure) and says which resource moved, by how much.
+
+Probes (one function each, each repeated ``repeats`` times, interleaved, after one discarded
+warm-up pass; figures are the median of the repeats):
+
+=================  ==========  =====================================================================
+probe              unit        what it measures (stages that depend on it)
+=================  ==========  =====================================================================
+``python_ops``     ns/op       host interpreter speed: 200,000 integer additions in a Python loop
+                               (load, preprocess, eager decode's per-layer host work)
+``launch``         us          one tiny op dispatched from Python (CUDA: a 1-element ``add``
+                               kernel launched, host time per launch over 200 queued launches;
+                               CPU: the same op run on the CPU) (eager decode)
+``h2d``            GB/s        host-to-device copy of 64 MiB from pinned memory (CUDA only;
+                               preprocess)
+``matmul``         TFLOP/s     bf16 4096^3 matmuls on CUDA, fp32 512^3 on the CPU (prefill, vision)
+``device_copy``    GB/s        copy of a 1 GiB (CUDA) or 64 MiB (CPU) tensor, bytes read plus
+                               written over the time (decode reads the weights once a token)
+``sm_clock``       MHz         SM clock read from NVML while matmuls run (CUDA only)
+=================  ==========  =====================================================================
+
+The probe's spread (``spread``) is the largest relative distance of one repeat from the median
+of the repeats. Within one process that under-states the spread between processes on the same
+machine, so the margin used by :func:`compare` is never below :data:`MIN_MARGIN` (the spread of
+the probes between processes on one machine, measured by ``tools/calibration_study.py``; README,
+"Machine calibration").
+"""
+
+from __future__ import annotations
+
+import statistics
+import time
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+#: Version of the calibration block (stored in results files and baselines).
+CALIBRATION_VERSION = 1
+#: Probe name -> (unit, higher is better, label used in messages).
+PROBES: dict[str, tuple[str, bool, str]] = {
+    "python_ops": ("ns/op", False, "Python op"),
+    "launch": ("us", False, "kernel launch"),
+    "h2d": ("GB/s", True, "host-to-device copy"),
+    "matmul": ("TFLOP/s", True, "matmul"),
+    "device_copy": ("GB/s", True, "device memory copy"),
+    "sm_clock": ("MHz", True, "SM clock under load"),
+}
+#: Smallest relative margin :func:`compare` allows on a probe, whatever the repeats' own spread:
+#: the spread of each probe's median between separate processes on one machine (the same lease,
+#: minutes apart), rounded up. Measured by ``tools/calibration_study.py`` (README, "Machine
+#: calibration"; docs/measurements/calibration-*.json): host probes moved by up to 6 % between
+#: processes on an H200 lease and up to 19 % on this project's 2-core CPU VM, GPU probes by under 2 %.
+MIN_MARGIN: dict[str, float] = {
+    "python_ops": 0.10,
+    "launch": 0.15,
+    "h2d": 0.10,
+    "matmul": 0.05,
+    "device_copy": 0.05,
+    "sm_clock": 0.03,
+}
+
+
+@dataclass(frozen=True)
+class ProbeResult:
+    """One probe's repeats: ``samples`` in ``unit``; ``median``; ``spread`` = max |x / median - 1|."""
+
+    name: str
+    unit: str
+    samples: tuple[float, ...]
+
+    @property
+    def median(self) -> float:
+        return statistics.median(self.samples)
+
+    @property
+    def spread(self) -> float:
+        med = self.median
+        return max(abs(x / med - 1) for x in self.samples) if med else 0.0
+
+    def to_json(self) -> dict[str, Any]:
+        return {"unit": self.unit, "median": self.median, "spread": self.spread, "samples": list(self.samples)}
+
+
+# --------------------------------------------------------------------------- probes
+
+
+def _python_ops(n: int = 200_000) -> float:
+    """ns per integer addition in a plain Python loop."""
+    start = time.perf_counter_ns()
+    total = 0
+    for i in range(n):
+        total += i
+    return (time.perf_counter_ns() - start) / n
+
+
+def _launch(torch: Any, device: Any, n: int = 200) -> float:
+    """us of host time per 1-element ``add`` (CUDA: launches queued, synchronised once after)."""
+    x = torch.ones(1, device=device)
+    sync = (lambda: torch.cuda.synchronize(device)) if device.type == "cuda" else (lambda: None)
+    sync()
+    start = time.perf_counter_ns()
+    for _ in range(n):
+        x.add_(1.0)
+    elapsed = time.perf_counter_ns() - start
+    sync()
+    return elapsed / n / 1e3
+
+
+def _timed(torch: Any, device: Any, work: Callable[[], None], reps: int) -> float:
+    """Seconds per call of ``work`` (CUDA events on the GPU, ``perf_counter`` on the CPU)."""
+    if device.type == "cuda":
+        start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+        start.record()
+        for _ in range(reps):
+            work()
+        end.record()
+        end.synchronize()
+        return start.elapsed_time(end) / 1e3 / reps
+    t0 = time.perf_counter()
+    for _ in range(reps):
+        work()
+    return (time.perf_counter() - t0) / reps
+
+
+class _Probes:
+    """The tensors of the probes, made once, and one method per probe."""
+
+    def __init__(self, device: Any) -> None:
+        import torch
+
+        self.torch, self.device = torch, device
+        on_cuda = device.type == "cuda"
+        self.n = 4096 if on_cuda else 512
+        dtype = torch.bfloat16 if on_cuda else torch.float32
+        self.a = torch.randn(self.n, self.n, device=device, dtype=dtype)
+        self.b = torch.randn(self.n, self.n, device=device, dtype=dtype)
+        copy_bytes = (1 << 30) if on_cuda else (64 << 20)
+        self.src = torch.empty(copy_bytes, dtype=torch.uint8, device=device)
+        self.dst = torch.empty_like(self.src)
+        self.host = torch.empty(64 << 20, dtype=torch.uint8).pin_memory() if on_cuda else None
+        self.dev = torch.empty(64 << 20, dtype=torch.uint8, device=device) if on_cuda else None
+
+    def matmul(self) -> float:
+        reps = 20 if self.device.type == "cuda" else 4
+        seconds = _timed(self.torch, self.device, lambda: self.torch.mm(self.a, self.b), reps)
+        return 2 * self.n**3 / seconds / 1e12
+
+    def device_copy(self) -> float:
+        reps = 10 if self.device.type == "cuda" else 4
+        seconds = _timed(self.torch, self.device, lambda: self.dst.copy_(self.src), reps)
+        return 2 * self.src.numel() / seconds / 1e9
+
+    def h2d(self) -> float:
+        seconds = _timed(self.torch, self.device, lambda: self.dev.copy_(self.host, non_blocking=True), 10)
+        return self.host.numel() / seconds / 1e9
+
+    def sm_clock(self) -> float | None:
+        """SM clock (MHz) read from NVML while about 100 ms of matmuls are queued."""
+        from .machine import sm_clock_mhz
+
+        for _ in range(60):
+            self.torch.mm(self.a, self.b)
+        time.sleep(0.02)  # let the queue start running before reading the clock
+        mhz = sm_clock_mhz(self.device.index or 0)
+        self.torch.cuda.synchronize(self.device)
+        return mhz
+
+
+def calibrate(device: Any, *, repeats: int = 5) -> dict[str, Any]:
+    """Measure this machine on :data:`PROBES` (those that apply to ``device``).
+
+    ``device``: a ``torch.device`` (CPU or CUDA). Runs one discarded pass, then ``repeats``
+    interleaved passes. Returns the calibration block::
+
+        {"version": 1, "device": "cuda:0", "repeats": 5, "seconds": 2.1,
+         "probes": {"launch": {"unit": "us", "median": 4.4, "spread": 0.03, "samples": [...]}, ...}}
+
+    A probe that cannot run (NVML missing for ``sm_clock``) is left out. Takes about 1-3 s on an
+    H200 and 1-2 s on a 2-core CPU.
+    """
+    import torch
+
+    t0 = time.perf_counter()
+    probes = _Probes(device)
+    calls: dict[str, Callable[[], float | None]] = {
+        "python_ops": _python_ops,
+        "launch": lambda: _launch(torch, device),
+        "matmul": probes.matmul,
+        "device_copy": probes.device_copy,
+    }
+    if device.type == "cuda":
+        calls["h2d"] = probes.h2d
+        calls["sm_clock"] = probes.sm_clock
+    samples: dict[str, list[float]] = {name: [] for name in calls}
+    for rep in range(repeats + 1):
+        for name, call in calls.items():
+            value = call()
+            if rep and value is not None:
+                samples[name].append(float(value))
+    results = {name: ProbeResult(name, PROBES[name][0], tuple(values)) for name, values in samples.items() if values}
+    del probes
+    return {
+        "version": CALIBRATION_VERSION,
+        "device": str(device),
+        "repeats": repeats,
+        "seconds": round(time.perf_counter() - t0, 3),
+        "probes": {name: r.to_json() for name, r in results.items()},
+    }
+
+
+# --------------------------------------------------------------------------- comparison
+
+
+@dataclass(frozen=True)
+class Difference:
+    """One probe on which this machine differs from a baseline's runs.
+
+    ``current``: this run's median; ``low``/``high``: the lowest and highest median of the
+    baseline's runs; ``margin``: the relative margin allowed (the probe's spread, never below
+    :data:`MIN_MARGIN`); ``runs``: how many baseline runs carried the probe.
+    """
+
+    probe: str
+    current: float
+    low: float
+    high: float
+    margin: float
+    runs: int
+
+    @property
+    def change(self) -> float:
+        """Relative distance of ``current`` from the nearer end of the baseline's range."""
+        ref = self.high if self.current > self.high else self.low
+        return self.current / ref - 1
+
+    def describe(self) -> str:
+        unit, _, label = PROBES.get(self.probe, ("", True, self.probe))
+        span = f"{_num(self.low)} {unit}" if self.low == self.high else f"{_num(self.low)}-{_num(self.high)} {unit}"
+        runs = f"the baseline's {self.runs} runs" if self.runs > 1 else "the baseline's run"
+        return f"{label} {_num(self.current)} {unit} against {span} in {runs} ({self.change:+.0%}; probe spread allowed {self.margin:.0%})"
+
+
+def _num(x: float) -> str:
+    return f"{x:.3g}" if abs(x) < 100 else f"{x:.0f}"
+
+
+def _medians(calibration: Mapping[str, Any] | None) -> dict[str, tuple[float, float]]:
+    """``{probe: (median, spread)}`` of a calibration block (empty for ``None`` or garbage)."""
+    if not isinstance(calibration, Mapping) or not isinstance(calibration.get("probes"), Mapping):
+        return {}
+    out = {}
+    for name, raw in calibration["probes"].items():
+        try:
+            median, spread = float(raw["median"]), float(raw.get("spread", 0.0))
+        except (KeyError, TypeError, ValueError):
+            continue
+        if median > 0 and median == median and median != float("inf") and spread >= 0:
+            out[str(name)] = (median, spread)
+    return out
+
+
+def compare(current: Mapping[str, Any] | None, references: Sequence[Mapping[str, Any] | None]) -> tuple[list[Difference], list[str]]:
+    """Probes on which ``current`` lies outside the range of ``references`` (the calibrations of
+    a baseline's runs), and the probes that could not be compared.
+
+    A probe differs when this run's median is below ``low * (1 - margin)`` or above
+    ``high * (1 + margin)``, ``low``/``high`` being the smallest and largest median among the
+    reference runs and ``margin`` the largest of this run's and the references' spreads, never
+    below :data:`MIN_MARGIN`. Faster counts as different as well as slower: on a faster machine a
+    real slowdown of the code can hide. Returns ``(differences, not_compared)``; ``not_compared``
+    lists probes this run measured that no reference carries (empty ``references`` or references
+    without calibration: every probe).
+    """
+    mine = _medians(current)
+    refs = [_medians(r) for r in references]
+    differences: list[Difference] = []
+    not_compared: list[str] = []
+    for probe, (value, spread) in mine.items():
+        values = [r[probe] for r in refs if probe in r]
+        if not values:
+            not_compared.append(probe)
+            continue
+        low, high = min(v for v, _ in values), max(v for v, _ in values)
+        margin = max([spread, MIN_MARGIN.get(probe, 0.10)] + [s for _, s in values])
+        if value < low * (1 - margin) or value > high * (1 + margin):
+            differences.append(Difference(probe, value, low, high, margin, len(values)))
+    return differences, not_compared
+
+
+def summary_line(calibration: Mapping[str, Any] | None) -> str:
+    """One line for the terminal header: each probe's median and spread."""
+    parts = []
+    for probe, (median, spread) in _medians(calibration).items():
+        unit = PROBES.get(probe, ("",))[0]
+        parts.append(f"{PROBES.get(probe, ('', True, probe))[2]} {_num(median)} {unit} (±{spread:.0%})")
+    seconds = calibration.get("seconds") if isinstance(calibration, Mapping) else None
+    took = f" in {seconds:.1f} s" if isinstance(seconds, (int, float)) else ""
+    return f"machine calibration{took}: " + ", ".join(parts) if parts else "machine calibration: none"
+
+
+def probe_names(calibrations: Iterable[Mapping[str, Any] | None]) -> set[str]:
+    """Every probe name carried by any of ``calibrations``."""
+    return {name for c in calibrations for name in _medians(c)}

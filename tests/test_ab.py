@@ -1,0 +1,131 @@
+"""Same-machine A/B (``--egbench-ref``): the reference checkout, the children's arguments, the
+run order, and the paired judgement on synthetic rounds with a known change."""
+
+from __future__ import annotations
+
+import random
+import shutil
+import subprocess
+
+import pytest
+
+from pytest_egbench import ab
+from pytest_egbench.verdict import IMPROVEMENT, NOISE_ONLY, PASS, REGRESSION, judge_ab
+
+ALPHA = 0.01
+
+
+def _runs(level: float, pairs: int = 4, rounds: int = 8, noise: float = 0.01, seed: int = 0, offsets=None) -> list[list[float]]:
+    rng = random.Random(seed)
+    offsets = offsets or [0.0] * pairs
+    return [[level * (1 + off) * (1 + rng.gauss(0, noise)) for _ in range(rounds)] for off in offsets]
+
+
+def _judge(ref, cur, kind="latency", tol=0.03):
+    return judge_ab("decode", kind, "s", ref, cur, reference="REV x on this machine", tolerance=tol, tolerance_abs=0.02, alpha=ALPHA)
+
+
+def test_a_known_slowdown_is_a_regression_and_names_the_reference():
+    v = _judge(_runs(0.010, seed=1), _runs(0.0106, seed=2))  # +6 %, 1 % noise
+    assert v.status == REGRESSION and v.p < ALPHA and v.change == pytest.approx(0.06, abs=0.015)
+    assert v.reference == "REV x on this machine" and "REV x on this machine" in v.message and "per process pair" in v.message
+
+
+def test_unchanged_code_passes_and_throughput_is_reversed():
+    assert _judge(_runs(0.010, seed=3), _runs(0.010, seed=4)).status == PASS
+    # throughput: higher is better, so 6 % more tokens/s is an improvement, 6 % fewer a regression
+    assert _judge(_runs(100.0, seed=5), _runs(106.0, seed=6), kind="throughput").status == IMPROVEMENT
+    assert _judge(_runs(100.0, seed=5), _runs(94.0, seed=6), kind="throughput").status == REGRESSION
+
+
+def test_one_odd_process_pair_cannot_decide_alone():
+    # three pairs unchanged, one pair +30 % (one slow process): the pooled median of ratios is
+    # within noise of the tolerance, the pairs disagree, so it is not a regression
+    ref = _runs(0.010, seed=7)
+    cur = _runs(0.010, seed=8, offsets=[0.0, 0.30, 0.0, -0.01])
+    v = _judge(ref, cur, tol=0.0)
+    assert v.status in (PASS, NOISE_ONLY) and v.status != REGRESSION
+
+
+def test_exact_metrics_are_judged_as_exact():
+    assert judge_ab("tokens.prefill", "exact", "tokens", [[637.0] * 3] * 2, [[637.0] * 3] * 2, reference="r", tolerance=0.03, tolerance_abs=0.02, alpha=ALPHA).status == PASS
+    assert judge_ab("tokens.prefill", "exact", "tokens", [[637.0] * 3] * 2, [[641.0] * 3] * 2, reference="r", tolerance=0.03, tolerance_abs=0.02, alpha=ALPHA).status == REGRESSION
+
+
+def test_child_arguments_drop_the_parent_only_options():
+    args = ["--egbench", "-k", "lm", "--egbench-ref", "HEAD", "--egbench-ref-pairs=3", "--egbench-json", "out.json", "--egbench-require-baseline", "--egbench-baseline-dir=b", "--egbench-rounds", "8"]
+    assert ab.child_args(args) == ["--egbench", "-k", "lm", "--egbench-rounds", "8"]
+
+
+def test_schedule_alternates_which_side_runs_first():
+    assert ab.schedule(3) == [(0, "ref"), (0, "current"), (1, "current"), (1, "ref"), (2, "ref"), (2, "current")]
+
+
+@pytest.mark.skipif(shutil.which("git") is None, reason="needs git")
+def test_a_revision_is_checked_out_in_a_temporary_worktree_and_removed(tmp_path):
+    repo = tmp_path / "repo"
+    repo.mkdir()
+    git = ["git", "-C", str(repo), "-c", "user.name=t", "-c", "user.email=t@t"]
+    subprocess.run(["git", "init", "-q", str(repo)], check=True)
+    (repo / "code.py").write_text("VERSION = 1\n")
+    subprocess.run([*git, "add", "."], check=True)
+    subprocess.run([*git, "commit", "-qm", "one"], check=True)
+    (repo / "code.py").write_text("VERSION = 2\n")
+    subprocess.run([*git, "commit", "-qam", "two"], check=True)
+    (repo / "code.py").write_text("VERSION = 3  # uncommitted\n")
+    ref = ab.prepare("HEAD~1", repo)
+    try:
+        assert (ref.root / "code.py").read_text() == "VERSION = 1\n"
+        assert ref.label.startswith("REV HEAD~1 (") and ref.commit and len(ref.commit) == 40
+        assert (repo / "code.py").read_text() == "VERSION = 3  # uncommitted\n"  # the user's tree is untouched
+    finally:
+        ref.cleanup()
+    assert not ref.root.exists()
+    assert "worktree" not in subprocess.run([*git, "worktree", "list"], capture_output=True, text=True).stdout.split("\n", 1)[-1]
+    with pytest.raises(ab.RefError, match="--egbench-ref no-such-rev: neither a folder nor a git revision"):
+        ab.prepare("no-such-rev", repo)
+    folder = ab.prepare(str(repo), tmp_path)
+    assert folder.root == repo.resolve() and folder.label.startswith("folder ") and folder.worktree_of is None
+
+
+AB_BENCH = """
+import time
+import pytest
+import mycode
+
+pytestmark = pytest.mark.egbench(group="toy")
+
+def test_toy(stage_timer):
+    stage_timer.extra_info["model"] = "toy"
+    for rnd in stage_timer.rounds():
+        with rnd.stage("prefill", tokens=10):
+            time.sleep(0.002)
+        with rnd.stage("decode", tokens=4):
+            time.sleep(mycode.DECODE_S)
+"""
+
+
+def _project(root, decode_s: float) -> None:
+    root.mkdir(parents=True, exist_ok=True)
+    (root / "test_bench.py").write_text(AB_BENCH)
+    (root / "mycode.py").write_text(f"DECODE_S = {decode_s}\n")
+
+
+def test_ab_against_a_slower_and_an_equal_reference_folder(pytester, tmp_path_factory):
+    """The reference folder's code and this code run in interleaved processes; a 3 ms decode
+    against the reference's 2 ms fails naming the reference; the same code passes."""
+    _project(pytester.path, 0.003)
+    slower_ref = tmp_path_factory.mktemp("ref-fast")
+    _project(slower_ref, 0.002)
+    common = ["--egbench", "--egbench-device", "cpu", "--egbench-rounds", "8", "--egbench-warmup", "1", "--egbench-ref-pairs", "2", "-p", "no:cacheprovider"]
+    result = pytester.runpytest_subprocess(*common, f"--egbench-ref={slower_ref}")
+    result.assert_outcomes(failed=1)
+    out = result.stdout.str()
+    assert "egbench A/B: process 4/4" in out  # 2 pairs: reference, current, current, reference
+    result.stdout.fnmatch_lines([f"*regressed against folder {slower_ref}*on this machine*", "*decode: folder*change +*per process pair +*slower*"])
+
+    same_ref = tmp_path_factory.mktemp("ref-same")
+    _project(same_ref, 0.003)
+    result = pytester.runpytest_subprocess(*common, "--egbench-tolerance", "25%", "--egbench-ref-pairs", "1", f"--egbench-ref={same_ref}")
+    result.assert_outcomes(passed=1)
+    assert "verdicts:" in result.stdout.str()

@@ -1,0 +1,61 @@
+"""Machine calibration: the probes' structure on the CPU, and the comparison rule against
+hand-computed ranges (pytest_egbench.calibration)."""
+
+from __future__ import annotations
+
+import pytest
+
+from pytest_egbench.calibration import MIN_MARGIN, PROBES, calibrate, compare, summary_line
+
+
+def _cal(**probes: tuple[float, float]) -> dict:
+    """A calibration block with ``probe=(median, spread)``."""
+    return {"version": 1, "probes": {k: {"unit": PROBES[k][0], "median": m, "spread": s, "samples": [m]} for k, (m, s) in probes.items()}}
+
+
+def test_cpu_calibration_measures_the_host_probes_with_their_spread():
+    torch = pytest.importorskip("torch")
+    cal = calibrate(torch.device("cpu"), repeats=3)
+    assert set(cal["probes"]) == {"python_ops", "launch", "matmul", "device_copy"}  # no GPU probes on the CPU
+    for name, probe in cal["probes"].items():
+        assert len(probe["samples"]) == 3, name
+        assert probe["median"] > 0 and probe["unit"] == PROBES[name][0]
+        # spread = largest |x / median - 1| over the repeats, by definition
+        assert probe["spread"] == pytest.approx(max(abs(x / probe["median"] - 1) for x in probe["samples"]))
+    assert "machine calibration" in summary_line(cal) and "kernel launch" in summary_line(cal)
+
+
+def test_a_slower_launch_than_every_baseline_run_differs_with_its_figures():
+    refs = [_cal(launch=(4.4, 0.01)), _cal(launch=(4.6, 0.02))]
+    diffs, missing = compare(_cal(launch=(9.7, 0.03)), refs)
+    assert missing == []
+    (d,) = diffs
+    assert (d.probe, d.low, d.high, d.runs) == ("launch", 4.4, 4.6, 2)
+    assert d.margin == MIN_MARGIN["launch"]  # every spread is below the floor
+    assert d.change == pytest.approx(9.7 / 4.6 - 1)
+    assert d.describe().startswith("kernel launch 9.7 us against 4.4-4.6 us in the baseline's 2 runs (+111%")
+
+
+def test_inside_the_margin_is_the_same_machine_and_faster_also_differs():
+    refs = [_cal(launch=(4.4, 0.01), matmul=(700.0, 0.01)), _cal(launch=(4.6, 0.01), matmul=(720.0, 0.01))]
+    # 4.6 * (1 + 0.15) = 5.29 and 700 * (1 - 0.05) = 665: both just inside
+    assert compare(_cal(launch=(5.28, 0.0), matmul=(666.0, 0.0)), refs) == ([], [])
+    # a faster host is a different machine too: 4.4 * 0.85 = 3.74
+    diffs, _ = compare(_cal(launch=(3.7, 0.0)), refs)
+    assert [d.probe for d in diffs] == ["launch"] and diffs[0].change == pytest.approx(3.7 / 4.4 - 1)
+
+
+def test_the_margin_is_the_largest_spread_measured():
+    refs = [_cal(python_ops=(100.0, 0.40))]
+    # 135 ns is 35 % above the baseline: beyond the 10 % floor, inside the baseline's own 40 % spread
+    assert compare(_cal(python_ops=(135.0, 0.0)), refs) == ([], [])
+    diffs, _ = compare(_cal(python_ops=(135.0, 0.0)), [_cal(python_ops=(100.0, 0.0))])
+    assert diffs and diffs[0].margin == MIN_MARGIN["python_ops"]
+
+
+def test_baselines_without_calibration_compare_nothing():
+    diffs, missing = compare(_cal(launch=(5.0, 0.0), matmul=(700.0, 0.0)), [None, {"probes": "garbage"}])
+    assert diffs == [] and sorted(missing) == ["launch", "matmul"]
+    # garbage or non-positive medians in a reference are ignored, not compared with
+    diffs, missing = compare(_cal(launch=(5.0, 0.0)), [{"probes": {"launch": {"median": -1}}}])
+    assert diffs == [] and missing == ["launch"]
