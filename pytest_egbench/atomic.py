@@ -1,16 +1,40 @@
 """Atomic file writes: a temporary file in the same folder, fsync, then a rename.
 
 A crash, a full disk or content that cannot be serialised leaves an existing file as it was.
-Standard library only.
+A symbolic link is written through (its target gets the new content; the link stays a link); a
+target that exists and is not a regular file (a device node, a FIFO, a folder) is refused and left
+alone. Standard library only.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import stat
 import tempfile
 from pathlib import Path
 from typing import Any
+
+
+class NotARegularFileError(OSError):
+    """The target of an atomic write exists and is not a regular file (a device node, a FIFO, a
+    socket, a folder): replacing it with a file would destroy it, so it is left alone."""
+
+
+def _target(path: Path) -> Path:
+    """Where to write ``path``: the final target of a symbolic link (so the link is kept and its
+    target updated), else ``path`` itself. Raises :class:`NotARegularFileError` when that exists
+    and is not a regular file."""
+    target = Path(os.path.realpath(path)) if path.is_symlink() else path
+    try:
+        mode = os.stat(target).st_mode
+    except (FileNotFoundError, NotADirectoryError):  # a missing file, or a parent that is a file (reported below)
+        return target
+    if not stat.S_ISREG(mode):
+        what = "a folder" if stat.S_ISDIR(mode) else "a device node" if stat.S_ISCHR(mode) or stat.S_ISBLK(mode) else "a FIFO" if stat.S_ISFIFO(mode) else "a socket" if stat.S_ISSOCK(mode) else "a special file"
+        via = f" (the target of the link {path})" if target != path else ""
+        raise NotARegularFileError(f"{target}{via} is {what}, not a regular file: refusing to replace it")
+    return target
 
 
 def _umask() -> int:
@@ -20,7 +44,7 @@ def _umask() -> int:
 
 
 def _atomic(path: Path, write: Any) -> None:
-    path = Path(path)
+    path = _target(Path(path))
     for folder in (path.parent, *path.parent.parents):
         if folder.exists() and not folder.is_dir():
             raise NotADirectoryError(f"{folder} is a file, not a folder")
@@ -44,8 +68,10 @@ def write_json_atomic(path: Path, document: Any) -> None:
     """Write ``document`` as JSON to ``path`` through a temporary file and a rename.
 
     An existing file is replaced only once the new one is complete, so a crash or a value that
-    cannot be serialised leaves the old file as it was. Raises ``OSError`` (``NotADirectoryError``
-    when a parent is a file), ``TypeError`` or ``ValueError`` (NaN/inf) for bad content.
+    cannot be serialised leaves the old file as it was. A symbolic link is written through to its
+    target. Raises ``OSError`` (``NotADirectoryError`` when a parent is a file,
+    :class:`NotARegularFileError` when the target is a device node, FIFO or folder), ``TypeError``
+    or ``ValueError`` (NaN/inf) for bad content.
     """
 
     def write(fh: Any) -> None:

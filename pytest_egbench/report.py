@@ -67,7 +67,7 @@ def benchmark_json(session: EgbenchSession, machine_info: dict[str, Any], commit
         "benchmarks": benchmarks,
         "datetime": datetime.now(timezone.utc).isoformat(),
         "version": pb_version,
-        "egbench": {"schema_version": RESULTS_SCHEMA_VERSION, "settings": run, "metrics": other},
+        "egbench": {"schema_version": RESULTS_SCHEMA_VERSION, "run_id": session.run_id, "settings": run, "calibration": session.calibration, "metrics": other},
     }
 
 
@@ -451,8 +451,6 @@ def write_outputs(session: EgbenchSession, *, save: bool = False) -> tuple[list[
 
         outputs.append(("--egbench-report", s.report, write_report))
     if save:
-        from datetime import datetime, timezone
-
         from .baselines import save as save_baseline
 
         directory = Path(s.baseline_dir)
@@ -460,7 +458,7 @@ def write_outputs(session: EgbenchSession, *, save: bool = False) -> tuple[list[
             (
                 "--egbench-save",
                 directory / f"{session.fingerprint_name()}.json",
-                lambda: save_baseline(directory, session.fingerprint, session.baseline_entries(), created=datetime.now(timezone.utc).isoformat(), commit=commit_info().get("id")),
+                lambda: save_baseline(directory, session.fingerprint, session.baseline_entries(), run=session.run_record()),
             )
         )
     for option, path, write in outputs:

@@ -11,7 +11,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from .baselines import Baseline, Entry, find, fingerprint, fingerprint_name, load_dir, same_config
+from .baselines import Baseline, Entry, RunRecord, find, fingerprint, fingerprint_name, load_dir, same_config
 from .options import STAGES, Settings
 from .timing import metric_stages
 from .verdict import CONTROL_REFERENCE, INCONCLUSIVE, SETTINGS_DIFFER, Verdict, judge
@@ -150,10 +150,20 @@ class EgbenchSession:
     defaults filled once the device is known). ``device``: the ``torch.device`` benchmarked.
     ``device_block``: the device fingerprint from
     :func:`pytest_egbench.machine.device_info`, set by the ``egbench_device`` fixture.
+    ``run_id``: this run's id (a fresh uuid4 hex), written to ``--egbench-json`` and to the
+    baseline's run record, so that the same run is never added to a baseline twice.
+    ``calibration``: an opaque description of the machine's speed during this run (or ``None``),
+    carried into the results file and the run record.
     """
 
+    calibration: dict[str, Any] | None = None
+
     def __init__(self, settings: Settings, device: Any = None) -> None:
+        import uuid
+
         self.settings = settings
+        self.run_id = uuid.uuid4().hex
+        self.calibration = None
         self.device = device
         self.measurements: list[Measurement] = []
         self.device_block: dict[str, Any] | None = None
@@ -368,6 +378,15 @@ class EgbenchSession:
             "max_new_tokens": s.max_new_tokens,
             "inject": {stage: pct for stage, pct in s.inject},
         }
+
+    def run_record(self) -> RunRecord:
+        """This run as a baseline run record: its id, now (UTC, ISO 8601), the git commit, the
+        settings of :meth:`run_info` and :attr:`calibration`."""
+        from datetime import datetime, timezone
+
+        from .machine import commit_info
+
+        return RunRecord(self.run_id, datetime.now(timezone.utc).isoformat(), commit_info().get("id"), _plain(self.run_info()), self.calibration)
 
     def stage_order(self, stages: set[str]) -> list[str]:
         """Known stages in pipeline order, then free names alphabetically."""

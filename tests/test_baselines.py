@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from pytest_egbench import baselines
-from pytest_egbench.baselines import BaselineError, Entry
+from pytest_egbench.baselines import BaselineError, Entry, RunRecord
 from pytest_egbench.verdict import BASELINE_REFERENCE, CONTROL_REFERENCE, IMPROVEMENT, NOISE_ONLY, PASS, REGRESSION, judge
 
 GOLDEN = Path(__file__).parent / "golden"
@@ -28,13 +28,15 @@ def test_fingerprint_from_machine_info():
 def test_save_merges_and_keeps_other_entries(tmp_path):
     a = {"t::prefill": Entry("prefill", "s", "latency", [[1.0, 2.0]]), "t::vision": Entry("vision", "s", "latency", [[7.0]])}
     b = {"t::decode": Entry("decode", "s", "latency", [[3.0]]), "t::prefill": Entry("prefill", "s", "latency", [[5.0]])}
-    path = baselines.save(tmp_path, FP, a, created="c1", commit="x")
-    assert baselines.save(tmp_path, FP, b, created="c2", commit="y") == path
+    path, added = baselines.save(tmp_path, FP, a, run=RunRecord("r1", "c1", "x"))
+    assert added and baselines.save(tmp_path, FP, b, run=RunRecord("r2", "c2", "y")) == (path, True)
     loaded = baselines.load(path)
     # prefill gained a run, decode is new, vision (not measured the second time) is kept
     assert loaded.entries["t::prefill"].runs == [[1.0, 2.0], [5.0]] and loaded.entries["t::prefill"].samples == [1.0, 2.0, 5.0]
     assert loaded.entries["t::decode"].runs == [[3.0]] and loaded.entries["t::vision"].runs == [[7.0]]
-    assert loaded.created == "c2" and loaded.fingerprint == FP
+    assert loaded.created == "c2" and loaded.commit == "y" and loaded.fingerprint == FP
+    assert loaded.entries["t::prefill"].run_ids == ["r1", "r2"] and loaded.entries["t::vision"].run_ids == ["r1"]
+    assert [r.id for r in loaded.runs] == ["r1", "r2"] and loaded.runs[0] == RunRecord("r1", "c1", "x", {}, None)
     assert baselines.find([loaded], FP) is loaded and baselines.find([loaded], {**FP, "device": "x"}) is None
 
 
@@ -42,7 +44,7 @@ def test_save_refuses_to_merge_into_a_broken_file_and_keeps_it(tmp_path):
     path = tmp_path / f"{baselines.fingerprint_name(FP)}.json"
     path.write_text("{broken")
     with pytest.raises(BaselineError, match="not valid JSON"):
-        baselines.save(tmp_path, FP, {"t::x": Entry("x", "s", "latency", [[1.0]])}, created="c", commit=None)
+        baselines.save(tmp_path, FP, {"t::x": Entry("x", "s", "latency", [[1.0]])}, run=RunRecord("r", "c"))
     assert path.read_text() == "{broken"
 
 
@@ -75,8 +77,8 @@ def test_golden_results_file_migrates_from_version_0(tmp_path):
     assert prefill.kind == "latency" and prefill.unit == "s" and len(prefill.samples) == 6
     assert b.entries["benchmarks/test_lm_stages.py::test_lm_stages::tokens.prefill"].samples == [637.0] * 6
     # and saving it writes the current schema
-    out = baselines.save(tmp_path, b.fingerprint, b.entries, created=b.created, commit=b.commit)
-    assert json.loads(out.read_text())["schema_version"] == baselines.SCHEMA_VERSION
+    out, added = baselines.save(tmp_path, b.fingerprint, b.entries, run=b.runs[0])
+    assert added and json.loads(out.read_text())["schema_version"] == baselines.SCHEMA_VERSION
 
 
 def test_golden_version_1_baseline_migrates():
@@ -89,8 +91,12 @@ def test_golden_version_1_baseline_migrates():
 
 def test_runs_beyond_the_limit_drop_the_oldest(tmp_path):
     for i in range(baselines.MAX_RUNS + 2):
-        path = baselines.save(tmp_path, FP, {"t::x": Entry("x", "s", "latency", [[float(i)]])}, created=str(i), commit=None)
-    assert baselines.load(path).entries["t::x"].runs == [[float(i)] for i in range(2, baselines.MAX_RUNS + 2)]
+        path, _ = baselines.save(tmp_path, FP, {"t::x": Entry("x", "s", "latency", [[float(i + 1)]])}, run=RunRecord(f"r{i}", str(i)))
+    b = baselines.load(path)
+    assert b.entries["t::x"].runs == [[float(i + 1)] for i in range(2, baselines.MAX_RUNS + 2)]
+    # the records of the runs that dropped out stay: they are the history
+    assert [r.id for r in b.runs] == [f"r{i}" for i in range(baselines.MAX_RUNS + 2)]
+    assert [r.id for r in b.run_records_in_window()] == [f"r{i}" for i in range(2, baselines.MAX_RUNS + 2)]
 
 
 def test_load_dir_missing_folder_is_empty(tmp_path):
@@ -181,7 +187,16 @@ def test_run_to_run_spread_widens_the_tolerance():
 
 def test_command_line_adds_a_results_file_as_a_run(tmp_path, capsys):
     assert baselines.main(["add", str(GOLDEN / "results-v0-h200.json"), "--dir", str(tmp_path)]) == 0
+    # the same file again adds nothing (its run id, hashed from its content, is already there) ...
     assert baselines.main(["add", str(GOLDEN / "results-v0-h200.json"), "--dir", str(tmp_path)]) == 0
+    (b,) = baselines.load_dir(tmp_path)
+    assert len(b.entries["benchmarks/test_lm_stages.py::test_lm_stages::prefill"].runs) == 1
+    # ... another run does
+    doc = json.loads((GOLDEN / "results-v0-h200.json").read_text())
+    doc["datetime"] = "another run"
+    (tmp_path / "src").mkdir()
+    (tmp_path / "src" / "other.json").write_text(json.dumps(doc))
+    assert baselines.main(["add", str(tmp_path / "src" / "other.json"), "--dir", str(tmp_path)]) == 0
     (b,) = baselines.load_dir(tmp_path)
     assert len(b.entries["benchmarks/test_lm_stages.py::test_lm_stages::prefill"].runs) == 2
     assert baselines.main(["show", str(tmp_path)]) == 0

@@ -246,13 +246,22 @@ def test_no_baseline_skips_with_the_fingerprint(pytester):
 
 def test_save_then_compare_passes(pytester):
     _gated(pytester)
-    result = pytester.runpytest(*RUN, "--egbench-save")
+    result = pytester.runpytest(*RUN, "--egbench-save", "--egbench-json", "results.json")
     result.assert_outcomes(passed=1)
     files = list((pytester.path / "baselines").glob("*.json"))
     assert len(files) == 1 and files[0].name.startswith("cpu-") and "__tiny-fp32__" in files[0].name
     doc = json.loads(files[0].read_text())
-    assert doc["schema_version"] == 2 and doc["fingerprint"]["preset"] == "tiny"
+    assert doc["schema_version"] == 3 and doc["fingerprint"]["preset"] == "tiny"
     assert [len(run) for run in doc["entries"]["test_gate.py::test_gate::prefill"]["runs"]] == [6]
+    # one run record, whose id is the results file's: adding that file later adds nothing
+    (run,) = doc["runs"]
+    assert run["settings"]["preset"] == "tiny" and run["calibration"] is None and run["created"]
+    assert doc["entries"]["test_gate.py::test_gate::prefill"]["run_ids"] == [run["id"]]
+    assert json.loads((pytester.path / "results.json").read_text())["egbench"]["run_id"] == run["id"]
+    from pytest_egbench import baselines
+
+    assert baselines.main(["add", str(pytester.path / "results.json"), "--dir", str(pytester.path / "baselines")]) == 0
+    assert json.loads(files[0].read_text()) == doc
     # compared with its own baseline (a wide tolerance: this checks the pass path, not the noise)
     result = pytester.runpytest(*RUN, "--egbench-tolerance=300%", "-rP")
     result.assert_outcomes(passed=1)
@@ -334,7 +343,9 @@ def test_exact_metric_change_fails_even_from_another_machines_baseline(pytester)
     doc = json.loads(path.read_text())
     doc["fingerprint"]["device"] = "CPU another machine x64"
     path.unlink()
-    (pytester.path / "baselines" / "another.json").write_text(json.dumps(doc))
+    from pytest_egbench.baselines import fingerprint_name
+
+    (pytester.path / "baselines" / f"{fingerprint_name(doc['fingerprint'])}.json").write_text(json.dumps(doc))
     _gated(pytester, tokens=11)
     result = pytester.runpytest(*RUN)
     result.assert_outcomes(failed=1)
