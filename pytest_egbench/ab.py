@@ -195,27 +195,45 @@ def run(
         side = sides[name]
         out = workdir / f"{name}-{pair}.json"
         log = workdir / f"{name}-{pair}.log"
-        child_root = side.root / rel_root
-        cwd = side.root / rel_cwd if (side.root / rel_cwd).is_dir() else child_root
-        env = dict(os.environ)
-        env["PYTHONPATH"] = os.pathsep.join([str(side.root), *([env["PYTHONPATH"]] if env.get("PYTHONPATH") else [])])
-        env.pop("PYTEST_ADDOPTS", None)
-        cmd = [sys.executable, "-m", "pytest", *base, "-p", "no:cacheprovider", f"--rootdir={child_root}", "--egbench-json", str(out), "--egbench-baseline-dir", str(empty)]
         progress(f"egbench A/B: process {step}/{total}: {side.label}, pair {pair + 1}/{pairs} ...")
-        t0 = time.perf_counter()
-        with open(log, "w", encoding="utf-8") as fh:
-            proc = subprocess.run(cmd, cwd=cwd, env=env, stdout=fh, stderr=subprocess.STDOUT)
-        side.seconds.append(time.perf_counter() - t0)
+        status, seconds = run_process(side.root, rel_root, rel_cwd, base, empty, out, log)
+        side.seconds.append(seconds)
         side.logs.append(log)
-        if not out.exists():
-            tail = log.read_text(encoding="utf-8", errors="replace").strip().splitlines()[-3:]
-            raise RefError(f"--egbench-ref: the {side.label} process exited with status {proc.returncode} and wrote no results (log {log}): {' | '.join(tail)}")
-        try:
-            side.results.append(json.loads(out.read_text(encoding="utf-8")))
-        except (OSError, ValueError) as exc:
-            raise RefError(f"--egbench-ref: results of the {side.label} process unreadable ({out}: {exc})") from None
-        progress(f"egbench A/B: process {step}/{total} took {side.seconds[-1]:.1f} s (exit status {proc.returncode})")
+        side.results.append(read_results(side.label, status, out, log))
+        progress(f"egbench A/B: process {step}/{total} took {seconds:.1f} s (exit status {status})")
     return sides
+
+
+def run_process(root: Path, rel_root: Path, rel_cwd: Path, args: Sequence[str], baseline_dir: Path, out: Path, log: Path) -> tuple[int, float]:
+    """One benchmark process of the checkout at ``root``: ``python -m pytest ARGS -p
+    no:cacheprovider --rootdir ROOT/REL_ROOT --egbench-json OUT --egbench-baseline-dir
+    BASELINE_DIR``, started in ``root / rel_cwd`` (or the rootdir when that folder is missing),
+    ``PYTHONPATH`` = ``root`` first, output to ``log``. Returns ``(exit status, seconds)``."""
+    child_root = root / rel_root
+    cwd = root / rel_cwd if (root / rel_cwd).is_dir() else child_root
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join([str(root), *([env["PYTHONPATH"]] if env.get("PYTHONPATH") else [])])
+    env.pop("PYTEST_ADDOPTS", None)
+    cmd = [sys.executable, "-m", "pytest", *args, "-p", "no:cacheprovider", f"--rootdir={child_root}", "--egbench-json", str(out), "--egbench-baseline-dir", str(baseline_dir)]
+    t0 = time.perf_counter()
+    with open(log, "w", encoding="utf-8") as fh:
+        proc = subprocess.run(cmd, cwd=cwd, env=env, stdout=fh, stderr=subprocess.STDOUT)
+    return proc.returncode, time.perf_counter() - t0
+
+
+def read_results(label: str, status: int, out: Path, log: Path) -> dict[str, Any]:
+    """The results document a process wrote; :class:`RefError` naming its log when there is none
+    or it cannot be read."""
+    if not out.exists():
+        tail = log.read_text(encoding="utf-8", errors="replace").strip().splitlines()[-3:]
+        raise RefError(f"--egbench-ref: the {label} process exited with status {status} and wrote no results (log {log}): {' | '.join(tail)}")
+    try:
+        doc = json.loads(out.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise RefError(f"--egbench-ref: results of the {label} process unreadable ({out}: {exc})") from None
+    if not isinstance(doc, dict):
+        raise RefError(f"--egbench-ref: results of the {label} process are not a JSON object ({out})")
+    return doc
 
 
 def entries(doc: dict[str, Any]) -> dict[str, dict[str, Any]]:

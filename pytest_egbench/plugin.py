@@ -64,6 +64,8 @@ def pytest_configure(config: pytest.Config) -> None:
             from .calibration import calibrate
 
             session.calibration = calibrate(device)
+        if settings.ignore_machine and session.own_baseline() is not None and session.machine_check().reason:
+            session.notes.append(f"--egbench-ignore-machine: latency judged against the baseline although {session.machine_check().reason.split('. Compare')[0]}")
         if settings.fallback_ref and not settings.ref and session.own_baseline() is not None and session.machine_check().reason:
             settings = _fall_back_to_ref(session)
         config.stash[SESSION_KEY] = session
@@ -81,9 +83,10 @@ def _fall_back_to_ref(session: EgbenchSession) -> options.Settings:
     same-machine A/B against the commit of the baseline's newest run instead."""
     from dataclasses import replace
 
+    from .session import baseline_commit
+
     own = session.own_baseline()
-    commits = [r.commit for r in own.run_records_in_window() if r.commit] if own else []
-    commit = commits[-1] if commits else (own.commit if own else None)
+    commit = baseline_commit(own) if own else None
     if not commit:
         raise pytest.UsageError(f"--egbench-fallback-ref: {session.machine_check().reason}; but the baseline {session.fingerprint_name()} records no commit to compare with: give --egbench-ref REV")
     session.notes.append(f"--egbench-fallback-ref: {session.machine_check().reason.split('. Compare')[0]}; judging by a same-machine A/B against the baseline's commit {commit[:12]} instead")

@@ -299,8 +299,9 @@ def verdict_lines(session: EgbenchSession) -> list[str]:
     latency/throughput metric(s) in 8 benchmark(s): test_lm_stages (prefill, decode, ...)``.
     """
     counts: dict[str, int] = defaultdict(int)
+    unjudged = "saved, not judged (--egbench-save)" if session.settings.save else "not judged"
     for m in session.measurements:
-        counts[(m.extra_info.get("verdict") or {}).get("status", "not judged")] += 1
+        counts[(m.extra_info.get("verdict") or {}).get("status", unjudged)] += 1
     lines = ["verdicts: " + ", ".join(f"{n} {status}" for status, n in sorted(counts.items()))] if counts else []
     folded: dict[tuple[str, str], dict[str, list[str]]] = defaultdict(lambda: defaultdict(list))
     for u in session.unjudged:

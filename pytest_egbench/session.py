@@ -7,6 +7,7 @@ torch.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -104,7 +105,7 @@ def measurements_from_timing(
     (exact); derived metrics (TTFT, TPOT, tokens/s, total) come from the same rounds. Stage and
     derived metrics carry their control rounds' values too (empty without control rounds).
     """
-    common = dict(nodeid=nodeid, test=test, group=group, model=model, params=dict(params), extra_info=dict(extra_info))
+    common = dict(nodeid=nodeid, test=test, group=group, model=model)
     out: list[Measurement] = []
     for stage in results.stages:
         cold = results.cold.get(stage)
@@ -118,12 +119,12 @@ def measurements_from_timing(
                 cold=None if cold is None else cold * 1e-9,
                 warmup=[ns * 1e-9 for ns in results.warmup.get(stage, [])],
                 control=[ns * 1e-9 for ns in results.control.get(stage, [])],
-                **common,
+                params=dict(params), extra_info=dict(extra_info), **common,
             )
         )
         counts = results.tokens.get(stage, [])
         if counts and all(c is not None for c in counts):
-            out.append(Measurement(metric=f"tokens.{stage}", unit=TOKENS, kind=EXACT, stage=stage, samples=[float(c) for c in counts], **common))
+            out.append(Measurement(metric=f"tokens.{stage}", unit=TOKENS, kind=EXACT, stage=stage, samples=[float(c) for c in counts], params=dict(params), extra_info=dict(extra_info), **common))
     cold_derived = results.derived_cold()
     control_derived = results.derived_control()
     for metric, values in results.derived().items():
@@ -137,7 +138,7 @@ def measurements_from_timing(
                 samples=[v * scale for v in values],
                 cold=None if cold is None else cold * scale,
                 control=[v * scale for v in control_derived.get(metric, [])],
-                **common,
+                params=dict(params), extra_info=dict(extra_info), **common,
             )
         )
     return out
@@ -156,14 +157,11 @@ class EgbenchSession:
     carried into the results file and the run record.
     """
 
-    calibration: dict[str, Any] | None = None
-
     def __init__(self, settings: Settings, device: Any = None) -> None:
         import uuid
 
         self.settings = settings
         self.run_id = uuid.uuid4().hex
-        self.calibration = None
         self.device = device
         self.measurements: list[Measurement] = []
         self.device_block: dict[str, Any] | None = None
@@ -177,7 +175,8 @@ class EgbenchSession:
         self.ab_reference: Any = None
         self.ab_outcome: Any = None
         self.ab_runs: dict[str, Any] = {}
-        self.calibration: dict[str, Any] | None = None  # calibration.calibrate() of this run's device
+        #: :func:`pytest_egbench.calibration.calibrate` of this run's device (``None`` until measured)
+        self.calibration: dict[str, Any] | None = None
         self._machine: dict[str, Any] | None = None
         self._baselines: list[Baseline] | None = None
         self._machine_check: MachineCheck | None = None
@@ -230,12 +229,13 @@ class EgbenchSession:
                 if not self.calibration or not self.calibration.get("probes"):
                     check = MachineCheck("this run has no machine calibration, so nothing shows it is the machine of the baseline's runs")
                 elif not any(refs):
-                    check = MachineCheck(f"the baseline's runs carry no machine calibration (saved before pytest-egbench measured machines), so nothing shows this is the same machine: re-save the baseline, or compare with --egbench-ref {own.commit or 'REV'} on this machine")
+                    rev = (baseline_commit(own) or "REV")[:12]
+                    check = MachineCheck(f"the baseline's runs carry no machine calibration (saved before pytest-egbench measured machines), so nothing shows this is the same machine: re-save the baseline, or compare on this machine with --egbench-ref {rev}")
                 else:
                     diffs, _ = compare(self.calibration, refs)
                     reason = None
                     if diffs:
-                        rev = own.commit[:12] if own.commit else "REV"
+                        rev = (baseline_commit(own) or "REV")[:12]
                         reason = "machine differs: " + "; ".join(d.describe() for d in diffs) + f". Compare on this machine instead: --egbench-ref {rev}"
                     check = MachineCheck(reason, diffs, sum(1 for r in refs if r))
             self._machine_check = check
@@ -275,7 +275,8 @@ class EgbenchSession:
         baseline is :data:`~pytest_egbench.verdict.INCONCLUSIVE` when :meth:`machine_check` gives
         a reason (the message says it). A baseline whose runs had other settings
         (:meth:`settings_differ`) gives :data:`~pytest_egbench.verdict.SETTINGS_DIFFER` for every
-        metric. Exact metrics, memory and rates are judged whatever the machine.
+        metric. Exact metrics, memory and rates are judged whatever the machine. With
+        ``--egbench-ignore-machine`` latency is judged in any case (the plugin notes the difference).
         """
         s = self.settings
         fp = self.fingerprint
@@ -293,7 +294,7 @@ class EgbenchSession:
                 entry = source.entries[m.fullname] if source else None
             speed = m.kind in (LATENCY, THROUGHPUT)
             differ = self.settings_differ(source) if entry is not None and source is not None else None
-            blocked = self.machine_check().reason if entry is not None and speed else None
+            blocked = self.machine_check().reason if entry is not None and speed and not s.ignore_machine else None
             control = bool(m.control) and speed and bool(injected.intersection(metric_stages(m.metric, stages)))
             if differ and not control:
                 verdicts.append(Verdict(m.metric, SETTINGS_DIFFER, f"{m.metric}: not compared, settings differ from the baseline's runs ({differ})"))
@@ -391,6 +392,17 @@ class EgbenchSession:
     def stage_order(self, stages: set[str]) -> list[str]:
         """Known stages in pipeline order, then free names alphabetically."""
         return [s for s in STAGES if s in stages] + sorted(stages - set(STAGES))
+
+
+def baseline_commit(baseline: Baseline) -> str | None:
+    """The commit of the newest run still in ``baseline``'s window that recorded one, else the
+    file's ``commit``: the revision a same-machine A/B should compare with. Only git object ids
+    count (pytest-benchmark records ``unversioned`` outside a repository)."""
+    ids = [r.commit for r in baseline.run_records_in_window()] + [baseline.commit]
+    commits = [c for c in ids[:-1] if c and re.fullmatch(r"[0-9a-f]{7,40}", c)]
+    if commits:
+        return commits[-1]
+    return baseline.commit if baseline.commit and re.fullmatch(r"[0-9a-f]{7,40}", baseline.commit) else None
 
 
 def _plain(value: Any) -> Any:

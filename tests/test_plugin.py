@@ -44,7 +44,7 @@ def test_benchmarks_skip_with_reason_without_flag(pytester):
 def test_flag_runs_benchmarks_only_and_prints_the_stage_table(pytester):
     pytester.makepyfile(test_bench=BENCH, test_plain=PLAIN)
     result = pytester.runpytest("--egbench", "--egbench-rounds", "3", "--egbench-warmup", "1", "--egbench-device", "cpu")
-    result.assert_outcomes(skipped=2, deselected=1)  # measured, but this machine has no baseline
+    result.assert_outcomes(passed=2, deselected=1)  # measured; nothing to compare with, which the summary lists
     result.stdout.fnmatch_lines(
         [
             "egbench: device cpu, preset tiny, weights fp32, rounds 3 after 1 cold + 1 warm-up*",
@@ -69,7 +69,7 @@ def test_json_is_pytest_benchmark_format_and_compare_reads_it(pytester):
     pytester.makepyfile(test_bench=BENCH)
     out = pytester.path / "results" / "run.json"
     result = pytester.runpytest("--egbench", "--egbench-rounds", "3", "--egbench-warmup", "0", "--egbench-device", "cpu", f"--egbench-json={out}")
-    result.assert_outcomes(skipped=2)
+    result.assert_outcomes(passed=2)
     result.stdout.fnmatch_lines([f"egbench: wrote {out}"])
     doc = json.loads(out.read_text())
     names = sorted(b["name"] for b in doc["benchmarks"])
@@ -109,7 +109,7 @@ def test_one(stage_timer, pytestconfig):
     )
     result = pytester.runpytest("--egbench", "--egbench-rounds", "1", "--egbench-device", "cpu", "--egbench-json=blocked/run.json")
     assert result.ret == pytest.ExitCode.INTERNAL_ERROR
-    result.stdout.fnmatch_lines(["egbench: ERROR --egbench-json blocked/run.json: could not write the results: blocked is a file, not a folder", "*1 skipped*"])
+    result.stdout.fnmatch_lines(["egbench: ERROR --egbench-json blocked/run.json: could not write the results: blocked is a file, not a folder", "*1 passed*"])
     assert (pytester.path / "blocked").read_text() == "not a folder"
 
 
@@ -207,7 +207,7 @@ def test_report_file_is_written(pytester):
     pytester.makepyfile(test_bench=BENCH)
     out = pytester.path / "report.md"
     result = pytester.runpytest("--egbench", "--egbench-rounds", "2", "--egbench-device", "cpu", f"--egbench-report={out}")
-    result.assert_outcomes(skipped=2)
+    result.assert_outcomes(passed=2)
     text = out.read_text()
     assert text.startswith("# egbench report") and "## toy" in text and "| prefill |" in text
     assert "![stages](report-stages.png)" in text
@@ -237,11 +237,46 @@ def _gated(pytester, tokens=10):
     pytester.makepyfile(test_gate=GATED.replace("TOKENS", str(tokens)))
 
 
-def test_no_baseline_skips_with_the_fingerprint(pytester):
+def test_no_baseline_passes_and_lists_what_was_not_compared(pytester):
+    """No silent passes: a benchmark with nothing to compare with passes, and the summary says
+    which metrics were not compared and why; --egbench-require-baseline turns that into exit 6."""
     _gated(pytester)
-    result = pytester.runpytest(*RUN, "-rs")
-    result.assert_outcomes(skipped=1)
-    result.stdout.fnmatch_lines(["*no baseline for this machine: fingerprint cpu-*__tiny-fp32__torch* is not in*baselines*Save one with --egbench-save*"])
+    result = pytester.runpytest(*RUN)
+    result.assert_outcomes(passed=1)
+    assert result.ret == pytest.ExitCode.OK
+    result.stdout.fnmatch_lines(
+        [
+            "verdicts: 9 not compared",
+            "not compared: no baseline for this machine's fingerprint cpu-*__tiny-fp32__torch* in *baselines: 9 metric(s) in 1 benchmark(s): test_gate (prefill, tokens.prefill, decode, *)",
+        ]
+    )
+    result = pytester.runpytest(*RUN, "--egbench-require-baseline")
+    result.assert_outcomes(passed=1)
+    assert result.ret == 6
+    result.stdout.fnmatch_lines(["*ERROR --egbench-require-baseline: 7 latency/throughput metric(s) got no verdict (listed above); exit status 6"])
+
+
+def test_a_machine_that_differs_from_the_baselines_is_inconclusive_not_a_failure(pytester):
+    """Judge the machine before the code: the saved run's kernel launch is made 20 times faster
+    than this machine's, so latency is inconclusive (named in the summary and the JSON), token
+    counts are still compared, and --egbench-require-baseline exits 6."""
+    _gated(pytester)
+    pytester.runpytest(*RUN, "--egbench-save").assert_outcomes(passed=1)
+    (path,) = (pytester.path / "baselines").glob("*.json")
+    doc = json.loads(path.read_text())
+    launch = doc["runs"][0]["calibration"]["probes"]["launch"]
+    launch["median"] /= 20
+    launch["samples"] = [v / 20 for v in launch["samples"]]
+    path.write_text(json.dumps(doc))
+    out = pytester.path / "run.json"
+    result = pytester.runpytest(*RUN, f"--egbench-json={out}")
+    result.assert_outcomes(passed=1)
+    assert result.ret == pytest.ExitCode.OK
+    result.stdout.fnmatch_lines(["verdicts: *7 inconclusive*", "inconclusive: inconclusive against baseline cpu-*: machine differs: kernel launch * us against * us in the baseline's run (+*%*; probe spread allowed *). Compare on this machine instead: --egbench-ref *: 7 metric(s) in 1 benchmark(s): test_gate (prefill, decode, *)"])
+    results = json.loads(out.read_text())
+    verdicts = {b["name"]: b["extra_info"]["verdict"]["status"] for b in results["benchmarks"] + results["egbench"]["metrics"]}
+    assert verdicts["test_gate::decode"] == "inconclusive" and verdicts["test_gate::tokens.decode"] == "pass"
+    assert pytester.runpytest(*RUN, "--egbench-require-baseline").ret == 6
 
 
 def test_save_then_compare_passes(pytester):
@@ -255,7 +290,8 @@ def test_save_then_compare_passes(pytester):
     assert [len(run) for run in doc["entries"]["test_gate.py::test_gate::prefill"]["runs"]] == [6]
     # one run record, whose id is the results file's: adding that file later adds nothing
     (run,) = doc["runs"]
-    assert run["settings"]["preset"] == "tiny" and run["calibration"] is None and run["created"]
+    assert run["settings"]["preset"] == "tiny" and run["created"]
+    assert {"python_ops", "launch", "matmul", "device_copy"} <= set(run["calibration"]["probes"])  # the machine, measured before the run
     assert doc["entries"]["test_gate.py::test_gate::prefill"]["run_ids"] == [run["id"]]
     assert json.loads((pytester.path / "results.json").read_text())["egbench"]["run_id"] == run["id"]
     from pytest_egbench import baselines
@@ -270,8 +306,9 @@ def test_save_then_compare_passes(pytester):
 def test_injected_decode_slowdown_fails_with_the_numbers(pytester):
     _gated(pytester)
     pytester.runpytest(*RUN, "--egbench-save").assert_outcomes(passed=1)
-    # +100 %: far beyond the noise of a shared CI machine, so the test cannot flake
-    result = pytester.runpytest(*RUN, "--egbench-inject", "decode=100%", "--egbench-tolerance=20%")
+    # +100 %: far beyond the noise of a shared CI machine, so the test cannot flake; the machine
+    # check is off because this test is about the baseline's gate, not about this VM's noise
+    result = pytester.runpytest(*RUN, "--egbench-inject", "decode=100%", "--egbench-tolerance=20%", "--egbench-ignore-machine")
     result.assert_outcomes(failed=1)
     result.stdout.fnmatch_lines(
         [
@@ -306,9 +343,9 @@ def test_injected_slowdown_without_baseline_fails_against_the_control_rounds(pyt
     decode = next(b for b in doc["benchmarks"] if b["name"] == "test_gate::decode")
     assert decode["stats"]["rounds"] == 12 and len(decode["extra_info"]["control"]) == 12
     assert sorted(decode["stats"]["data"])[3] > 1.5 * sorted(decode["extra_info"]["control"])[3]  # +100 % of a 4 ms sleep
-    result = pytester.runpytest(*RUN, "-rs")
-    result.assert_outcomes(skipped=1)
-    result.stdout.fnmatch_lines(["*no baseline for this machine: fingerprint cpu-*"])
+    result = pytester.runpytest(*RUN)
+    result.assert_outcomes(passed=1)
+    result.stdout.fnmatch_lines(["not compared: no baseline for this machine's fingerprint cpu-*"])
 
 
 def test_a_metric_the_baseline_lacks_is_judged_against_the_control(pytester):
@@ -318,7 +355,7 @@ def test_a_metric_the_baseline_lacks_is_judged_against_the_control(pytester):
     doc = json.loads(path.read_text())
     del doc["entries"]["test_gate.py::test_gate::tpot"]
     path.write_text(json.dumps(doc))
-    result = pytester.runpytest(*RUN, "--egbench-inject", "decode=100%", "--egbench-tolerance=20%")
+    result = pytester.runpytest(*RUN, "--egbench-inject", "decode=100%", "--egbench-tolerance=20%", "--egbench-ignore-machine")
     result.assert_outcomes(failed=1)
     result.stdout.fnmatch_lines(
         [

@@ -5,11 +5,11 @@ from __future__ import annotations
 
 import pytest
 
-from pytest_egbench.baselines import Baseline, Entry
+from pytest_egbench.baselines import Baseline, Entry, RunRecord
 from pytest_egbench.options import Settings
 from pytest_egbench.session import EgbenchSession, measurements_from_timing
 from pytest_egbench.timing import TimingResults
-from pytest_egbench.verdict import BASELINE_REFERENCE, CONTROL_REFERENCE, PASS, REGRESSION
+from pytest_egbench.verdict import BASELINE_REFERENCE, CONTROL_REFERENCE, INCONCLUSIVE, PASS, REGRESSION, SETTINGS_DIFFER
 
 MACHINE = {"node": "test-host", "cpu": {"brand_raw": "Test CPU", "count": 2}, "egbench": {"libraries": {"torch": "2.13.0"}}}
 NODE = "benchmarks/test_x.py::test_lm"
@@ -31,10 +31,22 @@ def results(decode_factor: float = 1.2) -> TimingResults:
     return TimingResults(["preprocess", "prefill", "decode"], steady, {}, {}, tokens, {}, control, dict(tokens))
 
 
-def session(inject=(("decode", 0.2),), baseline_entries: dict[str, Entry] | None = None, **settings) -> EgbenchSession:
+def calibration(launch_us: float = 4.4) -> dict:
+    return {"version": 1, "probes": {"launch": {"unit": "us", "median": launch_us, "spread": 0.01, "samples": [launch_us]}, "python_ops": {"unit": "ns/op", "median": 30.0, "spread": 0.01, "samples": [30.0]}}}
+
+
+def session(inject=(("decode", 0.2),), baseline_entries: dict[str, Entry] | None = None, baseline_calibration=calibration(), baseline_settings=None, **settings) -> EgbenchSession:
+    """A CPU session on MACHINE whose calibration is :func:`calibration`; its baseline (one run,
+    id ``r1``) has ``baseline_entries``, ``baseline_calibration`` and ``baseline_settings``."""
     s = EgbenchSession(Settings(enabled=True, preset="tiny", quant="fp32", inject=tuple(inject), **settings).for_device("cpu"), "cpu")
     s._machine = MACHINE
-    s._baselines = [] if baseline_entries is None else [Baseline(s.fingerprint, baseline_entries)]
+    s.calibration = calibration()
+    if baseline_entries is None:
+        s._baselines = []
+    else:
+        for e in baseline_entries.values():
+            e.run_ids = ["r1"] * len(e.runs)
+        s._baselines = [Baseline(s.fingerprint, baseline_entries, runs=[RunRecord("r1", commit="abc1234def5678", settings=baseline_settings or {}, calibration=baseline_calibration)])]
     return s
 
 
@@ -136,3 +148,39 @@ def test_each_measurement_keeps_the_device_it_was_measured_on_through_an_xdist_m
 
     doc = benchmark_json(controller, {}, {})
     assert {b["extra_info"]["device"] for b in doc["benchmarks"]} == {"cuda:1"}
+
+
+def _baseline_of(egb: EgbenchSession, metrics=("decode", "prefill", "tokens.decode")) -> dict[str, Entry]:
+    return {m.fullname: Entry(m.metric, m.unit, m.kind, [list(m.samples)]) for m in measured(egb) if m.metric in metrics}
+
+
+def test_a_machine_that_differs_makes_latency_inconclusive_and_exact_metrics_still_judged():
+    egb = session(inject=(), baseline_entries=_baseline_of(session(inject=())), baseline_calibration=calibration(launch_us=9.7))
+    verdicts, missing = egb.judge(measured(egb))
+    by_metric = {v.metric: v for v in verdicts}
+    assert by_metric["decode"].status == INCONCLUSIVE and by_metric["prefill"].status == INCONCLUSIVE
+    assert "machine differs: kernel launch 4.4 us against 9.7 us in the baseline's run" in by_metric["decode"].message
+    assert "--egbench-ref abc1234def56" in by_metric["decode"].message  # the remedy names the baseline's commit
+    assert by_metric["tokens.decode"].status == PASS  # token counts do not depend on the machine
+    # the same baseline on the same machine: judged
+    same = session(inject=(), baseline_entries=_baseline_of(session(inject=())))
+    assert {v.metric: v.status for v in same.judge(measured(same))[0]}["decode"] == PASS
+
+
+def test_a_baseline_without_calibration_cannot_vouch_for_the_machine():
+    egb = session(inject=(), baseline_entries=_baseline_of(session(inject=())), baseline_calibration=None)
+    by_metric = {v.metric: v for v in egb.judge(measured(egb))[0]}
+    assert by_metric["decode"].status == INCONCLUSIVE and "carry no machine calibration" in by_metric["decode"].message
+    # unless the user says the machine is the one of the baseline
+    trusting = session(inject=(), baseline_entries=_baseline_of(session(inject=())), baseline_calibration=None, ignore_machine=True)
+    assert {v.metric: v.status for v in trusting.judge(measured(trusting))[0]}["decode"] == PASS
+
+
+def test_other_settings_are_not_compared():
+    egb = session(inject=(), baseline_entries=_baseline_of(session(inject=())), baseline_settings={"preset": "tiny", "quant": "fp32", "max_new_tokens": 32, "rounds": 3})
+    verdicts, _ = egb.judge(measured(egb))
+    assert {v.status for v in verdicts} == {SETTINGS_DIFFER}
+    assert "max_new_tokens 16 against 32" in verdicts[0].message
+    # rounds alone do not make settings differ
+    egb = session(inject=(), baseline_entries=_baseline_of(session(inject=())), baseline_settings={"preset": "tiny", "quant": "fp32", "max_new_tokens": 16, "rounds": 3})
+    assert SETTINGS_DIFFER not in {v.status for v in egb.judge(measured(egb))[0]}

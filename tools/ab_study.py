@@ -1,0 +1,178 @@
+"""How many interleaved process pairs a same-machine A/B (``--egbench-ref``) needs to catch a
+slowdown of the code under test, and how often it flags unchanged code.
+
+Arms, each a copy of this checkout in a temporary folder:
+
+* ``ref`` -- the code as it is (the reference);
+* ``same`` -- the code as it is again (an A/A: every flag on it is a false alarm);
+* ``slowP`` -- for each ``--slow P``: the code under test made slower on purpose, in
+  ``pytest_egbench/models/generation.py`` (``prefill_with_logits`` and ``decode``), by extra work of
+  ``P`` times the prefill and decode time that a first, unchanged process measured: a
+  ``torch.cuda._sleep`` spin kernel on the GPU (its cycles per second measured in the process), a
+  busy wait on the CPU. Not the plugin's injector: the code that the benchmark runs.
+
+``--rounds R`` rounds of processes run one after the other; in each round every arm runs once, the
+order rotating from round to round, so that each arm's process sits next to a reference process and
+a drift of the machine falls on every arm alike. Then every ``k`` in ``--k`` splits the rounds into
+disjoint groups of ``k`` and judges each group as ``--egbench-ref`` with ``--egbench-ref-pairs k``
+would (:func:`pytest_egbench.verdict.judge_ab`, tolerance ``--tolerance``, alpha ``--alpha``): how
+many groups flag the slowed arms (caught) and the unchanged one (false alarms). Every process's
+results are kept in ``OUT/raw.json``; the table goes to ``OUT/ab-study.md``.
+
+    python tools/ab_study.py --out /tmp/ab --rounds 10 --slow 0.05 --slow 0.02 -- \\
+        --egbench -k test_lm_stages --egbench-device cpu
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from pytest_egbench import ab  # noqa: E402
+from pytest_egbench.verdict import IMPROVEMENT, REGRESSION, judge_ab  # noqa: E402
+
+SLOWDOWN = '''
+
+# --- tools/ab_study.py: a deliberate slowdown of the code under test ---------------------------
+_EXTRA_PREFILL_S, _EXTRA_DECODE_S = {prefill!r}, {decode!r}
+_CYCLES_PER_S: dict = {{}}
+
+
+def _extra_work(seconds: float, device: torch.device) -> None:
+    import time as _time
+
+    if device.type != "cuda":
+        end = _time.perf_counter() + seconds
+        while _time.perf_counter() < end:
+            pass
+        return
+    if device not in _CYCLES_PER_S:
+        start, stop = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+        torch.cuda._sleep(1_000_000)
+        start.record()
+        torch.cuda._sleep(20_000_000)
+        stop.record()
+        stop.synchronize()
+        _CYCLES_PER_S[device] = 20_000_000 / (start.elapsed_time(stop) / 1e3)
+    torch.cuda._sleep(int(seconds * _CYCLES_PER_S[device]))
+
+
+_unchanged_prefill_with_logits = prefill_with_logits
+_unchanged_decode = decode
+
+
+def prefill_with_logits(model, **kwargs):  # noqa: F811
+    out = _unchanged_prefill_with_logits(model, **kwargs)
+    _extra_work(_EXTRA_PREFILL_S, out[0].device)
+    return out
+
+
+def decode(model, token, cache, steps, **kwargs):  # noqa: F811
+    produced = _unchanged_decode(model, token, cache, steps, **kwargs)
+    _extra_work(_EXTRA_DECODE_S, token.device)
+    return produced
+'''
+
+
+def copy_tree(dest: Path) -> Path:
+    """This checkout's code, benchmarks and configuration (no git, wheels or outputs)."""
+    ignore = shutil.ignore_patterns(".git", ".whl", "__pycache__", "*.egg-info", ".pytest_cache", "docs", "data")
+    shutil.copytree(ROOT, dest, ignore=ignore)
+    return dest
+
+
+def metric_runs(docs: list[dict], suffix: str) -> list[list[float]]:
+    """Each process's samples of the one metric whose full name ends in ``::suffix``."""
+    out = []
+    for doc in docs:
+        found = [b for name, b in ab.entries(doc).items() if name.endswith(f"::{suffix}")]
+        if len(found) != 1:
+            raise SystemExit(f"expected one metric ending in ::{suffix}, found {len(found)}: narrow the selection with -k")
+        out.append([float(v) for v in found[0]["stats"]["data"]])
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--out", type=Path, required=True)
+    parser.add_argument("--rounds", type=int, default=8)
+    parser.add_argument("--slow", type=float, action="append", default=[], help="fraction, e.g. 0.05 (repeatable)")
+    parser.add_argument("--k", type=int, action="append", default=[], help="pairs per judged A/B (repeatable; default 1 2 4)")
+    parser.add_argument("--tolerance", type=float, default=None, help="default: verdict.AB_TOLERANCE")
+    parser.add_argument("--alpha", type=float, default=0.01)
+    parser.add_argument("--metrics", default="prefill,decode")
+    parser.add_argument("pytest_args", nargs=argparse.REMAINDER)
+    args = parser.parse_args(argv)
+    from pytest_egbench.verdict import AB_TOLERANCE
+
+    tolerance = AB_TOLERANCE if args.tolerance is None else args.tolerance
+    pytest_args = [a for a in args.pytest_args if a != "--"]
+    args.out.mkdir(parents=True, exist_ok=True)
+    work = Path(tempfile.mkdtemp(prefix="ab-study-"))
+    empty = work / "no-baselines"
+    empty.mkdir()
+    t0 = time.perf_counter()
+    arms = {"ref": copy_tree(work / "ref"), "same": copy_tree(work / "same")}
+    # a first unchanged process: how long prefill and decode take, to size the slowdowns
+    status, secs = ab.run_process(arms["ref"], Path("."), Path("."), pytest_args, empty, work / "probe.json", work / "probe.log")
+    probe = ab.read_results("probe", status, work / "probe.json", work / "probe.log")
+    base = {m: statistics.median(metric_runs([probe], m)[0]) for m in ("prefill", "decode")}
+    print(f"probe process: {secs:.1f} s; prefill {base['prefill'] * 1e3:.3f} ms, decode {base['decode'] * 1e3:.3f} ms", file=sys.stderr)
+    for frac in args.slow:
+        name = f"slow{frac:g}"
+        arms[name] = copy_tree(work / name)
+        gen = arms[name] / "pytest_egbench" / "models" / "generation.py"
+        gen.write_text(gen.read_text() + SLOWDOWN.format(prefill=frac * base["prefill"], decode=frac * base["decode"]))
+    names = list(arms)
+    docs: dict[str, list[dict]] = {n: [] for n in names}
+    seconds: dict[str, list[float]] = {n: [] for n in names}
+    for r in range(args.rounds):
+        order = names[r % len(names) :] + names[: r % len(names)]
+        for n in order:
+            out, log = work / f"{n}-{r}.json", work / f"{n}-{r}.log"
+            status, secs = ab.run_process(arms[n], Path("."), Path("."), pytest_args, empty, out, log)
+            docs[n].append(ab.read_results(n, status, out, log))
+            seconds[n].append(secs)
+            print(f"round {r + 1}/{args.rounds} {n}: {secs:.1f} s", file=sys.stderr)
+    (args.out / "raw.json").write_text(json.dumps({"args": vars(args) | {"out": str(args.out)}, "base_seconds": base, "seconds": seconds, "docs": docs}, default=str) + "\n")
+    ks = args.k or [1, 2, 4]
+    lines = [
+        f"A/B study: {args.rounds} rounds x {len(names)} arms ({', '.join(names)}), {sum(map(len, seconds.values()))} processes, "
+        f"median {statistics.median([s for v in seconds.values() for s in v]):.1f} s a process, {time.perf_counter() - t0:.0f} s in all; "
+        f"tolerance {tolerance:.0%}, alpha {args.alpha}; pytest {' '.join(pytest_args)}",
+        "",
+        "| metric | arm | pairs per A/B (k) | A/Bs | flagged slower | flagged faster | median change |",
+        "|---|---|---:|---:|---:|---:|---:|",
+    ]
+    summary = []
+    for metric in args.metrics.split(","):
+        ref_runs = metric_runs(docs["ref"], metric)
+        for n in names[1:]:
+            runs = metric_runs(docs[n], metric)
+            for k in ks:
+                groups = [list(range(i, i + k)) for i in range(0, args.rounds - k + 1, k)]
+                verdicts = [judge_ab(metric, "latency", "s", [ref_runs[i] for i in g], [runs[i] for i in g], reference="ref", tolerance=tolerance, tolerance_abs=0.02, alpha=args.alpha) for g in groups]
+                slower = sum(v.status == REGRESSION for v in verdicts)
+                faster = sum(v.status == IMPROVEMENT for v in verdicts)
+                change = statistics.median(v.change for v in verdicts)
+                lines.append(f"| {metric} | {n} | {k} | {len(groups)} | {slower} | {faster} | {change:+.1%} |")
+                summary.append({"metric": metric, "arm": n, "k": k, "tries": len(groups), "slower": slower, "faster": faster, "changes": [v.change for v in verdicts]})
+    text = "\n".join(lines) + "\n"
+    (args.out / "ab-study.md").write_text(text)
+    (args.out / "summary.json").write_text(json.dumps(summary, indent=1) + "\n")
+    print(text)
+    shutil.rmtree(work, ignore_errors=True)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
