@@ -61,9 +61,10 @@ PROBES: dict[str, tuple[str, bool, str]] = {
 #: "Machine calibration"; ``docs/measurements/calibration-*.json``). On this project's shared 2-core
 #: CPU VM, loaded by other work, the medians moved between processes by 41 % (Python ops), 69 %
 #: (launch), 48 % (matmul) and 10 % (memory copy): a CPU calibration can only tell machines apart
-#: that differ by more than that.
+#: that differ by more than that. On an H200 lease (5 processes): Python ops 34 %, launch 16 %,
+#: host-to-device copy 1.3 %, matmul 1.0 %, device copy 0.4 %, SM clock 0 %.
 MIN_MARGIN: dict[str, dict[str, float]] = {
-    "cuda": {"python_ops": 0.10, "launch": 0.15, "h2d": 0.10, "matmul": 0.05, "device_copy": 0.05, "sm_clock": 0.03},
+    "cuda": {"python_ops": 0.40, "launch": 0.25, "h2d": 0.05, "matmul": 0.03, "device_copy": 0.03, "sm_clock": 0.03},
     "cpu": {"python_ops": 0.50, "launch": 0.75, "matmul": 0.50, "device_copy": 0.25},
 }
 

@@ -72,12 +72,20 @@ COMPARED_SETTINGS = ("preset", "quant", "max_new_tokens")
 @dataclass(frozen=True)
 class MachineCheck:
     """Outcome of :meth:`EgbenchSession.machine_check`: ``reason`` why latency cannot be judged
-    against the baseline (``None``: it can), the probes that differ, and how many of the
-    baseline's runs carried a calibration."""
+    against the baseline (``None``: it can), the probes that differ, how many of the baseline's
+    runs carried a calibration, and which of them match this machine."""
 
     reason: str | None
     differences: list[Any] = field(default_factory=list)
     calibrated_runs: int = 0
+    #: ids of the baseline's runs measured on a machine like this one (``None``: no baseline)
+    matching: frozenset[str] | None = None
+
+    def runs_for(self, entry: Entry) -> list[list[float]]:
+        """The runs of ``entry`` that latency may be judged against: those of :attr:`matching`."""
+        if self.matching is None:
+            return list(entry.runs)
+        return [run for run, rid in zip(entry.runs, entry.run_ids) if rid in self.matching]
 
 
 _DERIVED = {
@@ -210,36 +218,40 @@ class EgbenchSession:
         return find(self.baselines, self.fingerprint)
 
     def machine_check(self) -> MachineCheck:
-        """Whether this machine is the one this fingerprint's baseline was measured on (computed
-        once; see :mod:`pytest_egbench.calibration`).
+        """Which of this fingerprint's baseline runs were measured on a machine like this one
+        (computed once; see :mod:`pytest_egbench.calibration`).
 
-        ``reason`` is ``None`` when latency can be judged against the baseline, else why not: the
-        probes that differ, with figures; or that the baseline's runs (or this run) carry no
-        calibration, so that nothing says the machine is the same. No baseline: ``reason`` None
-        (nothing to judge against in any case).
+        A baseline can hold runs from several hosts of one GPU type (leases differ from night to
+        night); latency is judged only against the runs whose calibration matches this run's
+        (:func:`~pytest_egbench.calibration.compare` finds no difference), listed in
+        ``matching``. ``reason`` is ``None`` when at least one run matches (or there is no
+        baseline), else why latency cannot be judged: the probes that differ, with figures, or
+        that the baseline's runs (or this run) carry no calibration.
         """
         if self._machine_check is None:
-            from .calibration import compare
-
-            own = self.own_baseline()
-            if own is None:
-                check = MachineCheck(None)
-            else:
-                refs = [r.calibration for r in own.run_records_in_window()]
-                if not self.calibration or not self.calibration.get("probes"):
-                    check = MachineCheck("this run has no machine calibration, so nothing shows it is the machine of the baseline's runs")
-                elif not any(refs):
-                    rev = (baseline_commit(own) or "REV")[:12]
-                    check = MachineCheck(f"the baseline's runs carry no machine calibration (saved before pytest-egbench measured machines), so nothing shows this is the same machine: re-save the baseline, or compare on this machine with --egbench-ref {rev}")
-                else:
-                    diffs, _ = compare(self.calibration, refs)
-                    reason = None
-                    if diffs:
-                        rev = (baseline_commit(own) or "REV")[:12]
-                        reason = "machine differs: " + "; ".join(d.describe() for d in diffs) + f". Compare on this machine instead: --egbench-ref {rev}"
-                    check = MachineCheck(reason, diffs, sum(1 for r in refs if r))
-            self._machine_check = check
+            self._machine_check = self._check_machine()
         return self._machine_check
+
+    def _check_machine(self) -> MachineCheck:
+        from .calibration import compare
+
+        own = self.own_baseline()
+        if own is None:
+            return MachineCheck(None)
+        rev = (baseline_commit(own) or "REV")[:12]
+        calibrated = [r for r in own.run_records_in_window() if isinstance(r.calibration, dict) and r.calibration.get("probes")]
+        if not self.calibration or not self.calibration.get("probes"):
+            return MachineCheck("this run has no machine calibration, so nothing shows it is the machine of the baseline's runs")
+        if not calibrated:
+            return MachineCheck(f"the baseline's runs carry no machine calibration (saved before pytest-egbench measured machines), so nothing shows this is the same machine: re-save the baseline, or compare on this machine with --egbench-ref {rev}")
+        per_run = {r.id: compare(self.calibration, [r.calibration])[0] for r in calibrated}
+        matching = frozenset(rid for rid, diffs in per_run.items() if not diffs)
+        if matching:
+            return MachineCheck(None, [], len(calibrated), matching)
+        diffs, _ = compare(self.calibration, [r.calibration for r in calibrated])
+        if not diffs:  # inside the range of all runs, but like none of them: name the nearest
+            diffs = min(per_run.values(), key=len)
+        return MachineCheck("machine differs: " + "; ".join(d.describe() for d in diffs) + f". Compare on this machine instead: --egbench-ref {rev}", diffs, len(calibrated), frozenset())
 
     def settings_differ(self, baseline: Baseline) -> str | None:
         """How this run's settings differ from those of ``baseline``'s runs (``None`` if they do
@@ -294,13 +306,19 @@ class EgbenchSession:
                 entry = source.entries[m.fullname] if source else None
             speed = m.kind in (LATENCY, THROUGHPUT)
             differ = self.settings_differ(source) if entry is not None and source is not None else None
-            blocked = self.machine_check().reason if entry is not None and speed and not s.ignore_machine else None
+            check = self.machine_check()
+            blocked = check.reason if entry is not None and speed and not s.ignore_machine else None
+            runs = entry.runs if entry is not None else []
+            if entry is not None and speed and not s.ignore_machine and not blocked and source is own:
+                runs = check.runs_for(entry)
+                if not runs:
+                    blocked = f"none of this metric's runs in the baseline was measured on a machine like this one (matching runs: {len(check.matching or ())} of {check.calibrated_runs} calibrated)"
             control = bool(m.control) and speed and bool(injected.intersection(metric_stages(m.metric, stages)))
             if differ and not control:
                 verdicts.append(Verdict(m.metric, SETTINGS_DIFFER, f"{m.metric}: not compared, settings differ from the baseline's runs ({differ})"))
             elif entry is not None and not blocked and not differ:
                 tol = (tolerances or {}).get(m.metric, s.tolerance_for(m.metric))
-                verdicts.append(judge(m.metric, m.kind, m.unit, entry.runs, m.samples, tolerance=tol, tolerance_abs=s.tolerance_abs, alpha=s.pvalue))
+                verdicts.append(judge(m.metric, m.kind, m.unit, runs, m.samples, tolerance=tol, tolerance_abs=s.tolerance_abs, alpha=s.pvalue))
             elif control:
                 tol = (tolerances or {}).get(m.metric, s.control_tolerance_for(m.metric))
                 verdicts.append(judge(m.metric, m.kind, m.unit, [m.control], m.samples, tolerance=tol, tolerance_abs=s.tolerance_abs, alpha=s.pvalue, reference=CONTROL_REFERENCE, paired=True))

@@ -37,27 +37,31 @@ def test_a_slower_launch_than_every_baseline_run_differs_with_its_figures():
 
 
 def test_inside_the_margin_is_the_same_machine_and_faster_also_differs():
-    refs = [_cal(launch=(4.4, 0.01), matmul=(700.0, 0.01)), _cal(launch=(4.6, 0.01), matmul=(720.0, 0.01))]
-    # 4.6 * (1 + 0.15) = 5.29 and 700 * (1 - 0.05) = 665: both just inside
-    assert compare(_cal(launch=(5.28, 0.0), matmul=(666.0, 0.0)), refs) == ([], [])
-    # a faster host is a different machine too: 4.4 * 0.85 = 3.74
-    diffs, _ = compare(_cal(launch=(3.7, 0.0)), refs)
-    assert [d.probe for d in diffs] == ["launch"] and diffs[0].change == pytest.approx(3.7 / 4.4 - 1)
+    refs = [_cal(launch=(4.4, 0.01), matmul=(700.0, 0.001)), _cal(launch=(4.6, 0.01), matmul=(720.0, 0.001))]
+    up, down = 1 + MIN_MARGIN["cuda"]["launch"], 1 - MIN_MARGIN["cuda"]["matmul"]
+    # just inside the range widened by the floor, on both probes: the same machine
+    assert compare(_cal(launch=(4.6 * up * 0.99, 0.0), matmul=(700.0 * down * 1.01, 0.0)), refs) == ([], [])
+    # just outside: different (a faster host is a different machine too)
+    diffs, _ = compare(_cal(launch=(4.4 * (1 - MIN_MARGIN["cuda"]["launch"]) * 0.99, 0.0), matmul=(700.0 * down * 0.99, 0.0)), refs)
+    assert sorted(d.probe for d in diffs) == ["launch", "matmul"]
+    assert {d.probe: d.change for d in diffs}["launch"] < 0
 
 
 def test_the_margin_is_the_largest_spread_measured():
-    refs = [_cal(python_ops=(100.0, 0.40))]
-    # 135 ns is 35 % above the baseline: beyond the 10 % floor, inside the baseline's own 40 % spread
-    assert compare(_cal(python_ops=(135.0, 0.0)), refs) == ([], [])
-    diffs, _ = compare(_cal(python_ops=(135.0, 0.0)), [_cal(python_ops=(100.0, 0.0))])
-    assert diffs and diffs[0].margin == MIN_MARGIN["cuda"]["python_ops"]
+    floor = MIN_MARGIN["cuda"]["python_ops"]
+    refs = [_cal(python_ops=(100.0, floor + 0.20))]
+    # beyond the floor, inside the baseline's own (larger) spread
+    assert compare(_cal(python_ops=(100.0 * (1 + floor + 0.10), 0.0)), refs) == ([], [])
+    diffs, _ = compare(_cal(python_ops=(100.0 * (1 + floor + 0.10), 0.0)), [_cal(python_ops=(100.0, 0.0))])
+    assert diffs and diffs[0].margin == floor
 
 
 def test_the_cpu_floor_is_wider_than_the_gpu_one():
-    cpu = {**_cal(launch=(6.0, 0.0)), "device": "cpu"}
-    # +36 %: a different machine for a CUDA run (floor 15 %), within a shared CPU's floor (75 %)
+    assert all(MIN_MARGIN["cpu"][p] >= MIN_MARGIN["cuda"][p] for p in MIN_MARGIN["cpu"])
+    cpu = {**_cal(launch=(4.4 * (1 + MIN_MARGIN["cuda"]["launch"]) * 1.1, 0.0)), "device": "cpu"}
+    # beyond the CUDA floor, within the CPU's
     assert compare(cpu, [_cal(launch=(4.4, 0.0))]) == ([], [])
-    assert compare(_cal(launch=(6.0, 0.0)), [_cal(launch=(4.4, 0.0))])[0]
+    assert compare({**cpu, "device": "cuda:0"}, [_cal(launch=(4.4, 0.0))])[0]
 
 
 def test_baselines_without_calibration_compare_nothing():

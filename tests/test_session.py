@@ -184,3 +184,26 @@ def test_other_settings_are_not_compared():
     # rounds alone do not make settings differ
     egb = session(inject=(), baseline_entries=_baseline_of(session(inject=())), baseline_settings={"preset": "tiny", "quant": "fp32", "max_new_tokens": 16, "rounds": 3})
     assert SETTINGS_DIFFER not in {v.status for v in egb.judge(measured(egb))[0]}
+
+
+def test_latency_is_judged_only_against_the_runs_from_machines_like_this_one():
+    """A baseline holding a fast host's run (launch 4.4 us, decode 30 ms) and a slow host's (9.7 us,
+    60 ms): on a fast host, a 45 ms decode is +50 % against the fast run -- a regression -- though
+    it sits between the two runs' medians (tolerance 10 %: the CPU default of 100 % is not the point)."""
+    egb = session(inject=(), tolerance=0.10)
+    decode = next(m for m in measured(egb) if m.metric == "decode")
+    fast, slow = [v * 1.0 for v in decode.samples], [v * 2.0 for v in decode.samples]
+    entry = Entry("decode", "s", "latency", [fast, slow], run_ids=["fast", "slow"])
+    egb._baselines = [Baseline(egb.fingerprint, {decode.fullname: entry}, runs=[RunRecord("fast", calibration=calibration(4.4)), RunRecord("slow", calibration=calibration(9.7))])]
+    assert egb.machine_check().matching == frozenset({"fast"})
+    current = [measurements_from_timing(results(decode_factor=1.0), nodeid=NODE, test="test_lm", group="lm", model="llama", params={}, extra_info={})]
+    slower = [m for m in current[0] if m.metric == "decode"]
+    slower[0].samples = [v * 1.5 for v in fast]
+    (v,) = egb.judge(slower)[0]
+    assert v.status == REGRESSION and "n=8]" in v.message and "over 2 runs" not in v.message
+    # on a host like neither run: inconclusive, naming the nearest run's difference
+    odd = session(inject=(), tolerance=0.10)
+    odd.calibration = calibration(7.0)
+    odd._baselines = egb._baselines
+    (v,) = odd.judge(slower)[0]
+    assert v.status == INCONCLUSIVE and "kernel launch 7 us against" in v.message

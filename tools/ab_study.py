@@ -85,7 +85,12 @@ def decode(model, token, cache, steps, **kwargs):  # noqa: F811
 
 def copy_tree(dest: Path) -> Path:
     """This checkout's code, benchmarks and configuration (no git, wheels or outputs)."""
-    ignore = shutil.ignore_patterns(".git", ".whl", "__pycache__", "*.egg-info", ".pytest_cache", "docs", "data")
+    everywhere = shutil.ignore_patterns(".git", ".whl", "__pycache__", "*.egg-info", ".pytest_cache", ".hypothesis")
+
+    def ignore(folder: str, names: list[str]) -> set[str]:
+        top = {"docs", "data", "baselines", "egbench-results"} if Path(folder) == ROOT else set()
+        return set(everywhere(folder, names)) | (top & set(names))
+
     shutil.copytree(ROOT, dest, ignore=ignore)
     return dest
 
