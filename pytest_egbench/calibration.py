@@ -21,6 +21,10 @@ probe              unit        what it measures (stages that depend on it)
 ``launch``         us          one tiny op dispatched from Python (CUDA: a 1-element ``add``
                                kernel launched, host time per launch over 200 queued launches;
                                CPU: the same op run on the CPU) (eager decode)
+``eager_layer``    us          one eager layer of a 32-layer stack of ``Linear(256, 256)`` + SiLU
+                               + residual modules called from Python on a 1-token input, wall time
+                               per layer with one synchronisation per stack (eager decode: module
+                               calls, dispatch and launches, what a host-bound decode spends)
 ``h2d``            GB/s        host-to-device copy of 64 MiB from pinned memory (CUDA only;
                                preprocess)
 ``matmul``         TFLOP/s     bf16 4096^3 matmuls on CUDA, fp32 512^3 on the CPU (prefill, vision)
@@ -50,6 +54,7 @@ CALIBRATION_VERSION = 1
 PROBES: dict[str, tuple[str, bool, str]] = {
     "python_ops": ("ns/op", False, "Python op"),
     "launch": ("us", False, "kernel launch"),
+    "eager_layer": ("us", False, "eager layer"),
     "h2d": ("GB/s", True, "host-to-device copy"),
     "matmul": ("TFLOP/s", True, "matmul"),
     "device_copy": ("GB/s", True, "device memory copy"),
@@ -64,8 +69,8 @@ PROBES: dict[str, tuple[str, bool, str]] = {
 #: that differ by more than that. On an H200 lease (5 processes): Python ops 34 %, launch 16 %,
 #: host-to-device copy 1.3 %, matmul 1.0 %, device copy 0.4 %, SM clock 0 %.
 MIN_MARGIN: dict[str, dict[str, float]] = {
-    "cuda": {"python_ops": 0.40, "launch": 0.25, "h2d": 0.05, "matmul": 0.03, "device_copy": 0.03, "sm_clock": 0.03},
-    "cpu": {"python_ops": 0.50, "launch": 0.75, "matmul": 0.50, "device_copy": 0.25},
+    "cuda": {"python_ops": 0.40, "launch": 0.25, "eager_layer": 0.25, "h2d": 0.05, "matmul": 0.03, "device_copy": 0.03, "sm_clock": 0.03},
+    "cpu": {"python_ops": 0.50, "launch": 0.75, "eager_layer": 0.75, "matmul": 0.50, "device_copy": 0.25},
 }
 
 
@@ -144,6 +149,20 @@ def _timed(torch: Any, device: Any, work: Callable[[], None], reps: int) -> floa
     return (time.perf_counter() - t0) / reps
 
 
+def _Residual(torch: Any) -> Any:
+    """``x + silu(linear(x))``: a module call with a few kernels, like one piece of a decoder layer."""
+
+    class Residual(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.linear = torch.nn.Linear(256, 256)
+
+        def forward(self, x: Any) -> Any:
+            return x + torch.nn.functional.silu(self.linear(x))
+
+    return Residual()
+
+
 class _Probes:
     """The tensors of the probes, made once, and one method per probe."""
 
@@ -160,7 +179,23 @@ class _Probes:
         self.src = torch.empty(copy_bytes, dtype=torch.uint8, device=device)
         self.dst = torch.empty_like(self.src)
         self.host = torch.empty(64 << 20, dtype=torch.uint8).pin_memory() if on_cuda else None
+        torch.manual_seed(0)
+        self.stack = torch.nn.Sequential(*[_Residual(torch) for _ in range(32)]).to(device).eval()
+        self.token = torch.randn(1, 1, 256, device=device) * 0.01
         self.dev = torch.empty(64 << 20, dtype=torch.uint8, device=device) if on_cuda else None
+
+    def eager_layer(self) -> float:
+        """us of wall time per layer of an eager 32-layer stack (one synchronisation per stack)."""
+        torch = self.torch
+        sync = (lambda: torch.cuda.synchronize(self.device)) if self.device.type == "cuda" else (lambda: None)
+        with torch.inference_mode():
+            x = self.token
+            sync()
+            start = time.perf_counter_ns()
+            for _ in range(4):
+                x = self.stack(x)
+            sync()
+        return (time.perf_counter_ns() - start) / (4 * len(self.stack)) / 1e3
 
     def matmul(self) -> float:
         reps = 20 if self.device.type == "cuda" else 4
@@ -207,6 +242,7 @@ def calibrate(device: Any, *, repeats: int = 5) -> dict[str, Any]:
     calls: dict[str, Callable[[], float | None]] = {
         "python_ops": _python_ops,
         "launch": lambda: _launch(torch, device),
+        "eager_layer": probes.eager_layer,
         "matmul": probes.matmul,
         "device_copy": probes.device_copy,
     }

@@ -16,7 +16,7 @@ def _cal(**probes: tuple[float, float]) -> dict:
 def test_cpu_calibration_measures_the_host_probes_with_their_spread():
     torch = pytest.importorskip("torch")
     cal = calibrate(torch.device("cpu"), repeats=5)
-    assert set(cal["probes"]) == {"python_ops", "launch", "matmul", "device_copy"}  # no GPU probes on the CPU
+    assert set(cal["probes"]) == {"python_ops", "launch", "eager_layer", "matmul", "device_copy"}  # no GPU probes on the CPU
     for name, probe in cal["probes"].items():
         assert len(probe["samples"]) == 5, name
         assert probe["median"] > 0 and probe["unit"] == PROBES[name][0]

@@ -115,6 +115,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--tolerance", type=float, default=None, help="default: verdict.AB_TOLERANCE")
     parser.add_argument("--alpha", type=float, default=0.01)
     parser.add_argument("--metrics", default="prefill,decode")
+    parser.add_argument("--replay", type=Path, help="judge the processes of an earlier raw.json instead of running any")
     parser.add_argument("pytest_args", nargs=argparse.REMAINDER)
     args = parser.parse_args(argv)
     from pytest_egbench.verdict import AB_TOLERANCE
@@ -122,12 +123,53 @@ def main(argv: list[str] | None = None) -> int:
     tolerance = AB_TOLERANCE if args.tolerance is None else args.tolerance
     pytest_args = [a for a in args.pytest_args if a != "--"]
     args.out.mkdir(parents=True, exist_ok=True)
+    t0 = time.perf_counter()
+    if args.replay:
+        raw = json.loads(args.replay.read_text())
+        docs, seconds = raw["docs"], raw["seconds"]
+        rounds = min(len(v) for v in docs.values())
+    else:
+        docs, seconds, rounds = run_arms(args, pytest_args)
+    names = list(docs)
+    ks = args.k or [1, 2, 4]
+    lines = [
+        f"A/B study: {rounds} rounds x {len(names)} arms ({', '.join(names)}), {sum(map(len, seconds.values()))} processes, "
+        f"median {statistics.median([s for v in seconds.values() for s in v]):.1f} s a process, {time.perf_counter() - t0:.0f} s in all; "
+        f"tolerance {tolerance:.0%}, alpha {args.alpha}; pytest {' '.join(pytest_args)}",
+        "",
+        "| metric | arm | pairs per A/B (k) | A/Bs | flagged slower | flagged faster | median change |",
+        "|---|---|---:|---:|---:|---:|---:|",
+    ]
+    summary = []
+    for metric in args.metrics.split(","):
+        ref_runs = metric_runs(docs["ref"][:rounds], metric)
+        for n in names[1:]:
+            runs = metric_runs(docs[n][:rounds], metric)
+            for k in ks:
+                groups = [list(range(i, i + k)) for i in range(0, rounds - k + 1, k)]
+                if not groups:
+                    continue
+                verdicts = [judge_ab(metric, "latency", "s", [ref_runs[i] for i in g], [runs[i] for i in g], reference="ref", tolerance=tolerance, tolerance_abs=0.02, alpha=args.alpha) for g in groups]
+                slower = sum(v.status == REGRESSION for v in verdicts)
+                faster = sum(v.status == IMPROVEMENT for v in verdicts)
+                change = statistics.median(v.change for v in verdicts)
+                lines.append(f"| {metric} | {n} | {k} | {len(groups)} | {slower} | {faster} | {change:+.1%} |")
+                summary.append({"metric": metric, "arm": n, "k": k, "tries": len(groups), "slower": slower, "faster": faster, "changes": [v.change for v in verdicts], "p": [v.p for v in verdicts], "status": [v.status for v in verdicts]})
+    text = "\n".join(lines) + "\n"
+    (args.out / "ab-study.md").write_text(text)
+    (args.out / "summary.json").write_text(json.dumps(summary, indent=1) + "\n")
+    print(text)
+    return 0
+
+
+def run_arms(args: argparse.Namespace, pytest_args: list[str]) -> tuple[dict[str, list[dict]], dict[str, list[float]], int]:
+    """Copy the arms, size the slowdowns from a first unchanged process, run ``args.rounds``
+    rounds (the order rotating), writing ``OUT/raw.json`` after each round. Returns the
+    processes' results and seconds by arm, and the rounds run."""
     work = Path(tempfile.mkdtemp(prefix="ab-study-"))
     empty = work / "no-baselines"
     empty.mkdir()
-    t0 = time.perf_counter()
     arms = {"ref": copy_tree(work / "ref"), "same": copy_tree(work / "same")}
-    # a first unchanged process: how long prefill and decode take, to size the slowdowns
     status, secs = ab.run_process(arms["ref"], Path("."), Path("."), pytest_args, empty, work / "probe.json", work / "probe.log")
     probe = ab.read_results("probe", status, work / "probe.json", work / "probe.log")
     base = {m: statistics.median(metric_runs([probe], m)[0]) for m in ("prefill", "decode")}
@@ -148,35 +190,10 @@ def main(argv: list[str] | None = None) -> int:
             docs[n].append(ab.read_results(n, status, out, log))
             seconds[n].append(secs)
             print(f"round {r + 1}/{args.rounds} {n}: {secs:.1f} s", file=sys.stderr)
-    (args.out / "raw.json").write_text(json.dumps({"args": vars(args) | {"out": str(args.out)}, "base_seconds": base, "seconds": seconds, "docs": docs}, default=str) + "\n")
-    ks = args.k or [1, 2, 4]
-    lines = [
-        f"A/B study: {args.rounds} rounds x {len(names)} arms ({', '.join(names)}), {sum(map(len, seconds.values()))} processes, "
-        f"median {statistics.median([s for v in seconds.values() for s in v]):.1f} s a process, {time.perf_counter() - t0:.0f} s in all; "
-        f"tolerance {tolerance:.0%}, alpha {args.alpha}; pytest {' '.join(pytest_args)}",
-        "",
-        "| metric | arm | pairs per A/B (k) | A/Bs | flagged slower | flagged faster | median change |",
-        "|---|---|---:|---:|---:|---:|---:|",
-    ]
-    summary = []
-    for metric in args.metrics.split(","):
-        ref_runs = metric_runs(docs["ref"], metric)
-        for n in names[1:]:
-            runs = metric_runs(docs[n], metric)
-            for k in ks:
-                groups = [list(range(i, i + k)) for i in range(0, args.rounds - k + 1, k)]
-                verdicts = [judge_ab(metric, "latency", "s", [ref_runs[i] for i in g], [runs[i] for i in g], reference="ref", tolerance=tolerance, tolerance_abs=0.02, alpha=args.alpha) for g in groups]
-                slower = sum(v.status == REGRESSION for v in verdicts)
-                faster = sum(v.status == IMPROVEMENT for v in verdicts)
-                change = statistics.median(v.change for v in verdicts)
-                lines.append(f"| {metric} | {n} | {k} | {len(groups)} | {slower} | {faster} | {change:+.1%} |")
-                summary.append({"metric": metric, "arm": n, "k": k, "tries": len(groups), "slower": slower, "faster": faster, "changes": [v.change for v in verdicts]})
-    text = "\n".join(lines) + "\n"
-    (args.out / "ab-study.md").write_text(text)
-    (args.out / "summary.json").write_text(json.dumps(summary, indent=1) + "\n")
-    print(text)
+        # after every round, so that a run cut short keeps what it measured
+        (args.out / "raw.json").write_text(json.dumps({"args": {k: str(v) for k, v in vars(args).items()}, "base_seconds": base, "rounds_done": r + 1, "seconds": seconds, "docs": docs}) + "\n")
     shutil.rmtree(work, ignore_errors=True)
-    return 0
+    return docs, seconds, args.rounds
 
 
 if __name__ == "__main__":
