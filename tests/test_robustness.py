@@ -351,6 +351,18 @@ def test_schema_2_runs_with_equal_samples_get_distinct_ids(tmp_path):
     assert len({r.id for r in b.runs}) == 2 and b.entries["k"].run_ids == [r.id for r in b.runs]
 
 
+def test_schema_2_runs_are_aligned_from_the_newest(tmp_path):
+    """An entry with fewer runs than the file's longest missed the oldest ones (a metric added
+    later): its runs share the ids of the newest positions."""
+    path = tmp_path / "b.json"
+    fp = {"device": "d", "preset": "p", "quant": "q"}
+    entries = {"old": {"metric": "a", "unit": "s", "kind": "latency", "runs": [[1.0], [2.0], [3.0]]}, "new": {"metric": "b", "unit": "s", "kind": "latency", "runs": [[4.0]]}}
+    path.write_text(json.dumps({"schema_version": 2, "fingerprint": fp, "created": "c", "commit": "x", "entries": entries}))
+    b = baselines.load(path)
+    assert b.entries["new"].run_ids == b.entries["old"].run_ids[-1:] and [r.id for r in b.runs] == b.entries["old"].run_ids
+    assert all((r.created, r.commit, r.settings, r.calibration) == ("c", "x", {}, None) for r in b.runs)
+
+
 # --------------------------------------------------------------------------- input that used to end in a traceback
 
 
