@@ -288,6 +288,44 @@ def test_the_known_kinds_are_the_sessions():
     assert set(baselines.KINDS) == {session.LATENCY, session.THROUGHPUT, session.EXACT, session.RATE, session.INFO, session.MEMORY}
 
 
+def _session(tmp_path: Path, torch_version: str = "2.13.0"):
+    from pytest_egbench.options import Settings
+    from pytest_egbench.session import EgbenchSession, Measurement
+
+    egb = EgbenchSession(Settings(enabled=True, preset="tiny", quant="fp32", baseline_dir=tmp_path / "baselines", json=tmp_path / "results.json").for_device("cpu"), "cpu")
+    egb._machine = {"node": "test-host", "cpu": {"brand_raw": "Test CPU", "count": 2}, "egbench": {"libraries": {"torch": torch_version}}}
+    egb.add(Measurement(nodeid="t.py::t", test="t", group="g", metric="prefill", unit="s", kind="latency", samples=[0.1, 0.2]))
+    return egb
+
+
+def test_a_session_fingerprint_unfit_for_a_file_name_is_an_output_error_not_a_crash(tmp_path):
+    from pytest_egbench.report import write_outputs
+
+    written, errors = write_outputs(_session(tmp_path, torch_version="../../evil"), save=True)
+    assert written == [tmp_path / "results.json"] and len(errors) == 1 and "fingerprint field 'torch'" in errors[0]
+    assert not (tmp_path / "baselines").exists()
+
+
+def test_a_saved_run_and_its_results_file_share_the_run_id(tmp_path):
+    from pytest_egbench.report import write_outputs
+
+    egb = _session(tmp_path)
+    egb.calibration = {"matmul_ms": 1.5}
+    written, errors = write_outputs(egb, save=True)
+    assert not errors and len(written) == 2
+    record = egb.run_record()
+    assert record.id == egb.run_id and len(egb.run_id) == 32 and record.settings == egb.run_info() and record.calibration == {"matmul_ms": 1.5}
+    results = json.loads((tmp_path / "results.json").read_text())
+    assert results["egbench"]["run_id"] == egb.run_id and results["egbench"]["calibration"] == {"matmul_ms": 1.5}
+    (b,) = baselines.load_dir(tmp_path / "baselines")
+    assert [r.id for r in b.runs] == [egb.run_id] and b.runs[0].calibration == {"matmul_ms": 1.5} and b.runs[0].settings["preset"] == "tiny"
+    assert b.run_records_in_window() == b.runs
+    # adding the results file of the saved run adds nothing
+    before = b.path.read_bytes()
+    assert baselines.main(["add", str(tmp_path / "results.json"), "--dir", str(tmp_path / "baselines")]) == 0
+    assert b.path.read_bytes() == before
+
+
 # --------------------------------------------------------------------------- duplicates and copies
 
 
