@@ -190,23 +190,24 @@ def _slug(text: str) -> str:
     return re.sub(r"[^a-z0-9.]+", "-", text.lower()).strip("-")[:60]
 
 
-def check_fingerprint(fp: Mapping[str, Any], source: object = "fingerprint") -> None:
+def check_fingerprint(fp: Mapping[str, Any], source: object = None) -> None:
     """Raise :class:`BaselineError` (naming ``source`` and the field) unless every field that goes
     into the file name is safe there: ``device`` a non-empty string whose slug starts with a letter
     or digit; ``preset`` and ``quant`` (required) and the library versions (optional) 1-64
     characters of ``A-Z a-z 0-9 . _ + -`` without ``..``."""
+    where = "" if source is None else f"{source}: "
     device = fp.get("device")
     if not isinstance(device, str) or not device.strip() or len(device) > 256 or not _SAFE_DEVICE_SLUG.fullmatch(_slug(device)):
-        raise BaselineError(f"{source}: fingerprint field 'device' = {device!r} cannot name a baseline file (a string of at most 256 characters with a letter or digit first)")
+        raise BaselineError(f"{where}fingerprint field 'device' = {device!r} cannot name a baseline file (a string of at most 256 characters with a letter or digit first)")
     for key in _NAME_FIELDS:
         value = fp.get(key)
         if value is None and key not in ("preset", "quant"):
             continue
         if not isinstance(value, str) or not _SAFE_FIELD.fullmatch(value) or ".." in value:
-            raise BaselineError(f"{source}: fingerprint field {key!r} = {value!r} cannot go into a baseline file name (1-64 characters of A-Z a-z 0-9 . _ + -, no '..')")
+            raise BaselineError(f"{where}fingerprint field {key!r} = {value!r} cannot go into a baseline file name (1-64 characters of A-Z a-z 0-9 . _ + -, no '..')")
 
 
-def fingerprint_name(fp: Mapping[str, Any], source: object = "fingerprint") -> str:
+def fingerprint_name(fp: Mapping[str, Any], source: object = None) -> str:
     """A readable, file-system safe name: ``nvidia-h200__7b-nf4__torch2.11-transformers5.17-bnb0.50-cuda13.0``.
 
     Built only from validated fields (:func:`check_fingerprint`); a field that could not go into a
@@ -543,7 +544,7 @@ def save_runs(directory: Path, fp: Mapping[str, Any], runs: Sequence[tuple[RunRe
 
     directory = Path(directory)
     fp = {k: fp.get(k) for k in _FINGERPRINT_KEYS}
-    path = directory / f"{fingerprint_name(fp)}.json"
+    path = directory / f"{fingerprint_name(fp, directory)}.json"
     directory.mkdir(parents=True, exist_ok=True)
     if path.resolve().parent != directory.resolve():
         raise BaselineError(f"{path}: resolves to {path.resolve()}, outside {directory}; refusing to write there")
@@ -588,7 +589,7 @@ def save(directory: Path, fp: Mapping[str, Any], entries: Mapping[str, Entry], *
     for a file name, or a value out of its kind's range.
     """
     if not entries:
-        raise BaselineError(f"{Path(directory) / fingerprint_name(fp)}.json: nothing to save (no metric was measured)")
+        raise BaselineError(f"{Path(directory) / fingerprint_name(fp, directory)}.json: nothing to save (no metric was measured)")
     path, added = save_runs(directory, fp, [(run, entries)])
     return path, bool(added)
 

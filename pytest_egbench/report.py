@@ -452,16 +452,15 @@ def write_outputs(session: EgbenchSession, *, save: bool = False) -> tuple[list[
 
         outputs.append(("--egbench-report", s.report, write_report))
     if save:
+        from .baselines import BaselineError
         from .baselines import save as save_baseline
 
         directory = Path(s.baseline_dir)
-        outputs.append(
-            (
-                "--egbench-save",
-                directory / f"{session.fingerprint_name()}.json",
-                lambda: save_baseline(directory, session.fingerprint, session.baseline_entries(), run=session.run_record()),
-            )
-        )
+        try:
+            target = directory / f"{session.fingerprint_name()}.json"
+        except BaselineError:  # a fingerprint unfit for a file name: save() says why, below
+            target = directory
+        outputs.append(("--egbench-save", target, lambda: save_baseline(directory, session.fingerprint, session.baseline_entries(), run=session.run_record())))
     for option, path, write in outputs:
         try:
             write()

@@ -232,13 +232,14 @@ def test_a_library_version_with_a_path_is_refused(tmp_path):
 
 def test_save_never_writes_outside_the_folder(tmp_path):
     """A baseline file that is a link to somewhere else is not written through."""
-    folder, elsewhere = tmp_path / "baselines", tmp_path / "elsewhere.json"
+    folder = tmp_path / "baselines"
+    elsewhere, _ = baselines.save(tmp_path / "elsewhere", FP, {"t::x": Entry("x", "s", "latency", [[1.0]])}, run=RunRecord("r0"))
+    before = elsewhere.read_bytes()
     folder.mkdir()
-    elsewhere.write_text("{}")
     (folder / NAME).symlink_to(elsewhere)
-    with pytest.raises(BaselineError, match="outside"):
-        baselines.save(folder, FP, {"t::x": Entry("x", "s", "latency", [[1.0]])}, run=RunRecord("r"))
-    assert elsewhere.read_text() == "{}"
+    with pytest.raises(BaselineError, match="refusing to write there"):
+        baselines.save(folder, FP, {"t::x": Entry("x", "s", "latency", [[2.0]])}, run=RunRecord("r1"))
+    assert elsewhere.read_bytes() == before
 
 
 def _baseline_with(tmp_path: Path, kind: str, unit: str, values: list) -> Path:
@@ -285,6 +286,44 @@ def test_the_known_kinds_are_the_sessions():
     from pytest_egbench import session
 
     assert set(baselines.KINDS) == {session.LATENCY, session.THROUGHPUT, session.EXACT, session.RATE, session.INFO, session.MEMORY}
+
+
+def _session(tmp_path: Path, torch_version: str = "2.13.0"):
+    from pytest_egbench.options import Settings
+    from pytest_egbench.session import EgbenchSession, Measurement
+
+    egb = EgbenchSession(Settings(enabled=True, preset="tiny", quant="fp32", baseline_dir=tmp_path / "baselines", json=tmp_path / "results.json").for_device("cpu"), "cpu")
+    egb._machine = {"node": "test-host", "cpu": {"brand_raw": "Test CPU", "count": 2}, "egbench": {"libraries": {"torch": torch_version}}}
+    egb.add(Measurement(nodeid="t.py::t", test="t", group="g", metric="prefill", unit="s", kind="latency", samples=[0.1, 0.2]))
+    return egb
+
+
+def test_a_session_fingerprint_unfit_for_a_file_name_is_an_output_error_not_a_crash(tmp_path):
+    from pytest_egbench.report import write_outputs
+
+    written, errors = write_outputs(_session(tmp_path, torch_version="../../evil"), save=True)
+    assert written == [tmp_path / "results.json"] and len(errors) == 1 and "fingerprint field 'torch'" in errors[0]
+    assert not (tmp_path / "baselines").exists()
+
+
+def test_a_saved_run_and_its_results_file_share_the_run_id(tmp_path):
+    from pytest_egbench.report import write_outputs
+
+    egb = _session(tmp_path)
+    egb.calibration = {"matmul_ms": 1.5}
+    written, errors = write_outputs(egb, save=True)
+    assert not errors and len(written) == 2
+    record = egb.run_record()
+    assert record.id == egb.run_id and len(egb.run_id) == 32 and record.settings == egb.run_info() and record.calibration == {"matmul_ms": 1.5}
+    results = json.loads((tmp_path / "results.json").read_text())
+    assert results["egbench"]["run_id"] == egb.run_id and results["egbench"]["calibration"] == {"matmul_ms": 1.5}
+    (b,) = baselines.load_dir(tmp_path / "baselines")
+    assert [r.id for r in b.runs] == [egb.run_id] and b.runs[0].calibration == {"matmul_ms": 1.5} and b.runs[0].settings["preset"] == "tiny"
+    assert b.run_records_in_window() == b.runs
+    # adding the results file of the saved run adds nothing
+    before = b.path.read_bytes()
+    assert baselines.main(["add", str(tmp_path / "results.json"), "--dir", str(tmp_path / "baselines")]) == 0
+    assert b.path.read_bytes() == before
 
 
 # --------------------------------------------------------------------------- duplicates and copies
@@ -348,6 +387,18 @@ def test_schema_2_runs_with_equal_samples_get_distinct_ids(tmp_path):
     path.write_text(json.dumps({"schema_version": 2, "fingerprint": fp, "created": "c", "commit": None, "entries": {"k": {"metric": "m", "unit": "tokens", "kind": "exact", "runs": [[5.0], [5.0]]}}}))
     b = baselines.load(path)
     assert len({r.id for r in b.runs}) == 2 and b.entries["k"].run_ids == [r.id for r in b.runs]
+
+
+def test_schema_2_runs_are_aligned_from_the_newest(tmp_path):
+    """An entry with fewer runs than the file's longest missed the oldest ones (a metric added
+    later): its runs share the ids of the newest positions."""
+    path = tmp_path / "b.json"
+    fp = {"device": "d", "preset": "p", "quant": "q"}
+    entries = {"old": {"metric": "a", "unit": "s", "kind": "latency", "runs": [[1.0], [2.0], [3.0]]}, "new": {"metric": "b", "unit": "s", "kind": "latency", "runs": [[4.0]]}}
+    path.write_text(json.dumps({"schema_version": 2, "fingerprint": fp, "created": "c", "commit": "x", "entries": entries}))
+    b = baselines.load(path)
+    assert b.entries["new"].run_ids == b.entries["old"].run_ids[-1:] and [r.id for r in b.runs] == b.entries["old"].run_ids
+    assert all((r.created, r.commit, r.settings, r.calibration) == ("c", "x", {}, None) for r in b.runs)
 
 
 # --------------------------------------------------------------------------- input that used to end in a traceback
@@ -417,13 +468,28 @@ def test_atomic_write_through_a_symlink_keeps_the_link(tmp_path):
     assert not list(tmp_path.rglob("*.tmp"))
 
 
-@pytest.mark.parametrize("special", ["/dev/null", "fifo", "folder", "link to /dev/null"])
+def _null_device(tmp_path: Path) -> Path:
+    """A character device like /dev/null that a broken writer could replace without harm: a node
+    made in ``tmp_path`` (c 1 3) where this process may make one (root), else the real /dev/null
+    only where this process could not replace it anyway (no write access to /dev). Running as
+    root without CAP_MKNOD: skipped, rather than risk the machine's /dev/null."""
+    node = tmp_path / "null"
+    try:
+        os.mknod(node, stat.S_IFCHR | 0o666, os.makedev(1, 3))
+        return node
+    except (OSError, AttributeError):
+        pass
+    real = Path("/dev/null")
+    if real.exists() and stat.S_ISCHR(real.stat().st_mode) and not os.access("/dev", os.W_OK):
+        return real
+    pytest.skip("cannot make a device node here, and /dev is writable: not risking /dev/null")
+
+
+@pytest.mark.parametrize("special", ["device node like /dev/null", "fifo", "folder", "link to a device node"])
 def test_atomic_write_refuses_a_device_node_fifo_or_folder(tmp_path, special):
     """`--egbench-json /dev/null` used to replace the device node with a regular file."""
-    if special == "/dev/null":
-        path = Path("/dev/null")
-        if not path.exists() or not stat.S_ISCHR(path.stat().st_mode):
-            pytest.skip("no /dev/null character device here")
+    if special.startswith("device node"):
+        path = _null_device(tmp_path)
     elif special == "fifo":
         if not hasattr(os, "mkfifo"):
             pytest.skip("no FIFOs on this platform")
@@ -434,12 +500,11 @@ def test_atomic_write_refuses_a_device_node_fifo_or_folder(tmp_path, special):
         path.mkdir()
     else:
         path = tmp_path / "null.json"
-        path.symlink_to("/dev/null")
+        path.symlink_to(_null_device(tmp_path))
     before = os.lstat(path)
     with pytest.raises(NotARegularFileError) as info:
         write_json_atomic(path, {"a": 1})
-    assert isinstance(info.value, OSError) and "not a regular file" in str(info.value)
-    assert str(path) in str(info.value) or os.path.realpath(path) in str(info.value)
+    assert isinstance(info.value, OSError) and "not a regular file" in str(info.value) and str(path) in str(info.value)
     after = os.lstat(path)
-    assert (after.st_mode, after.st_ino) == (before.st_mode, before.st_ino)
+    assert (after.st_mode, after.st_ino, after.st_rdev) == (before.st_mode, before.st_ino, before.st_rdev)
     assert not list(tmp_path.glob(".*.tmp"))
