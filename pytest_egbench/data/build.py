@@ -116,12 +116,7 @@ def _validate(opts: BuildOptions, out_dir: Path, force: bool) -> _Plan:
 def _plan_video(path: Path, opts: BuildOptions) -> _VideoJob:
     from .errors import VideoFileError
 
-    index = probe_video(path)
-    first = iter_video_frames(path)
-    try:
-        next(first)  # the codec really decodes this stream
-    finally:
-        first.close()
+    index = probe_video(path, decode=True)  # every frame decodes, and in which order
     times = index.timestamps_us()
     duration = index.duration_us
     if opts.clip_ms is None:
@@ -142,10 +137,11 @@ def _plan_video(path: Path, opts: BuildOptions) -> _VideoJob:
     return _VideoJob(path, index, clips, whole)
 
 
-def _clip_frames(source: Path, start: int, end: int, sim: EventSimulator) -> Iterator[tuple[int, np.ndarray]]:
-    """Decode ``[start, end)`` us of ``source`` once: each frame (cropped to even sizes for
-    yuv420p, time from the clip start) is fed to the simulator and yielded to the MP4 writer."""
-    for t, rgb in iter_video_frames(source, start, end):
+def _clip_frames(job: _VideoJob, start: int, end: int, sim: EventSimulator) -> Iterator[tuple[int, np.ndarray]]:
+    """Decode ``[start, end)`` us of the video once, in presentation order: each frame (cropped
+    to even sizes for yuv420p, time from the clip start) is fed to the simulator and yielded to
+    the MP4 writer."""
+    for t, rgb in iter_video_frames(job.source, start, end, index=job.index):
         rgb = _even(rgb)
         sim.feed(rgb, t - start)
         yield t - start, rgb
@@ -225,8 +221,8 @@ def _write_all(tmp: Path, plan: _Plan, opts: BuildOptions, say: Callable[[str], 
             say(f"[{done}/{total}] {sid}: {job.source.name} {start / 1000:.0f}-{end / 1000:.0f} ms: decode, simulate events, encode")
             mp4_rel = f"mp4/{sid}.mp4"
             sim = EventSimulator(threshold=opts.threshold, seed=opts.seed)
-            frames = _clip_frames(job.source, start, end, sim)
-            if job.whole and job.source.suffix.lower() == ".mp4" and job.index.codec == "h264":
+            frames = _clip_frames(job, start, end, sim)
+            if job.whole and job.source.suffix.lower() == ".mp4" and job.index.codec == "h264" and not job.index.out_of_order:
                 shutil.copy2(job.source, tmp / mp4_rel)
                 for _ in frames:  # the simulator still sees every frame
                     pass
@@ -238,6 +234,9 @@ def _write_all(tmp: Path, plan: _Plan, opts: BuildOptions, say: Callable[[str], 
             events = EventStream(events.x, events.y, events.t, events.p, events.sensor, start, None, events.metadata)
             event_rel, images = _write_event_outputs(tmp, sid, events, opts.frames)
             extra = {"source": job.source.name, "clip_start_ms": start / 1000, "simulated_events": True}
+            repairs = job.index.repairs(start, end)
+            if repairs is not None:  # the source's frames came out of order or repeated
+                extra["video_timestamps"] = repairs
             samples.append(Sample(id=sid, event_data=event_rel, mp4_data=mp4_rel, event_image=images, duration_ms=(end - start) / 1000, extra=extra, **common))
     return samples
 
