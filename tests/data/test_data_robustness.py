@@ -236,6 +236,32 @@ def test_object_array_with_a_short_list_is_refused_without_crashing(tmp_path):
     assert run.stdout.startswith(f"{path}: ") and "refused array state" in run.stdout
 
 
+def _codecs_encode():
+    import _codecs
+
+    return _codecs.encode
+
+
+@pytest.mark.parametrize(
+    "payload, refusal",
+    [
+        (lambda: _Call(_numpy_function("_reconstruct"), (np.ndarray, (10**6,), b"O")), "start every array empty"),
+        (lambda: _Call(_codecs_encode(), ("abc", "rot13")), "latin1 only"),
+        (lambda: _Call(__import__("collections").OrderedDict, (), {"__class__": 1}), "refused state for a OrderedDict"),
+        (lambda: float("inf"), "t_offset"),
+    ],
+    ids=["reconstruct-non-empty", "encode-other-codec", "state-for-a-container", "t_offset-inf"],
+)
+def test_calls_numpy_pickles_never_make_are_refused(tmp_path, payload, refusal):
+    # Control: the standard unpickler accepts each of these (they are valid pickles).
+    pickle.loads(pickle.dumps(payload(), protocol=3))
+    key = "t_offset" if refusal == "t_offset" else "meta"
+    path = _eventgpt_npy(tmp_path / "odd.npy", **{key: payload()})
+    with pytest.raises(EventFileError, match=refusal) as err:
+        read_events(path)
+    assert str(err.value).startswith(f"{path}: ")
+
+
 # --------------------------------------------------------------------------- full disk, read-only
 
 
