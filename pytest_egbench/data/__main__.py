@@ -8,18 +8,22 @@ builds a dataset folder (see :mod:`pytest_egbench.data.build`).
 video header it names, reporting problems by sample id and field.
 
 Exit status: 0 on success, 2 for bad arguments or inputs (nothing written), 1 for a failure while
-writing.
+writing (disk full, read-only folder, no permission: nothing written either), 130 when
+interrupted (Ctrl-C), 143 when stopped by SIGTERM. Every failure of ``build`` ends in one line on
+stderr per problem, ``error: <file>: <problem>``, and no traceback (``--traceback`` shows one
+for a failure that is not about the files: a bug).
 """
 
 from __future__ import annotations
 
 import argparse
+import signal
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 
 from ..options import parse_positive_int
-from .errors import DataFileError, DatasetError
+from .errors import DataFileError, DatasetError, DataWriteError
 
 
 def _parse_sensor(value: str) -> tuple[int, int]:
@@ -59,6 +63,7 @@ def add_cli_args(parser: argparse.ArgumentParser) -> None:
     build.add_argument("--copy", action="append", default=[], type=Path, metavar="FILE", help="copy FILE into OUT_DIR unchanged (a provenance or licence note); repeatable")
     build.add_argument("--force", action="store_true", help="replace OUT_DIR if it exists and is not empty")
     build.add_argument("--quiet", action="store_true", help="no progress lines")
+    build.add_argument("--traceback", action="store_true", help="on an unexpected failure (a bug, not a bad file or a full disk), show Python's traceback")
     check = sub.add_parser("check", help="load a dataset folder and read every file it names")
     check.add_argument("dataset", type=Path, metavar="DIR")
 
@@ -79,14 +84,65 @@ def _build(args: argparse.Namespace) -> int:
         sensor=SensorSize(*args.sensor) if args.sensor else None,
         copy_files=tuple(args.copy),
     )
-    try:
-        samples = build_dataset(args.out_dir, opts, force=args.force, progress=None if args.quiet else progress_printer())
-    except DatasetError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+    with _sigterm_raises():
+        try:
+            samples = build_dataset(args.out_dir, opts, force=args.force, progress=None if args.quiet else progress_printer())
+        except DatasetError as exc:
+            for problem in exc.problems:
+                _error(problem)
+            return 2
+        except (DataFileError, ImportError) as exc:  # an input found bad while writing
+            _error(str(exc))
+            return 2
+        except DataWriteError as exc:
+            _error(str(exc))
+            return 1
+        except OSError as exc:  # outside the writing itself (should not happen; still one line)
+            _error(f"{args.out_dir}: {exc.strerror or exc}{f' ({exc.filename})' if exc.filename else ''}")
+            return 1
+        except KeyboardInterrupt:
+            _error(f"{args.out_dir}: interrupted; nothing was written")
+            return 130
+        except _Terminated:
+            _error(f"{args.out_dir}: stopped by SIGTERM; nothing was written")
+            return 143
+        except Exception as exc:
+            if args.traceback:
+                raise
+            _error(f"{args.out_dir}: build failed: {type(exc).__name__}: {exc} (a bug: rerun with --traceback and report it)")
+            return 1
     kinds = {k: sum(s.kind == k for s in samples) for k in ("paired", "event")}
     print(f"wrote {args.out_dir}: {len(samples)} samples ({kinds['paired']} paired, {kinds['event']} event-only)", file=sys.stderr)
     return 0
+
+
+def _error(message: str) -> None:
+    """``error: <message>`` as one line on stderr (newlines inside a message become spaces)."""
+    print("error: " + " ".join(message.splitlines()), file=sys.stderr, flush=True)
+
+
+class _Terminated(BaseException):
+    """SIGTERM arrived: unwinds like ``KeyboardInterrupt`` so the partial folder is removed."""
+
+
+class _sigterm_raises:
+    """While active (main thread only), SIGTERM raises :class:`_Terminated` instead of ending the
+    process on the spot."""
+
+    def __enter__(self) -> None:
+        self.previous = None
+        try:
+            self.previous = signal.signal(signal.SIGTERM, self._raise)
+        except (ValueError, OSError, AttributeError):  # not the main thread, or no SIGTERM
+            self.previous = None
+
+    def __exit__(self, *exc: object) -> None:
+        if self.previous is not None:
+            signal.signal(signal.SIGTERM, self.previous)
+
+    @staticmethod
+    def _raise(signum: int, frame: object) -> None:
+        raise _Terminated()
 
 
 def _check(args: argparse.Namespace) -> int:

@@ -9,8 +9,10 @@ EventGPT ``.npy`` leaves the dataset as plain arrays) and its event-frame PNGs.
 
 Order of work: every input is validated first (event files read and checked in full; videos
 opened, demuxed, their first frame decoded, clip lengths checked), and nothing is written until
-all pass. Files are then written into a temporary folder beside ``out_dir`` that is renamed into
-place at the end, so ``out_dir`` is either the complete dataset or untouched.
+all pass. Files are then written into a partial folder beside ``out_dir``
+(``.<name>.partial-XXXXXXXX``) that is renamed into place at the end, so ``out_dir`` is either
+the complete dataset or untouched: the partial folder is removed on any failure or interrupt,
+and the next build removes one left by a build that was killed outright (SIGKILL).
 
 Layout::
 
@@ -22,12 +24,14 @@ Layout::
 
 from __future__ import annotations
 
+import errno
 import os
 import re
 import shutil
 import sys
 import tempfile
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TextIO
@@ -35,7 +39,7 @@ from typing import TextIO
 import numpy as np
 
 from .dataset import DEFAULT_QUESTION, INDEX_NAME, Sample, write_index
-from .errors import DataFileError, DatasetError
+from .errors import DataFileError, DatasetError, DataWriteError
 from .events import EventStream, SensorSize, read_events, write_events_npz
 from .frames import DEFAULT_EVENT_FRAMES, event_frames, write_png
 from .simulate import DEFAULT_THRESHOLD, EventSimulator
@@ -116,12 +120,7 @@ def _validate(opts: BuildOptions, out_dir: Path, force: bool) -> _Plan:
 def _plan_video(path: Path, opts: BuildOptions) -> _VideoJob:
     from .errors import VideoFileError
 
-    index = probe_video(path)
-    first = iter_video_frames(path)
-    try:
-        next(first)  # the codec really decodes this stream
-    finally:
-        first.close()
+    index = probe_video(path, decode=True)  # every frame decodes, and in which order
     times = index.timestamps_us()
     duration = index.duration_us
     if opts.clip_ms is None:
@@ -142,10 +141,11 @@ def _plan_video(path: Path, opts: BuildOptions) -> _VideoJob:
     return _VideoJob(path, index, clips, whole)
 
 
-def _clip_frames(source: Path, start: int, end: int, sim: EventSimulator) -> Iterator[tuple[int, np.ndarray]]:
-    """Decode ``[start, end)`` us of ``source`` once: each frame (cropped to even sizes for
-    yuv420p, time from the clip start) is fed to the simulator and yielded to the MP4 writer."""
-    for t, rgb in iter_video_frames(source, start, end):
+def _clip_frames(job: _VideoJob, start: int, end: int, sim: EventSimulator) -> Iterator[tuple[int, np.ndarray]]:
+    """Decode ``[start, end)`` us of the video once, in presentation order: each frame (cropped
+    to even sizes for yuv420p, time from the clip start) is fed to the simulator and yielded to
+    the MP4 writer."""
+    for t, rgb in iter_video_frames(job.source, start, end, index=job.index):
         rgb = _even(rgb)
         sim.feed(rgb, t - start)
         yield t - start, rgb
@@ -166,13 +166,31 @@ def _even(frame: np.ndarray) -> np.ndarray:
     return frame[: h - h % 2, : w - w % 2]
 
 
+class _WriteFailed(Exception):
+    """An OSError while writing ``rel`` (a path inside the dataset folder)."""
+
+    def __init__(self, rel: str, error: OSError) -> None:
+        super().__init__(rel, error)
+        self.rel, self.error = rel, error
+
+
+@contextmanager
+def _writing(rel: str) -> Iterator[None]:
+    try:
+        yield
+    except OSError as exc:
+        raise _WriteFailed(rel, exc) from exc
+
+
 def _write_event_outputs(tmp: Path, sid: str, events: EventStream, n_frames: int) -> tuple[str, tuple[str, ...]]:
     event_rel = f"events/{sid}.npz"
-    write_events_npz(tmp / event_rel, events)
+    with _writing(event_rel):
+        write_events_npz(tmp / event_rel, events)
     images = event_frames(events, n_frames)
     rels = tuple(f"event_image/{sid}_{k}.png" for k in range(n_frames))
     for rel, image in zip(rels, images):
-        write_png(tmp / rel, image)
+        with _writing(rel):
+            write_png(tmp / rel, image)
     return event_rel, rels
 
 
@@ -184,27 +202,58 @@ def build_dataset(out_dir: str | Path, opts: BuildOptions, *, force: bool = Fals
     """Build the dataset folder ``out_dir`` (see the module docstring); returns its samples.
 
     Raises :class:`~pytest_egbench.data.errors.DatasetError` listing every bad input (nothing is
-    written then), and refuses an existing non-empty ``out_dir`` unless ``force``. A failure while
-    writing leaves ``out_dir`` as it was.
+    written then), and refuses an existing non-empty ``out_dir`` unless ``force``. The files are
+    written into a partial folder beside ``out_dir`` (``.<name>.partial-XXXXXXXX``) renamed into
+    place when complete; on any exception, ``KeyboardInterrupt`` included, it is removed and
+    ``out_dir`` is as it was. A failure to write (disk full, read-only, no permission) raises
+    :class:`~pytest_egbench.data.errors.DataWriteError` naming ``out_dir``, the file inside it and
+    the reason. Partial folders of ``out_dir`` left by a killed build are removed first (see
+    :func:`remove_stale_partials`).
     """
     out = Path(out_dir)
-    plan = _validate(opts, out, force)
     say = progress or (lambda _msg: None)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.building-", dir=out.parent))
+    remove_stale_partials(out, say)
+    plan = _validate(opts, out, force)
+    tmp: Path | None = None
+    lock: int | None = None
     try:
-        tmp.chmod(0o777 & ~_umask())  # mkdtemp makes it private; the dataset is not
-        for sub in ("events", "mp4", "event_image"):
-            (tmp / sub).mkdir()
+        try:
+            out.parent.mkdir(parents=True, exist_ok=True)
+            tmp = Path(tempfile.mkdtemp(prefix=_partial_prefix(out), dir=out.parent))
+            lock = _lock(tmp)
+            tmp.chmod(0o777 & ~_umask())  # mkdtemp makes it private; the dataset is not
+            for sub in ("events", "mp4", "event_image"):
+                (tmp / sub).mkdir()
+        except OSError as exc:
+            raise _WriteFailed("", exc) from exc
         samples = _write_all(tmp, plan, opts, say)
-        write_index(tmp / INDEX_NAME, samples)
+        with _writing(INDEX_NAME):
+            write_index(tmp / INDEX_NAME, samples)
         for extra in opts.copy_files:
-            shutil.copy2(extra, tmp / extra.name)
-        _replace_dir(tmp, out)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
+            with _writing(extra.name):
+                shutil.copy2(extra, tmp / extra.name)
+        with _writing(""):
+            _replace_dir(tmp, out)
+    except BaseException as exc:
+        if tmp is not None:
+            shutil.rmtree(tmp, ignore_errors=True)
+        if isinstance(exc, _WriteFailed):
+            raise _write_error(out, exc.rel, exc.error) from exc.error
         raise
+    finally:
+        _unlock(lock)
     return [replace(s, root=out) for s in samples]
+
+
+def _write_error(out: Path, rel: str, error: OSError) -> DataWriteError:
+    """One line: the dataset folder, the file inside it, the reason and its errno name."""
+    reason = error.strerror or str(error) or type(error).__name__
+    code = errno.errorcode.get(error.errno or -1)
+    what = f"cannot write {rel}" if rel else "cannot write the dataset folder"
+    if not rel and error.filename and Path(str(error.filename)).name != out.name and not Path(str(error.filename)).name.startswith(f".{out.name}."):
+        what += f" ({error.filename})"
+    kept = f", {out.name} is as it was" if out.exists() else ""
+    return DataWriteError(out, f"{what}: {reason}{f' ({code})' if code else ''}; nothing was written{kept}", error.errno)
 
 
 def _write_all(tmp: Path, plan: _Plan, opts: BuildOptions, say: Callable[[str], None]) -> list[Sample]:
@@ -225,19 +274,24 @@ def _write_all(tmp: Path, plan: _Plan, opts: BuildOptions, say: Callable[[str], 
             say(f"[{done}/{total}] {sid}: {job.source.name} {start / 1000:.0f}-{end / 1000:.0f} ms: decode, simulate events, encode")
             mp4_rel = f"mp4/{sid}.mp4"
             sim = EventSimulator(threshold=opts.threshold, seed=opts.seed)
-            frames = _clip_frames(job.source, start, end, sim)
-            if job.whole and job.source.suffix.lower() == ".mp4" and job.index.codec == "h264":
-                shutil.copy2(job.source, tmp / mp4_rel)
+            frames = _clip_frames(job, start, end, sim)
+            if job.whole and job.source.suffix.lower() == ".mp4" and job.index.codec == "h264" and not job.index.out_of_order:
+                with _writing(mp4_rel):
+                    shutil.copy2(job.source, tmp / mp4_rel)
                 for _ in frames:  # the simulator still sees every frame
                     pass
             else:
                 times = job.index.timestamps_us()
                 held = np.count_nonzero((times >= start) & (times < end))
-                write_mp4(tmp / mp4_rel, frames, fps=held * 1_000_000 / (end - start))
+                with _writing(mp4_rel):
+                    write_mp4(tmp / mp4_rel, frames, fps=held * 1_000_000 / (end - start))
             events = sim.events()
             events = EventStream(events.x, events.y, events.t, events.p, events.sensor, start, None, events.metadata)
             event_rel, images = _write_event_outputs(tmp, sid, events, opts.frames)
             extra = {"source": job.source.name, "clip_start_ms": start / 1000, "simulated_events": True}
+            repairs = job.index.repairs(start, end)
+            if repairs is not None:  # the source's frames came out of order or repeated
+                extra["video_timestamps"] = repairs
             samples.append(Sample(id=sid, event_data=event_rel, mp4_data=mp4_rel, event_image=images, duration_ms=(end - start) / 1000, extra=extra, **common))
     return samples
 
@@ -257,14 +311,109 @@ def _replace_dir(tmp: Path, out: Path) -> None:
         out.rmdir()
         os.replace(tmp, out)
         return
-    old = Path(tempfile.mkdtemp(prefix=f".{out.name}.old-", dir=out.parent))
-    os.replace(out, old / out.name)
+    old = Path(tempfile.mkdtemp(prefix=_old_prefix(out), dir=out.parent))
+    lock = _lock(old)
     try:
-        os.replace(tmp, out)
+        os.replace(out, old / out.name)
+        try:
+            os.replace(tmp, out)
+        except BaseException:
+            os.replace(old / out.name, out)
+            raise
+        shutil.rmtree(old, ignore_errors=True)
+    finally:
+        _unlock(lock)
+
+
+# --------------------------------------------------------------------------- partial folders
+#
+# A build writes into ".<name>.partial-XXXXXXXX" beside the output (XXXXXXXX: tempfile's eight
+# random characters) and holds an exclusive flock on that folder while it lives; --force moves
+# the folder it replaces into ".<name>.old-XXXXXXXX" for a moment, locked the same way. The lock
+# goes with the process, however it ends, so a folder of that name that can be locked was left by
+# a build that was killed (SIGKILL, power loss): the next build of the same output removes it
+# (or, for an ".old-" folder whose output is missing, puts the output back). Nothing else is
+# touched: only folders (not links) whose names match exactly, beside this output.
+
+_RANDOM = re.compile(r"[a-z0-9_]{8}")  # tempfile.mkdtemp's names
+
+
+def _partial_prefix(out: Path) -> str:
+    return f".{out.name}.partial-"
+
+
+def _legacy_prefix(out: Path) -> str:
+    """Partial folders of versions before the lock (same layout; killed builds left them)."""
+    return f".{out.name}.building-"
+
+
+def _old_prefix(out: Path) -> str:
+    return f".{out.name}.old-"
+
+
+def _lock(folder: Path) -> int | None:
+    """An exclusive, non-blocking flock on ``folder`` (its descriptor), or ``None`` where the
+    platform has no flock. Raises ``BlockingIOError`` when another process holds it."""
+    try:
+        import fcntl
+    except ImportError:  # pragma: no cover - Windows: no lock, stale folders are still removed
+        return None
+    fd = os.open(folder, os.O_RDONLY)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BaseException:
-        os.replace(old / out.name, out)
+        os.close(fd)
         raise
-    shutil.rmtree(old, ignore_errors=True)
+    return fd
+
+
+def _unlock(fd: int | None) -> None:
+    if fd is not None:
+        os.close(fd)  # closing the descriptor releases the flock
+
+
+def remove_stale_partials(out_dir: str | Path, say: Callable[[str], None] | None = None) -> list[Path]:
+    """Remove what killed builds of ``out_dir`` left beside it; returns the folders handled.
+
+    ``.<name>.partial-XXXXXXXX`` folders that no running build holds are deleted (and
+    ``.<name>.building-XXXXXXXX``, the name earlier versions used). A
+    ``.<name>.old-XXXXXXXX`` folder (the previous dataset, moved aside by ``--force`` for the
+    moment of the swap) is moved back to ``out_dir`` when ``out_dir`` is missing, and deleted
+    when ``out_dir`` exists (the swap was done; only its clean-up was cut short). Folders it
+    cannot remove are reported through ``say`` and left.
+    """
+    out = Path(out_dir)
+    say = say or (lambda _msg: None)
+    handled: list[Path] = []
+    try:
+        entries = list(out.parent.iterdir()) if out.parent.is_dir() else []
+    except OSError:
+        return handled
+    for entry in sorted(entries):
+        name = entry.name
+        partial = any(name.startswith(prefix) and _RANDOM.fullmatch(name[len(prefix) :]) for prefix in (_partial_prefix(out), _legacy_prefix(out)))
+        old = name.startswith(_old_prefix(out)) and _RANDOM.fullmatch(name[len(_old_prefix(out)) :])
+        if not (partial or old) or entry.is_symlink() or not entry.is_dir():
+            continue
+        try:
+            lock = _lock(entry)
+        except BlockingIOError:
+            continue  # a build is writing it now
+        except OSError:
+            continue  # vanished, or not ours to open
+        try:
+            if old and not out.exists() and (entry / out.name).is_dir():
+                os.replace(entry / out.name, out)
+                say(f"restored {out} from {name}: a build replacing it was killed")
+            shutil.rmtree(entry)
+            if partial:
+                say(f"removed {name}: left by a build of {out.name} that was killed")
+            handled.append(entry)
+        except OSError as exc:
+            say(f"could not remove {entry}: {exc.strerror or exc}")
+        finally:
+            _unlock(lock)
+    return handled
 
 
 def progress_printer(stream: TextIO | None = None) -> Callable[[str], None]:

@@ -1,7 +1,8 @@
 """Errors of the data layer: each names the file (or sample) and the problem.
 
-All are :class:`ValueError` subclasses, so callers that only care about "bad input" can catch
-``ValueError``; the message always reads ``"<file>: <problem>"``.
+Input errors are :class:`ValueError` subclasses, so callers that only care about "bad input" can
+catch ``ValueError``; :class:`DataWriteError`, a failure to write output (disk full, read-only),
+is an :class:`OSError`. The message always reads ``"<file>: <problem>"``.
 """
 
 from __future__ import annotations
@@ -20,7 +21,6 @@ class DataFileError(ValueError):
         self.problem = problem
         where = "<arrays>" if path is None else str(path)
         super().__init__(f"{where}: {problem}")
-
 
     @classmethod
     def check_readable(cls, path: str | Path) -> Path:
@@ -52,6 +52,23 @@ class DatasetError(ValueError):
         shown = "\n  ".join(self.problems[:20])
         more = f"\n  ... and {len(self.problems) - 20} more" if len(self.problems) > 20 else ""
         super().__init__(f"{where}: {len(self.problems)} problem(s):\n  {shown}{more}")
+
+
+class DataWriteError(OSError):
+    """Writing output failed: disk full, read-only file system, no permission.
+
+    ``path``: the output named to the user (the dataset folder); ``problem``: what could not be
+    written and why, in words; ``errno``: the operating system's error number (``None`` when the
+    failure had none).
+    """
+
+    def __init__(self, path: str | Path, problem: str, errno: int | None = None) -> None:
+        super().__init__(errno, problem)
+        self.path = Path(path)
+        self.problem = problem
+
+    def __str__(self) -> str:
+        return f"{self.path}: {self.problem}"
 
 
 class MissingDependencyError(ImportError):

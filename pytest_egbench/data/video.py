@@ -22,6 +22,15 @@ How frames are counted and found (:func:`probe_video`, :func:`read_video_frames`
 A file is refused as truncated when its frames stop well before the duration its video stream
 declares, and as corrupt when the decoder reports an error on a frame it had to decode.
 
+*Frames out of order or repeated.* Some files (badly muxed AVIs, edited MKVs) give frames whose
+timestamps, in the order the decoder produces them, go backwards or repeat. When demuxing shows
+it (two packets with one PTS, or decode timestamps that do not increase) or a sampled frame is
+not where its PTS says, the frames are counted by decoding; the index then holds each timestamp
+once, in presentation order, and the frame kept for a repeated timestamp is the first one
+decoded (:attr:`VideoIndex.decoded_pts` keeps the decoder's order;
+:meth:`VideoIndex.repairs` says what was reordered and dropped). Sampling and
+:func:`iter_video_frames` then give frames in strictly increasing time.
+
 Errors: :class:`~pytest_egbench.data.errors.VideoFileError` (a ``ValueError``) naming the file for
 files FFmpeg cannot open, without a video stream, without decodable frames, or with fewer frames
 than asked for.
@@ -29,6 +38,7 @@ than asked for.
 
 from __future__ import annotations
 
+import heapq
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from fractions import Fraction
@@ -80,16 +90,69 @@ class VideoIndex:
     codec: str
     counted_by: str = "demux"
     start_pts: int | None = None
+    decoded_pts: np.ndarray | None = None
 
     @property
     def frames(self) -> int:
         """Number of frames that exist (``len(pts)``)."""
         return int(self.pts.shape[0])
 
+    def to_us(self, pts: np.ndarray | int) -> np.ndarray:
+        """Microseconds from the stream's start (``start_pts``, else the first frame) of ``pts``."""
+        rel = np.asarray(pts, dtype=np.int64) - (self.pts[0] if self.start_pts is None else self.start_pts)
+        return (rel * self.time_base.numerator * 1_000_000) // self.time_base.denominator
+
     def timestamps_us(self) -> np.ndarray:
         """``[F]`` int64 microseconds of each frame from the stream's start (``start_pts``)."""
-        rel = self.pts - (self.pts[0] if self.start_pts is None else self.start_pts)
-        return (rel * self.time_base.numerator * 1_000_000) // self.time_base.denominator
+        return self.to_us(self.pts)
+
+    @property
+    def out_of_order(self) -> bool:
+        """Whether the decoder gives this file's frames out of presentation order or with repeated
+        timestamps (then ``decoded_pts`` holds its order)."""
+        return self.decoded_pts is not None
+
+    @property
+    def decode_positions(self) -> np.ndarray:
+        """``[F]`` int64: the position in decoding order of each frame of ``pts`` (the first frame
+        decoded with that timestamp)."""
+        if self.decoded_pts is None:
+            return np.arange(self.frames, dtype=np.int64)
+        return np.unique(self.decoded_pts, return_index=True)[1].astype(np.int64)
+
+    def repairs(self, start_us: int | None = None, end_us: int | None = None) -> dict[str, Any] | None:
+        """What was put in order among the frames of ``[start_us, end_us)`` (whole file by default);
+        ``None`` when the decoder gave them in order, each timestamp once.
+
+        ``decoded_frames``: frames the decoder gave in the window; ``frames``: kept (one per
+        timestamp); ``reordered_frames``: kept frames the decoder gave after a frame with a later
+        timestamp; ``dropped_frames``: frames dropped for repeating a timestamp, and
+        ``dropped_at_ms``: their times.
+        """
+        if self.decoded_pts is None:
+            return None
+        decoded = self.decoded_pts
+        t = self.to_us(decoded)
+        inside = np.ones(len(decoded), dtype=bool)
+        if start_us is not None:
+            inside &= t >= start_us
+        if end_us is not None:
+            inside &= t < end_us
+        first = np.zeros(len(decoded), dtype=bool)
+        first[self.decode_positions] = True
+        later_before = np.concatenate(([np.iinfo(np.int64).min], np.maximum.accumulate(decoded)[:-1])) > decoded
+        reordered = int(np.count_nonzero(first & later_before & inside))
+        dropped = ~first & inside
+        if not reordered and not dropped.any():
+            return None
+        return {
+            "decoded_frames": int(np.count_nonzero(inside)),
+            "frames": int(np.count_nonzero(first & inside)),
+            "reordered_frames": reordered,
+            "dropped_frames": int(np.count_nonzero(dropped)),
+            "dropped_at_ms": [round(int(v) / 1000, 3) for v in t[dropped]],
+            "note": "frames put in presentation order; a frame repeating a timestamp dropped (the first decoded kept)",
+        }
 
     @property
     def duration_us(self) -> int:
@@ -112,17 +175,23 @@ def _open(path: Path) -> Any:
     return container
 
 
-def probe_video(path: str | Path) -> VideoIndex:
+def probe_video(path: str | Path, *, decode: bool = False) -> VideoIndex:
     """Index the frames of ``path`` by demuxing (no decoding); see the module docstring.
+
+    ``decode=True`` counts by decoding every frame instead: slower, but it finds frames that the
+    decoder gives out of order even where demuxing looks sound, and every decode error.
 
     Raises :class:`VideoFileError` when the file cannot be opened or demuxed, has no video
     stream, or holds no video packets.
     """
     src = Path(path)
+    if decode:
+        return _index_by_decoding(src)
     container = _open(src)
     try:
         stream = container.streams.video[0]
         pts: list[int] = []
+        dts: list[int] = []
         key: list[bool] = []
         missing_pts = 0
         try:
@@ -134,6 +203,8 @@ def probe_video(path: str | Path) -> VideoIndex:
                     missing_pts += 1
                     continue
                 pts.append(int(ts))
+                if packet.dts is not None:
+                    dts.append(int(packet.dts))
                 key.append(bool(packet.is_keyframe))
         except av.FFmpegError as exc:
             raise VideoFileError(src, f"demuxing failed after {len(pts)} packets: {exc}") from None
@@ -145,7 +216,8 @@ def probe_video(path: str | Path) -> VideoIndex:
         return _index_by_decoding(src)
     order = np.argsort(np.asarray(pts, dtype=np.int64), kind="stable")
     pts_arr = np.asarray(pts, dtype=np.int64)[order]
-    if np.any(np.diff(pts_arr) == 0):
+    if np.any(np.diff(pts_arr) == 0) or np.any(np.diff(np.asarray(dts, dtype=np.int64)) <= 0):
+        # A repeated timestamp, or packets not in decoding order: the decoder's order is the truth.
         return _index_by_decoding(src)
     _check_not_truncated(src, pts_arr, declared, time_base)
     return VideoIndex(src, pts_arr, np.asarray(key, dtype=bool)[order], time_base, counted_by="demux", **info)
@@ -188,8 +260,10 @@ def _index_by_decoding(src: Path) -> VideoIndex:
         stream = container.streams.video[0]
         pts: list[int] = []
         key: list[bool] = []
+        missing = 0
         try:
             for i, frame in enumerate(container.decode(stream)):
+                missing += frame.pts is None
                 pts.append(int(frame.pts) if frame.pts is not None else i)
                 key.append(bool(frame.key_frame))
         except av.FFmpegError as exc:
@@ -200,11 +274,17 @@ def _index_by_decoding(src: Path) -> VideoIndex:
     if not pts:
         raise VideoFileError(src, "holds no decodable video frames")
     pts_arr = np.asarray(pts, dtype=np.int64)
-    if np.any(np.diff(pts_arr) <= 0):  # unusable timestamps: number the frames in decode order
+    key_arr = np.asarray(key, dtype=bool)
+    decoded = None
+    if missing:  # no timestamps to order by: number the frames in decoding order
         pts_arr = np.arange(len(pts), dtype=np.int64)
-    else:
+    elif np.any(np.diff(pts_arr) <= 0):  # out of order or repeated: presentation order, each once
+        decoded = pts_arr
+        pts_arr, first = np.unique(decoded, return_index=True)
+        key_arr = key_arr[first]
+    if not missing:
         _check_not_truncated(src, pts_arr, declared, time_base)
-    return VideoIndex(src, pts_arr, np.asarray(key, dtype=bool), time_base, counted_by="decode", **info)
+    return VideoIndex(src, pts_arr, key_arr, time_base, counted_by="decode", decoded_pts=decoded, **info)
 
 
 def _decode_error(src: Path, decoded: int, exc: Exception) -> VideoFileError:
@@ -255,9 +335,9 @@ def _decode_at(src: Path, index: VideoIndex, wanted_pts: np.ndarray, stats: dict
     return found
 
 
-def _decode_positions(src: Path, positions: np.ndarray, stats: dict[str, int]) -> dict[int, np.ndarray]:
+def _decode_positions(src: Path, positions: np.ndarray, stats: dict[str, int], seen_pts: list[int | None] | None = None) -> dict[int, np.ndarray]:
     """Decode from the start, keeping frames at the given decode-order positions; stops after the
-    last one."""
+    last one. ``seen_pts`` receives the timestamp of every frame decoded."""
     wanted = set(int(i) for i in positions)
     last = max(wanted)
     out: dict[int, np.ndarray] = {}
@@ -265,6 +345,8 @@ def _decode_positions(src: Path, positions: np.ndarray, stats: dict[str, int]) -
     try:
         for i, frame in enumerate(container.decode(container.streams.video[0])):
             stats["decoded"] += 1
+            if seen_pts is not None:
+                seen_pts.append(frame.pts)
             if i in wanted:
                 out[i] = _to_rgb(frame)
             if i >= last:
@@ -295,6 +377,10 @@ def read_video_frames(
     dict that receives ``decoded`` (frames the decoder produced), ``seeks`` and ``recounted``
     (1 when the frames had to be counted by decoding).
 
+    Frames the decoder gives out of order or with a repeated timestamp (see the module docstring)
+    are sampled in presentation order, each timestamp once: they are decoded from the start, by
+    their position in decoding order.
+
     Raises :class:`VideoFileError` naming the file if it cannot be read, holds fewer than ``n``
     frames, or a sampled frame cannot be decoded even after recounting by decoding.
     """
@@ -304,25 +390,46 @@ def read_video_frames(
         counts = stats
         counts.update(decoded=0, seeks=0, recounted=0)
     index = probe_video(src) if index is None else index
-    if not seek:
-        return _sample_sequential(src, index.frames, n, counts)
-    frames = _sample(src, index, n, counts)
-    if frames is not None:
-        return frames
-    recount = _index_by_decoding(src)  # some packet did not decode: trust only the decoder
-    counts["recounted"] = 1
-    frames = _sample(src, recount, n, counts)
-    if frames is not None:
-        return frames
-    return _sample_sequential(src, recount.frames, n, counts)
+    if not index.out_of_order:
+        frames = _sample(src, index, n, counts) if seek else _sample_sequential(src, index.frames, n, counts)
+        if frames is not None:
+            return frames
+        # A sampled frame is not where its timestamp says (a packet the decoder drops, frames out
+        # of order): trust only the decoder.
+        index = _index_by_decoding(src)
+        counts["recounted"] = 1
+        if not index.out_of_order:
+            frames = _sample(src, index, n, counts) if seek else None
+            if frames is None:
+                frames = _sample_sequential(src, index.frames, n, counts)
+            if frames is None:
+                raise VideoFileError(src, "decodes its frames in a different order each time")
+            return frames
+    return _sample_by_decode_position(src, index, n, counts)
 
 
-def _sample_sequential(src: Path, frames: int, n: int, stats: dict[str, int]) -> np.ndarray:
+def _sample_sequential(src: Path, frames: int, n: int, stats: dict[str, int]) -> np.ndarray | None:
+    """Sample by decoding position; ``None`` when the decoded timestamps do not increase (the
+    positions then are not presentation order)."""
     positions = _checked_indices(src, frames, n)
-    by_position = _decode_positions(src, positions, stats)
+    seen: list[int | None] = []
+    by_position = _decode_positions(src, positions, stats, seen)
     missing = [int(i) for i in positions if int(i) not in by_position]
     if missing:
         raise VideoFileError(src, f"sampled frame(s) {missing} of {frames} do not decode")
+    if None not in seen and any(b <= a for a, b in zip(seen, seen[1:])):  # type: ignore[operator]
+        return None
+    return np.stack([by_position[int(i)] for i in positions])
+
+
+def _sample_by_decode_position(src: Path, index: VideoIndex, n: int, stats: dict[str, int]) -> np.ndarray:
+    """Sample an out-of-order file: the sampled frames (presentation order) by their position in
+    decoding order, decoding from the start."""
+    positions = index.decode_positions[_checked_indices(src, index.frames, n)]
+    by_position = _decode_positions(src, positions, stats)
+    missing = [int(i) for i in positions if int(i) not in by_position]
+    if missing:
+        raise VideoFileError(src, f"frame(s) at decoding position(s) {missing} do not decode")
     return np.stack([by_position[int(i)] for i in positions])
 
 
@@ -348,21 +455,30 @@ def read_all_frames(path: str | Path) -> np.ndarray:
     return np.stack([rgb for _, rgb in iter_video_frames(src)])
 
 
-def iter_video_frames(path: str | Path, start_us: int | None = None, end_us: int | None = None) -> Iterator[tuple[int, np.ndarray]]:
-    """Decode frames one at a time: ``(t_us, [H, W, 3] uint8 RGB)``.
+def iter_video_frames(path: str | Path, start_us: int | None = None, end_us: int | None = None, *, index: VideoIndex | None = None) -> Iterator[tuple[int, np.ndarray]]:
+    """Decode frames one at a time, in strictly increasing time: ``(t_us, [H, W, 3] uint8 RGB)``.
 
     ``t_us``: microseconds from the stream's first frame. Only frames with
     ``start_us <= t_us < end_us`` are yielded (seeking to ``start_us`` first); decoding stops
-    after ``end_us``. Raises :class:`VideoFileError` for a file without decodable frames, a frame
-    without a timestamp or a decode error.
+    after ``end_us``. ``index``: the file's :class:`VideoIndex` (probed by demuxing when not
+    given). A file whose index says its frames come out of order (see the module docstring) is
+    decoded from the start and put in order, each timestamp once, holding only the frames that
+    wait for an earlier one. Raises :class:`VideoFileError` for a file without decodable frames,
+    a frame without a timestamp, a decode error, or frames going backwards where the index did
+    not expect it (``probe_video(path, decode=True)`` finds every such file).
     """
     src = Path(path)
+    index = probe_video(src) if index is None else index
+    if index.out_of_order:
+        yield from _iter_in_order(src, index, start_us, end_us)
+        return
     container = _open(src)
     try:
         stream = container.streams.video[0]
         tb = Fraction(stream.time_base) if stream.time_base else Fraction(1, 1)
         first = stream.start_time
         yielded = 0
+        last: int | None = None
         if start_us and first is not None:
             container.seek(int(first + Fraction(start_us, 1_000_000) / tb), stream=stream, backward=True, any_frame=False)
         try:
@@ -376,6 +492,9 @@ def iter_video_frames(path: str | Path, start_us: int | None = None, end_us: int
                     continue
                 if end_us is not None and t_us >= end_us:
                     break
+                if last is not None and t_us <= last:
+                    raise VideoFileError(src, f"frame timestamps go backwards: a frame at {t_us} us follows one at {last} us; index it with probe_video(path, decode=True)")
+                last = t_us
                 yielded += 1
                 yield t_us, _to_rgb(frame)
         except av.FFmpegError as exc:
@@ -384,6 +503,48 @@ def iter_video_frames(path: str | Path, start_us: int | None = None, end_us: int
             raise VideoFileError(src, "holds no decodable video frames")
     finally:
         container.close()
+
+
+def _iter_in_order(src: Path, index: VideoIndex, start_us: int | None, end_us: int | None) -> Iterator[tuple[int, np.ndarray]]:
+    """:func:`iter_video_frames` for a file decoded out of order: decode from the start; a frame
+    is yielded once no frame still to come has an earlier timestamp (known from
+    ``index.decoded_pts``); repeats of a timestamp are skipped."""
+    decoded = index.decoded_pts
+    assert decoded is not None
+    times = index.to_us(decoded)
+    keep = np.zeros(len(decoded), dtype=bool)
+    keep[index.decode_positions] = True
+    if start_us is not None:
+        keep &= times >= start_us
+    if end_us is not None:
+        keep &= times < end_us
+    # earliest time still to come after each position (frames before it can be released)
+    to_come = np.append(np.minimum.accumulate(times[::-1])[::-1][1:], np.iinfo(np.int64).max)
+    i = 0
+    waiting: list[tuple[int, int, np.ndarray]] = []  # heap of (t_us, position, rgb)
+    container = _open(src)
+    try:
+        stream = container.streams.video[0]
+        try:
+            for i, frame in enumerate(container.decode(stream)):
+                if i >= len(decoded):
+                    break
+                if frame.pts is None or int(frame.pts) != int(decoded[i]):
+                    raise VideoFileError(src, f"decoded frame {i} has timestamp {frame.pts}, not {int(decoded[i])} as when it was indexed")
+                if keep[i]:
+                    heapq.heappush(waiting, (int(times[i]), i, _to_rgb(frame)))
+                while waiting and waiting[0][0] < to_come[i]:
+                    t_us, _, rgb = heapq.heappop(waiting)
+                    yield t_us, rgb
+                if end_us is not None and to_come[i] >= end_us and not waiting:
+                    break
+        except av.FFmpegError as exc:
+            raise _decode_error(src, i, exc) from None
+    finally:
+        container.close()
+    while waiting:  # the file decoded fewer frames than indexed
+        t_us, _, rgb = heapq.heappop(waiting)
+        yield t_us, rgb
 
 
 def write_mp4(path: str | Path, frames: Iterable[tuple[int, np.ndarray]], *, fps: float | Fraction = 30, crf: int = 23) -> int:
