@@ -324,11 +324,35 @@ def _pyplot() -> Any:
 
 
 def _save(fig: Any, path: Path) -> Path:
-    fig.tight_layout()
+    """Write ``fig`` as PNG; ``bbox_inches="tight"`` grows the canvas to hold a legend placed
+    outside the axes."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=100)
-    _pyplot().close(fig)
+    try:
+        fig.savefig(path, dpi=100, bbox_inches="tight")
+    finally:
+        _pyplot().close(fig)
     return path
+
+
+#: Hatches that tell apart series sharing a colour once a palette's colours are used up.
+_HATCHES = ("", "//", "..", "xx", "\\\\", "++", "oo", "--")
+_MARKERS = ("o", "s", "^", "D", "v", "P", "X", "*")
+_LINESTYLES = ("-", "--", "-.", ":")
+
+
+def _styles(count: int) -> list[tuple[Any, int]]:
+    """``count`` distinguishable styles as ``(RGBA colour, variant)``: the colours of tab10 (up to
+    10 series) or tab20, repeated with the next variant (hatch, marker, line style) each time the
+    palette runs out, so any number of series gets a style and none of the first 160 repeats."""
+    plt = _pyplot()
+    palette = list(plt.get_cmap("tab10" if count <= 10 else "tab20").colors)
+    return [(palette[i % len(palette)], i // len(palette)) for i in range(count)]
+
+
+def _legend_outside(ax: Any, handles: Sequence[Any], labels: Sequence[str]) -> None:
+    """A legend to the right of the axes (never over the data), in columns of at most 30."""
+    if handles:
+        ax.legend(handles, labels, loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0.0, fontsize="small", ncol=max(1, -(-len(handles) // 30)))
 
 
 def plot_stage_bars(session: EgbenchSession, path: Path) -> Path | None:
@@ -351,19 +375,33 @@ def plot_stage_bars(session: EgbenchSession, path: Path) -> Path | None:
     if not bars:
         return None
     stage_names = session.stage_order({s for _, stages in bars for s, _ in stages})
-    colours = dict(zip(stage_names, plt.get_cmap("tab10").colors))
-    fig, ax = plt.subplots(figsize=(9, 0.6 * len(bars) + 1.5))
-    for y, (label, stages) in enumerate(bars):
+    style = dict(zip(stage_names, _styles(len(stage_names))))
+    # about 0.4 inch a bar, capped so that the PNG stays within matplotlib's 2**16 pixels
+    fig, ax = plt.subplots(figsize=(9, min(0.4 * len(bars) + 1.5, 300)))
+    # one collection of rectangles per stage (thousands of bars draw in well under a second; a
+    # Rectangle each would take seconds), stacked after the earlier stages of the same bar
+    from matplotlib.collections import PolyCollection
+    from matplotlib.patches import Patch
+
+    segments: dict[str, list[list[tuple[float, float]]]] = {s: [] for s in stage_names}
+    longest = 0.0
+    for y, (_, stages) in enumerate(bars):
         left = 0.0
         for stage, ms in stages:
-            ax.barh(y, ms, left=left, color=colours[stage], label=stage)
+            segments[stage].append([(left, y - 0.4), (left + ms, y - 0.4), (left + ms, y + 0.4), (left, y + 0.4)])
             left += ms
-    ax.set_yticks(range(len(bars)), [b[0] for b in bars])
-    ax.invert_yaxis()
+        longest = max(longest, left)
+    handles = []
+    for stage, rects in segments.items():
+        colour, variant = style[stage]
+        look = {"facecolor": colour, "hatch": _HATCHES[variant % len(_HATCHES)], "edgecolor": "white" if variant == 0 else "black", "linewidth": 0.3}
+        ax.add_collection(PolyCollection(rects, **look))
+        handles.append(Patch(label=stage, **look))
+    ax.set_xlim(0, longest * 1.02 or 1.0)
+    ax.set_yticks(range(len(bars)), [b[0] for b in bars], **({"fontsize": "small"} if len(bars) > 20 else {}))
+    ax.set_ylim(len(bars) - 0.5, -0.5)  # first bar on top
     ax.set_xlabel("median time per round (ms)")
-    handles, labels = ax.get_legend_handles_labels()
-    unique = dict(zip(labels, handles))
-    ax.legend(unique.values(), unique.keys(), loc="lower right", fontsize="small")
+    _legend_outside(ax, handles, stage_names)
     ax.set_title("stages (steady state)")
     return _save(fig, path)
 
@@ -381,17 +419,25 @@ def plot_token_scaling(session: EgbenchSession, path: Path) -> Path | None:
         return None
     plt = _pyplot()
 
-    fig, axes = plt.subplots(1, 2, figsize=(10, 4))
-    for model, metrics in series.items():
+    fig, axes = plt.subplots(1, 2, figsize=(10, 4), layout="constrained")
+    for (model, metrics), (colour, variant) in zip(series.items(), _styles(len(series))):
+        look = {"color": colour, "marker": _MARKERS[variant % len(_MARKERS)], "linestyle": _LINESTYLES[variant // len(_MARKERS) % len(_LINESTYLES)]}
         for ax, metric in zip(axes, ("tokens.prefill", "prefill")):
             points = sorted(metrics.get(metric, []))
             if points:
-                ax.plot([p[0] for p in points], [p[1] for p in points], marker="o", label=model)
+                ax.plot([p[0] for p in points], [p[1] for p in points], label=model, **look)
     for ax, label in zip(axes, ("prompt tokens", "prefill median (ms)")):
         ax.set_xscale("log", base=2)
         ax.set_xlabel("frames")
         ax.set_ylabel(label)
-        ax.legend(fontsize="small")
+    # one legend for both panels, right of the second (the same models on both)
+    handles, labels = [], []
+    for ax in axes:
+        for h, lab in zip(*ax.get_legend_handles_labels()):
+            if lab not in labels:
+                handles.append(h)
+                labels.append(lab)
+    _legend_outside(axes[1], handles, labels)
     fig.suptitle("token scaling (measured)")
     return _save(fig, path)
 
@@ -420,11 +466,14 @@ def markdown_report(session: EgbenchSession, machine: dict[str, Any], plots: dic
 
 
 def write_outputs(session: EgbenchSession, *, save: bool = False) -> tuple[list[Path], list[str]]:
-    """Write the files the options asked for (``--egbench-json``, ``--egbench-report``, and the
-    baseline of this machine's fingerprint when ``save``).
+    """Write the files the options asked for: ``--egbench-json`` first, then the baseline of this
+    machine's fingerprint (when ``save``), then ``--egbench-report`` and its plots last, the part
+    most likely to go wrong (matplotlib).
 
-    Returns (paths written, error messages). An error names the option and the file; the file it
-    would have replaced is left intact.
+    Returns (paths written, error messages). Each output is written on its own: an exception in one
+    (any exception, not only an I/O error) becomes an error line naming the option and the file,
+    and the others are still written; the file it would have replaced is left intact. A plot that
+    fails is an error line too, and the report is written without it.
     """
     from .machine import commit_info
 
@@ -437,20 +486,6 @@ def write_outputs(session: EgbenchSession, *, save: bool = False) -> tuple[list[
     outputs = []
     if s.json is not None:
         outputs.append(("--egbench-json", s.json, lambda: write_json_atomic(s.json, benchmark_json(session, machine, commit_info()))))
-    if s.report is not None:
-
-        def write_report() -> None:
-            plots: dict[str, str] = {}
-            try:
-                for title, plot in (("stages", plot_stage_bars), ("token scaling", plot_token_scaling)):
-                    png = s.report.with_name(f"{s.report.stem}-{title.replace(' ', '-')}.png")
-                    if plot(session, png):
-                        plots[title] = png.name
-            except ImportError:
-                session.notes.append("--egbench-report: matplotlib is not installed (the 'plot' extra), so the report has no plots")
-            write_text_atomic(s.report, markdown_report(session, machine, plots))
-
-        outputs.append(("--egbench-report", s.report, write_report))
     if save:
         from .baselines import BaselineError
         from .baselines import save as save_baseline
@@ -461,10 +496,30 @@ def write_outputs(session: EgbenchSession, *, save: bool = False) -> tuple[list[
         except BaselineError:  # a fingerprint unfit for a file name: save() says why, below
             target = directory
         outputs.append(("--egbench-save", target, lambda: save_baseline(directory, session.fingerprint, session.baseline_entries(), run=session.run_record())))
+    if s.report is not None:
+
+        def write_report() -> None:
+            plots: dict[str, str] = {}
+            for title, plot in (("stages", plot_stage_bars), ("token scaling", plot_token_scaling)):
+                png = s.report.with_name(f"{s.report.stem}-{title.replace(' ', '-')}.png")
+                try:
+                    if plot(session, png):
+                        plots[title] = png.name
+                except ImportError:
+                    session.notes.append("--egbench-report: matplotlib is not installed (the 'plot' extra), so the report has no plots")
+                    break
+                except Exception as exc:  # a plot is never worth the report, let alone the results
+                    errors.append(f"--egbench-report {png}: could not draw the {title} plot ({type(exc).__name__}: {exc}); the report was written without it")
+            write_text_atomic(s.report, markdown_report(session, machine, plots))
+
+        outputs.append(("--egbench-report", s.report, write_report))
     for option, path, write in outputs:
         try:
             write()
             written.append(path)
-        except (OSError, TypeError, ValueError) as exc:  # BaselineError is a ValueError
-            errors.append(f"{option} {path}: could not write the results: {exc}")
+        except Exception as exc:  # anything, so that one output never loses the others
+            # I/O and serialisation errors (BaselineError is a ValueError) say what went wrong; a
+            # bug elsewhere is named by its type
+            detail = exc if isinstance(exc, (OSError, TypeError, ValueError)) else f"{type(exc).__name__}: {exc}"
+            errors.append(f"{option} {path}: could not write the results: {detail}")
     return written, errors

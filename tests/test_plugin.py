@@ -214,6 +214,31 @@ def test_report_file_is_written(pytester):
     assert (pytester.path / "report-stages.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
+MANY_STAGES = """
+import pytest
+
+pytestmark = pytest.mark.egbench(group="spec")
+
+def test_many(stage_timer):
+    for rnd in stage_timer.rounds():
+        for g in range(1, 13):
+            with rnd.stage(f"speculative_g{g}"):
+                pass
+"""
+
+
+def test_more_stages_than_colours_end_in_a_report_not_an_internal_error(pytester):
+    """The whole suite once ended in INTERNALERROR ``KeyError: 'speculative_g1'`` (twelve stage
+    names zipped onto tab10's ten colours) and lost the report; now every file is written."""
+    pytester.makepyfile(test_many=MANY_STAGES)
+    out = pytester.path / "report.md"
+    result = pytester.runpytest("--egbench", "--egbench-rounds", "2", "--egbench-device", "cpu", f"--egbench-report={out}", f"--egbench-json={pytester.path / 'run.json'}")
+    assert result.ret == pytest.ExitCode.OK
+    assert "INTERNALERROR" not in result.stdout.str() + result.stderr.str()
+    assert "speculative_g12" in out.read_text() and (pytester.path / "report-stages.png").stat().st_size > 0
+    assert (pytester.path / "run.json").stat().st_size > 0
+
+
 # --------------------------------------------------------------------------- baselines and verdicts
 
 GATED = """

@@ -173,3 +173,95 @@ def test_figures_table_puts_recorded_figures_side_by_side():
     assert table.header == ["figure", "a", "b"]
     assert table.rows == [["alpha_g2", "0.5 fraction", "0.25 fraction"], ["predicted_speedup_g2", "1.25 x", "-"]]
     assert figures_table([m("decode", 0.01, "s", "latency", "a", stage="decode")]) is None
+
+
+# --------------------------------------------------------------------------- plots and writing outputs
+
+
+def _crowded_session(stages=25, configurations=12, groups=6):
+    """More stages (25), configurations (12 per group) and groups (6) than any palette has colours:
+    the stage bars once ended in ``KeyError: 'speculative_g1'`` past tab10's ten."""
+    session = EgbenchSession(Settings(enabled=True, preset="tiny", quant="fp32"), "cpu")
+    session.device_block = {"device": "cpu", "gpu_name": None}
+    names = [f"speculative_g{i}" for i in range(1, stages + 1)]
+    for g in range(groups):
+        for c in range(configurations):
+            for k, stage in enumerate(names):
+                session.add(Measurement(nodeid=f"n{g}-{c}", test=f"test_g{g}[cfg{c}]", group=f"group{g}", metric=stage, unit="s", kind="latency", samples=[1e-3 * (1 + k % 5)] * 3, model=f"model{c}", stage=stage))
+    return session
+
+
+def test_stage_bars_take_any_number_of_stages_configurations_and_groups(tmp_path):
+    pytest.importorskip("matplotlib")
+    from pytest_egbench.report import plot_stage_bars
+
+    png = plot_stage_bars(_crowded_session(), tmp_path / "bars.png")
+    assert png == tmp_path / "bars.png" and png.stat().st_size > 1000
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_styles_stay_distinct_past_the_palette():
+    pytest.importorskip("matplotlib")
+    from pytest_egbench.report import _styles
+
+    assert len(set(_styles(160))) == 160  # 20 colours x 8 variants
+    assert len(_styles(1000)) == 1000  # and then repeat rather than fail
+
+
+def test_token_scaling_plot_takes_many_models(tmp_path):
+    pytest.importorskip("matplotlib")
+    from pytest_egbench.report import plot_token_scaling
+
+    session = EgbenchSession(Settings(enabled=True, preset="tiny", quant="fp32"), "cpu")
+    for model in range(15):
+        for frames in (1, 2, 4, 8):
+            session.add(Measurement(nodeid=f"n[{model}-{frames}]", test=f"t[{model}-{frames}]", group="token_scaling", metric="prefill", unit="s", kind="latency", samples=[1e-3 * frames] * 3, model=f"model{model}", params={"frames": frames}))
+    png = plot_token_scaling(session, tmp_path / "scaling.png")
+    assert png.stat().st_size > 1000
+
+
+def _outputs_session(tmp_path, **settings):
+    session = _crowded_session(stages=12, configurations=2, groups=2)
+    session.settings = Settings(enabled=True, preset="tiny", quant="fp32", json=tmp_path / "run.json", report=tmp_path / "report.md", **settings)
+    session._machine = {"egbench": {"gpu_name": None}}  # no probing of this machine
+    return session
+
+
+def test_write_outputs_writes_every_file_with_more_stages_than_tab10(tmp_path):
+    pytest.importorskip("matplotlib")
+    from pytest_egbench.report import write_outputs
+
+    written, errors = write_outputs(_outputs_session(tmp_path))
+    assert errors == []
+    assert written == [tmp_path / "run.json", tmp_path / "report.md"]
+    assert "![stages](report-stages.png)" in (tmp_path / "report.md").read_text()
+    assert (tmp_path / "report-stages.png").stat().st_size > 0
+
+
+def test_a_failing_plot_is_an_error_line_and_loses_nothing(tmp_path, monkeypatch):
+    from pytest_egbench import report
+
+    def broken(session, path):
+        raise KeyError("speculative_g1")
+
+    monkeypatch.setattr(report, "plot_stage_bars", broken)
+    written, errors = report.write_outputs(_outputs_session(tmp_path))
+    assert written == [tmp_path / "run.json", tmp_path / "report.md"]  # JSON first, then the report
+    assert len(json.loads((tmp_path / "run.json").read_text())["benchmarks"]) == 2 * 2 * 12
+    text = (tmp_path / "report.md").read_text()
+    assert "## group0" in text and "![stages]" not in text
+    assert len(errors) == 1 and "could not draw the stages plot (KeyError: 'speculative_g1')" in errors[0]
+    assert str(tmp_path / "report-stages.png") in errors[0]
+
+
+def test_any_error_in_one_output_keeps_the_others(tmp_path, monkeypatch):
+    from pytest_egbench import report
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("a bug in the report")
+
+    monkeypatch.setattr(report, "markdown_report", broken)
+    written, errors = report.write_outputs(_outputs_session(tmp_path))
+    assert written == [tmp_path / "run.json"] and (tmp_path / "run.json").stat().st_size > 0
+    assert errors == [f"--egbench-report {tmp_path / 'report.md'}: could not write the results: RuntimeError: a bug in the report"]
+    assert not (tmp_path / "report.md").exists()

@@ -22,9 +22,10 @@ def greedy_reference(model, ids, steps):
 
 
 def run(draft, target, d_ids, t_ids, lanes, **kw):
-    device = next(target.parameters()).device
+    # each model's input on its own device (two GPUs for the "devices" lanes)
+    d_device, t_device = next(draft.parameters()).device, next(target.parameters()).device
     return parallel_prefill_decode(
-        draft, {"input_ids": torch.tensor([d_ids], device=device)}, target, {"input_ids": torch.tensor([t_ids], device=device)}, lanes=lanes, **kw
+        draft, {"input_ids": torch.tensor([d_ids], device=d_device)}, target, {"input_ids": torch.tensor([t_ids], device=t_device)}, lanes=lanes, **kw
     )
 
 
@@ -134,3 +135,67 @@ def test_structure_target_queued_first_then_draft_then_join():
     lanes = RecordingLanes()
     run(draft, target, [1, 2, 3], [1, 2, 3, 4, 5, 6], lanes, steps=6, gamma=2, hidden=3)
     assert lanes.log == ["enter target", "mark target", "exit target", "enter draft", "mark draft", "mark draft", "mark draft", "mark draft", "mark draft", "exit draft", "join", "mark after"]
+
+
+class SlowPrefill(torch.nn.Module):
+    """The target, whose first forward (its prefill) starts with a ``torch.cuda._sleep`` spin
+    kernel of about ``ms`` milliseconds on the stream the forward is queued on. The host does not
+    wait for it, so the host queues the draft's work while the target's prefill is certainly
+    still running on the GPU, however fast the GPU and however tiny the models: whether the two
+    lanes then overlap depends only on whether they really are independent lanes."""
+
+    def __init__(self, inner, ms):
+        super().__init__()
+        self.inner = inner
+        self.cycles = _cycles_per_ms(next(inner.parameters()).device) * ms
+        self.armed = True
+
+    def forward(self, **kwargs):
+        if self.armed:
+            self.armed = False
+            torch.cuda._sleep(int(self.cycles))
+        return self.inner(**kwargs)
+
+
+def _cycles_per_ms(device):
+    """GPU clock cycles of ``torch.cuda._sleep`` per millisecond, measured with CUDA events."""
+    with torch.cuda.device(device):
+        torch.cuda._sleep(1_000_000)  # first launch out of the way
+        start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+        start.record()
+        torch.cuda._sleep(50_000_000)
+        end.record()
+        end.synchronize()
+        return 50_000_000 / start.elapsed_time(end)
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("kind", ["streams", "devices", "sequential"])
+def test_parallel_lanes_overlap_in_time_on_cuda(kind):
+    """The two lanes' busy intervals, read from the CUDA events ``parallel_prefill_decode``
+    records, intersect by a positive amount: the target lane's [start, end of its prefill] and the
+    draft lane's [start, end of its last hidden token]. ``sequential`` lanes are the control: the
+    same work one after the other never overlaps. Tiny models; the target's prefill is lengthened
+    to about 200 ms by a spin kernel (:class:`SlowPrefill`), so the test does not depend on the GPU's
+    speed, only on the lanes being independent."""
+    if kind == "devices" and torch.cuda.device_count() < 2:
+        pytest.skip(f"one model per GPU needs two GPUs; this machine has {torch.cuda.device_count()}")
+    draft_device, target_device = ("cuda:0", "cuda:1") if kind == "devices" else ("cuda:0", "cuda:0")
+    target = tiny_lm(0).to(target_device)
+    draft = tiny_lm(3, layers=1).to(draft_device)
+    try:
+        ids = [1, *range(2, 90)]
+        run(draft, target, ids[:5], ids, Lanes(kind, draft_device, target_device), steps=2, gamma=2, hidden=2)  # warm-up: kernels, cuBLAS handles
+        result = run(draft, SlowPrefill(target, ms=200), ids[:5], ids, Lanes(kind, draft_device, target_device), steps=4, gamma=2, hidden=4)
+    finally:
+        target.to("cpu"), draft.to("cpu")
+    target_lane = (0, result.target_prefill_end_ns)  # the origin: both lanes queued from there
+    draft_lane = (result.draft_start_ns, result.draft_token_end_ns[-1])
+    intersection = min(target_lane[1], draft_lane[1]) - max(target_lane[0], draft_lane[0])
+    assert result.target_prefill_end_ns > 100e6, "the spin kernel should make the target's prefill last about 200 ms"
+    if kind == "sequential":
+        assert intersection <= 0 and result.overlap_ns == 0 and result.hidden_before_target == 0
+    else:
+        assert intersection > 0, f"lanes did not overlap: target {target_lane}, draft {draft_lane} (ns)"
+        assert result.overlap_ns == intersection
+        assert result.hidden_before_target >= 1  # the draft produced tokens during the target's prefill
