@@ -21,10 +21,12 @@ from typing import Any
 
 import pytest
 
+from . import names
+
 #: Model families the suite knows (the models issue adds their adapters).
 KNOWN_MODELS: tuple[str, ...] = ("eventgpt", "video_llava", "llava")
-#: Benchmark stages in pipeline order (DESIGN.md, "The five stages").
-STAGES: tuple[str, ...] = ("load", "preprocess", "vision", "prefill", "decode")
+#: Benchmark stages in pipeline order (their one home is :data:`pytest_egbench.names.STAGES`).
+STAGES: tuple[str, ...] = names.STAGES
 PRESETS: tuple[str, ...] = ("tiny", "7b")
 #: ``fp32`` is accepted for CPU runs; NF4/int8 need bitsandbytes' CUDA kernels.
 QUANTS: tuple[str, ...] = ("nf4", "int8", "bf16", "fp16", "fp32")
@@ -199,7 +201,7 @@ def parse_injection(value: str) -> tuple[str, float]:
     """``STAGE=PCT``, e.g. ``decode=20%``: a slowdown to inject into one stage (0 < PCT)."""
     stage, sep, pct = value.partition("=")
     stage = stage.strip()
-    if not sep or not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_.\-]*", stage):
+    if not sep or not names.STAGE_NAME.fullmatch(stage):
         raise argparse.ArgumentTypeError(f"{value!r} is not STAGE=PERCENT (for example decode=20%)")
     fraction = parse_percent(pct)
     if fraction <= 0:

@@ -175,3 +175,14 @@ def test_an_injected_run_takes_at_least_the_control_minimum_of_rounds():
     assert options.Settings(enabled=True, rounds=6).for_device("cpu").rounds == 6
     assert options.Settings(enabled=True, rounds=6, inject=(("decode", 0.2),)).for_device("cpu").rounds == options.CONTROL_MIN_ROUNDS
     assert options.Settings(enabled=True, rounds=20, inject=(("decode", 0.2),)).for_device("cpu").rounds == 20
+
+
+def test_stage_and_derived_metric_names_have_one_home():
+    """names.py is where the stage and derived-metric names live; the timer and the session use
+    them rather than a copy (a drift here would make the name checks refuse real names)."""
+    from pytest_egbench import names, session, timing
+
+    assert options.STAGES is names.STAGES
+    assert tuple(session._DERIVED) == names.DERIVED_METRICS
+    derived = timing._derive(list(names.STAGES), {s: [1000] for s in names.STAGES}, {"prefill": [4], "decode": [3]})
+    assert set(derived) == set(names.DERIVED_METRICS)
