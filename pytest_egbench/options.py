@@ -400,3 +400,33 @@ def resolve(config: pytest.Config) -> Settings:
     if "baseline_dir" not in values:
         values["baseline_dir"] = Path(config.rootpath, "baselines")
     return Settings(**values, sources=sources)
+
+
+#: Options that act only in a benchmark run: without ``--egbench`` they would do nothing.
+NEEDS_ENABLED: tuple[str, ...] = ("save", "json", "report", "inject")
+
+
+def check(settings: Settings, inipath: Path | None = None) -> None:
+    """Raise :class:`pytest.UsageError` for options that cannot act as given (one line each):
+
+    * ``--egbench-save``, ``--egbench-json``, ``--egbench-report`` or ``--egbench-inject``
+      without ``--egbench``;
+    * ``--egbench-save`` with ``--egbench-inject``;
+    * with ``--egbench``, a baseline folder given on the command line or in the ini file that
+      does not exist, unless ``--egbench-save`` will create it. The default folder (``baselines/``
+      under the rootdir) may be missing: a fresh project has none.
+
+    Stage and metric names are checked after collection (:mod:`pytest_egbench.names`).
+    """
+    by_dest = {spec.dest: spec for spec in OPTIONS}
+    for dest in NEEDS_ENABLED:
+        if getattr(settings, dest) and not settings.enabled:
+            flag = by_dest[dest].flag
+            raise pytest.UsageError(f"{flag} needs --egbench: without it the benchmarks are skipped and {flag} does nothing")
+    if settings.save and settings.inject:
+        raise pytest.UsageError("--egbench-save with --egbench-inject: a run with an injected slowdown can never be saved as a baseline")
+    source = settings.sources.get("baseline_dir", "default")
+    path = settings.baseline_dir
+    if settings.enabled and not settings.save and source != "default" and path is not None and not path.is_dir():
+        where = f"ini option {by_dest['baseline_dir'].ini_key} in {inipath}" if source.startswith("ini") else by_dest["baseline_dir"].flag
+        raise pytest.UsageError(f"{where} {path}: no such folder (--egbench-save creates it; only the default, baselines/ under the rootdir, may be missing)")

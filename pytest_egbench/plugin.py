@@ -39,8 +39,7 @@ def pytest_configure(config: pytest.Config) -> None:
     for name, text in MARKERS.items():
         config.addinivalue_line("markers", text)
     settings = options.resolve(config)
-    if settings.save and settings.inject:
-        raise pytest.UsageError("--egbench-save with --egbench-inject: a run with an injected slowdown can never be saved as a baseline")
+    options.check(settings, config.inipath)
     if settings.enabled:
         from .device import resolve_device
         from .machine import device_info

@@ -186,3 +186,64 @@ def test_stage_and_derived_metric_names_have_one_home():
     assert tuple(session._DERIVED) == names.DERIVED_METRICS
     derived = timing._derive(list(names.STAGES), {s: [1000] for s in names.STAGES}, {"prefill": [4], "decode": [3]})
     assert set(derived) == set(names.DERIVED_METRICS)
+
+
+# --------------------------------------------------------------------------- options that cannot act
+
+
+@pytest.mark.parametrize("args", [["--egbench-save"], ["--egbench-json", "out.json"], ["--egbench-report", "out.md"], ["--egbench-inject", "decode=20%"]])
+def test_an_output_or_action_option_without_egbench_is_a_usage_error(pytester, args):
+    pytester.makepyfile(test_a="def test_a(): pass")
+    result = pytester.runpytest(*args)
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    assert f"{args[0]} needs --egbench" in result.stderr.str()
+    assert not list(pytester.path.glob("out.*"))
+
+
+BASELINE_RUN = ("--egbench", "--egbench-device", "cpu", "--egbench-rounds", "1", "--egbench-warmup", "0")
+
+
+def test_a_baseline_dir_that_does_not_exist_is_a_usage_error(pytester):
+    pytester.makepyfile(test_a="def test_a(): pass")
+    missing = pytester.path / "baslines"
+    result = pytester.runpytest(*BASELINE_RUN, "--egbench-baseline-dir", str(missing))
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    assert f"--egbench-baseline-dir {missing}: no such folder" in result.stderr.str()
+
+
+def test_a_baseline_dir_in_the_ini_that_does_not_exist_is_a_usage_error(pytester):
+    pytester.makeini("[pytest]\negbench_baseline_dir = baselines/h200\n")
+    pytester.makepyfile(test_a="def test_a(): pass")
+    result = pytester.runpytest(*BASELINE_RUN)
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    assert f"ini option egbench_baseline_dir in {pytester.path / 'tox.ini'} {pytester.path / 'baselines' / 'h200'}: no such folder" in result.stderr.str()
+    # without --egbench no baseline is read: a plain run is not stopped by the ini key
+    assert pytester.runpytest().ret == pytest.ExitCode.OK
+
+
+BENCH_ONE = """
+import pytest
+pytestmark = pytest.mark.egbench
+
+def test_one(stage_timer):
+    for rnd in stage_timer.rounds():
+        with rnd.stage("prefill"):
+            pass
+"""
+
+
+def test_a_missing_baseline_dir_is_fine_when_save_creates_it(pytester):
+    pytester.makepyfile(test_one=BENCH_ONE)
+    new = pytester.path / "new" / "baselines"
+    result = pytester.runpytest(*BASELINE_RUN, "--egbench-baseline-dir", str(new), "--egbench-save")
+    result.assert_outcomes(passed=1)
+    assert len(list(new.glob("*.json"))) == 1
+
+
+def test_a_missing_default_baseline_dir_is_fine(pytester):
+    """A fresh project has no baselines/ yet: its benchmarks skip with the reason, no usage error."""
+    pytester.makepyfile(test_one=BENCH_ONE)
+    assert not (pytester.path / "baselines").exists()
+    result = pytester.runpytest(*BASELINE_RUN, "-rs")
+    result.assert_outcomes(skipped=1)
+    result.stdout.fnmatch_lines(["*no baseline for this machine*"])
