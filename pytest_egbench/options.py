@@ -428,5 +428,5 @@ def check(settings: Settings, inipath: Path | None = None) -> None:
     source = settings.sources.get("baseline_dir", "default")
     path = settings.baseline_dir
     if settings.enabled and not settings.save and source != "default" and path is not None and not path.is_dir():
-        where = f"ini option {by_dest['baseline_dir'].ini_key} in {inipath}" if source.startswith("ini") else by_dest["baseline_dir"].flag
+        where = f"ini option {by_dest['baseline_dir'].ini_key} in {inipath}:" if source.startswith("ini") else by_dest["baseline_dir"].flag
         raise pytest.UsageError(f"{where} {path}: no such folder (--egbench-save creates it; only the default, baselines/ under the rootdir, may be missing)")

@@ -216,7 +216,7 @@ def test_a_baseline_dir_in_the_ini_that_does_not_exist_is_a_usage_error(pytester
     pytester.makepyfile(test_a="def test_a(): pass")
     result = pytester.runpytest(*BASELINE_RUN)
     assert result.ret == pytest.ExitCode.USAGE_ERROR
-    assert f"ini option egbench_baseline_dir in {pytester.path / 'tox.ini'} {pytester.path / 'baselines' / 'h200'}: no such folder" in result.stderr.str()
+    assert f"ini option egbench_baseline_dir in {pytester.path / 'tox.ini'}: {pytester.path / 'baselines' / 'h200'}: no such folder" in result.stderr.str()
     # without --egbench no baseline is read: a plain run is not stopped by the ini key
     assert pytester.runpytest().ret == pytest.ExitCode.OK
 
