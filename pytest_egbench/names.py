@@ -79,7 +79,7 @@ class Producible:
         """Why ``name`` is not a stage these benchmarks time, or ``None`` when it is one."""
         if name in self.stages:
             return None
-        return f"no collected benchmark times a stage {name!r}{_close(name, self.stages)}: the stages are {', '.join(self.stages)} (a benchmark declares its other stages with @pytest.mark.egbench(stages=[...]))"
+        return f"no collected benchmark times a stage {name!r}{_close(name, self.stages)}: the stages they time are {', '.join(self.stages)} (a benchmark declares its other stages with @pytest.mark.egbench(stages=[...]))"
 
     def metric_error(self, name: str) -> str | None:
         """Why ``name`` is not a metric a relative tolerance applies to, or ``None`` when it is."""
@@ -88,7 +88,7 @@ class Producible:
             return None
         if name.startswith(TOKENS_PREFIX):
             return f"{name!r} is a token count, an exact metric: it must equal the baseline, so no tolerance applies to it"
-        return f"no collected benchmark produces a metric {name!r} that takes a tolerance{_close(name, valid)}: the metrics are {', '.join(valid)} (a benchmark declares the ones it records with @pytest.mark.egbench(metrics=[...]))"
+        return f"no collected benchmark produces a metric {name!r} that takes a tolerance{_close(name, valid)}: the metrics they produce are {', '.join(valid)} (a benchmark declares the ones it records with @pytest.mark.egbench(metrics=[...]))"
 
 
 def _close(name: str, valid: Iterable[str]) -> str:

@@ -247,3 +247,103 @@ def test_a_missing_default_baseline_dir_is_fine(pytester):
     result = pytester.runpytest(*BASELINE_RUN, "-rs")
     result.assert_outcomes(skipped=1)
     result.stdout.fnmatch_lines(["*no baseline for this machine*"])
+
+
+# --------------------------------------------------------------------------- stage and metric names
+
+NAMED = """
+import pytest
+pytestmark = pytest.mark.egbench(MARKER)
+
+def test_named(stage_timer, egbench_record):
+    for rnd in stage_timer.rounds():
+        with rnd.stage("prefill", tokens=4):
+            pass
+        with rnd.stage("render"):
+            pass
+    egbench_record("my_bytes", 100, unit="bytes", kind="memory")
+"""
+NAMED_RUN = ("--egbench", "--egbench-device", "cpu", "--egbench-rounds", "1", "--egbench-warmup", "0")
+
+
+def _named(pytester, marker="group='named'"):
+    pytester.makepyfile(test_named=NAMED.replace("MARKER", marker))
+
+
+def test_a_typo_in_an_injected_stage_is_a_usage_error_listing_the_stages(pytester):
+    _named(pytester)
+    result = pytester.runpytest(*NAMED_RUN, "--egbench-inject", "decod=50%")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    err = result.stderr.str()
+    assert "--egbench-inject decod=50%: no collected benchmark times a stage 'decod' (did you mean 'decode'?): the stages they time are load, preprocess, vision, prefill, decode (" in err
+    # nothing ran, and nothing claimed an injection that would not happen
+    assert "injected slowdown" not in result.stdout.str() and "test_named.py" not in result.stdout.str()
+
+
+def test_a_stage_is_injectable_once_its_benchmark_declares_it(pytester):
+    _named(pytester)
+    result = pytester.runpytest(*NAMED_RUN, "--egbench-inject", "render=50%")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    assert "--egbench-inject render=50%: no collected benchmark times a stage 'render'" in result.stderr.str()
+    _named(pytester, "stages=['render'], metrics=['my_bytes']")
+    result = pytester.runpytest(*NAMED_RUN, "--egbench-inject", "render=50%", "--egbench-metric-tolerance", "my_bytes=5%")
+    assert result.ret in (pytest.ExitCode.OK, pytest.ExitCode.TESTS_FAILED), result.stderr.str()
+    result.stdout.fnmatch_lines(["collected 1 item", "egbench: injected slowdown render=+50%, each steady round after an unchanged control round*"])
+
+
+def test_an_undeclared_stage_or_recorded_metric_is_named_in_the_summary(pytester):
+    _named(pytester)
+    result = pytester.runpytest(*NAMED_RUN)
+    result.stdout.fnmatch_lines(["egbench: test_named: not declared in its egbench marker (stages=[[]...[]] for a stage, metrics=[[]...[]] for a recorded metric)*: my_bytes, render"])
+    _named(pytester, "stages=['render'], metrics=['my_bytes']")
+    assert "not declared in its egbench marker" not in pytester.runpytest(*NAMED_RUN).stdout.str()
+
+
+def test_a_typo_in_a_metric_tolerance_is_a_usage_error_listing_the_metrics(pytester):
+    _named(pytester, "metrics=['my_bytes']")
+    result = pytester.runpytest(*NAMED_RUN, "--egbench-metric-tolerance", "decdoe=8%")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    assert (
+        "--egbench-metric-tolerance decdoe=8%: no collected benchmark produces a metric 'decdoe' that takes a tolerance (did you mean 'decode'?): "
+        "the metrics they produce are load, preprocess, vision, prefill, decode, total, ttft, tpot, prefill_tokens_per_s, decode_tokens_per_s, my_bytes ("
+    ) in result.stderr.str()
+
+
+def test_a_tolerance_for_a_token_count_is_refused_with_the_reason(pytester):
+    _named(pytester)
+    result = pytester.runpytest(*NAMED_RUN, "--egbench-metric-tolerance", "tokens.prefill=8%")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    assert "'tokens.prefill' is a token count, an exact metric: it must equal the baseline, so no tolerance applies to it" in result.stderr.str()
+
+
+def test_a_typo_in_the_ini_metric_tolerance_is_a_usage_error_naming_the_key(pytester):
+    pytester.makeini("[pytest]\negbench_metric_tolerance =\n    decode=8%\n    decdoe=8%\n")
+    _named(pytester)
+    result = pytester.runpytest(*NAMED_RUN)
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    err = result.stderr.str()
+    assert f"ini option egbench_metric_tolerance in {pytester.path / 'tox.ini'}: decdoe=8%: no collected benchmark produces a metric 'decdoe'" in err
+    assert "the metrics they produce are load, preprocess, vision, prefill, decode, total, ttft" in err
+    assert "decode=8%" not in err.replace("decdoe=8%", "")  # the good line is not blamed
+    # without --egbench no benchmark runs and the key is not checked: plain pytest is not stopped
+    assert pytester.runpytest().ret == pytest.ExitCode.OK
+
+
+def test_a_typo_in_the_marker_tolerances_is_a_usage_error_naming_the_test(pytester):
+    _named(pytester, "tolerances={'decdoe': '8%'}")
+    result = pytester.runpytest(*NAMED_RUN)
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    err = result.stderr.str()
+    assert "test_named.py::test_named: egbench marker: tolerances decdoe=8%: no collected benchmark produces a metric 'decdoe'" in err
+    assert "the metrics they produce are load, preprocess, vision, prefill, decode, total" in err
+    _named(pytester, "tolerances={'decode': 'lots'}")
+    result = pytester.runpytest(*NAMED_RUN)
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    assert "test_named.py::test_named: egbench marker: tolerances decode=lots: 'lots' is not a percentage" in result.stderr.str()
+
+
+def test_a_declaration_that_is_not_a_list_of_names_is_a_usage_error(pytester):
+    _named(pytester, "stages='render'")
+    result = pytester.runpytest(*NAMED_RUN)
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    assert "test_named.py::test_named: egbench marker: stages= must be a list of names, got 'render'" in result.stderr.str()
