@@ -39,7 +39,7 @@ STAGE_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_.\-]*")
 
 
 def _names(value: Any, key: str) -> tuple[str, ...]:
-    if isinstance(value, str) or not isinstance(value, Iterable):
+    if not isinstance(value, (list, tuple, set, frozenset)):  # not a string, nor a one-shot generator
         raise ValueError(f"{key}= must be a list of names, got {value!r}")
     names = tuple(value)
     bad = [n for n in names if not isinstance(n, str) or not STAGE_NAME.fullmatch(n)]
