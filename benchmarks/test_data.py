@@ -47,7 +47,7 @@ def test_event_load(stage_timer, egbench_sample):
     stage_timer.extra_info.update(sample=egbench_sample.id, events=len(events), file_bytes=path.stat().st_size)
 
 
-@pytest.mark.egbench(group="data.render")
+@pytest.mark.egbench(group="data.render", stages=["render"], metrics=["events_per_s"])
 @pytest.mark.egbench_needs("events")
 @pytest.mark.parametrize("frames", [1, 5])
 def test_event_render(stage_timer, egbench_sample, egbench_record, frames):
@@ -115,7 +115,7 @@ def long_clips(tmp_path_factory):
     return {"cup_8s": cup, "cup_x4_32s": _remux_repeated(cup, tmp_path_factory.mktemp("clips") / "cup_x4.mp4", 4)}
 
 
-@pytest.mark.egbench(group="data.seek")
+@pytest.mark.egbench(group="data.seek", stages=["decode_sampled", "decode_all"])
 @pytest.mark.parametrize("clip", ["cup_8s", "cup_x4_32s"])
 def test_video_seek_vs_decode_all(stage_timer, egbench_settings, long_clips, clip):
     import numpy as np

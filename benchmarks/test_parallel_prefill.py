@@ -30,7 +30,8 @@ import pytest
 
 from pytest_egbench.pipeline import load_sample, visual_input
 
-pytestmark = pytest.mark.egbench(group="parallel_prefill")
+#: stages: the ones timed besides the pipeline's, declared so that --egbench-inject and tolerances accept them
+pytestmark = pytest.mark.egbench(group="parallel_prefill", stages=["draft_prefill", "draft_decode", "target_prefill", "target_alone", "sequential_e2e", "parallel_e2e"])
 
 DRAFT, DRAFT_FRAMES = "eventgpt", 5
 #: LLaVA-1.5 with 8 images (4643-token prefills) is GPU-only: on a 2-core CPU a round takes seconds.

@@ -21,10 +21,12 @@ from typing import Any
 
 import pytest
 
+from . import names
+
 #: Model families the suite knows (the models issue adds their adapters).
 KNOWN_MODELS: tuple[str, ...] = ("eventgpt", "video_llava", "llava")
-#: Benchmark stages in pipeline order (DESIGN.md, "The five stages").
-STAGES: tuple[str, ...] = ("load", "preprocess", "vision", "prefill", "decode")
+#: Benchmark stages in pipeline order (their one home is :data:`pytest_egbench.names.STAGES`).
+STAGES: tuple[str, ...] = names.STAGES
 PRESETS: tuple[str, ...] = ("tiny", "7b")
 #: ``fp32`` is accepted for CPU runs; NF4/int8 need bitsandbytes' CUDA kernels.
 QUANTS: tuple[str, ...] = ("nf4", "int8", "bf16", "fp16", "fp32")
@@ -211,7 +213,7 @@ def parse_injection(value: str) -> tuple[str, float]:
     """``STAGE=PCT``, e.g. ``decode=20%``: a slowdown to inject into one stage (0 < PCT)."""
     stage, sep, pct = value.partition("=")
     stage = stage.strip()
-    if not sep or not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_.\-]*", stage):
+    if not sep or not names.STAGE_NAME.fullmatch(stage):
         raise argparse.ArgumentTypeError(f"{value!r} is not STAGE=PERCENT (for example decode=20%)")
     fraction = parse_percent(pct)
     if fraction <= 0:
@@ -252,14 +254,14 @@ OPTIONS: tuple[OptionSpec, ...] = (
     OptionSpec("rounds", "--egbench-rounds", "steady-state rounds per configuration (default 8, from the A/A study: docs/aa-study-h100-nf4-warm.md)", parse_positive_int, 8, metavar="N"),
     OptionSpec("warmup", "--egbench-warmup", "warm-up rounds after the cold first round, discarded (default 2)", parse_non_negative_int, 2, metavar="N"),
     OptionSpec("max_new_tokens", "--egbench-max-new-tokens", "tokens generated per round: 1 from prefill, the rest in decode (default 16)", parse_positive_int, 16, metavar="N"),
-    OptionSpec("json", "--egbench-json", "write results in pytest-benchmark's JSON layout to PATH", parse_output_file, ini=False, metavar="PATH"),
-    OptionSpec("report", "--egbench-report", "write a markdown report to PATH", parse_output_file, ini=False, metavar="PATH"),
-    OptionSpec("baseline_dir", "--egbench-baseline-dir", "folder of baseline files (default: baselines/ under the rootdir)", parse_dir, metavar="DIR"),
-    OptionSpec("save", "--egbench-save", "save this run's results as the baseline of this machine's fingerprint", ini=False),
+    OptionSpec("json", "--egbench-json", "write results in pytest-benchmark's JSON layout to PATH (needs --egbench)", parse_output_file, ini=False, metavar="PATH"),
+    OptionSpec("report", "--egbench-report", "write a markdown report to PATH (needs --egbench)", parse_output_file, ini=False, metavar="PATH"),
+    OptionSpec("baseline_dir", "--egbench-baseline-dir", "folder of baseline files (default: baselines/ under the rootdir, which may be missing; a folder given here must exist unless --egbench-save creates it)", parse_dir, metavar="DIR"),
+    OptionSpec("save", "--egbench-save", "save this run's results as the baseline of this machine's fingerprint (needs --egbench)", ini=False),
     OptionSpec("tolerance", "--egbench-tolerance", "relative latency tolerance before a slowdown fails (default: 10% on CUDA with 5% for prefill, 100% on the CPU, 5% against the control rounds of --egbench-inject; see the README)", parse_percent, metavar="PCT"),
-    OptionSpec("metric_tolerances", "--egbench-metric-tolerance", "per-metric latency tolerance METRIC=PCT, e.g. decode=8% (repeatable)", parse_metric_tolerance, (), repeat=True, metavar="METRIC=PCT"),
+    OptionSpec("metric_tolerances", "--egbench-metric-tolerance", "per-metric latency tolerance METRIC=PCT, e.g. decode=8% (repeatable); METRIC: a stage, derived or declared metric of the collected benchmarks (README, Options)", parse_metric_tolerance, (), repeat=True, metavar="METRIC=PCT"),
     OptionSpec("tolerance_abs", "--egbench-tolerance-abs", "absolute tolerance for rates such as acceptance (default 0.02)", parse_abs_tolerance, 0.02, metavar="X"),
-    OptionSpec("inject", "--egbench-inject", "add a calibrated delay of PCT to every steady-state round of STAGE, e.g. decode=20% (repeatable), each after an unchanged control round, to check that the gate catches a slowdown (without a baseline it is judged against the control rounds); such a run cannot be saved", parse_injection, (), ini=False, repeat=True, metavar="STAGE=PCT"),
+    OptionSpec("inject", "--egbench-inject", "add a calibrated delay of PCT to every steady-state round of STAGE, e.g. decode=20% (repeatable), each after an unchanged control round, to check that the gate catches a slowdown (without a baseline it is judged against the control rounds); STAGE: a stage the collected benchmarks time (README, Options); such a run cannot be saved; needs --egbench", parse_injection, (), ini=False, repeat=True, metavar="STAGE=PCT"),
     OptionSpec("require_baseline", "--egbench-require-baseline", f"fail the session (exit status {EXIT_NOT_COMPARED}) when any latency or throughput metric was not compared: no baseline entry, or inconclusive because the machine differs from the baseline's and no --egbench-ref was given"),
     OptionSpec("ref", "--egbench-ref", "judge every latency by a same-machine A/B against REV: a git revision (run from a temporary git worktree; your checkout is not touched) or a folder holding another checkout; the reference's code and this code run in interleaved processes on this machine", parse_ref, metavar="REV"),
     OptionSpec("ref_pairs", "--egbench-ref-pairs", "with --egbench-ref: pairs of interleaved processes (reference, current), order alternating (default 4, from tools/ab_study.py; see the README)", parse_positive_int, 4, metavar="N"),
@@ -420,3 +422,35 @@ def resolve(config: pytest.Config) -> Settings:
     if "baseline_dir" not in values:
         values["baseline_dir"] = Path(config.rootpath, "baselines")
     return Settings(**values, sources=sources)
+
+
+#: Options that act only in a benchmark run: without ``--egbench`` they would do nothing.
+NEEDS_ENABLED: tuple[str, ...] = ("save", "json", "report", "inject", "ref", "require_baseline", "fallback_ref")
+
+
+def check(settings: Settings, inipath: Path | None = None) -> None:
+    """Raise :class:`pytest.UsageError` for options that cannot act as given (one line each):
+
+    * ``--egbench-save``, ``--egbench-json``, ``--egbench-report`` or ``--egbench-inject``
+      without ``--egbench``;
+    * ``--egbench-save`` with ``--egbench-inject``; ``--egbench-ref`` with either;
+    * with ``--egbench``, a baseline folder given on the command line or in the ini file that
+      does not exist, unless ``--egbench-save`` will create it. The default folder (``baselines/``
+      under the rootdir) may be missing: a fresh project has none.
+
+    Stage and metric names are checked after collection (:mod:`pytest_egbench.names`).
+    """
+    by_dest = {spec.dest: spec for spec in OPTIONS}
+    for dest in NEEDS_ENABLED:
+        if getattr(settings, dest) and not settings.enabled:
+            flag = by_dest[dest].flag
+            raise pytest.UsageError(f"{flag} needs --egbench: without it the benchmarks are skipped and {flag} does nothing")
+    if settings.save and settings.inject:
+        raise pytest.UsageError("--egbench-save with --egbench-inject: a run with an injected slowdown can never be saved as a baseline")
+    if settings.ref and (settings.save or settings.inject):
+        raise pytest.UsageError(f"--egbench-ref with {'--egbench-save' if settings.save else '--egbench-inject'}: an A/B run is judged against the reference's processes; it is never saved and injects nothing")
+    source = settings.sources.get("baseline_dir", "default")
+    path = settings.baseline_dir
+    if settings.enabled and not settings.save and source != "default" and path is not None and not path.is_dir():
+        where = f"ini option {by_dest['baseline_dir'].ini_key} in {inipath}:" if source.startswith("ini") else by_dest["baseline_dir"].flag
+        raise pytest.UsageError(f"{where} {path}: no such folder (--egbench-save creates it; only the default, baselines/ under the rootdir, may be missing)")

@@ -7,12 +7,13 @@ The run-wide session object and the fixtures are loaded in ``pytest_configure``.
 
 from __future__ import annotations
 
+import argparse
 from collections.abc import Generator
 from typing import TYPE_CHECKING
 
 import pytest
 
-from . import options
+from . import names, options
 
 if TYPE_CHECKING:
     from .session import EgbenchSession
@@ -22,9 +23,11 @@ SESSION_KEY = pytest.StashKey["EgbenchSession"]()
 TIMERS_KEY = pytest.StashKey[list]()
 OUTPUT_ERRORS_KEY = pytest.StashKey[list]()
 OUTPUT_WRITTEN_KEY = pytest.StashKey[list]()
+#: Set once the stage and metric names the user gave were checked against the collected benchmarks.
+NAMES_CHECKED_KEY = pytest.StashKey[bool]()
 
 MARKERS = {
-    "egbench": "egbench(group=None): a benchmark of the egbench suite; skipped unless --egbench is given",
+    "egbench": "egbench(group=None, stages=(), metrics=(), tolerances=None): a benchmark of the egbench suite; skipped unless --egbench is given. stages: the stages its stage_timer times besides load, preprocess, vision, prefill, decode; metrics: the latency, throughput and memory metrics it records with egbench_record (--egbench-inject and the tolerances accept only names some benchmark produces); tolerances: per-metric tolerances, e.g. {'decode': '8%'}",
     "gpu": "gpu: needs a CUDA device; skipped, with the reason, when there is none or --egbench-device cpu",
     "egbench_needs": "egbench_needs(*needs): the benchmark needs these parts of a sample ('events', 'video', 'event_image'); egbench_sample skips samples without them, with the reason",
 }
@@ -39,12 +42,9 @@ def pytest_configure(config: pytest.Config) -> None:
     for name, text in MARKERS.items():
         config.addinivalue_line("markers", text)
     settings = options.resolve(config)
-    if settings.save and settings.inject:
-        raise pytest.UsageError("--egbench-save with --egbench-inject: a run with an injected slowdown can never be saved as a baseline")
+    options.check(settings, config.inipath)
     if settings.ref and _xdist_controller(config):
-        raise pytest.UsageError("--egbench-ref with -n: the A/B parent runs no benchmark itself; give -n to the processes by running them without --egbench-ref, or drop -n")
-    if settings.ref and (settings.save or settings.inject):
-        raise pytest.UsageError(f"--egbench-ref with {'--egbench-save' if settings.save else '--egbench-inject'}: an A/B run is judged against the reference's processes; it is never saved and injects nothing")
+        raise pytest.UsageError("--egbench-ref with -n: the processes of an A/B run one after the other on this machine, never side by side; drop -n")
     if settings.enabled:
         from .device import resolve_device
         from .machine import device_info
@@ -114,20 +114,34 @@ def pytest_report_header(config: pytest.Config) -> list[str] | None:
     s = session.settings
     gpu = session.device_block.get("gpu_name") if session.device_block else None
     where = f"{session.device} ({gpu})" if gpu else str(session.device)
-    inject = ""
-    if s.inject:
-        slowdowns = ", ".join(f"{stage}=+{fraction:.0%}" for stage, fraction in s.inject)
-        inject = f"; injected slowdown {slowdowns}, each steady round after an unchanged control round (at least {options.CONTROL_MIN_ROUNDS} rounds when injecting)"
     from .calibration import summary_line
 
-    lines = [f"egbench: device {where}, preset {s.preset}, weights {s.quant}, rounds {s.rounds} after 1 cold + {s.warmup} warm-up, max new tokens {s.max_new_tokens}{inject}"]
+    lines = [f"egbench: device {where}, preset {s.preset}, weights {s.quant}, rounds {s.rounds} after 1 cold + {s.warmup} warm-up, max new tokens {s.max_new_tokens}"]
     if session.calibration:
         lines.append(f"egbench: {summary_line(session.calibration)}")
     return lines
 
 
+def pytest_report_collectionfinish(config: pytest.Config) -> list[str] | None:
+    """The injected slowdowns, said once their stages were checked against the collected
+    benchmarks (not in the header, which comes before collection and so before the check)."""
+    session = config.stash.get(SESSION_KEY, None)
+    # pytest calls this hook even when collection failed, so only after the check passed
+    if session is None or not session.settings.inject or not config.stash.get(NAMES_CHECKED_KEY, False):
+        return None
+    s = session.settings
+    slowdowns = ", ".join(f"{stage}=+{_percent(fraction)}" for stage, fraction in s.inject)
+    return [f"egbench: injected slowdown {slowdowns}, each steady round after an unchanged control round (at least {options.CONTROL_MIN_ROUNDS} rounds when injecting)"]
+
+
+def _percent(fraction: float) -> str:
+    return f"{fraction * 100:g}%"
+
+
+@pytest.hookimpl(tryfirst=True)
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Without ``--egbench`` skip benchmarks; with it, run only benchmarks (like
+    """Without ``--egbench`` skip benchmarks; with it, check the stage and metric names the user
+    gave against the collected benchmarks (:func:`_check_names`), then run only benchmarks (like
     pytest-benchmark's ``--benchmark-only``) and deselect the other tests."""
     settings = config.stash[SETTINGS_KEY]
     if not settings.enabled:
@@ -137,6 +151,7 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
                 item.add_marker(skip)
         return
     keep = [i for i in items if i.get_closest_marker("egbench")]
+    _check_names(config, settings, keep)
     dropped = [i for i in items if not i.get_closest_marker("egbench")]
     if dropped:
         config.hook.pytest_deselected(items=dropped)
@@ -190,6 +205,50 @@ def _run_ab(config: pytest.Config, egb: EgbenchSession, benchmarks: int) -> None
     egb.notes.append(f"A/B against {reference.label}: {2 * egb.settings.ref_pairs} processes, {sum(sides['ref'].seconds):.0f} s reference + {sum(sides['current'].seconds):.0f} s current (logs in {workdir})")
 
 
+def _check_names(config: pytest.Config, settings: options.Settings, benchmarks: list[pytest.Item]) -> None:
+    """Raise :class:`pytest.UsageError`, one line per problem, for a stage in ``--egbench-inject``
+    or a metric in ``--egbench-metric-tolerance`` (or its ini key) that none of ``benchmarks``
+    (the collected ones, before ``-k``/``-m``) can produce, and for a benchmark's own
+    ``egbench(tolerances=...)`` key that it cannot produce (rule: :mod:`pytest_egbench.names`).
+    Runs after collection because benchmarks declare their names in their markers."""
+    errors: list[str] = []
+    run = names.Producible()
+    for item in benchmarks:
+        where = f"{item.nodeid.partition('[')[0]}: egbench marker"
+        try:
+            own = names.Producible.declared(item.iter_markers("egbench"))
+        except ValueError as exc:
+            errors.append(f"{where}: {exc}")
+            continue
+        run |= own
+        tolerances = item.get_closest_marker("egbench").kwargs.get("tolerances") or {}  # type: ignore[union-attr]
+        if not isinstance(tolerances, dict):
+            errors.append(f"{where}: tolerances= must be a dict such as {{'decode': '8%'}}, got {tolerances!r}")
+            continue
+        for metric, value in tolerances.items():
+            why = own.metric_error(str(metric))
+            if why is None:
+                try:
+                    options.parse_percent(str(value))
+                except argparse.ArgumentTypeError as exc:
+                    why = str(exc)
+            if why:
+                errors.append(f"{where}: tolerances {metric}={value}: {why}")
+    for stage, fraction in settings.inject:
+        why = run.stage_error(stage)
+        if why:
+            errors.append(f"--egbench-inject {stage}={_percent(fraction)}: {why}")
+    source = settings.sources.get("metric_tolerances", "")
+    where = f"ini option egbench_metric_tolerance in {config.inipath}:" if source.startswith("ini") else "--egbench-metric-tolerance"
+    for metric, tolerance in settings.metric_tolerances:
+        why = run.metric_error(metric)
+        if why:
+            errors.append(f"{where} {metric}={_percent(tolerance)}: {why}")
+    if errors:
+        raise pytest.UsageError("\n".join(dict.fromkeys(errors)))
+    config.stash[NAMES_CHECKED_KEY] = True
+
+
 def pytest_runtest_setup(item: pytest.Item) -> None:
     if item.get_closest_marker("gpu") is None:
         return
@@ -240,7 +299,7 @@ def item_labels(item: pytest.Item) -> dict:
 def _record_and_judge(egb: EgbenchSession, item: pytest.Item, gpu: dict | None = None) -> None:
     """Record the item's stage timers, attach the GPU state read around it, and judge it."""
     from .machine import throttled
-    from .session import LATENCY, NOT_COMPARED
+    from .session import EXACT, LATENCY, MEMORY, NOT_COMPARED, THROUGHPUT
     from .stats import unsettled
     from .verdict import BASELINE_REFERENCE, CONTROL_REFERENCE, IMPROVEMENT, INCONCLUSIVE, REGRESSION, SETTINGS_DIFFER
 
@@ -263,12 +322,14 @@ def _record_and_judge(egb: EgbenchSession, item: pytest.Item, gpu: dict | None =
             egb.notes.append(f"{item.name}: {m.metric}: {why}")
     if slowed:
         egb.notes.append(f"{item.name}: the GPU was slowed down during this benchmark: {slowed}")
+    declared = names.Producible.declared(item.iter_markers("egbench"))  # checked at collection
+    undeclared = [m.metric for m in measured if m.kind in (LATENCY, THROUGHPUT, MEMORY) and declared.metric_error(m.metric)]
+    if undeclared:
+        egb.notes.append(f"{item.name}: not declared in its egbench marker (stages=[...] for a stage, metrics=[...] for a recorded metric), so --egbench-inject and the tolerances refuse: {', '.join(undeclared)}")
     if not measured or egb.settings.save:
         return
-    try:
-        tolerances = {k: options.parse_percent(str(v)) for k, v in (marker.kwargs.get("tolerances") or {}).items()}
-    except Exception as exc:
-        raise pytest.UsageError(f"{item.nodeid}: egbench(tolerances=...) marker: {exc}") from None
+    # names and values checked at collection (_check_names)
+    tolerances = {k: options.parse_percent(str(v)) for k, v in (marker.kwargs.get("tolerances") or {}).items()}
     verdicts, missing = egb.judge(measured, tolerances)
     injected = {stage for stage, _ in egb.settings.inject}
     for v in verdicts:

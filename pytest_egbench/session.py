@@ -13,7 +13,8 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from .baselines import Baseline, Entry, RunRecord, find, fingerprint, fingerprint_name, load_dir, same_config
-from .options import STAGES, Settings
+from .names import STAGES
+from .options import Settings
 from .timing import metric_stages
 from .verdict import CONTROL_REFERENCE, INCONCLUSIVE, SETTINGS_DIFFER, Verdict, judge
 

@@ -23,19 +23,19 @@ torch is imported only by :class:`CudaEventClock` and :class:`SyncedPerfCounterC
 
 from __future__ import annotations
 
-import re
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from .names import STAGE_NAME
+
 #: Round kinds. Only steady rounds enter the statistics; control rounds (with an injector only)
 #: are the unchanged reference interleaved with them.
 COLD, WARMUP, STEADY, CONTROL = "cold", "warmup", "steady", "control"
 #: Stages timed on the host clock by default (DESIGN.md: "CPU stages ... perf_counter_ns").
 HOST_STAGES = frozenset({"load", "preprocess"})
-_STAGE_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_.\-]*")
 
 
 class Clock(Protocol):
@@ -179,7 +179,7 @@ class Round:
         Raises ``ValueError`` for a bad name, a stage timed twice in one round, or a stage opened
         inside another (stages are consecutive, never nested).
         """
-        if not _STAGE_NAME.fullmatch(name):
+        if not STAGE_NAME.fullmatch(name):
             raise ValueError(f"bad stage name {name!r}: use letters, digits, '_', '.', '-'")
         if self._open is not None:
             raise ValueError(f"stage {name!r} opened inside stage {self._open!r}: stages do not nest")

@@ -175,3 +175,175 @@ def test_an_injected_run_takes_at_least_the_control_minimum_of_rounds():
     assert options.Settings(enabled=True, rounds=6).for_device("cpu").rounds == 6
     assert options.Settings(enabled=True, rounds=6, inject=(("decode", 0.2),)).for_device("cpu").rounds == options.CONTROL_MIN_ROUNDS
     assert options.Settings(enabled=True, rounds=20, inject=(("decode", 0.2),)).for_device("cpu").rounds == 20
+
+
+def test_stage_and_derived_metric_names_have_one_home():
+    """names.py is where the stage and derived-metric names live; the timer and the session use
+    them rather than a copy (a drift here would make the name checks refuse real names)."""
+    from pytest_egbench import names, session, timing
+
+    assert options.STAGES is names.STAGES
+    assert tuple(session._DERIVED) == names.DERIVED_METRICS
+    derived = timing._derive(list(names.STAGES), {s: [1000] for s in names.STAGES}, {"prefill": [4], "decode": [3]})
+    assert set(derived) == set(names.DERIVED_METRICS)
+
+
+# --------------------------------------------------------------------------- options that cannot act
+
+
+@pytest.mark.parametrize("args", [["--egbench-save"], ["--egbench-json", "out.json"], ["--egbench-report", "out.md"], ["--egbench-inject", "decode=20%"]])
+def test_an_output_or_action_option_without_egbench_is_a_usage_error(pytester, args):
+    pytester.makepyfile(test_a="def test_a(): pass")
+    result = pytester.runpytest(*args)
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    assert f"{args[0]} needs --egbench" in result.stderr.str()
+    assert not list(pytester.path.glob("out.*"))
+
+
+BASELINE_RUN = ("--egbench", "--egbench-device", "cpu", "--egbench-rounds", "1", "--egbench-warmup", "0")
+
+
+def test_a_baseline_dir_that_does_not_exist_is_a_usage_error(pytester):
+    pytester.makepyfile(test_a="def test_a(): pass")
+    missing = pytester.path / "baslines"
+    result = pytester.runpytest(*BASELINE_RUN, "--egbench-baseline-dir", str(missing))
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    assert f"--egbench-baseline-dir {missing}: no such folder" in result.stderr.str()
+
+
+def test_a_baseline_dir_in_the_ini_that_does_not_exist_is_a_usage_error(pytester):
+    pytester.makeini("[pytest]\negbench_baseline_dir = baselines/h200\n")
+    pytester.makepyfile(test_a="def test_a(): pass")
+    result = pytester.runpytest(*BASELINE_RUN)
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    assert f"ini option egbench_baseline_dir in {pytester.path / 'tox.ini'}: {pytester.path / 'baselines' / 'h200'}: no such folder" in result.stderr.str()
+    # without --egbench no baseline is read: a plain run is not stopped by the ini key
+    assert pytester.runpytest().ret == pytest.ExitCode.OK
+
+
+BENCH_ONE = """
+import pytest
+pytestmark = pytest.mark.egbench
+
+def test_one(stage_timer):
+    for rnd in stage_timer.rounds():
+        with rnd.stage("prefill"):
+            pass
+"""
+
+
+def test_a_missing_baseline_dir_is_fine_when_save_creates_it(pytester):
+    pytester.makepyfile(test_one=BENCH_ONE)
+    new = pytester.path / "new" / "baselines"
+    result = pytester.runpytest(*BASELINE_RUN, "--egbench-baseline-dir", str(new), "--egbench-save")
+    result.assert_outcomes(passed=1)
+    assert len(list(new.glob("*.json"))) == 1
+
+
+def test_a_missing_default_baseline_dir_is_fine(pytester):
+    """A fresh project has no baselines/ yet: its benchmarks skip with the reason, no usage error."""
+    pytester.makepyfile(test_one=BENCH_ONE)
+    assert not (pytester.path / "baselines").exists()
+    result = pytester.runpytest(*BASELINE_RUN, "-rs")
+    result.assert_outcomes(skipped=1)
+    result.stdout.fnmatch_lines(["*no baseline for this machine*"])
+
+
+# --------------------------------------------------------------------------- stage and metric names
+
+NAMED = """
+import pytest
+pytestmark = pytest.mark.egbench(MARKER)
+
+def test_named(stage_timer, egbench_record):
+    for rnd in stage_timer.rounds():
+        with rnd.stage("prefill", tokens=4):
+            pass
+        with rnd.stage("render"):
+            pass
+    egbench_record("my_bytes", 100, unit="bytes", kind="memory")
+"""
+NAMED_RUN = ("--egbench", "--egbench-device", "cpu", "--egbench-rounds", "1", "--egbench-warmup", "0")
+
+
+def _named(pytester, marker="group='named'"):
+    pytester.makepyfile(test_named=NAMED.replace("MARKER", marker))
+
+
+def test_a_typo_in_an_injected_stage_is_a_usage_error_listing_the_stages(pytester):
+    _named(pytester)
+    result = pytester.runpytest(*NAMED_RUN, "--egbench-inject", "decod=50%")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    err = result.stderr.str()
+    assert "--egbench-inject decod=50%: no collected benchmark times a stage 'decod' (did you mean 'decode'?): the stages they time are load, preprocess, vision, prefill, decode (" in err
+    # nothing ran, and nothing claimed an injection that would not happen
+    assert "injected slowdown" not in result.stdout.str() and "test_named.py" not in result.stdout.str()
+
+
+def test_a_stage_is_injectable_once_its_benchmark_declares_it(pytester):
+    _named(pytester)
+    result = pytester.runpytest(*NAMED_RUN, "--egbench-inject", "render=50%")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    assert "--egbench-inject render=50%: no collected benchmark times a stage 'render'" in result.stderr.str()
+    _named(pytester, "stages=['render'], metrics=['my_bytes']")
+    result = pytester.runpytest(*NAMED_RUN, "--egbench-inject", "render=50%", "--egbench-metric-tolerance", "my_bytes=5%")
+    assert result.ret in (pytest.ExitCode.OK, pytest.ExitCode.TESTS_FAILED), result.stderr.str()
+    result.stdout.fnmatch_lines(["collected 1 item", "egbench: injected slowdown render=+50%, each steady round after an unchanged control round*"])
+
+
+def test_an_undeclared_stage_or_recorded_metric_is_named_in_the_summary(pytester):
+    _named(pytester)
+    result = pytester.runpytest(*NAMED_RUN)
+    result.stdout.fnmatch_lines(["egbench: test_named: not declared in its egbench marker (stages=[[]...[]] for a stage, metrics=[[]...[]] for a recorded metric)*: my_bytes, render"])
+    _named(pytester, "stages=['render'], metrics=['my_bytes']")
+    assert "not declared in its egbench marker" not in pytester.runpytest(*NAMED_RUN).stdout.str()
+
+
+def test_a_typo_in_a_metric_tolerance_is_a_usage_error_listing_the_metrics(pytester):
+    _named(pytester, "metrics=['my_bytes']")
+    result = pytester.runpytest(*NAMED_RUN, "--egbench-metric-tolerance", "decdoe=8%")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    assert (
+        "--egbench-metric-tolerance decdoe=8%: no collected benchmark produces a metric 'decdoe' that takes a tolerance (did you mean 'decode'?): "
+        "the metrics they produce are load, preprocess, vision, prefill, decode, total, ttft, tpot, prefill_tokens_per_s, decode_tokens_per_s, my_bytes ("
+    ) in result.stderr.str()
+
+
+def test_a_tolerance_for_a_token_count_is_refused_with_the_reason(pytester):
+    _named(pytester)
+    result = pytester.runpytest(*NAMED_RUN, "--egbench-metric-tolerance", "tokens.prefill=8%")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    assert "'tokens.prefill' is a token count, an exact metric: it must equal the baseline, so no tolerance applies to it" in result.stderr.str()
+
+
+def test_a_typo_in_the_ini_metric_tolerance_is_a_usage_error_naming_the_key(pytester):
+    pytester.makeini("[pytest]\negbench_metric_tolerance =\n    decode=8%\n    decdoe=8%\n")
+    _named(pytester)
+    result = pytester.runpytest(*NAMED_RUN)
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    err = result.stderr.str()
+    assert f"ini option egbench_metric_tolerance in {pytester.path / 'tox.ini'}: decdoe=8%: no collected benchmark produces a metric 'decdoe'" in err
+    assert "the metrics they produce are load, preprocess, vision, prefill, decode, total, ttft" in err
+    assert "decode=8%" not in err.replace("decdoe=8%", "")  # the good line is not blamed
+    # without --egbench no benchmark runs and the key is not checked: plain pytest is not stopped
+    assert pytester.runpytest().ret == pytest.ExitCode.OK
+
+
+def test_a_typo_in_the_marker_tolerances_is_a_usage_error_naming_the_test(pytester):
+    _named(pytester, "tolerances={'decdoe': '8%'}")
+    result = pytester.runpytest(*NAMED_RUN)
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    err = result.stderr.str()
+    assert "test_named.py::test_named: egbench marker: tolerances decdoe=8%: no collected benchmark produces a metric 'decdoe'" in err
+    assert "the metrics they produce are load, preprocess, vision, prefill, decode, total" in err
+    _named(pytester, "tolerances={'decode': 'lots'}")
+    result = pytester.runpytest(*NAMED_RUN)
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    assert "test_named.py::test_named: egbench marker: tolerances decode=lots: 'lots' is not a percentage" in result.stderr.str()
+
+
+def test_a_declaration_that_is_not_a_list_of_names_is_a_usage_error(pytester):
+    _named(pytester, "stages='render'")
+    result = pytester.runpytest(*NAMED_RUN)
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    assert "test_named.py::test_named: egbench marker: stages= must be a list of names, got 'render'" in result.stderr.str()

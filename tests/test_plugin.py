@@ -160,7 +160,7 @@ def test_fixtures_skip_without_flag(pytester):
 
 def test_markers_are_registered_with_help(pytester):
     result = pytester.runpytest("--markers")
-    result.stdout.fnmatch_lines(["@pytest.mark.egbench(group=None): a benchmark*", "@pytest.mark.gpu: needs a CUDA device*"])
+    result.stdout.fnmatch_lines(["@pytest.mark.egbench(group=None, stages=(), metrics=(), tolerances=None): a benchmark*", "@pytest.mark.gpu: needs a CUDA device*"])
 
 
 def test_options_are_in_one_group(pytester):
@@ -353,7 +353,7 @@ def test_injected_slowdown_without_baseline_fails_against_the_control_rounds(pyt
     # are raised to CONTROL_MIN_ROUNDS (12) pairs
     result = pytester.runpytest(*RUN, "--egbench-inject", "decode=100%", f"--egbench-json={out}")
     result.assert_outcomes(failed=1)
-    result.stdout.fnmatch_lines(["egbench: device cpu*rounds 12 after*; injected slowdown decode=+100%, each steady round after an unchanged control round (at least 12 rounds when injecting)"])
+    result.stdout.fnmatch_lines(["egbench: device cpu*rounds 12 after*", "collected 1 item", "egbench: injected slowdown decode=+100%, each steady round after an unchanged control round (at least 12 rounds when injecting)"])
     result.stdout.fnmatch_lines(
         [
             "*egbench: 4 metric(s) regressed against this run's control rounds:",
