@@ -51,6 +51,7 @@ PARENT_ONLY = {
     "--egbench-save": False,
     "--egbench-baseline-dir": True,
     "--egbench-fallback-ref": False,
+    "--egbench-ref-cpus": True,
     "--rootdir": True,
 }
 
@@ -174,6 +175,7 @@ def run(
     pairs: int,
     workdir: Path,
     progress: Callable[[str], None],
+    cpus: frozenset[int] | None = None,
 ) -> dict[str, Side]:
     """Run :func:`schedule` ``(pairs)``: each process is ``python -m pytest ARGS --rootdir R
     --egbench-json ... --egbench-baseline-dir EMPTY`` in its checkout, ``PYTHONPATH`` set to that
@@ -196,7 +198,7 @@ def run(
         out = workdir / f"{name}-{pair}.json"
         log = workdir / f"{name}-{pair}.log"
         progress(f"egbench A/B: process {step}/{total}: {side.label}, pair {pair + 1}/{pairs} ...")
-        status, seconds = run_process(side.root, rel_root, rel_cwd, base, empty, out, log)
+        status, seconds = run_process(side.root, rel_root, rel_cwd, base, empty, out, log, cpus)
         side.seconds.append(seconds)
         side.logs.append(log)
         side.results.append(read_results(side.label, status, out, log))
@@ -204,11 +206,12 @@ def run(
     return sides
 
 
-def run_process(root: Path, rel_root: Path, rel_cwd: Path, args: Sequence[str], baseline_dir: Path, out: Path, log: Path) -> tuple[int, float]:
+def run_process(root: Path, rel_root: Path, rel_cwd: Path, args: Sequence[str], baseline_dir: Path, out: Path, log: Path, cpus: frozenset[int] | None = None) -> tuple[int, float]:
     """One benchmark process of the checkout at ``root``: ``python -m pytest ARGS -p
     no:cacheprovider --rootdir ROOT/REL_ROOT --egbench-json OUT --egbench-baseline-dir
     BASELINE_DIR``, started in ``root / rel_cwd`` (or the rootdir when that folder is missing),
-    ``PYTHONPATH`` = ``root`` first, output to ``log``. Returns ``(exit status, seconds)``."""
+    ``PYTHONPATH`` = ``root`` first, output to ``log``, pinned to ``cpus`` when given (Linux
+    ``sched_setaffinity``). Returns ``(exit status, seconds)``."""
     child_root = root / rel_root
     cwd = root / rel_cwd if (root / rel_cwd).is_dir() else child_root
     env = dict(os.environ)
@@ -217,8 +220,47 @@ def run_process(root: Path, rel_root: Path, rel_cwd: Path, args: Sequence[str], 
     cmd = [sys.executable, "-m", "pytest", *args, "-p", "no:cacheprovider", f"--rootdir={child_root}", "--egbench-json", str(out), "--egbench-baseline-dir", str(baseline_dir)]
     t0 = time.perf_counter()
     with open(log, "w", encoding="utf-8") as fh:
-        proc = subprocess.run(cmd, cwd=cwd, env=env, stdout=fh, stderr=subprocess.STDOUT)
+        pin = (lambda: os.sched_setaffinity(0, cpus)) if cpus else None
+        proc = subprocess.run(cmd, cwd=cwd, env=env, stdout=fh, stderr=subprocess.STDOUT, preexec_fn=pin)
     return proc.returncode, time.perf_counter() - t0
+
+
+def pinned_cpus(spec: str) -> frozenset[int] | None:
+    """The CPUs every A/B process is pinned to (``--egbench-ref-cpus``), or ``None`` for none.
+
+    ``auto``: the last ``min(4, n)`` of the ``n`` CPUs this process may run on (CPU 0, which often
+    takes the interrupts, last of all); ``none``: no pinning; else a list such as ``4-7`` or
+    ``4,5,6,7``, which must lie within this process's CPUs. Where the platform has no
+    ``sched_setaffinity`` (macOS, Windows) ``auto`` gives ``None``; a list raises
+    :class:`RefError`.
+
+    Why: on leased GPU machines the same process ran eager decode 2.2 times slower than its
+    neighbour (397 against 890 ms, H200 lease 3, ``docs/measurements/ab-study-h200-lease3.md``);
+    three processes pinned to the same 4 CPUs gave 446-507 ms, three unpinned 430-775 ms (lease 4,
+    ``docs/measurements/h200-pinning-lease4.json``). Both sides of an A/B then share the same
+    CPUs, whatever they are worth.
+    """
+    text = spec.strip().lower()
+    if text == "none":
+        return None
+    have = getattr(os, "sched_getaffinity", None)
+    if have is None:
+        if text == "auto":
+            return None
+        raise RefError(f"--egbench-ref-cpus {spec}: this platform cannot pin processes to CPUs")
+    allowed = sorted(have(0))
+    if text == "auto":
+        return frozenset(allowed[-min(4, len(allowed)) :])
+    cpus: set[int] = set()
+    try:
+        for part in text.split(","):
+            lo, _, hi = part.partition("-")
+            cpus.update(range(int(lo), int(hi or lo) + 1))
+    except ValueError:
+        raise RefError(f"--egbench-ref-cpus {spec}: not a CPU list such as 4-7 or 4,5,6,7") from None
+    if not cpus or not cpus <= set(allowed):
+        raise RefError(f"--egbench-ref-cpus {spec}: CPUs {sorted(cpus - set(allowed)) or '(none)'} are not among this process's CPUs {allowed[0]}-{allowed[-1]}")
+    return frozenset(cpus)
 
 
 def read_results(label: str, status: int, out: Path, log: Path) -> dict[str, Any]:

@@ -265,6 +265,7 @@ OPTIONS: tuple[OptionSpec, ...] = (
     OptionSpec("require_baseline", "--egbench-require-baseline", f"fail the session (exit status {EXIT_NOT_COMPARED}) when any latency or throughput metric was not compared: no baseline entry, or inconclusive because the machine differs from the baseline's and no --egbench-ref was given"),
     OptionSpec("ref", "--egbench-ref", "judge every latency by a same-machine A/B against REV: a git revision (run from a temporary git worktree; your checkout is not touched) or a folder holding another checkout; the reference's code and this code run in interleaved processes on this machine", parse_ref, metavar="REV"),
     OptionSpec("ref_pairs", "--egbench-ref-pairs", "with --egbench-ref: pairs of interleaved processes (reference, current), order alternating (default 4, from tools/ab_study.py; see the README)", parse_positive_int, 4, metavar="N"),
+    OptionSpec("ref_cpus", "--egbench-ref-cpus", "with --egbench-ref: pin every A/B process to these CPUs: auto (the last 4 this process may use), none, or a list such as 4-7 (default auto; Linux)", str, "auto", metavar="CPUS"),
     OptionSpec("ignore_machine", "--egbench-ignore-machine", "judge latency against a saved baseline even where this machine's calibration differs from the baseline's runs (or they carry none); the difference is still reported. For a machine you own and keep unchanged"),
     OptionSpec("fallback_ref", "--egbench-fallback-ref", "against a saved baseline: where this machine differs from the baseline's runs (or they carry no calibration), judge by a same-machine A/B (as --egbench-ref) against the commit of the baseline's newest run instead of calling latency inconclusive (the nightly job's switch)"),
     OptionSpec("pvalue", "--egbench-pvalue", "significance level of the one-sided test: Mann-Whitney U against a baseline, Wilcoxon signed-rank against control rounds (default 0.01)", parse_probability, 0.01, metavar="P"),
@@ -298,6 +299,7 @@ class Settings:
     require_baseline: bool = False
     ref: str | None = None
     ref_pairs: int = 4
+    ref_cpus: str = "auto"
     fallback_ref: bool = False
     ignore_machine: bool = False
     #: "cuda" or "cpu" once :meth:`for_device` knows it: chooses the default tolerances

@@ -185,15 +185,17 @@ def _run_ab(config: pytest.Config, egb: EgbenchSession, benchmarks: int) -> None
             reporter.write_line(line)
 
     try:
+        cpus = ab.pinned_cpus(egb.settings.ref_cpus)
         reference = ab.prepare(egb.settings.ref, config.rootpath)
     except ab.RefError as exc:
         raise pytest.UsageError(str(exc)) from None
     egb.ab_reference = reference
     workdir = Path(tempfile.mkdtemp(prefix="egbench-ab-"))
-    progress(f"egbench A/B: {benchmarks} benchmark(s), {egb.settings.ref_pairs} pair(s) of processes: {reference.label} (checkout {reference.root}) against the current code; logs in {workdir}")
+    pinned = f", each pinned to CPUs {','.join(map(str, sorted(cpus)))}" if cpus else ", not pinned to CPUs"
+    progress(f"egbench A/B: {benchmarks} benchmark(s), {egb.settings.ref_pairs} pair(s) of processes{pinned}: {reference.label} (checkout {reference.root}) against the current code; logs in {workdir}")
     try:
         current_root = reference.worktree_of or config.rootpath
-        sides = ab.run(reference, current_root, config.rootpath, config.invocation_params.dir, config.invocation_params.args, egb.settings.ref_pairs, workdir, progress)
+        sides = ab.run(reference, current_root, config.rootpath, config.invocation_params.dir, config.invocation_params.args, egb.settings.ref_pairs, workdir, progress, cpus)
     except ab.RefError as exc:
         egb.ab_outcome = str(exc)
         return

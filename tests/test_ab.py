@@ -129,3 +129,17 @@ def test_ab_against_a_slower_and_an_equal_reference_folder(pytester, tmp_path_fa
     result = pytester.runpytest_subprocess(*common, "--egbench-tolerance", "25%", "--egbench-ref-pairs", "1", f"--egbench-ref={same_ref}")
     result.assert_outcomes(passed=1)
     assert "verdicts:" in result.stdout.str()
+
+
+@pytest.mark.skipif(not hasattr(__import__("os"), "sched_getaffinity"), reason="needs Linux sched_getaffinity")
+def test_cpu_lists_for_pinning():
+    import os
+
+    allowed = sorted(os.sched_getaffinity(0))
+    assert ab.pinned_cpus("none") is None
+    assert ab.pinned_cpus("auto") == frozenset(allowed[-min(4, len(allowed)) :])
+    assert ab.pinned_cpus(f"{allowed[0]}-{allowed[0]}") == frozenset({allowed[0]})
+    with pytest.raises(ab.RefError, match="not a CPU list"):
+        ab.pinned_cpus("four")
+    with pytest.raises(ab.RefError, match="are not among this process's CPUs"):
+        ab.pinned_cpus(str(max(allowed) + 1000))

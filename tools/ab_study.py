@@ -115,6 +115,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--tolerance", type=float, default=None, help="default: verdict.AB_TOLERANCE")
     parser.add_argument("--alpha", type=float, default=0.01)
     parser.add_argument("--metrics", default="prefill,decode")
+    parser.add_argument("--cpus", default="auto", help="pin every process to these CPUs (as --egbench-ref-cpus): auto, none or a list")
     parser.add_argument("--replay", type=Path, help="judge the processes of an earlier raw.json instead of running any")
     parser.add_argument("pytest_args", nargs=argparse.REMAINDER)
     args = parser.parse_args(argv)
@@ -169,8 +170,9 @@ def run_arms(args: argparse.Namespace, pytest_args: list[str]) -> tuple[dict[str
     work = Path(tempfile.mkdtemp(prefix="ab-study-"))
     empty = work / "no-baselines"
     empty.mkdir()
+    cpus = ab.pinned_cpus(args.cpus)
     arms = {"ref": copy_tree(work / "ref"), "same": copy_tree(work / "same")}
-    status, secs = ab.run_process(arms["ref"], Path("."), Path("."), pytest_args, empty, work / "probe.json", work / "probe.log")
+    status, secs = ab.run_process(arms["ref"], Path("."), Path("."), pytest_args, empty, work / "probe.json", work / "probe.log", cpus)
     probe = ab.read_results("probe", status, work / "probe.json", work / "probe.log")
     base = {m: statistics.median(metric_runs([probe], m)[0]) for m in ("prefill", "decode")}
     print(f"probe process: {secs:.1f} s; prefill {base['prefill'] * 1e3:.3f} ms, decode {base['decode'] * 1e3:.3f} ms", file=sys.stderr)
@@ -186,7 +188,7 @@ def run_arms(args: argparse.Namespace, pytest_args: list[str]) -> tuple[dict[str
         order = names[r % len(names) :] + names[: r % len(names)]
         for n in order:
             out, log = work / f"{n}-{r}.json", work / f"{n}-{r}.log"
-            status, secs = ab.run_process(arms[n], Path("."), Path("."), pytest_args, empty, out, log)
+            status, secs = ab.run_process(arms[n], Path("."), Path("."), pytest_args, empty, out, log, cpus)
             docs[n].append(ab.read_results(n, status, out, log))
             seconds[n].append(secs)
             print(f"round {r + 1}/{args.rounds} {n}: {secs:.1f} s", file=sys.stderr)
