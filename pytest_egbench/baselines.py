@@ -606,11 +606,27 @@ def _runs_of(source: Baseline) -> list[tuple[RunRecord, dict[str, Entry]]]:
 # --------------------------------------------------------------------------- command line
 
 
+def constraints(baseline: Baseline) -> str:
+    """pip constraints (``torch==2.11.*`` ...) pinning the major.minor versions of the libraries in
+    ``baseline``'s fingerprint, so that a nightly job installs what the baseline was measured
+    with and a library upgrade does not silently move the gate to a fingerprint with no baseline.
+    CUDA is not pinned here (it comes with the torch build); the comment names it."""
+    fp = baseline.fingerprint
+    lines = [f"# libraries of baseline {baseline.path.name if baseline.path else fingerprint_name(fp)} (python -m pytest_egbench.baselines constraints)"]
+    if fp.get("cuda"):
+        lines.append(f"# CUDA {fp['cuda']}: install the torch build for it")
+    for name in ("torch", "transformers", "bitsandbytes"):
+        if fp.get(name):
+            lines.append(f"{name}=={fp[name]}.*")
+    return "\n".join(lines) + "\n"
+
+
 def main(argv: list[str] | None = None) -> int:
     """``python -m pytest_egbench.baselines add FILE... [--dir DIR]``: add the runs in FILEs
     (baseline files of any schema, or ``--egbench-json`` results files) to the baselines in DIR,
     each under its own fingerprint; a run already there (same run id) is not added again.
-    ``show DIR``: list the baselines and their runs."""
+    ``show DIR``: list the baselines and their runs. ``constraints FILE``: print pip constraints
+    pinning the libraries of FILE's fingerprint (:func:`constraints`)."""
     import argparse
     import sys
 
@@ -621,6 +637,8 @@ def main(argv: list[str] | None = None) -> int:
     add.add_argument("--dir", type=Path, default=Path("baselines"))
     show = sub.add_parser("show", help="list the baselines in a folder")
     show.add_argument("dir", type=Path, nargs="?", default=Path("baselines"))
+    pins = sub.add_parser("constraints", help="pip constraints pinning the libraries of a baseline's fingerprint")
+    pins.add_argument("file", type=Path)
     args = parser.parse_args(argv)
     try:
         if args.command == "add":
@@ -642,6 +660,8 @@ def main(argv: list[str] | None = None) -> int:
                     fresh = [i for i in ids if i in new]
                     new -= set(fresh)
                     print(f"{file}: {len(fresh)} of {len(ids)} run(s) added ({len(ids) - len(fresh)} already there), {len(source.entries)} metrics, to {path}")
+        elif args.command == "constraints":
+            print(constraints(load(args.file)), end="")
         else:
             for b in load_dir(args.dir):
                 runs = max((len(e.runs) for e in b.entries.values()), default=0)

@@ -124,22 +124,46 @@ def test_ab_against_a_slower_and_an_equal_reference_folder(pytester, tmp_path_fa
     assert "egbench A/B: process 4/4" in out  # 2 pairs: reference, current, current, reference
     result.stdout.fnmatch_lines([f"*regressed against folder {slower_ref}*on this machine*", "*decode: folder*change +*per process pair +*slower*"])
 
-    same_ref = tmp_path_factory.mktemp("ref-same")
-    _project(same_ref, 0.003)
-    result = pytester.runpytest_subprocess(*common, "--egbench-tolerance", "25%", "--egbench-ref-pairs", "1", f"--egbench-ref={same_ref}")
+    assert "each pinned to CPUs" in out or "not pinned to CPUs" in out
+
+    # a git revision: HEAD holds the same code, checked out into a temporary worktree
+    git = ["git", "-C", str(pytester.path), "-c", "user.name=t", "-c", "user.email=t@t"]
+    subprocess.run(["git", "init", "-q", str(pytester.path)], check=True)
+    subprocess.run([*git, "add", "test_bench.py", "mycode.py"], check=True)
+    subprocess.run([*git, "commit", "-qm", "bench"], check=True)
+    result = pytester.runpytest_subprocess(*common, "--egbench-tolerance", "25%", "--egbench-ref-pairs", "1", "--egbench-ref=HEAD", "--egbench-json=ab.json")
     result.assert_outcomes(passed=1)
-    assert "verdicts:" in result.stdout.str()
+    result.stdout.fnmatch_lines(["*egbench A/B: 1 benchmark(s), 1 pair(s) of processes*REV HEAD (*) (checkout *egbench-ref-*/checkout)*"])
+    doc = __import__("json").loads((pytester.path / "ab.json").read_text())
+    decode = next(b for b in doc["benchmarks"] if b["name"] == "test_toy::decode")
+    assert decode["extra_info"]["verdict"]["reference"].startswith("REV HEAD (") and decode["extra_info"]["verdict"]["status"] in ("pass", "pass (not significant)")
+    assert len(decode["stats"]["data"]) == 8  # the current side's rounds: 1 process x 8 rounds
+    listed = subprocess.run([*git, "worktree", "list"], capture_output=True, text=True).stdout.strip().splitlines()
+    assert len(listed) == 1  # the temporary worktree is gone
+    status = subprocess.run([*git, "status", "--porcelain", "--untracked-files=no"], capture_output=True, text=True).stdout
+    assert status == ""  # the user's checkout is untouched
 
 
-@pytest.mark.skipif(not hasattr(__import__("os"), "sched_getaffinity"), reason="needs Linux sched_getaffinity")
-def test_cpu_lists_for_pinning():
-    import os
-
-    allowed = sorted(os.sched_getaffinity(0))
-    assert ab.pinned_cpus("none") is None
-    assert ab.pinned_cpus("auto") == frozenset(allowed[-min(4, len(allowed)) :])
-    assert ab.pinned_cpus(f"{allowed[0]}-{allowed[0]}") == frozenset({allowed[0]})
-    with pytest.raises(ab.RefError, match="not a CPU list"):
-        ab.pinned_cpus("four")
-    with pytest.raises(ab.RefError, match="are not among this process's CPUs"):
-        ab.pinned_cpus(str(max(allowed) + 1000))
+def test_fallback_ref_turns_a_machine_that_differs_into_an_ab_against_the_baselines_commit(pytester):
+    """The nightly switch: the baseline's run says another machine (its launch probe made 20 times
+    faster), so instead of an inconclusive run the benchmarks are judged by an A/B against the
+    commit that run recorded."""
+    _project(pytester.path, 0.002)
+    git = ["git", "-C", str(pytester.path), "-c", "user.name=t", "-c", "user.email=t@t"]
+    subprocess.run(["git", "init", "-q", str(pytester.path)], check=True)
+    subprocess.run([*git, "add", "test_bench.py", "mycode.py"], check=True)
+    subprocess.run([*git, "commit", "-qm", "bench"], check=True)
+    head = subprocess.run([*git, "rev-parse", "HEAD"], capture_output=True, text=True, check=True).stdout.strip()
+    common = ["--egbench", "--egbench-device", "cpu", "--egbench-rounds", "8", "--egbench-warmup", "1", "-p", "no:cacheprovider"]
+    pytester.runpytest_subprocess(*common, "--egbench-save").assert_outcomes(passed=1)
+    (path,) = (pytester.path / "baselines").glob("*.json")
+    doc = __import__("json").loads(path.read_text())
+    assert doc["runs"][0]["commit"] == head
+    for probe in doc["runs"][0]["calibration"]["probes"].values():
+        probe["median"] *= 20
+        probe["samples"] = [v * 20 for v in probe["samples"]]
+    path.write_text(__import__("json").dumps(doc))
+    result = pytester.runpytest_subprocess(*common, "--egbench-fallback-ref", "--egbench-ref-pairs", "1", "--egbench-tolerance", "25%", "--egbench-require-baseline")
+    result.assert_outcomes(passed=1)
+    assert result.ret == 0  # every latency got a verdict from the A/B
+    result.stdout.fnmatch_lines([f"*egbench A/B: 1 benchmark(s), 1 pair(s) of processes*REV {head[:12]}*", f"*--egbench-fallback-ref: machine differs: *; judging by a same-machine A/B against the baseline's commit {head[:12]} instead*"])

@@ -246,3 +246,15 @@ def test_paired_needs_one_reference_run_of_equal_length():
 def test_paired_with_too_few_pairs_warns_and_uses_the_tolerance_alone():
     v = judge("decode", "latency", "s", [BASE], [x * 1.2 for x in BASE], **KW, paired=True)  # 6 pairs: p >= 1/64
     assert v.status == REGRESSION and v.warning and "only 6 pairs" in v.warning
+
+
+def test_constraints_pin_the_libraries_of_the_fingerprint(tmp_path, capsys):
+    from pytest_egbench import baselines
+
+    fp = {"device": "NVIDIA H200", "preset": "7b", "quant": "nf4", "torch": "2.11", "transformers": "5.17", "bitsandbytes": "0.50", "cuda": "13.0"}
+    text = baselines.constraints(baselines.Baseline(fp, {}))
+    pins = [line for line in text.splitlines() if not line.startswith("#")]
+    assert pins == ["torch==2.11.*", "transformers==5.17.*", "bitsandbytes==0.50.*"]
+    # a CPU fingerprint has no bitsandbytes and no CUDA
+    cpu = baselines.constraints(baselines.Baseline({**fp, "device": "CPU x", "quant": "fp32", "bitsandbytes": None, "cuda": None}, {}))
+    assert [line for line in cpu.splitlines() if not line.startswith("#")] == ["torch==2.11.*", "transformers==5.17.*"]
