@@ -167,3 +167,17 @@ def test_fallback_ref_turns_a_machine_that_differs_into_an_ab_against_the_baseli
     result.assert_outcomes(passed=1)
     assert result.ret == 0  # every latency got a verdict from the A/B
     result.stdout.fnmatch_lines([f"*egbench A/B: 1 benchmark(s), 1 pair(s) of processes*REV {head[:12]}*", f"*--egbench-fallback-ref: machine differs: *; judging by a same-machine A/B against the baseline's commit {head[:12]} instead*"])
+
+
+@pytest.mark.skipif(not hasattr(__import__("os"), "sched_getaffinity"), reason="needs Linux sched_getaffinity")
+def test_cpu_lists_for_pinning():
+    import os
+
+    allowed = sorted(os.sched_getaffinity(0))
+    assert ab.pinned_cpus("none") is None
+    assert ab.pinned_cpus("auto") == frozenset(allowed[-min(4, len(allowed)) :])
+    assert ab.pinned_cpus(f"{allowed[0]}-{allowed[0]}") == frozenset({allowed[0]})
+    with pytest.raises(ab.RefError, match="not a CPU list"):
+        ab.pinned_cpus("four")
+    with pytest.raises(ab.RefError, match="are not among this process's CPUs"):
+        ab.pinned_cpus(str(max(allowed) + 1000))
