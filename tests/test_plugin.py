@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import subprocess
 import sys
@@ -237,6 +238,17 @@ def _gated(pytester, tokens=10):
     pytester.makepyfile(test_gate=GATED.replace("TOKENS", str(tokens)))
 
 
+def _assert_significant(output: str, start: str, alpha: float = 0.01) -> None:
+    """The verdict line beginning with ``start`` is a slowdown (positive change, "slower") with
+    a p-value below ``alpha``. Not one p-value's text: with real sleeps on a loaded machine a
+    pair or two can come out of order (p = 2**-12 for 12 pairs all in order, 2 * 2**-12 with one
+    out of order, ...) while the slowdown is still caught."""
+    line = next(line for line in output.splitlines() if line.lstrip(" E>").startswith(start))
+    match = re.search(r"change \+(?P<change>[0-9.]+)%.* p=(?P<p>[0-9.e+-]+) \(tolerance [0-9.]+%, alpha (?P<alpha>[0-9.]+)\): slower", line)
+    assert match, line
+    assert float(match["change"]) > 0 and float(match["p"]) < alpha and float(match["alpha"]) == alpha, line
+
+
 def test_no_baseline_skips_with_the_fingerprint(pytester):
     _gated(pytester)
     result = pytester.runpytest(*RUN, "-rs")
@@ -267,10 +279,11 @@ def test_injected_decode_slowdown_fails_with_the_numbers(pytester):
     result.stdout.fnmatch_lines(
         [
             "*egbench: * metric(s) regressed against baseline cpu-*",
-            # the baseline's 6 rounds against the injected run's 12 (CONTROL_MIN_ROUNDS): p = 1 / C(18, 6)
-            "*decode: baseline 4.* ms [[]IQR *, n=6[]], current * ms [[]IQR *, n=12[]], change +*% [[]95% CI +*% to +*%[]], one-sided Mann-Whitney p=5.39e-05 (tolerance 20.0%, alpha 0.01): slower*",
+            # the baseline's 6 rounds against the injected run's 12 (CONTROL_MIN_ROUNDS)
+            "*decode: baseline * ms [[]IQR *, n=6[]], current * ms [[]IQR *, n=12[]], change +*% [[]95% CI +*% to +*%[]], one-sided Mann-Whitney p=* (tolerance 20.0%, alpha 0.01): slower*",
         ]
     )
+    _assert_significant(result.stdout.str(), "decode: baseline ")
 
 
 def test_injected_slowdown_without_baseline_fails_against_the_control_rounds(pytester):
@@ -286,10 +299,11 @@ def test_injected_slowdown_without_baseline_fails_against_the_control_rounds(pyt
     result.stdout.fnmatch_lines(
         [
             "*egbench: 4 metric(s) regressed against this run's control rounds:",
-            "*decode: control (this run's interleaved unchanged rounds) 4.* ms [[]IQR *, n=12[]], current * ms [[]IQR *, n=12[]], change +*% (median of 12 paired ratios) [[]95% CI +*% to +*%[]], one-sided Wilcoxon signed-rank p=0.000244 (tolerance 5.0%, alpha 0.01): slower*",
+            "*decode: control (this run's interleaved unchanged rounds) * ms [[]IQR *, n=12[]], current * ms [[]IQR *, n=12[]], change +*% (median of 12 paired ratios) [[]95% CI +*% to +*%[]], one-sided Wilcoxon signed-rank p=* (tolerance 5.0%, alpha 0.01): slower*",
         ]
     )
     failure = result.stdout.str()
+    _assert_significant(failure, "decode: control ")
     for metric in ("tpot", "decode_tokens_per_s", "total"):
         assert f"{metric}: control (this run's interleaved unchanged rounds)" in failure
     assert "prefill: control" not in failure and "ttft: control" not in failure and "regressed against baseline" not in failure
