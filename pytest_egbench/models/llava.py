@@ -24,6 +24,7 @@ import torch
 
 from . import presets
 from .base import Inputs, ModelAdapter, ModelSpec, VisualInput, check_frames
+from .generation import cache_kwargs, output_cache
 from .tokenization import IMAGE_TOKEN, IMAGE_TOKEN_ID, VIDEO_TOKEN, VIDEO_TOKEN_ID
 from .weights import RandomWeights, build_empty, materialise
 
@@ -64,8 +65,9 @@ class _HFLlavaAdapter(ModelAdapter):
     def forward_whole(self, inputs: Inputs) -> tuple[torch.Tensor, Any]:
         from transformers import DynamicCache
 
-        out = self.model(input_ids=inputs.input_ids, **self.pixel_kwargs(inputs), past_key_values=DynamicCache(), use_cache=True, logits_to_keep=1)
-        return out.logits[:, -1], out.past_key_values
+        cache = cache_kwargs(self.model, DynamicCache())
+        out = self.model(input_ids=inputs.input_ids, **self.pixel_kwargs(inputs), **cache, use_cache=True, logits_to_keep=1)
+        return out.logits[:, -1], output_cache(out)
 
     @classmethod
     def load(cls, spec: ModelSpec) -> _HFLlavaAdapter:
