@@ -89,13 +89,15 @@ class _HFLlavaAdapter(ModelAdapter):
         quant = spec.quant_spec
         if not (folder / "config.json").is_file():
             raise ValueError(f"{cls.name} checkpoint {folder}: no config.json (expected a Hugging Face model folder)")
+        # a device_map needs accelerate (the gpu extra), which loading onto the CPU does not
+        placement = {} if torch.device(spec.device).type == "cpu" else {"device_map": {"": str(spec.device)}}
         model = model_class.from_pretrained(
             folder,
             dtype=quant.compute_dtype,
             quantization_config=quant.bnb_config(cls.skip_modules),
-            device_map={"": str(spec.device)},
             local_files_only=True,
             trust_remote_code=False,
+            **placement,
         ).eval()
         found = getattr(model.config, cls.token_attribute)
         if found != cls.token_id:
