@@ -6,4 +6,32 @@ before any pytester run, keeps it loaded. (This is the test suite, not the plugi
 never imports torch without ``--egbench``, which tests/test_plugin.py checks in a subprocess.)
 """
 
-import torch  # noqa: F401
+import pytest
+import torch
+
+#: ulps one rounding step may contribute, relative to the largest value compared (see below)
+ULPS_PER_OP = 4
+
+
+def _assert_close_in_dtype(actual: torch.Tensor, expected: torch.Tensor, *, ops: int) -> None:
+    """``torch.testing.assert_close`` with a tolerance derived from ``expected``'s dtype.
+
+    For two computations of the same value from the same weights and inputs whose only
+    difference is rounding: the kernels may sum in another order (a CPU's BLAS picks its SIMD
+    path, blocking and thread split from the instruction set, the thread count and even the
+    buffers' alignment -- a checkpoint read back from a memory-mapped file is not aligned like
+    the tensors it was written from; on a 2-core AMD EPYC that moved logits by 9e-8). Each
+    rounding step is off by at most half an ulp of the values it combines; along a chain of
+    ``ops`` such steps the errors add up linearly in the worst case, so allow ``ULPS_PER_OP``
+    ulps (``torch.finfo(dtype).eps``) per step, relative (rtol) and scaled by the largest
+    ``|expected|`` (atol, for values near zero). For a tiny fp32 model that is ~1e-5: two
+    orders of magnitude above rounding noise, far below what a wrong or missing weight changes.
+    """
+    tol = ULPS_PER_OP * ops * torch.finfo(expected.dtype).eps
+    torch.testing.assert_close(actual, expected, rtol=tol, atol=tol * float(expected.abs().max()))
+
+
+@pytest.fixture
+def assert_close_in_dtype():
+    """``assert_close_in_dtype(actual, expected, ops=N)``: equal up to rounding along ``N`` ops."""
+    return _assert_close_in_dtype

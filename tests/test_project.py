@@ -53,3 +53,44 @@ def test_nightly_runs_on_the_gpu_runner_against_baselines():
     assert "schedule:" in text and "workflow_dispatch:" in text
     assert "runs-on: [self-hosted, gpu]" in text
     assert "--egbench-baseline-dir baselines" in text and "upload-artifact" in text
+
+
+def _lower_bounds() -> dict[str, str]:
+    """``{name: version}`` of every ``>=`` bound of the direct dependencies a CPU install gets
+    (``[project.dependencies]``, ``test`` and ``plot``), torch left out."""
+    tomllib = pytest.importorskip("tomllib")  # Python >= 3.11
+    from packaging.requirements import Requirement
+    from packaging.utils import canonicalize_name
+
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    extras = project["optional-dependencies"]
+    bounds = {}
+    for text in [*project["dependencies"], *extras["test"], *extras["plot"]]:
+        req = Requirement(text)
+        (low,) = [s.version for s in req.specifier if s.operator == ">="] or [None]
+        assert low, f"{text}: every direct dependency has a lower bound"
+        bounds[canonicalize_name(req.name)] = low
+    del bounds["torch"]  # .ci/run installs torch==2.13.0, the one CPU wheel on the CI machine
+    return bounds
+
+
+def test_lowest_constraints_pin_every_lower_bound():
+    from packaging.utils import canonicalize_name
+    from packaging.version import Version
+
+    pins = {}
+    for line in (ROOT / ".ci" / "constraints-lowest.txt").read_text().splitlines():
+        line = line.split("#", 1)[0].strip()
+        if line:
+            name, version = line.split("==")
+            pins[canonicalize_name(name)] = version
+    for name, low in _lower_bounds().items():
+        assert name in pins and Version(pins[name]) == Version(low), f"{name}>={low} in pyproject.toml, {pins.get(name)} in .ci/constraints-lowest.txt"
+
+
+def test_ci_runs_the_tests_at_the_lowest_versions_too():
+    ci = (ROOT / ".ci" / "run").read_text()
+    assert "-c .ci/constraints-lowest.txt" in ci and ci.rstrip().endswith("pytest")
+    workflow = (ROOT / ".github" / "workflows" / "ci.yml").read_text()
+    assert "-c .ci/constraints-lowest.txt" in workflow
+    assert '".[test,plot,gpu]"' in (ROOT / ".github" / "workflows" / "nightly-gpu.yml").read_text()

@@ -200,6 +200,8 @@ def parallel_prefill_decode(
     """
     import torch
 
+    from ..models.generation import cache_kwargs
+
     if hidden < 1 or gamma < 1 or steps < 0:
         raise ValueError(f"need hidden >= 1, gamma >= 1, steps >= 0; got hidden={hidden}, gamma={gamma}, steps={steps}")
     with torch.inference_mode():
@@ -215,7 +217,7 @@ def parallel_prefill_decode(
             token = greedy(d_logits[:, None], vocab_size)  # [1, 1]
             produced, ends = [token], [lanes.mark("draft")]
             for _ in range(hidden - 1):
-                token = greedy(draft_model(input_ids=token, past_key_values=d_cache, use_cache=True).logits[:, -1:], vocab_size)
+                token = greedy(draft_model(input_ids=token, **cache_kwargs(draft_model, d_cache), use_cache=True).logits[:, -1:], vocab_size)
                 produced.append(token)
                 ends.append(lanes.mark("draft"))
             proposals_dev = torch.cat(produced, dim=1)

@@ -95,7 +95,7 @@ class AcceptanceStats:
 
 @dataclass
 class Continuation:
-    """A causal LM (accepts ``input_ids`` and ``past_key_values``, returns ``.logits``) and its
+    """A causal LM (accepts ``input_ids`` and a KV cache, returns ``.logits``) and its
     ``DynamicCache`` holding exactly its prompt (after prefill). ``prompt_tokens`` defaults to the
     cache length when made by :func:`continuation`."""
 
@@ -139,7 +139,9 @@ def greedy(logits: Any, vocab_size: int | None = None) -> Any:
 
 
 def _forward(model: Any, ids: Any, cache: Any) -> Any:
-    return model(input_ids=ids, past_key_values=cache, use_cache=True).logits
+    from ..models.generation import cache_kwargs
+
+    return model(input_ids=ids, **cache_kwargs(model, cache), use_cache=True).logits
 
 
 def propose(draft: Continuation, pending: Any, gamma: int, vocab_size: int | None = None) -> Any:

@@ -34,6 +34,7 @@ from torch import nn
 
 from . import presets
 from .base import Inputs, ModelAdapter, ModelSpec, VisualInput, check_frames, splice_visual
+from .generation import cache_kwargs, output_cache
 from .quant import QuantSpec
 from .tokenization import UNK_ID
 from .weights import RandomWeights, TensorWeights, build_empty, materialise
@@ -96,11 +97,12 @@ class EventGPTModel(nn.Module):
         features = self.vision_tower(pixel_values=pixel_values).last_hidden_state
         return spatio_temporal_pool(self.feature_adaptor(self.projector(features)))
 
-    def forward(self, input_ids: torch.Tensor, pixel_values: torch.Tensor, positions: torch.Tensor, **lm_kwargs: Any) -> Any:
+    def forward(self, input_ids: torch.Tensor, pixel_values: torch.Tensor, positions: torch.Tensor, cache: Any = None, **lm_kwargs: Any) -> Any:
         """The whole model from pixels: vision, visual embeddings written at ``positions`` of the
-        prompt embeddings, LM forward (``lm_kwargs`` go to the LM)."""
+        prompt embeddings, LM forward (``cache`` and ``lm_kwargs`` go to the LM, the cache under
+        the name the installed transformers' LM takes)."""
         embeds = splice_visual(self.language_model.get_input_embeddings()(input_ids), positions, self.encode_frames(pixel_values))
-        return self.language_model(inputs_embeds=embeds, **lm_kwargs)
+        return self.language_model(inputs_embeds=embeds, **cache_kwargs(self.language_model, cache), **lm_kwargs)
 
 
 class EventGPTAdapter(ModelAdapter):
@@ -137,8 +139,8 @@ class EventGPTAdapter(ModelAdapter):
     def forward_whole(self, inputs: Inputs) -> tuple[torch.Tensor, Any]:
         from transformers import DynamicCache
 
-        out = self.model(inputs.input_ids, inputs.pixel_values, inputs.positions, past_key_values=DynamicCache(), use_cache=True, logits_to_keep=1)
-        return out.logits[:, -1], out.past_key_values
+        out = self.model(inputs.input_ids, inputs.pixel_values, inputs.positions, **cache_kwargs(self.model, DynamicCache()), use_cache=True, logits_to_keep=1)
+        return out.logits[:, -1], output_cache(out)
 
 
 # --------------------------------------------------------------------------- checkpoint

@@ -6,9 +6,48 @@ Neither function synchronises with the device: tokens stay on the device and not
 
 from __future__ import annotations
 
+import dataclasses
+import functools
+import inspect
 from typing import Any
 
 import torch
+
+#: The KV cache's keyword in the forwards of transformers >= 5.24 and the field of their outputs.
+CACHE = "cache"
+#: Its name before 5.24 (forwards and outputs); 5.24 still accepts it, with a FutureWarning, and
+#: 5.40 removes it.
+PAST_KEY_VALUES = "past_key_values"
+
+
+@functools.cache
+def cache_keyword(model_class: type) -> str:
+    """The keyword under which ``model_class.forward`` takes the KV cache: ``"cache"`` where its
+    signature names it (transformers >= 5.24, and this project's EventGPT), else
+    ``"past_key_values"`` where it names that (transformers 5.0-5.23). A forward naming neither
+    (``**kwargs`` only) gets the name the installed transformers' own causal LMs use. Read from
+    the class, once: hooks that replace a model's ``forward`` on the instance (accelerate's
+    offloading) keep the class's signature."""
+    params = inspect.signature(model_class.forward).parameters
+    for name in (CACHE, PAST_KEY_VALUES):
+        if name in params:
+            return name
+    from transformers import LlamaForCausalLM
+
+    return cache_keyword(LlamaForCausalLM)
+
+
+def cache_kwargs(model: Any, cache: Any) -> dict[str, Any]:
+    """``{keyword: cache}`` for ``model(...)`` under the name its forward accepts (see
+    :func:`cache_keyword`), so that no call passes a deprecated name."""
+    return {cache_keyword(type(model)): cache}
+
+
+def output_cache(output: Any) -> Any:
+    """The KV cache a forward returned: ``output.cache`` (transformers >= 5.24) or
+    ``output.past_key_values`` (before; 5.24 keeps that name as a deprecated alias)."""
+    fields = {f.name for f in dataclasses.fields(output)} if dataclasses.is_dataclass(output) else set(output.keys())
+    return getattr(output, CACHE if CACHE in fields else PAST_KEY_VALUES)
 
 
 @torch.inference_mode()
@@ -16,7 +55,7 @@ def prefill(model: Any, *, input_ids: torch.Tensor | None = None, inputs_embeds:
     """One forward over the whole prompt: fills the KV cache and picks the first token greedily.
 
     ``input_ids``: ``[B, L]`` token ids, or ``inputs_embeds``: ``[B, L, hidden]`` (visual tokens
-    already spliced in). Returns ``(first_token [B, 1] int64 on the device, past_key_values)``.
+    already spliced in). Returns ``(first_token [B, 1] int64 on the device, KV cache)``.
     Only the last position's logits are computed (``logits_to_keep=1``).
     """
     token, cache, _ = prefill_with_logits(model, input_ids=input_ids, inputs_embeds=inputs_embeds)
@@ -32,9 +71,9 @@ def prefill_with_logits(model: Any, *, input_ids: torch.Tensor | None = None, in
     from transformers import DynamicCache
 
     cache = DynamicCache()
-    out = model(input_ids=input_ids, inputs_embeds=inputs_embeds, past_key_values=cache, use_cache=True, logits_to_keep=1)
+    out = model(input_ids=input_ids, inputs_embeds=inputs_embeds, **cache_kwargs(model, cache), use_cache=True, logits_to_keep=1)
     logits = out.logits[:, -1]
-    return logits.argmax(-1, keepdim=True), out.past_key_values, logits
+    return logits.argmax(-1, keepdim=True), output_cache(out), logits
 
 
 @torch.inference_mode()
@@ -51,7 +90,7 @@ def decode(model: Any, token: torch.Tensor, cache: Any, steps: int, *, vocab_siz
         raise ValueError(f"steps must be >= 0, got {steps}")
     produced = torch.empty(token.shape[0], steps, dtype=torch.long, device=token.device)
     for i in range(steps):
-        out = model(input_ids=token, past_key_values=cache, use_cache=True)
+        out = model(input_ids=token, **cache_kwargs(model, cache), use_cache=True)
         token = out.logits[:, -1:, :vocab_size].argmax(-1)
         produced[:, i : i + 1] = token
     return produced

@@ -24,6 +24,7 @@ import torch
 
 from . import presets
 from .base import Inputs, ModelAdapter, ModelSpec, VisualInput, check_frames
+from .generation import cache_kwargs, output_cache
 from .tokenization import IMAGE_TOKEN, IMAGE_TOKEN_ID, VIDEO_TOKEN, VIDEO_TOKEN_ID
 from .weights import RandomWeights, build_empty, materialise
 
@@ -64,8 +65,9 @@ class _HFLlavaAdapter(ModelAdapter):
     def forward_whole(self, inputs: Inputs) -> tuple[torch.Tensor, Any]:
         from transformers import DynamicCache
 
-        out = self.model(input_ids=inputs.input_ids, **self.pixel_kwargs(inputs), past_key_values=DynamicCache(), use_cache=True, logits_to_keep=1)
-        return out.logits[:, -1], out.past_key_values
+        cache = cache_kwargs(self.model, DynamicCache())
+        out = self.model(input_ids=inputs.input_ids, **self.pixel_kwargs(inputs), **cache, use_cache=True, logits_to_keep=1)
+        return out.logits[:, -1], output_cache(out)
 
     @classmethod
     def load(cls, spec: ModelSpec) -> _HFLlavaAdapter:
@@ -87,13 +89,15 @@ class _HFLlavaAdapter(ModelAdapter):
         quant = spec.quant_spec
         if not (folder / "config.json").is_file():
             raise ValueError(f"{cls.name} checkpoint {folder}: no config.json (expected a Hugging Face model folder)")
+        # a device_map needs accelerate (the gpu extra), which loading onto the CPU does not
+        placement = {} if torch.device(spec.device).type == "cpu" else {"device_map": {"": str(spec.device)}}
         model = model_class.from_pretrained(
             folder,
             dtype=quant.compute_dtype,
             quantization_config=quant.bnb_config(cls.skip_modules),
-            device_map={"": str(spec.device)},
             local_files_only=True,
             trust_remote_code=False,
+            **placement,
         ).eval()
         found = getattr(model.config, cls.token_attribute)
         if found != cls.token_id:

@@ -15,6 +15,7 @@ from pytest_egbench.data.video import (
     probe_video,
     read_all_frames,
     read_video_frames,
+    remux_clip,
     sample_frame_indices,
     write_mp4,
 )
@@ -151,3 +152,15 @@ def test_write_mp4_keeps_frame_count_and_times(tmp_path):
         write_mp4(tmp_path / "odd.mp4", [(0, np.zeros((5, 6, 3), np.uint8))])
     with pytest.raises(ValueError, match="increase"):
         write_mp4(tmp_path / "back.mp4", [(10, np.zeros((4, 4, 3), np.uint8)), (5, np.zeros((4, 4, 3), np.uint8))])
+
+
+def test_remux_clip_copies_the_first_seconds_without_reencoding(tmp_path, cup_mp4):
+    """What the clip-length benchmarks build their clips with (PyAV >= 14: add_stream_from_template)."""
+    source = probe_video(cup_mp4)
+    written = remux_clip(cup_mp4, tmp_path / "cup_2s.mp4", 2_000_000)
+    clip = probe_video(tmp_path / "cup_2s.mp4")
+    assert 0 < written == clip.frames < source.frames
+    assert clip.codec == source.codec and (clip.width, clip.height) == (source.width, source.height)
+    assert clip.timestamps_us()[-1] < 2_000_000 <= clip.timestamps_us()[-1] + 2 * (clip.timestamps_us()[1] - clip.timestamps_us()[0])
+    with pytest.raises(ValueError, match="positive"):
+        remux_clip(cup_mp4, tmp_path / "none.mp4", 0)

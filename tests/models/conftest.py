@@ -25,6 +25,15 @@ def tiny_model():
 
 
 @pytest.fixture
+def forward_ops():
+    """``forward_ops(adapter)``: rounding steps along one forward from pixels to logits, for
+    ``assert_close_in_dtype``: about 8 a transformer layer (norm, Q/K/V, scores, softmax, mix,
+    output projection, MLP) in the vision tower and the LM, plus embedding, projector, final
+    norm and LM head."""
+    return lambda adapter: 8 * (adapter.vision_config.num_hidden_layers + adapter.text_config.num_hidden_layers) + 4
+
+
+@pytest.fixture
 def sample():
     """``sample(name, frames=None)``: a small (120 x 160) seeded synthetic sample for ``name``."""
     from pytest_egbench.models.base import synthetic_sample

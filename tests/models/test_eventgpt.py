@@ -17,7 +17,7 @@ def test_spatio_temporal_pool_by_hand():
     f = torch.tensor([[[1.0, 2.0], [3.0, 4.0], [5.0, 6.0]], [[7.0, 8.0], [9.0, 10.0], [11.0, 12.0]]])  # T=2, P=3, C=2
     pooled = spatio_temporal_pool(f)
     expected = torch.tensor([[3.0, 4.0], [9.0, 10.0], [4.0, 5.0], [6.0, 7.0], [8.0, 9.0]])  # 2 temporal, then 3 spatial
-    assert torch.equal(pooled, expected)
+    assert torch.equal(pooled, expected)  # means of small integers are exact in any summation order
     with pytest.raises(ValueError, match=r"\[T, P, C\]"):
         spatio_temporal_pool(f[0])
 
@@ -87,15 +87,17 @@ def _write_checkpoint(folder, model, fmt="safetensors", shards=1, drop=(), extra
 
 
 @pytest.mark.parametrize(("fmt", "shards"), [("safetensors", 1), ("safetensors", 2), ("bin", 2)])
-def test_fake_public_checkpoint_loads_with_the_same_outputs(tiny_model, sample, tmp_path, fmt, shards):
+def test_fake_public_checkpoint_loads_with_the_same_outputs(tiny_model, sample, tmp_path, fmt, shards, assert_close_in_dtype, forward_ops):
     original = tiny_model("eventgpt")
     folder = _write_checkpoint(tmp_path / "ckpt", original.model, fmt, shards)
     loaded = EventGPTAdapter.load(ModelSpec("eventgpt", preset="tiny", quant="fp32", checkpoint=folder))
     assert loaded.vision_config.image_size == 336 and loaded.vision_config.num_hidden_layers == original.vision_config.num_hidden_layers
     for (name, p), (name2, q) in zip(original.model.named_parameters(), loaded.model.named_parameters(), strict=True):
-        assert name == name2 and torch.equal(p, q), name
+        assert name == name2 and torch.equal(p, q), name  # a copy: bit for bit
     inputs = original.preprocess(sample("eventgpt", 2))
-    torch.testing.assert_close(loaded.forward_whole(inputs)[0], original.forward_whole(inputs)[0], rtol=0, atol=0)
+    # the same weights in other buffers: equal up to the kernels' rounding, not bit for bit
+    expected = original.forward_whole(inputs)[0]
+    assert_close_in_dtype(loaded.forward_whole(inputs)[0], expected, ops=forward_ops(original))
 
 
 def test_checkpoint_key_errors_name_folder_and_keys(tiny_model, tmp_path):

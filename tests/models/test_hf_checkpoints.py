@@ -11,14 +11,16 @@ from pytest_egbench.models.registry import adapter_class
 
 
 @pytest.mark.parametrize("name", ["llava", "video_llava"])
-def test_local_folder_loads_with_the_same_outputs(tiny_model, sample, tmp_path, name):
+def test_local_folder_loads_with_the_same_outputs(tiny_model, sample, tmp_path, name, assert_close_in_dtype, forward_ops):
     original = tiny_model(name)
     original.model.save_pretrained(tmp_path)
     loaded = adapter_class(name).load(ModelSpec(name, preset="tiny", quant="fp32", checkpoint=tmp_path))
     inputs = original.preprocess(sample(name))
-    assert torch.equal(loaded.forward_whole(inputs)[0], original.forward_whole(inputs)[0])
+    # the same weights in other buffers: equal up to the kernels' rounding, not bit for bit
+    assert_close_in_dtype(loaded.forward_whole(inputs)[0], original.forward_whole(inputs)[0], ops=forward_ops(original))
     state = loaded.prefill(inputs, loaded.encode_vision(inputs))
-    torch.testing.assert_close(state.logits, original.forward_whole(inputs)[0], rtol=1e-5, atol=1e-5)
+    # split path against the whole forward: 1e-4 as in test_adapters.py (1e-5 flaked there once)
+    torch.testing.assert_close(state.logits, original.forward_whole(inputs)[0], rtol=1e-4, atol=1e-4)
 
 
 def test_folder_errors(tiny_model, tmp_path):

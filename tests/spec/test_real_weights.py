@@ -34,12 +34,16 @@ STEPS = 24
 ENV = "EGBENCH_REAL_WEIGHTS"
 
 
-def test_early_exit_draft_shares_weights_and_full_depth_is_the_model():
+def test_early_exit_draft_shares_weights_and_full_depth_is_the_model(assert_close_in_dtype):
     model = tiny_lm(0, layers=3)
     full, short = early_exit_draft(model, 3), early_exit_draft(model, 1)
     ids = torch.tensor([[1, 4, 9, 16, 25]])
     with torch.inference_mode():
-        assert torch.equal(full(ids).logits, model(ids).logits)
+        # the same weights and kernels, so normally bit for bit; allowed the rounding of 3 layers
+        # of 8 steps plus embedding, norm and head, as a different module around them may sum in
+        # another order
+        expected = model(ids).logits
+        assert_close_in_dtype(full(ids).logits, expected, ops=8 * 3 + 3)
     assert short.config.num_hidden_layers == 1 and len(short.model.layers) == 1
     assert short.lm_head.weight is model.lm_head.weight
     assert short.model.layers[0].self_attn.q_proj.weight is model.model.layers[0].self_attn.q_proj.weight
