@@ -101,9 +101,11 @@ def _build(args: argparse.Namespace) -> int:
             _error(f"{args.out_dir}: {exc.strerror or exc}{f' ({exc.filename})' if exc.filename else ''}")
             return 1
         except KeyboardInterrupt:
+            _quiet_teardown()
             _error(f"{args.out_dir}: interrupted; nothing was written")
             return 130
         except _Terminated:
+            _quiet_teardown()
             _error(f"{args.out_dir}: stopped by SIGTERM; nothing was written")
             return 143
         except Exception as exc:
@@ -114,6 +116,18 @@ def _build(args: argparse.Namespace) -> int:
     kinds = {k: sum(s.kind == k for s in samples) for k in ("paired", "event")}
     print(f"wrote {args.out_dir}: {len(samples)} samples ({kinds['paired']} paired, {kinds['event']} event-only)", file=sys.stderr)
     return 0
+
+
+def _quiet_teardown() -> None:
+    """After an interrupt, the writers it cut short (a half-written ``.npz``'s ``ZipFile``, whose
+    file was already closed while unwinding) are collected on the way out, and their
+    ``__del__`` errors would print tracebacks ("Exception ignored in ... ZipFile.__del__", seen
+    with numpy 1.24) after the one error line. Nothing they held is kept (the partial folder is
+    gone), so collect them now with such reports silenced."""
+    import gc
+
+    sys.unraisablehook = lambda _unraisable: None
+    gc.collect()
 
 
 def _error(message: str) -> None:
