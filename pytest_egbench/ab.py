@@ -147,6 +147,8 @@ class Side:
     results: list[dict[str, Any]] = field(default_factory=list)
     logs: list[Path] = field(default_factory=list)
     seconds: list[float] = field(default_factory=list)
+    #: node id -> the first log in which that benchmark failed or errored
+    failed: dict[str, Path] = field(default_factory=dict)
 
 
 def schedule(pairs: int) -> list[tuple[int, str]]:
@@ -202,6 +204,8 @@ def run(
         side.seconds.append(seconds)
         side.logs.append(log)
         side.results.append(read_results(side.label, status, out, log))
+        for nodeid in failed_nodeids(log):
+            side.failed.setdefault(nodeid, log)
         progress(f"egbench A/B: process {step}/{total} took {seconds:.1f} s (exit status {status})")
     return sides
 
@@ -217,7 +221,7 @@ def run_process(root: Path, rel_root: Path, rel_cwd: Path, args: Sequence[str], 
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join([str(root), *([env["PYTHONPATH"]] if env.get("PYTHONPATH") else [])])
     env.pop("PYTEST_ADDOPTS", None)
-    cmd = [sys.executable, "-m", "pytest", *args, "-p", "no:cacheprovider", f"--rootdir={child_root}", "--egbench-json", str(out), "--egbench-baseline-dir", str(baseline_dir)]
+    cmd = [sys.executable, "-m", "pytest", *args, "-p", "no:cacheprovider", "-rfE", f"--rootdir={child_root}", "--egbench-json", str(out), "--egbench-baseline-dir", str(baseline_dir)]
     t0 = time.perf_counter()
     with open(log, "w", encoding="utf-8") as fh:
         pin = (lambda: os.sched_setaffinity(0, cpus)) if cpus else None
@@ -261,6 +265,13 @@ def pinned_cpus(spec: str) -> frozenset[int] | None:
     if not cpus or not cpus <= set(allowed):
         raise RefError(f"--egbench-ref-cpus {spec}: CPUs {sorted(cpus - set(allowed)) or '(none)'} are not among this process's CPUs {allowed[0]}-{allowed[-1]}")
     return frozenset(cpus)
+
+
+def failed_nodeids(log: Path) -> list[str]:
+    """Node ids of the benchmarks a process reported as failed or errored (its ``-rfE`` short
+    summary: ``FAILED <nodeid> - ...`` / ``ERROR <nodeid> - ...``)."""
+    text = log.read_text(encoding="utf-8", errors="replace") if log.exists() else ""
+    return [line.split()[1] for line in text.splitlines() if line.startswith(("FAILED ", "ERROR ")) and len(line.split()) > 1]
 
 
 def read_results(label: str, status: int, out: Path, log: Path) -> dict[str, Any]:
@@ -366,6 +377,8 @@ def judge_item(item: AbItem, egb: EgbenchSession, sides: dict[str, Side]) -> Non
     cur_runs, ref_runs = egb.ab_runs["current"], egb.ab_runs["ref"]
     cur_docs = [entries(d) for d in sides["current"].results]
     mine = sorted(k for k in cur_runs if k.startswith(prefix))
+    if item.original_nodeid in sides["current"].failed:
+        pytest.fail(f"egbench: the benchmark failed in a process of the current code (see {sides['current'].failed[item.original_nodeid]})", pytrace=False)
     if not mine:
         pytest.skip(f"no results from the current code's processes (skipped or failed there: see {', '.join(str(p) for p in sides['current'].logs[:1])})")
     marker = item.get_closest_marker("egbench")
@@ -377,7 +390,8 @@ def judge_item(item: AbItem, egb: EgbenchSession, sides: dict[str, Side]) -> Non
         m = measurement_from_entry(bench, pooled, item.original_nodeid)
         common = sorted(set(cur_runs[fullname]) & set(ref_runs.get(fullname, {})))
         if not common:
-            why = f"the reference ({ref_label}) did not produce this metric"
+            broke = item.original_nodeid in sides["ref"].failed
+            why = f"the benchmark failed in the reference's process (see {sides['ref'].failed[item.original_nodeid]})" if broke else f"the reference ({ref_label}) did not produce this metric"
             m.extra_info["verdict"] = {"status": NOT_COMPARED, "reference": ref_label, "message": f"{m.metric}: not compared: {why}"}
             egb.unjudged.append({"test": m.test, "metric": m.metric, "status": NOT_COMPARED, "kind": m.kind, "why": why})
             egb.add(m)

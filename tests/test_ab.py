@@ -181,3 +181,19 @@ def test_cpu_lists_for_pinning():
         ab.pinned_cpus("four")
     with pytest.raises(ab.RefError, match="are not among this process's CPUs"):
         ab.pinned_cpus(str(max(allowed) + 1000))
+
+
+def test_failed_benchmarks_are_read_from_a_process_log(tmp_path):
+    log = tmp_path / "p.log"
+    log.write_text("== short test summary info ==\nFAILED benchmarks/test_x.py::test_y[a-1] - AssertionError: no\nERROR benchmarks/test_x.py::test_z - RuntimeError\nSKIPPED [1] x\n")
+    assert ab.failed_nodeids(log) == ["benchmarks/test_x.py::test_y[a-1]", "benchmarks/test_x.py::test_z"]
+    assert ab.failed_nodeids(tmp_path / "missing.log") == []
+
+
+def test_a_benchmark_that_fails_in_the_current_code_fails_the_ab(pytester, tmp_path_factory):
+    _project(pytester.path, -1)  # time.sleep(-1) raises: the current code is broken
+    ref = tmp_path_factory.mktemp("ref-ok")
+    _project(ref, 0.002)
+    result = pytester.runpytest_subprocess("--egbench", "--egbench-device", "cpu", "--egbench-rounds", "2", "--egbench-warmup", "0", "--egbench-ref-pairs", "1", "-p", "no:cacheprovider", f"--egbench-ref={ref}")
+    result.assert_outcomes(failed=1)
+    result.stdout.fnmatch_lines(["*egbench: the benchmark failed in a process of the current code (see *current-0.log)*"])
