@@ -203,9 +203,11 @@ def run(
         status, seconds = run_process(side.root, rel_root, rel_cwd, base, empty, out, log, cpus)
         side.seconds.append(seconds)
         side.logs.append(log)
-        side.results.append(read_results(side.label, status, out, log))
-        for nodeid in failed_nodeids(log):
+        failed = failed_nodeids(log)
+        for nodeid in failed:
             side.failed.setdefault(nodeid, log)
+        # every benchmark of the process failed: no results file, and each verdict item says so
+        side.results.append({} if failed and not out.exists() else read_results(side.label, status, out, log))
         progress(f"egbench A/B: process {step}/{total} took {seconds:.1f} s (exit status {status})")
     return sides
 
