@@ -74,6 +74,12 @@ MIN_MARGIN: dict[str, dict[str, float]] = {
 }
 
 
+#: A probe whose repeats in this run spread by more than this (relative) cannot vouch for the
+#: machine: its margin would swallow any difference. Seen on this project's 2-core VM beside CPU
+#: burners: kernel launch ±2426 %.
+MAX_SPREAD = 1.0
+
+
 def min_margin(probe: str, device: str | None) -> float:
     """:data:`MIN_MARGIN` of ``probe`` for the device type of ``device`` (``"cuda:0"``, ``"cpu"``;
     CUDA's when unknown), 0.10 for a probe it does not list."""
@@ -284,6 +290,8 @@ class Difference:
     high: float
     margin: float
     runs: int
+    #: the probe's own spread in this run was above :data:`MAX_SPREAD`: too noisy to compare
+    noisy: bool = False
 
     @property
     def change(self) -> float:
@@ -293,6 +301,8 @@ class Difference:
 
     def describe(self) -> str:
         unit, _, label = PROBES.get(self.probe, ("", True, self.probe))
+        if self.noisy:
+            return f"{label} too noisy on this machine to compare (its repeats spread ±{self.margin:.0%}, more than {MAX_SPREAD:.0%})"
         span = f"{_num(self.low)} {unit}" if self.low == self.high else f"{_num(self.low)}-{_num(self.high)} {unit}"
         runs = f"the baseline's {self.runs} runs" if self.runs > 1 else "the baseline's run"
         return f"{label} {_num(self.current)} {unit} against {span} in {runs} ({self.change:+.0%}; probe spread allowed {self.margin:.0%})"
@@ -324,7 +334,8 @@ def compare(current: Mapping[str, Any] | None, references: Sequence[Mapping[str,
     A probe differs when this run's median is below ``low * (1 - margin)`` or above
     ``high * (1 + margin)``, ``low``/``high`` being the smallest and largest median among the
     reference runs and ``margin`` the largest of this run's and the references' spreads, never
-    below :func:`min_margin` for the device of ``current``. Faster counts as different as well as slower: on a faster machine a
+    below :func:`min_margin` for the device of ``current``. A probe whose own spread in this run
+    exceeds :data:`MAX_SPREAD` differs too (too noisy to vouch for the machine). Faster counts as different as well as slower: on a faster machine a
     real slowdown of the code can hide. Returns ``(differences, not_compared)``; ``not_compared``
     lists probes this run measured that no reference carries (empty ``references`` or references
     without calibration: every probe).
@@ -340,6 +351,9 @@ def compare(current: Mapping[str, Any] | None, references: Sequence[Mapping[str,
             not_compared.append(probe)
             continue
         low, high = min(v for v, _ in values), max(v for v, _ in values)
+        if spread > MAX_SPREAD:
+            differences.append(Difference(probe, value, low, high, spread, len(values), noisy=True))
+            continue
         margin = max([spread, min_margin(probe, device)] + [s for _, s in values])
         if value < low * (1 - margin) or value > high * (1 + margin):
             differences.append(Difference(probe, value, low, high, margin, len(values)))

@@ -70,3 +70,12 @@ def test_baselines_without_calibration_compare_nothing():
     # garbage or non-positive medians in a reference are ignored, not compared with
     diffs, missing = compare(_cal(launch=(5.0, 0.0)), [{"probes": {"launch": {"median": -1}}}])
     assert diffs == [] and missing == ["launch"]
+
+
+def test_a_probe_too_noisy_in_this_run_cannot_vouch_for_the_machine():
+    from pytest_egbench.calibration import MAX_SPREAD
+
+    diffs, _ = compare(_cal(launch=(4.5, MAX_SPREAD * 24)), [_cal(launch=(4.4, 0.01))])
+    (d,) = diffs
+    assert d.noisy and "kernel launch too noisy on this machine to compare" in d.describe()
+    assert compare(_cal(launch=(4.5, MAX_SPREAD * 0.5)), [_cal(launch=(4.4, 0.01))]) == ([], [])
