@@ -298,7 +298,9 @@ def test_no_baseline_passes_and_lists_what_was_not_compared(pytester):
 def test_a_machine_that_differs_from_the_baselines_is_inconclusive_not_a_failure(pytester):
     """Judge the machine before the code: the saved run's kernel launch is made 20 times faster
     than this machine's, so latency is inconclusive (named in the summary and the JSON), token
-    counts are still compared, and --egbench-require-baseline exits 6."""
+    counts are still compared, and --egbench-require-baseline exits 6. (Beside CPU burners the
+    launch probe's own repeats can spread by hundreds of percent: then the message says it is too
+    noisy to compare rather than giving the difference; inconclusive either way.)"""
     _gated(pytester)
     pytester.runpytest(*RUN, "--egbench-save").assert_outcomes(passed=1)
     (path,) = (pytester.path / "baselines").glob("*.json")
@@ -311,7 +313,7 @@ def test_a_machine_that_differs_from_the_baselines_is_inconclusive_not_a_failure
     result = pytester.runpytest(*RUN, f"--egbench-json={out}")
     result.assert_outcomes(passed=1)
     assert result.ret == pytest.ExitCode.OK
-    result.stdout.fnmatch_lines(["verdicts: *7 inconclusive*", "inconclusive: inconclusive against baseline cpu-*: machine differs: kernel launch * us against * us in the baseline's run (+*%*; probe spread allowed *). Compare on this machine instead: --egbench-ref *: 7 metric(s) in 1 benchmark(s): test_gate (prefill, decode, *)"])
+    result.stdout.fnmatch_lines(["verdicts: *7 inconclusive*", "inconclusive: inconclusive against baseline cpu-*: machine differs: *kernel launch *. Compare on this machine instead: --egbench-ref *: 7 metric(s) in 1 benchmark(s): test_gate (prefill, decode, *)"])
     results = json.loads(out.read_text())
     verdicts = {b["name"]: b["extra_info"]["verdict"]["status"] for b in results["benchmarks"] + results["egbench"]["metrics"]}
     assert verdicts["test_gate::decode"] == "inconclusive" and verdicts["test_gate::tokens.decode"] == "pass"
