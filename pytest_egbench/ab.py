@@ -325,7 +325,6 @@ class AbItem(pytest.Item):
         self.original_nodeid = original.nodeid
         self.own_markers = list(original.own_markers)
         self.keywords.update(original.keywords)
-        self.egbench_labels: dict[str, Any] = {}
 
     def reportinfo(self) -> tuple[Any, int | None, str]:
         return self.path, None, self.name
@@ -394,8 +393,7 @@ def judge_item(item: AbItem, egb: EgbenchSession, sides: dict[str, Side]) -> Non
         if not common:
             broke = item.original_nodeid in sides["ref"].failed
             why = f"the benchmark failed in the reference's process (see {sides['ref'].failed[item.original_nodeid]})" if broke else f"the reference ({ref_label}) did not produce this metric"
-            m.extra_info["verdict"] = {"status": NOT_COMPARED, "reference": ref_label, "message": f"{m.metric}: not compared: {why}"}
-            egb.unjudged.append({"test": m.test, "metric": m.metric, "status": NOT_COMPARED, "kind": m.kind, "why": why})
+            egb.record_verdict(m, NOT_COMPARED, ref_label, f"{m.metric}: not compared: {why}", why)
             egb.add(m)
             continue
         explicit = egb.settings.explicit_tolerance_for(m.metric)
@@ -405,7 +403,7 @@ def judge_item(item: AbItem, egb: EgbenchSession, sides: dict[str, Side]) -> Non
             [ref_runs[fullname][i] for i in common], [cur_runs[fullname][i] for i in common],
             reference=ref_label, tolerance=tol, tolerance_abs=egb.settings.tolerance_abs, alpha=egb.settings.pvalue,
         )
-        m.extra_info["verdict"] = {"status": v.status, "reference": v.reference, "message": v.message}
+        egb.record_verdict(m, v.status, v.reference, v.message)
         egb.add(m)
         if v.status == REGRESSION:
             regressed.append(v)

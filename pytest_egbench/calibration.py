@@ -44,7 +44,7 @@ from __future__ import annotations
 
 import statistics
 import time
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -369,8 +369,3 @@ def summary_line(calibration: Mapping[str, Any] | None) -> str:
     seconds = calibration.get("seconds") if isinstance(calibration, Mapping) else None
     took = f" in {seconds:.1f} s" if isinstance(seconds, (int, float)) else ""
     return f"machine calibration{took}: " + ", ".join(parts) if parts else "machine calibration: none"
-
-
-def probe_names(calibrations: Iterable[Mapping[str, Any] | None]) -> set[str]:
-    """Every probe name carried by any of ``calibrations``."""
-    return {name for c in calibrations for name in _medians(c)}

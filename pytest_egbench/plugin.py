@@ -301,9 +301,9 @@ def item_labels(item: pytest.Item) -> dict:
 def _record_and_judge(egb: EgbenchSession, item: pytest.Item, gpu: dict | None = None) -> None:
     """Record the item's stage timers, attach the GPU state read around it, and judge it."""
     from .machine import throttled
-    from .session import EXACT, LATENCY, MEMORY, NOT_COMPARED, THROUGHPUT
+    from .session import LATENCY, MEMORY, NOT_COMPARED, THROUGHPUT
     from .stats import unsettled
-    from .verdict import BASELINE_REFERENCE, CONTROL_REFERENCE, IMPROVEMENT, INCONCLUSIVE, REGRESSION, SETTINGS_DIFFER
+    from .verdict import BASELINE_REFERENCE, CONTROL_REFERENCE, IMPROVEMENT, REGRESSION
 
     marker = item.get_closest_marker("egbench")
     for timer in item.stash.get(TIMERS_KEY, []):
@@ -343,17 +343,14 @@ def _record_and_judge(egb: EgbenchSession, item: pytest.Item, gpu: dict | None =
             egb.notes.append(f"{item.name}: the injected {v.metric} slowdown was NOT caught against the baseline (its tolerance is too wide for it): {v.message}")
     by_metric = {m.metric: m for m in measured}
     for v in verdicts:
-        by_metric[v.metric].extra_info["verdict"] = {"status": v.status, "reference": v.reference, "message": v.message}
-        if v.status in (INCONCLUSIVE, SETTINGS_DIFFER):
-            egb.unjudged.append({"test": item.name, "metric": v.metric, "status": v.status, "kind": by_metric[v.metric].kind, "why": v.message.split(": ", 1)[1]})
+        egb.record_verdict(by_metric[v.metric], v.status, v.reference, v.message)
     where = (
         f"no entry in baseline {egb.fingerprint_name()}"
         if egb.own_baseline() is not None
         else f"no baseline for this machine's fingerprint {egb.fingerprint_name()} in {egb.settings.baseline_dir}"
     )
     for metric in missing:
-        by_metric[metric].extra_info["verdict"] = {"status": NOT_COMPARED, "reference": None, "message": f"{metric}: not compared: {where}"}
-        egb.unjudged.append({"test": item.name, "metric": metric, "status": NOT_COMPARED, "kind": by_metric[metric].kind, "why": where})
+        egb.record_verdict(by_metric[metric], NOT_COMPARED, None, f"{metric}: not compared: {where}", where)
     regressed = [v for v in verdicts if v.status == REGRESSION]
     if regressed:
         caveat = f"\n  NOTE: the GPU was slowed down during this benchmark ({slowed}); the regression may be the machine's" if slowed else ""

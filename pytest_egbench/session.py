@@ -27,6 +27,9 @@ SECONDS, TOKENS, TOKENS_PER_S, BYTES, RATIO = "s", "tokens", "tokens/s", "bytes"
 LATENCY, EXACT, THROUGHPUT, RATE, INFO, MEMORY = "latency", "exact", "throughput", "rate", "info", "memory"
 #: Outcome of a metric that had nothing to be compared with (no baseline entry, no control rounds).
 NOT_COMPARED = "not compared"
+#: Outcomes that are neither a pass nor a failure: listed in the summary, gated by
+#: ``--egbench-require-baseline``.
+UNJUDGED = frozenset({NOT_COMPARED, INCONCLUSIVE, SETTINGS_DIFFER})
 
 
 @dataclass
@@ -73,11 +76,10 @@ COMPARED_SETTINGS = ("preset", "quant", "max_new_tokens")
 @dataclass(frozen=True)
 class MachineCheck:
     """Outcome of :meth:`EgbenchSession.machine_check`: ``reason`` why latency cannot be judged
-    against the baseline (``None``: it can), the probes that differ, how many of the baseline's
-    runs carried a calibration, and which of them match this machine."""
+    against the baseline (``None``: it can), how many of the baseline's runs carried a
+    calibration, and which of them match this machine."""
 
     reason: str | None
-    differences: list[Any] = field(default_factory=list)
     calibrated_runs: int = 0
     #: ids of the baseline's runs measured on a machine like this one (``None``: no baseline)
     matching: frozenset[str] | None = None
@@ -248,11 +250,11 @@ class EgbenchSession:
         per_run = {r.id: compare(self.calibration, [r.calibration])[0] for r in calibrated}
         matching = frozenset(rid for rid, diffs in per_run.items() if not diffs)
         if matching:
-            return MachineCheck(None, [], len(calibrated), matching)
+            return MachineCheck(None, len(calibrated), matching)
         diffs, _ = compare(self.calibration, [r.calibration for r in calibrated])
         if not diffs:  # inside the range of all runs, but like none of them: name the nearest
             diffs = min(per_run.values(), key=len)
-        return MachineCheck("machine differs: " + "; ".join(d.describe() for d in diffs) + f". Compare on this machine instead: --egbench-ref {rev}", diffs, len(calibrated), frozenset())
+        return MachineCheck("machine differs: " + "; ".join(d.describe() for d in diffs) + f". Compare on this machine instead: --egbench-ref {rev}", len(calibrated), frozenset())
 
     def settings_differ(self, baseline: Baseline) -> str | None:
         """How this run's settings differ from those of ``baseline``'s runs (``None`` if they do
@@ -328,6 +330,14 @@ class EgbenchSession:
             else:
                 missing.append(m.metric)
         return verdicts, missing
+
+    def record_verdict(self, m: Measurement, status: str, reference: str | None, message: str, why: str | None = None) -> None:
+        """Keep ``m``'s outcome in ``extra_info["verdict"]`` (the JSON and the summary read it);
+        an outcome that is neither pass nor failure (:data:`UNJUDGED`) is also listed in
+        :attr:`unjudged`, with ``why`` (default: ``message`` after its ``metric: `` prefix)."""
+        m.extra_info["verdict"] = {"status": status, "reference": reference, "message": message}
+        if status in UNJUDGED:
+            self.unjudged.append({"test": m.test, "metric": m.metric, "status": status, "kind": m.kind, "why": why or message.split(": ", 1)[1]})
 
     def baseline_entries(self) -> dict[str, Entry]:
         """This run's measurements as baseline entries, keyed by full name."""
@@ -417,11 +427,8 @@ def baseline_commit(baseline: Baseline) -> str | None:
     """The commit of the newest run still in ``baseline``'s window that recorded one, else the
     file's ``commit``: the revision a same-machine A/B should compare with. Only git object ids
     count (pytest-benchmark records ``unversioned`` outside a repository)."""
-    ids = [r.commit for r in baseline.run_records_in_window()] + [baseline.commit]
-    commits = [c for c in ids[:-1] if c and re.fullmatch(r"[0-9a-f]{7,40}", c)]
-    if commits:
-        return commits[-1]
-    return baseline.commit if baseline.commit and re.fullmatch(r"[0-9a-f]{7,40}", baseline.commit) else None
+    ids = [baseline.commit] + [r.commit for r in baseline.run_records_in_window()]
+    return next((c for c in reversed(ids) if c and re.fullmatch(r"[0-9a-f]{7,40}", c)), None)
 
 
 def _plain(value: Any) -> Any:
