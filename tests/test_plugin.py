@@ -248,13 +248,21 @@ import pytest
 
 pytestmark = pytest.mark.egbench(group="gate")
 
+def _work(seconds):
+    # spin, not sleep: on a busy CPU a sleeping process wakes late, and later after a round that
+    # burnt CPU (an injected busy wait) than after one that slept, which made the control rounds
+    # read up to twice their time; a deadline spin takes its time whatever ran before it
+    end = time.perf_counter() + seconds
+    while time.perf_counter() < end:
+        pass
+
 def test_gate(stage_timer):
     stage_timer.extra_info["model"] = "toy"
     for rnd in stage_timer.rounds():
         with rnd.stage("prefill", tokens=TOKENS):
-            time.sleep(0.002)
+            _work(0.002)
         with rnd.stage("decode", tokens=4):
-            time.sleep(0.004)
+            _work(0.004)
 """
 RUN = ("--egbench", "--egbench-device", "cpu", "--egbench-rounds", "6", "--egbench-warmup", "1")
 #: rounds for a paired judgement against the control rounds (see the test without a baseline)
@@ -267,7 +275,7 @@ def _gated(pytester, tokens=10):
 
 def _assert_significant(output: str, start: str, alpha: float = 0.01) -> None:
     """The verdict line beginning with ``start`` is a slowdown (positive change, "slower") with
-    a p-value below ``alpha``. Not one p-value's text: with real sleeps on a loaded machine a
+    a p-value below ``alpha``. Not one p-value's text: with real timings on a loaded machine a
     pair or two can come out of order (p = 2**-12 for 12 pairs all in order, 2 * 2**-12 with one
     out of order, ...) while the slowdown is still caught."""
     line = next(line for line in output.splitlines() if line.lstrip(" E>").startswith(start))
@@ -391,7 +399,7 @@ def test_injected_slowdown_without_baseline_fails_against_the_control_rounds(pyt
     assert verdicts["test_gate::total"]["reference"].startswith("control") and verdicts["test_gate::prefill"]["status"] == "not compared"
     decode = next(b for b in doc["benchmarks"] if b["name"] == "test_gate::decode")
     assert decode["stats"]["rounds"] == 24 and len(decode["extra_info"]["control"]) == 24
-    assert sorted(decode["stats"]["data"])[6] > 1.5 * sorted(decode["extra_info"]["control"])[6]  # +100 % of a 4 ms sleep
+    assert sorted(decode["stats"]["data"])[6] > 1.5 * sorted(decode["extra_info"]["control"])[6]  # +100 % of 4 ms of work
     result = pytester.runpytest(*RUN)
     result.assert_outcomes(passed=1)
     result.stdout.fnmatch_lines(["not compared: no baseline for this machine's fingerprint cpu-*"])
