@@ -23,6 +23,7 @@ torch is imported only by :class:`CudaEventClock` and :class:`SyncedPerfCounterC
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
@@ -455,7 +456,24 @@ class StageTimer:
             raise RuntimeError("results were already read; start a new StageTimer for more rounds")
         rnd = Round(self, self._next_index, self._kind(self._next_index))
         self._next_index += 1
+        self._take_turn(rnd.index)
         return rnd
+
+    def _take_turn(self, index: int | None) -> None:
+        """In one process of an A/B pair run in lockstep (:mod:`pytest_egbench.lockstep`): end
+        the previous round's turn (its device work synchronised first) and, for a new round
+        ``index``, wait for this process's turn. No-op otherwise."""
+        from . import lockstep
+
+        peer = lockstep.client()
+        if peer is None:
+            return
+        if self._next_index > 1 or index is None:
+            self.device_clock.synchronize()
+            self.host_clock.synchronize()
+            peer.end()
+        if index is not None:
+            peer.begin(f"{os.environ.get('PYTEST_CURRENT_TEST', '').split(' ')[0]}#{index}")
 
     def rounds(self, rounds: int | None = None, warmup: int | None = None) -> Iterator[Round]:
         """Yield the cold round, the warm-up rounds and ``rounds`` steady rounds (with control
@@ -480,6 +498,8 @@ class StageTimer:
         """
         if self._results is not None:
             return self._results
+        if self._next_index:
+            self._take_turn(None)
         for clock in {id(s.clock): s.clock for s in self._spans}.values():
             clock.synchronize()
         order: list[str] = []

@@ -57,8 +57,8 @@ def test_child_arguments_drop_the_parent_only_options():
     assert ab.child_args(args) == ["--egbench", "-k", "lm", "--egbench-rounds", "8"]
 
 
-def test_schedule_alternates_which_side_runs_first():
-    assert ab.schedule(3) == [(0, "ref"), (0, "current"), (1, "current"), (1, "ref"), (2, "ref"), (2, "current")]
+def test_the_first_turn_alternates_from_pair_to_pair():
+    assert [ab.turn_order(i) for i in range(3)] == [["ref", "current"], ["current", "ref"], ["ref", "current"]]
 
 
 @pytest.mark.skipif(shutil.which("git") is None, reason="needs git")
@@ -112,7 +112,7 @@ def _project(root, decode_s: float) -> None:
 
 
 def test_ab_against_a_slower_and_an_equal_reference_folder(pytester, tmp_path_factory):
-    """The reference folder's code and this code run in interleaved processes; a 3 ms decode
+    """The reference folder's code and this code run in pairs of processes in lockstep; a 3 ms decode
     against the reference's 2 ms fails naming the reference; the same code passes."""
     _project(pytester.path, 0.003)
     slower_ref = tmp_path_factory.mktemp("ref-fast")
@@ -121,7 +121,8 @@ def test_ab_against_a_slower_and_an_equal_reference_folder(pytester, tmp_path_fa
     result = pytester.runpytest_subprocess(*common, f"--egbench-ref={slower_ref}")
     result.assert_outcomes(failed=1)
     out = result.stdout.str()
-    assert "egbench A/B: process 4/4" in out  # 2 pairs: reference, current, current, reference
+    # 2 pairs, each pair's two processes in lockstep through all 10 rounds (cold, warm-up, 8 steady)
+    result.stdout.fnmatch_lines(["*egbench A/B: pair 1/2: *; 10 rounds paired", "*egbench A/B: pair 2/2: *; 10 rounds paired"])
     result.stdout.fnmatch_lines([f"*regressed against folder {slower_ref}*on this machine*", "*decode: folder*change +*per process pair +*slower*"])
 
     assert "each pinned to CPUs" in out or "not pinned to CPUs" in out
