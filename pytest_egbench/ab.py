@@ -204,7 +204,7 @@ def run(
         order = turn_order(pair)
         progress(f"egbench A/B: pair {pair + 1}/{pairs}: {sides['ref'].label} and the current code, in lockstep ({sides[order[0]].label} first) ...")
         commands = [(name, *process_command(side.root, rel_root, rel_cwd, base, empty, workdir / f"{name}-{pair}.json"), workdir / f"{name}-{pair}.log") for name, side in sides.items()]
-        done, paired = lockstep.run_pair(commands, order, pin_to(cpus))
+        done, paired = lockstep.run_pair(commands, order, cpus)
         for name, side in sides.items():
             status, seconds = done[name]
             out, log = workdir / f"{name}-{pair}.json", workdir / f"{name}-{pair}.log"

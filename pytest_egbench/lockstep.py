@@ -22,8 +22,13 @@ or one side exits, the parent answers ``U`` (unpaired) to every later message an
 on freely; each child's results file says how many rounds were paired and why the pairing stopped
 (``egbench.lockstep``), and the A/B verdicts say so.
 
-A child finds its pipe ends in the environment variable :data:`ENV` (``"READ_FD,WRITE_FD"``);
-without it every call here is a no-op. POSIX only (``pass_fds``); elsewhere the parent runs the
+A child finds its pipe ends in the environment variable :data:`ENV` (``"READ_FD,WRITE_FD"``, then
+``",CPU"`` when the pair is pinned); without it every call here is a no-op. With a CPU, each side's
+main thread (the one that times the rounds) is pinned to that one CPU from its first round on,
+other threads keeping the pair's CPU set: on a leased H200 host the same eager decode round took
+390 or 790 ms within one process, as its thread moved between the pinned CPUs
+(``docs/measurements/ab-lockstep-h200.md``), and one CPU for both sides' timing threads makes that
+a property of the machine both sides share. POSIX only (``pass_fds``); elsewhere the parent runs the
 pair's processes one after the other.
 """
 
@@ -50,8 +55,9 @@ class Client:
     the pairing holds, else the reason it stopped.
     """
 
-    def __init__(self, reader: IO[bytes], writer: IO[bytes]) -> None:
+    def __init__(self, reader: IO[bytes], writer: IO[bytes], cpu: int | None = None) -> None:
         self._reader, self._writer = reader, writer
+        self._cpu = cpu
         self._open = False
         self.paired_rounds = 0
         self.unpaired: str | None = None
@@ -76,6 +82,9 @@ class Client:
         """Block until it is this process's turn to time the round ``label``."""
         if self._open:
             self.end()
+        if self._cpu is not None:
+            os.sched_setaffinity(0, {self._cpu})  # pid 0: the calling thread only
+            self._cpu = None
         if self._ask(f"B {label.replace(chr(10), ' ')}", "G"):
             self._open = True
 
@@ -106,10 +115,12 @@ def client() -> Client | None:
         spec = os.environ.get(ENV)
         if spec:
             try:
-                rfd, wfd = (int(x) for x in spec.split(","))
+                rfd, wfd, *cpu = (int(x) for x in spec.split(","))
+                if len(cpu) > 1:
+                    raise ValueError
             except ValueError:
-                raise ValueError(f"{ENV}={spec!r}: expected 'READ_FD,WRITE_FD'") from None
-            _CLIENT = Client(io.open(rfd, "rb", buffering=0), io.open(wfd, "wb", buffering=0))
+                raise ValueError(f"{ENV}={spec!r}: expected 'READ_FD,WRITE_FD' or 'READ_FD,WRITE_FD,CPU'") from None
+            _CLIENT = Client(io.open(rfd, "rb", buffering=0), io.open(wfd, "wb", buffering=0), cpu[0] if cpu else None)
     return _CLIENT
 
 
@@ -204,14 +215,14 @@ class Mediator:
 def run_pair(
     commands: Sequence[tuple[str, list[str], Path, dict[str, str], Path]],
     order: Sequence[str],
-    preexec: Any = None,
+    cpus: frozenset[int] | None = None,
 ) -> tuple[dict[str, tuple[int, float]], dict[str, Any]]:
     """Run the ``(name, argv, cwd, env, log)`` commands at once, in lockstep, round ``k``'s turns
     in ``order`` rotated by ``k``.
 
     Returns ``({name: (exit status, seconds)}, {"paired_rounds": n, "unpaired": reason or None})``.
-    ``preexec`` runs in each child before it starts (CPU pinning). Not POSIX: they run one after
-    the other, in ``order``, unpaired.
+    ``cpus``: every child is pinned to these CPUs, and its timing thread to the highest of them
+    (see the module docstring). Not POSIX: they run one after the other, in ``order``, unpaired.
     """
     if os.name != "posix":
         out = {}
@@ -226,7 +237,8 @@ def run_pair(
         for name, argv, cwd, env, log in commands:
             to_r, to_w = os.pipe()
             from_r, from_w = os.pipe()
-            child_env = dict(env, **{ENV: f"{to_r},{from_w}"})
+            child_env = dict(env, **{ENV: f"{to_r},{from_w}" + (f",{max(cpus)}" if cpus else "")})
+            preexec = (lambda: os.sched_setaffinity(0, cpus)) if cpus else None
             with open(log, "w", encoding="utf-8") as fh:
                 proc = subprocess.Popen(argv, cwd=cwd, env=child_env, stdout=fh, stderr=subprocess.STDOUT, pass_fds=(to_r, from_w), preexec_fn=preexec)
             os.close(to_r)

@@ -35,6 +35,7 @@ CHILD = textwrap.dedent(
                 fh.write(f"{name} end {rnd.index}\\n")
     timer.results()
     print("SUMMARY", lockstep.client().summary() if lockstep.client() else None)
+    print("AFFINITY", sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None)
     """
 )
 
@@ -113,3 +114,12 @@ def test_a_malformed_environment_variable_is_named(monkeypatch):
     monkeypatch.setenv(lockstep.ENV, "three")
     with pytest.raises(ValueError, match=lockstep.ENV):
         lockstep.client()
+
+
+@pytest.mark.skipif(not hasattr(os, "sched_getaffinity"), reason="needs Linux sched_setaffinity")
+def test_a_pinned_pair_times_its_rounds_on_one_cpu(tmp_path):
+    cpus = frozenset(os.sched_getaffinity(0))
+    cmds, _ = _commands(tmp_path, ["ref", "current"], rounds=1)
+    lockstep.run_pair(cmds, ["ref", "current"], cpus)
+    for n in ("ref", "current"):
+        assert f"AFFINITY [{max(cpus)}]" in (tmp_path / f"{n}.log").read_text()

@@ -196,7 +196,7 @@ def run_arms(args: argparse.Namespace, pytest_args: list[str]) -> tuple[dict[str
         order = names[r % len(names) :] + names[: r % len(names)]
         commands = [(n, *ab.process_command(arms[n], Path("."), Path("."), base_args, empty, work / f"{n}-{r}.json"), work / f"{n}-{r}.log") for n in names]
         t0 = time.perf_counter()
-        done, paired = lockstep.run_pair(commands, order, ab.pin_to(cpus))
+        done, paired = lockstep.run_pair(commands, order, cpus)
         for n in names:
             status, secs = done[n]
             docs[n].append(ab.read_results(n, status, work / f"{n}-{r}.json", work / f"{n}-{r}.log"))
