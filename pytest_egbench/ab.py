@@ -346,9 +346,13 @@ class AbItem(pytest.Item):
         self.original_nodeid = original.nodeid
         self.own_markers = list(original.own_markers)
         self.keywords.update(original.keywords)
+        # the benchmark's own location: pytest reports a skip from a copied skip mark there, and
+        # needs a line number to do so
+        self._location = original.reportinfo()[:2]
 
     def reportinfo(self) -> tuple[Any, int | None, str]:
-        return self.path, None, self.name
+        path, line = self._location
+        return path, line if line is not None else 0, self.name
 
     def runtest(self) -> None:
         from .plugin import SESSION_KEY

@@ -145,6 +145,22 @@ def test_ab_against_a_slower_and_an_equal_reference_folder(pytester, tmp_path_fa
     assert status == ""  # the user's checkout is untouched
 
 
+def test_a_benchmark_skipped_by_its_mark_is_reported_skipped_in_an_ab(pytester, tmp_path_factory):
+    """A skip mark copied onto the A/B item is reported at the benchmark's own location (seen on
+    an H200: a parametrised sample marked skip crashed the A/B run with an INTERNALERROR)."""
+    _project(pytester.path, 0.002)
+    (pytester.path / "test_skipped.py").write_text(
+        "import pytest\n\n@pytest.mark.egbench(group='toy')\n@pytest.mark.skip(reason='no such sample here')\ndef test_gone(stage_timer):\n    pass\n"
+    )
+    ref = tmp_path_factory.mktemp("same")
+    _project(ref, 0.002)
+    (ref / "test_skipped.py").write_text((pytester.path / "test_skipped.py").read_text())
+    result = pytester.runpytest_subprocess("--egbench", "--egbench-device", "cpu", "--egbench-rounds", "3", "--egbench-warmup", "0", "--egbench-ref-pairs", "1", "--egbench-tolerance", "50%", "-p", "no:cacheprovider", "-rs", f"--egbench-ref={ref}")
+    assert "INTERNALERROR" not in result.stdout.str() + result.stderr.str()
+    result.assert_outcomes(passed=1, skipped=1)
+    result.stdout.fnmatch_lines(["SKIPPED * test_skipped.py:*: no such sample here"])
+
+
 def test_fallback_ref_turns_a_machine_that_differs_into_an_ab_against_the_baselines_commit(pytester):
     """The nightly switch: the baseline's run says another machine (its launch probe made 20 times
     faster), so instead of an inconclusive run the benchmarks are judged by an A/B against the
