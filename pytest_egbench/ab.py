@@ -216,7 +216,7 @@ def run(
             # every benchmark of the process failed: no results file, and each verdict item says so
             side.results.append({} if failed and not out.exists() else read_results(side.label, status, out, log))
         side_text = ", ".join(f"{s.label} {s.seconds[-1]:.1f} s (exit status {done[n][0]})" for n, s in sides.items())
-        how = f"{paired['paired_rounds']} rounds paired" + (f", then unpaired: {paired['unpaired']}" if paired["unpaired"] else "")
+        how = f"{paired['paired_turns']} turns paired" + (f", then unpaired: {paired['unpaired']}" if paired["unpaired"] else "")
         progress(f"egbench A/B: pair {pair + 1}/{pairs}: {side_text}; {how}")
         sides["ref"].lockstep.append(paired)
     return sides

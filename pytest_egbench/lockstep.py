@@ -39,7 +39,8 @@ import os
 import select
 import subprocess
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
@@ -51,7 +52,7 @@ ENV = "EGBENCH_LOCKSTEP"
 class Client:
     """The child's end: :meth:`begin` before a round, :meth:`end` after it (device synchronised).
 
-    ``paired_rounds`` counts the rounds timed while the peer waited; ``unpaired`` is ``None`` while
+    ``paired_turns`` counts the rounds (and :func:`turn` blocks) timed while the peer waited; ``unpaired`` is ``None`` while
     the pairing holds, else the reason it stopped.
     """
 
@@ -59,7 +60,7 @@ class Client:
         self._reader, self._writer = reader, writer
         self._cpu = cpu
         self._open = False
-        self.paired_rounds = 0
+        self.paired_turns = 0
         self.unpaired: str | None = None
 
     def _ask(self, message: str, expect: str) -> bool:
@@ -94,12 +95,29 @@ class Client:
         if not self._open:
             return
         self._open = False
-        self.paired_rounds += 1
+        self.paired_turns += 1
         self._ask("E", "C")
 
     def summary(self) -> dict[str, Any]:
-        """For the results file: ``{"paired_rounds": int, "unpaired": reason or None}``."""
-        return {"paired_rounds": self.paired_rounds, "unpaired": self.unpaired}
+        """For the results file: ``{"paired_turns": int, "unpaired": reason or None}``."""
+        return {"paired_turns": self.paired_turns, "unpaired": self.unpaired}
+
+
+@contextmanager
+def turn(label: str) -> Iterator[None]:
+    """Time something outside a :class:`~pytest_egbench.timing.StageTimer` round (the machine
+    calibration, a benchmark's own reference measurement) exclusively: in one process of a
+    lockstep pair the ``with`` block runs while the other side waits in its own ``turn(label)``;
+    elsewhere it just runs. The block must leave no device work in flight (synchronise)."""
+    peer = client()
+    if peer is None:
+        yield
+        return
+    peer.begin(label)
+    try:
+        yield
+    finally:
+        peer.end()
 
 
 _CLIENT: Client | None = None
@@ -146,7 +164,7 @@ class Mediator:
         self.order = list(order)
         self.unpaired: str | None = None
         self.slot = 0
-        self.paired_rounds = 0
+        self.paired_turns = 0
 
     def _send(self, child: _Child, message: str) -> None:
         child.waiting = None
@@ -197,7 +215,7 @@ class Mediator:
                 self._stop(f"the {turn.name} process sent {turn.waiting!r} during its turn")
                 return
         self.slot += 1
-        self.paired_rounds += 1
+        self.paired_turns += 1
         for c in turns:
             self._send(c, "C")
 
@@ -220,7 +238,7 @@ def run_pair(
     """Run the ``(name, argv, cwd, env, log)`` commands at once, in lockstep, round ``k``'s turns
     in ``order`` rotated by ``k``.
 
-    Returns ``({name: (exit status, seconds)}, {"paired_rounds": n, "unpaired": reason or None})``.
+    Returns ``({name: (exit status, seconds)}, {"paired_turns": n, "unpaired": reason or None})``.
     ``cpus``: every child is pinned to these CPUs, and its timing thread to the highest of them
     (see the module docstring). Not POSIX: they run one after the other, in ``order``, unpaired.
     """
@@ -231,7 +249,7 @@ def run_pair(
             with open(log, "w", encoding="utf-8") as fh:
                 status = subprocess.run(argv, cwd=cwd, env=env, stdout=fh, stderr=subprocess.STDOUT).returncode
             out[name] = (status, time.perf_counter() - t0)
-        return out, {"paired_rounds": 0, "unpaired": "lockstep needs POSIX pipes; the processes ran one after the other"}
+        return out, {"paired_turns": 0, "unpaired": "lockstep needs POSIX pipes; the processes ran one after the other"}
     children = []
     try:
         for name, argv, cwd, env, log in commands:
@@ -253,4 +271,4 @@ def run_pair(
                 c.proc.wait()
             os.close(c.to_child)
             c.from_child.close()
-    return {c.name: (c.proc.returncode, c.seconds) for c in children}, {"paired_rounds": mediator.paired_rounds, "unpaired": mediator.unpaired}
+    return {c.name: (c.proc.returncode, c.seconds) for c in children}, {"paired_turns": mediator.paired_turns, "unpaired": mediator.unpaired}

@@ -73,9 +73,9 @@ def test_two_processes_take_turns_round_by_round_and_never_overlap(tmp_path):
     for r in range(5):
         expected += [("ref", r), ("current", r)] if r % 2 == 0 else [("current", r), ("ref", r)]
     assert _turns(journal) == expected
-    assert summary == {"paired_rounds": 5, "unpaired": None}
+    assert summary == {"paired_turns": 5, "unpaired": None}
     for n in ("ref", "current"):
-        assert "SUMMARY {'paired_rounds': 5, 'unpaired': None}" in (tmp_path / f"{n}.log").read_text()
+        assert "SUMMARY {'paired_turns': 5, 'unpaired': None}" in (tmp_path / f"{n}.log").read_text()
 
 
 def test_three_processes_rotate_the_first_turn(tmp_path):
@@ -89,16 +89,16 @@ def test_sides_at_different_benchmarks_stop_pairing_and_both_finish(tmp_path):
     cmds, _ = _commands(tmp_path, ["ref", "current"], labels={"current": "bench.py::test_other (call)"})
     done, summary = lockstep.run_pair(cmds, ["ref", "current"])
     assert all(status == 0 for status, _ in done.values())
-    assert summary["paired_rounds"] == 0
+    assert summary["paired_turns"] == 0
     assert "disagree" in summary["unpaired"] and "test_other" in summary["unpaired"]
-    assert "'paired_rounds': 0" in (tmp_path / "ref.log").read_text()
+    assert "'paired_turns': 0" in (tmp_path / "ref.log").read_text()
 
 
 def test_a_side_that_exits_releases_the_other(tmp_path):
     cmds, journal = _commands(tmp_path, ["ref", "current"], rounds=3, stop_after={"current": 2})
     done, summary = lockstep.run_pair(cmds, ["ref", "current"])
     assert done["current"][0] == 3 and done["ref"][0] == 0
-    assert summary["paired_rounds"] == 2 and "current process exited" in summary["unpaired"]
+    assert summary["paired_turns"] == 2 and "current process exited" in summary["unpaired"]
     ref_rounds = [r for n, r in _turns(journal) if n == "ref"]
     assert ref_rounds == [0, 1, 2, 3, 4]  # the survivor ran all its rounds
 
