@@ -184,9 +184,11 @@ def _repository_text_files() -> list[Path]:
 
 def test_citations_of_the_docs_resolve():
     """Code, tests and docs cite the documentation as ``docs/<page>.md`` with an optional section
-    anchor (the design notes as ``docs/design.md`` and a section); each page and section exists,
-    and nothing cites the design notes under their old name, a file outside the repository."""
+    anchor (the design notes as ``docs/design.md`` and a section), or a README section by its
+    quoted heading; each page and section exists, and nothing cites the design notes under their
+    old name, a file outside the repository."""
     old_name = "DESIGN" + ".md"  # spelled apart so that this file does not cite it
+    readme_sections = set(re.findall(r"^#+\s+(.+?)\s*$", FENCE.sub("", (ROOT / "README.md").read_text()), re.M))
     problems = []
     for path in _repository_text_files():
         text = path.read_text(errors="replace")
@@ -195,4 +197,7 @@ def test_citations_of_the_docs_resolve():
         for cited in sorted(set(re.findall(r"(?<![\w/.])docs/[\w/.-]+\.md(?:#[\w-]+)?", text))):
             if why := _dangling(ROOT, cited):
                 problems.append(f"{path.relative_to(ROOT)}: {why}")
+        for section in re.findall(r"README(?:\.md)?,? \(?\"([^\"]+)\"", text):
+            if section not in readme_sections:
+                problems.append(f"{path.relative_to(ROOT)}: README has no section \"{section}\"")
     assert not problems, "\n".join(problems)
