@@ -36,8 +36,8 @@ probe              unit        what it measures (stages that depend on it)
 The probe's spread (``spread``) is the largest relative distance of one repeat from the median
 of the repeats, the farthest repeat left out when there are at least 4. Within one process that under-states the spread between processes on the same
 machine, so the margin used by :func:`compare` is never below :data:`MIN_MARGIN` (the spread of
-the probes between processes on one machine, measured by ``tools/calibration_study.py``; README,
-"Machine calibration").
+the probes between processes on one machine, measured by ``tools/calibration_study.py``;
+docs/machines.md#machine-calibration).
 """
 
 from __future__ import annotations
@@ -62,8 +62,8 @@ PROBES: dict[str, tuple[str, bool, str]] = {
 }
 #: Smallest relative margin :func:`compare` allows on a probe, whatever the repeats' own spread, per
 #: device type: the spread of each probe's median between separate processes on one machine (the
-#: same lease, minutes apart), rounded up. Measured by ``tools/calibration_study.py`` (README,
-#: "Machine calibration"; ``docs/measurements/calibration-*.json``). On this project's shared 2-core
+#: same lease, minutes apart), rounded up. Measured by ``tools/calibration_study.py``
+#: (docs/machines.md#machine-calibration; ``docs/measurements/calibration-*.json``). On this project's shared 2-core
 #: CPU VM, loaded by other work, the medians moved between processes by 41 % (Python ops), 69 %
 #: (launch), 48 % (matmul) and 10 % (memory copy): a CPU calibration can only tell machines apart
 #: that differ by more than that. On an H200 lease (5 processes): Python ops 34 %, launch 16 %,

@@ -3,7 +3,7 @@
 Stage 1 (**load**, :func:`load_sample`): read what the model needs from disk into host memory --
 the event file for EventGPT (raw events), the sampled MP4 frames for Video-LLaVA and LLaVA-1.5.
 Stage 2 begins with :func:`visual_input`: EventGPT's event frames are rendered from the raw
-events (DESIGN.md puts rendering in preprocess); video frames are passed on as they are (LLaVA-1.5
+events (docs/design.md#stages puts rendering in preprocess); video frames are passed on as they are (LLaVA-1.5
 takes them as separate images, the origin's "8 frames" run). The adapter's ``preprocess`` then
 does the image processor, tokenisation and host-to-device copy.
 """

@@ -8,10 +8,10 @@ One clock class per timing method:
 * :class:`CudaEventClock` -- CUDA events recorded on the current stream; nothing synchronises
   until :meth:`StageTimer.results` reads the figures, once.
 
-:class:`StageTimer` runs rounds of named stages (DESIGN.md: load, preprocess, vision, prefill,
-decode, and free names). The first round is the cold round, the next ``warmup`` rounds are warm-up;
-both are kept apart from the steady-state rounds that the statistics use. A stage may carry a token
-count, from which TTFT, TPOT and tokens/s are derived rather than timed again.
+:class:`StageTimer` runs rounds of named stages (docs/design.md#stages: load, preprocess, vision,
+prefill, decode, and free names). The first round is the cold round, the next ``warmup`` rounds
+are warm-up; both are kept apart from the steady-state rounds that the statistics use. A stage
+may carry a token count, from which TTFT, TPOT and tokens/s are derived rather than timed again.
 
 With a :class:`SlowdownInjector` (``--egbench-inject``) the steady rounds alternate with *control*
 rounds: the same pipeline, never delayed, run in the same process between the injected rounds. They
@@ -35,7 +35,7 @@ from .names import STAGE_NAME
 #: Round kinds. Only steady rounds enter the statistics; control rounds (with an injector only)
 #: are the unchanged reference interleaved with them.
 COLD, WARMUP, STEADY, CONTROL = "cold", "warmup", "steady", "control"
-#: Stages timed on the host clock by default (DESIGN.md: "CPU stages ... perf_counter_ns").
+#: Stages timed on the host clock by default (docs/design.md#timing).
 HOST_STAGES = frozenset({"load", "preprocess"})
 
 
@@ -234,9 +234,9 @@ class TimingResults:
         """Per steady round: ``total`` (ns), ``ttft`` (ns), ``tpot`` (ns/token),
         ``prefill_tokens_per_s`` and ``decode_tokens_per_s``.
 
-        TTFT is the sum of every stage up to and including ``prefill`` (DESIGN.md: TTFT ends with
-        prefill). TPOT = decode time / tokens produced in decode, i.e. decode / (n - 1) for n
-        generated tokens (DESIGN.md). A metric is left out when its stages or tokens are missing.
+        TTFT is the sum of every stage up to and including ``prefill``, with which TTFT ends; TPOT =
+        decode time / tokens produced in decode, i.e. decode / (n - 1) for n generated tokens
+        (docs/design.md#ttft-and-tpot). A metric is left out when its stages or tokens are missing.
         """
         return _derive(self.stages, self.steady, self.tokens)
 
