@@ -2,12 +2,12 @@
 
 Hooks only. This module, and everything it imports at module level, must not import torch: plain
 ``pytest`` without ``--egbench`` stays as fast as before (``tests/test_plugin.py`` checks it).
-The run-wide session object and the fixtures are loaded in ``pytest_configure``.
+The run-wide session object, the collection hooks (:mod:`pytest_egbench.collection`) and the
+fixtures (:mod:`pytest_egbench.fixtures`) are loaded in ``pytest_configure``.
 """
 
 from __future__ import annotations
 
-import argparse
 from collections.abc import Generator
 from typing import TYPE_CHECKING
 
@@ -72,10 +72,11 @@ def pytest_configure(config: pytest.Config) -> None:
     config.stash[SETTINGS_KEY] = settings
     config.stash[OUTPUT_ERRORS_KEY] = []
     config.stash[OUTPUT_WRITTEN_KEY] = []
-    from . import fixtures
+    from . import collection, fixtures
 
-    if not config.pluginmanager.is_registered(fixtures):
-        config.pluginmanager.register(fixtures, "egbench-fixtures")
+    for name, module in (("egbench-collection", collection), ("egbench-fixtures", fixtures)):
+        if not config.pluginmanager.is_registered(module):
+            config.pluginmanager.register(module, name)
 
 
 def _fall_back_to_ref(session: EgbenchSession) -> options.Settings:
@@ -138,31 +139,6 @@ def _percent(fraction: float) -> str:
     return f"{fraction * 100:g}%"
 
 
-@pytest.hookimpl(tryfirst=True)
-def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Without ``--egbench`` skip benchmarks; with it, check the stage and metric names the user
-    gave against the collected benchmarks (:func:`_check_names`), then run only benchmarks (like
-    pytest-benchmark's ``--benchmark-only``) and deselect the other tests."""
-    settings = config.stash[SETTINGS_KEY]
-    if not settings.enabled:
-        skip = pytest.mark.skip(reason="egbench benchmark: run with --egbench")
-        for item in items:
-            if item.get_closest_marker("egbench"):
-                item.add_marker(skip)
-        return
-    keep = [i for i in items if i.get_closest_marker("egbench")]
-    _check_names(config, settings, keep)
-    dropped = [i for i in items if not i.get_closest_marker("egbench")]
-    if dropped:
-        config.hook.pytest_deselected(items=dropped)
-        items[:] = keep
-    if settings.ref and _worker(config) is None:
-        from .ab import AbItem
-
-        # the benchmarks run in the A/B processes; here each becomes the item that judges it
-        items[:] = [AbItem.from_parent(i.parent, name=i.name, original=i) for i in items]
-
-
 @pytest.hookimpl(wrapper=True)
 def pytest_runtestloop(session: pytest.Session) -> Generator[None, None, object]:
     """``--egbench-ref``: run the interleaved A/B processes before the verdict items run."""
@@ -205,50 +181,6 @@ def _run_ab(config: pytest.Config, egb: EgbenchSession, benchmarks: int) -> None
     egb.calibration = ((first.get("machine_info") or {}).get("egbench") or {}).get("calibration")
     egb.device_block = {k: v for k, v in ((first.get("machine_info") or {}).get("egbench") or {}).items() if k in ("device", "gpu_name", "gpu_memory_bytes", "gpu_capability", "gpu_count", "driver", "cuda", "torch_cuda")} or egb.device_block
     egb.notes.append(f"A/B against {reference.label}: {2 * egb.settings.ref_pairs} processes, {sum(sides['ref'].seconds):.0f} s reference + {sum(sides['current'].seconds):.0f} s current (logs in {workdir})")
-
-
-def _check_names(config: pytest.Config, settings: options.Settings, benchmarks: list[pytest.Item]) -> None:
-    """Raise :class:`pytest.UsageError`, one line per problem, for a stage in ``--egbench-inject``
-    or a metric in ``--egbench-metric-tolerance`` (or its ini key) that none of ``benchmarks``
-    (the collected ones, before ``-k``/``-m``) can produce, and for a benchmark's own
-    ``egbench(tolerances=...)`` key that it cannot produce (rule: :mod:`pytest_egbench.names`).
-    Runs after collection because benchmarks declare their names in their markers."""
-    errors: list[str] = []
-    run = names.Producible()
-    for item in benchmarks:
-        where = f"{item.nodeid.partition('[')[0]}: egbench marker"
-        try:
-            own = names.Producible.declared(item.iter_markers("egbench"))
-        except ValueError as exc:
-            errors.append(f"{where}: {exc}")
-            continue
-        run |= own
-        tolerances = item.get_closest_marker("egbench").kwargs.get("tolerances") or {}  # type: ignore[union-attr]
-        if not isinstance(tolerances, dict):
-            errors.append(f"{where}: tolerances= must be a dict such as {{'decode': '8%'}}, got {tolerances!r}")
-            continue
-        for metric, value in tolerances.items():
-            why = own.metric_error(str(metric))
-            if why is None:
-                try:
-                    options.parse_percent(str(value))
-                except argparse.ArgumentTypeError as exc:
-                    why = str(exc)
-            if why:
-                errors.append(f"{where}: tolerances {metric}={value}: {why}")
-    for stage, fraction in settings.inject:
-        why = run.stage_error(stage)
-        if why:
-            errors.append(f"--egbench-inject {stage}={_percent(fraction)}: {why}")
-    source = settings.sources.get("metric_tolerances", "")
-    where = f"ini option egbench_metric_tolerance in {config.inipath}:" if source.startswith("ini") else "--egbench-metric-tolerance"
-    for metric, tolerance in settings.metric_tolerances:
-        why = run.metric_error(metric)
-        if why:
-            errors.append(f"{where} {metric}={_percent(tolerance)}: {why}")
-    if errors:
-        raise pytest.UsageError("\n".join(dict.fromkeys(errors)))
-    config.stash[NAMES_CHECKED_KEY] = True
 
 
 def pytest_runtest_setup(item: pytest.Item) -> None:
