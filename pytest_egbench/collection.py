@@ -10,6 +10,7 @@ read (JSON and file existence).
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pytest
@@ -92,7 +93,13 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     """Without ``--egbench`` skip benchmarks; with it, check the stage and metric names the user
     gave against the collected benchmarks (:func:`_check_names`), then run only benchmarks (like
-    pytest-benchmark's ``--benchmark-only``) and deselect the other tests."""
+    pytest-benchmark's ``--benchmark-only``) and deselect the other tests.
+
+    The benchmarks an ``--egbench`` run keeps: every egbench benchmark, and pytest-benchmark's
+    (tests using its ``benchmark`` fixture) named on the command line by node id or, with
+    ``--benchmark-only``, all of them (docs/pytest-benchmark.md). Raises
+    :class:`pytest.UsageError` when ``--egbench-ref`` would keep a pytest-benchmark test: the A/B
+    processes would run it again and again, and judge nothing of it."""
     settings = config.stash[SETTINGS_KEY]
     if not settings.enabled:
         skip = pytest.mark.skip(reason="egbench benchmark: run with --egbench")
@@ -100,17 +107,64 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             if item.get_closest_marker("egbench"):
                 item.add_marker(skip)
         return
-    keep = [i for i in items if i.get_closest_marker("egbench")]
-    _check_names(config, settings, keep)
-    dropped = [i for i in items if not i.get_closest_marker("egbench")]
+    _check_names(config, settings, [i for i in items if i.get_closest_marker("egbench")])
+    keep: list[pytest.Item] = []
+    dropped: list[pytest.Item] = []
+    for item in items:
+        (keep if _kept(config, item) else dropped).append(item)
     if dropped:
         config.hook.pytest_deselected(items=dropped)
         items[:] = keep
     if settings.ref and _worker(config) is None:
+        theirs = [i.nodeid for i in items if not i.get_closest_marker("egbench")]
+        if theirs:
+            raise pytest.UsageError(f"--egbench-ref judges egbench benchmarks only; drop --benchmark-only or these pytest-benchmark tests from the command line: {', '.join(theirs)}")
         from .ab import AbItem
 
         # the benchmarks run in the A/B processes; here each becomes the item that judges it
         items[:] = [AbItem.from_parent(i.parent, name=i.name, original=i) for i in items]
+
+
+@pytest.hookimpl(trylast=True, specname="pytest_collection_modifyitems")
+def pytest_collection_modifyitems_last(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """``--egbench --benchmark-only``: pytest-benchmark marks every test without its ``benchmark``
+    fixture skipped ("Skipping non-benchmark"), egbench's benchmarks included; take that mark off
+    them again (this hook runs after pytest-benchmark's)."""
+    if not config.stash[SETTINGS_KEY].enabled or not config.getoption("benchmark_only", False):
+        return
+    for item in items:
+        if item.get_closest_marker("egbench"):
+            item.own_markers[:] = [m for m in item.own_markers if not (m.name == "skip" and "--benchmark-only" in str(m.kwargs.get("reason", "")))]
+
+
+def uses_pytest_benchmark(item: pytest.Item) -> bool:
+    """True for a test that asks for pytest-benchmark's ``benchmark`` fixture (pytest-benchmark's
+    own test for "a benchmark", in its ``pytest_collection_modifyitems``)."""
+    return "benchmark" in getattr(item, "fixturenames", ())
+
+
+def _kept(config: pytest.Config, item: pytest.Item) -> bool:
+    """Whether an ``--egbench`` run keeps ``item``: an egbench benchmark, or a pytest-benchmark
+    test named on the command line or under ``--benchmark-only``."""
+    if item.get_closest_marker("egbench"):
+        return True
+    if not uses_pytest_benchmark(item):
+        return False
+    return bool(config.getoption("benchmark_only", False)) or named_on_command_line(config, item)
+
+
+def named_on_command_line(config: pytest.Config, item: pytest.Item) -> bool:
+    """True when a command-line argument names ``item`` by node id (``FILE::TEST``,
+    ``FILE::TEST[PARAMS]``, ``FILE::CLASS`` or ``FILE::CLASS::TEST``; ``FILE`` relative to the
+    folder pytest was started in). A folder or a whole file does not name the tests in it."""
+    _, _, own = item.nodeid.partition("::")
+    for arg in config.args:
+        path, sep, name = str(arg).partition("::")
+        if not sep or Path(config.invocation_params.dir, path).resolve() != item.path.resolve():
+            continue
+        if own == name or own.startswith((f"{name}::", f"{name}[")):
+            return True
+    return False
 
 
 def _check_names(config: pytest.Config, settings: options.Settings, benchmarks: list[pytest.Item]) -> None:

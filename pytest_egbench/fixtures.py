@@ -125,7 +125,8 @@ def egbench_record(request: pytest.FixtureRequest, egbench_session: EgbenchSessi
     ``samples``: a number or a list of numbers; ``unit``: "bytes", "tokens", "s", ...; ``kind``:
     "exact" (must equal the baseline), "memory" (relative tolerance, lower is better), "latency",
     "throughput", "rate" or "info" (never gated). Raises ``ValueError`` for a metric recorded
-    twice in one test.
+    twice in one test. In an untimed run (pytest-benchmark's ``--benchmark-disable``) the
+    measurement is built, so bad arguments still raise, and then dropped.
     """
     from .session import Measurement
 
@@ -133,7 +134,9 @@ def egbench_record(request: pytest.FixtureRequest, egbench_session: EgbenchSessi
 
     def record(metric: str, samples: Any, *, unit: str, kind: str, model: str | None = None, stage: str | None = None, **extra: Any) -> None:
         values = [float(v) for v in (samples if isinstance(samples, (list, tuple)) else [samples])]
-        egbench_session.add(Measurement(**labels, metric=metric, unit=unit, kind=kind, samples=values, model=model, stage=stage, extra_info=extra))
+        measurement = Measurement(**labels, metric=metric, unit=unit, kind=kind, samples=values, model=model, stage=stage, extra_info=extra)
+        if not egbench_session.settings.untimed:
+            egbench_session.add(measurement)
 
     return record
 
@@ -152,7 +155,9 @@ def stage_timer(request: pytest.FixtureRequest, egbench_session: EgbenchSession)
     are applied through the timer's stage hook (a
     :class:`~pytest_egbench.timing.SlowdownInjector`), and then ``rounds()`` gives, after the warm-up
     rounds, an unchanged control round before each steady round (``2 x --egbench-rounds`` rounds):
-    without a baseline for this machine, the injected metrics are judged against them.
+    without a baseline for this machine, the injected metrics are judged against them. In an
+    untimed run (pytest-benchmark's ``--benchmark-disable``) ``rounds()`` gives 1 cold and 1
+    steady round, and nothing is recorded.
     """
     from .timing import SlowdownInjector, StageTimer, clocks_for
 

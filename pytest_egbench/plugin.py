@@ -33,6 +33,10 @@ MARKERS = {
 }
 
 
+#: What an untimed run (pytest-benchmark's ``--benchmark-disable``) says under its summary.
+UNTIMED_NOTE = "--benchmark-disable: each benchmark ran its body once (1 cold + 1 steady round, no warm-up), untimed: nothing was recorded, judged or written (--benchmark-enable overrides)"
+
+
 def pytest_addoption(parser: pytest.Parser) -> None:
     options.register(parser)
 
@@ -60,13 +64,16 @@ def pytest_configure(config: pytest.Config) -> None:
             session.baselines  # read and validate every baseline file now, before any benchmark
         except BaselineError as exc:
             raise pytest.UsageError(f"--egbench-baseline-dir: {exc}") from None
-        if not _xdist_controller(config) and not settings.ref:
+        if settings.untimed:
+            session.notes.append(UNTIMED_NOTE)
+        elif not _xdist_controller(config) and not settings.ref:
             from .calibration import calibrate
 
             session.calibration = calibrate(device)
-        if settings.ignore_machine and session.own_baseline() is not None and session.machine_check().reason:
+        judged = not settings.untimed and session.own_baseline() is not None
+        if settings.ignore_machine and judged and session.machine_check().reason:
             session.notes.append(f"--egbench-ignore-machine: latency judged against the baseline although {session.machine_check().reason.split('. Compare')[0]}")
-        if settings.fallback_ref and not settings.ref and session.own_baseline() is not None and session.machine_check().reason:
+        if settings.fallback_ref and not settings.ref and judged and session.machine_check().reason:
             settings = _fall_back_to_ref(session)
         config.stash[SESSION_KEY] = session
     config.stash[SETTINGS_KEY] = settings
@@ -201,7 +208,7 @@ def pytest_runtest_call(item: pytest.Item) -> Generator[None, None, None]:
     against the baseline, so a regression is an ordinary test failure (not an error in teardown
     or in the terminal summary)."""
     egb = item.config.stash.get(SESSION_KEY, None)
-    benchmark = egb is not None and item.get_closest_marker("egbench") is not None and not getattr(item, "original_nodeid", None)
+    benchmark = egb is not None and not egb.settings.untimed and item.get_closest_marker("egbench") is not None and not getattr(item, "original_nodeid", None)
     on_gpu = benchmark and egb.device is not None and egb.device.type == "cuda"
     if on_gpu:
         from .machine import gpu_state
