@@ -28,7 +28,8 @@ def test_micro(benchmark):
     assert benchmark.pedantic(sum, args=(range(10),), rounds=2, iterations=1) == 45
 
 @pytest.mark.egbench(group="toy")
-def test_egb(stage_timer, pytestconfig):
+def test_egb(stage_timer, egbench_record, pytestconfig):
+    egbench_record("widgets", 3, unit="count", kind="info")
     log = pytestconfig.rootpath / "calls.log"
     with open(log, "a") as fh:
         fh.write("call\\n")
