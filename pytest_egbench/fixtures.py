@@ -14,8 +14,8 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from .options import Settings
 from .collection import selection
+from .options import Settings
 from .plugin import SESSION_KEY, SETTINGS_KEY, TIMERS_KEY, item_labels
 
 if TYPE_CHECKING:
