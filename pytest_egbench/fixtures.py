@@ -1,4 +1,5 @@
-"""Public fixtures of pytest-egbench, registered by the plugin in ``pytest_configure``.
+"""Public fixtures of pytest-egbench, registered by the plugin in ``pytest_configure`` (the
+collection hooks that parametrise and select the benchmarks are in :mod:`pytest_egbench.collection`).
 
 Module level imports stay light (no torch); each fixture imports what it needs when it runs.
 Fixtures are handed the run's collaborators (settings, the session's ``add_timing``) from
@@ -13,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
+from .collection import selection
 from .options import Settings
 from .plugin import SESSION_KEY, SETTINGS_KEY, TIMERS_KEY, item_labels
 
@@ -23,10 +25,6 @@ if TYPE_CHECKING:
     from .models.base import ModelAdapter
     from .session import EgbenchSession
     from .timing import StageTimer
-
-#: The run's dataset and its selected samples, loaded once (at collection, or by a fixture).
-_SELECTION_KEY = pytest.StashKey[tuple["Dataset", list["Sample"]]]()
-
 
 def _session(config: pytest.Config) -> EgbenchSession:
     session = config.stash.get(SESSION_KEY, None)
@@ -127,7 +125,8 @@ def egbench_record(request: pytest.FixtureRequest, egbench_session: EgbenchSessi
     ``samples``: a number or a list of numbers; ``unit``: "bytes", "tokens", "s", ...; ``kind``:
     "exact" (must equal the baseline), "memory" (relative tolerance, lower is better), "latency",
     "throughput", "rate" or "info" (never gated). Raises ``ValueError`` for a metric recorded
-    twice in one test.
+    twice in one test. In an untimed run (pytest-benchmark's ``--benchmark-disable``) the
+    measurement is built, so bad arguments still raise, and then dropped.
     """
     from .session import Measurement
 
@@ -135,7 +134,9 @@ def egbench_record(request: pytest.FixtureRequest, egbench_session: EgbenchSessi
 
     def record(metric: str, samples: Any, *, unit: str, kind: str, model: str | None = None, stage: str | None = None, **extra: Any) -> None:
         values = [float(v) for v in (samples if isinstance(samples, (list, tuple)) else [samples])]
-        egbench_session.add(Measurement(**labels, metric=metric, unit=unit, kind=kind, samples=values, model=model, stage=stage, extra_info=extra))
+        measurement = Measurement(**labels, metric=metric, unit=unit, kind=kind, samples=values, model=model, stage=stage, extra_info=extra)
+        if not egbench_session.settings.untimed:
+            egbench_session.add(measurement)
 
     return record
 
@@ -154,7 +155,9 @@ def stage_timer(request: pytest.FixtureRequest, egbench_session: EgbenchSession)
     are applied through the timer's stage hook (a
     :class:`~pytest_egbench.timing.SlowdownInjector`), and then ``rounds()`` gives, after the warm-up
     rounds, an unchanged control round before each steady round (``2 x --egbench-rounds`` rounds):
-    without a baseline for this machine, the injected metrics are judged against them.
+    without a baseline for this machine, the injected metrics are judged against them. In an
+    untimed run (pytest-benchmark's ``--benchmark-disable``) ``rounds()`` gives 1 cold and 1
+    steady round, and nothing is recorded.
     """
     from .timing import SlowdownInjector, StageTimer, clocks_for
 
@@ -166,78 +169,11 @@ def stage_timer(request: pytest.FixtureRequest, egbench_session: EgbenchSession)
     return timer
 
 
-# --------------------------------------------------------------------------- samples
-
-
-def _selection(config: pytest.Config) -> tuple[Dataset, list[Sample]]:
-    """The dataset (``--egbench-data`` or the bundled set) and its selected samples, cached.
-
-    Raises :class:`pytest.UsageError` with every problem of the dataset folder, by sample id and
-    field. Only the index is read here (JSON and file existence): no numpy, no PyAV.
-    """
-    cached = config.stash.get(_SELECTION_KEY, None)
-    if cached is not None:
-        return cached
-    from .data.dataset import bundled_dataset_dir, load_dataset
-    from .data.errors import DatasetError
-
-    settings = config.stash[SETTINGS_KEY]
-    root = settings.data if settings.data is not None else bundled_dataset_dir()
-    source = "--egbench-data" if settings.data is not None else "the bundled dataset"
-    try:
-        dataset = load_dataset(root)
-    except DatasetError as exc:
-        raise pytest.UsageError(f"{source}: {exc}") from None
-    config.stash[_SELECTION_KEY] = (dataset, dataset.select(settings.samples))
-    return config.stash[_SELECTION_KEY]
-
-
-def _needs(node: Any) -> tuple[str, ...]:
-    from .data.dataset import NEEDS
-
-    needs: list[str] = []
-    for marker in node.iter_markers("egbench_needs"):
-        for need in marker.args:
-            if need not in NEEDS:
-                raise pytest.UsageError(f"{node.nodeid}: egbench_needs({need!r}) is unknown: choose from {', '.join(NEEDS)}")
-            needs.append(need)
-    return tuple(dict.fromkeys(needs))
-
-
-def pytest_sessionstart(session: pytest.Session) -> None:
-    """With ``--egbench``, read the dataset index before collection, so that a bad
-    ``--egbench-data`` folder is a usage error (one message listing every problem), not a
-    collection error per module."""
-    if session.config.stash[SETTINGS_KEY].enabled:
-        _selection(session.config)
-
-
-def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
-    """Parametrise ``egbench_sample`` over the selected samples, one test per sample id.
-
-    A sample that lacks what the test's ``egbench_needs(...)`` marker asks for (``"events"``,
-    ``"video"``, ``"event_image"``) is collected as skipped, with the reason (for example
-    ``sample dsec_sample1_50ms is event-only (no mp4_data): this benchmark needs video``).
-    Without ``--egbench`` the dataset is not read: one placeholder that the skip covers.
-    """
-    if "egbench_sample" not in metafunc.fixturenames:
-        return
-    if not metafunc.config.stash[SETTINGS_KEY].enabled:
-        metafunc.parametrize("egbench_sample", [pytest.param(None, id="samples")], indirect=True)
-        return
-    needs = _needs(metafunc.definition)
-    params = []
-    for sample in _selection(metafunc.config)[1]:
-        reasons = [r for r in (sample.lacks(need) for need in needs) if r]
-        params.append(pytest.param(sample.id, id=sample.id, marks=[pytest.mark.skip(reason=reasons[0])] if reasons else []))
-    metafunc.parametrize("egbench_sample", params, indirect=True)
-
-
 @pytest.fixture(scope="session")
 def egbench_dataset(pytestconfig: pytest.Config, egbench_session: EgbenchSession) -> Dataset:
     """The run's :class:`~pytest_egbench.data.dataset.Dataset`: the ``--egbench-data`` folder,
     else the bundled real samples (``pytest_egbench/data/bundled/``, see its PROVENANCE.md)."""
-    return _selection(pytestconfig)[0]
+    return selection(pytestconfig)[0]
 
 
 @pytest.fixture(scope="session")
@@ -250,12 +186,13 @@ def egbench_samples(pytestconfig: pytest.Config, egbench_session: EgbenchSession
     the same ones. With the bundled set and N = 1: the DSEC clip (event-only) and the cup clip
     (paired). Benchmarks taking one sample at a time use ``egbench_sample`` instead.
     """
-    return list(_selection(pytestconfig)[1])
+    return list(selection(pytestconfig)[1])
 
 
 @pytest.fixture
 def egbench_sample(request: pytest.FixtureRequest, egbench_session: EgbenchSession) -> Sample:
-    """One selected sample per test (parametrised by sample id, see :func:`pytest_generate_tests`).
+    """One selected sample per test (parametrised by sample id, see
+    :func:`pytest_egbench.collection.pytest_generate_tests`).
 
     Mark the test ``@pytest.mark.egbench_needs("video")`` (or ``"events"``, ``"event_image"``) to
     skip, with the reason shown, the samples that lack it.
@@ -263,7 +200,7 @@ def egbench_sample(request: pytest.FixtureRequest, egbench_session: EgbenchSessi
     sample_id = getattr(request, "param", None)
     if sample_id is None:
         pytest.skip("egbench samples need --egbench")
-    return _selection(request.config)[0].by_id(sample_id)
+    return selection(request.config)[0].by_id(sample_id)
 
 
 def require_sample(sample: Sample, *needs: str) -> Sample:

@@ -302,6 +302,9 @@ class Settings:
     ref_cpus: str = "auto"
     fallback_ref: bool = False
     ignore_machine: bool = False
+    #: pytest-benchmark's ``--benchmark-disable`` (and no ``--benchmark-enable``): each benchmark's
+    #: body runs once, 1 cold and 1 steady round, and nothing is recorded, judged or written
+    untimed: bool = False
     #: "cuda" or "cpu" once :meth:`for_device` knows it: chooses the default tolerances
     device_type: str | None = None
     #: where each value came from ("command line", "ini", "default"), for messages
@@ -423,7 +426,23 @@ def resolve(config: pytest.Config) -> Settings:
                 values[spec.dest] = spec.default
     if "baseline_dir" not in values:
         values["baseline_dir"] = Path(config.rootpath, "baselines")
+    _beside_pytest_benchmark(config, values, sources)
     return Settings(**values, sources=sources)
+
+
+def _beside_pytest_benchmark(config: pytest.Config, values: dict[str, Any], sources: dict[str, str]) -> None:
+    """Take in pytest-benchmark's options that act on egbench's benchmarks too
+    (docs/pytest-benchmark.md): ``--benchmark-disable`` without ``--benchmark-enable`` makes the
+    run untimed (1 steady round after the cold one, no warm-up). Raises
+    :class:`pytest.UsageError` when ``--egbench-json`` and ``--benchmark-json`` name one file (the
+    second writer would overwrite the first). Reads nothing when pytest-benchmark is not loaded."""
+    if config.getoption("benchmark_disable", False) and not config.getoption("benchmark_enable", False):
+        values.update(untimed=True, rounds=1, warmup=0)
+        sources.update(untimed="--benchmark-disable", rounds="--benchmark-disable", warmup="--benchmark-disable")
+    theirs, ours = config.getoption("benchmark_json", None), values.get("json")
+    theirs = getattr(theirs, "name", theirs)  # a Path, or an open file before pytest-benchmark 5.3
+    if theirs is not None and ours is not None and Path(theirs).resolve() == Path(ours).resolve():
+        raise pytest.UsageError(f"--egbench-json and --benchmark-json both name {ours}: each writes its own benchmarks (egbench's, pytest-benchmark's); give two files")
 
 
 #: Options that act only in a benchmark run: without ``--egbench`` they would do nothing.
@@ -436,6 +455,8 @@ def check(settings: Settings, inipath: Path | None = None) -> None:
     * ``--egbench-save``, ``--egbench-json``, ``--egbench-report`` or ``--egbench-inject``
       without ``--egbench``;
     * ``--egbench-save`` with ``--egbench-inject``; ``--egbench-ref`` with either;
+    * ``--egbench-save``, ``--egbench-json``, ``--egbench-report``, ``--egbench-inject`` or
+      ``--egbench-ref`` in an untimed run (pytest-benchmark's ``--benchmark-disable``);
     * with ``--egbench``, a baseline folder given on the command line or in the ini file that
       does not exist, unless ``--egbench-save`` will create it. The default folder (``baselines/``
       under the rootdir) may be missing: a fresh project has none.
@@ -449,6 +470,11 @@ def check(settings: Settings, inipath: Path | None = None) -> None:
             raise pytest.UsageError(f"{flag} needs --egbench: without it the benchmarks are skipped and {flag} does nothing")
     if settings.save and settings.inject:
         raise pytest.UsageError("--egbench-save with --egbench-inject: a run with an injected slowdown can never be saved as a baseline")
+    if settings.enabled and settings.untimed:
+        for dest in ("save", "json", "report", "inject", "ref"):
+            if getattr(settings, dest):
+                flag = by_dest[dest].flag
+                raise pytest.UsageError(f"{flag} with --benchmark-disable: an untimed run measures nothing, so {flag} has nothing to act on; drop one, or add --benchmark-enable")
     if settings.ref and (settings.save or settings.inject):
         raise pytest.UsageError(f"--egbench-ref with {'--egbench-save' if settings.save else '--egbench-inject'}: an A/B run is judged against the reference's processes; it is never saved and injects nothing")
     source = settings.sources.get("baseline_dir", "default")

@@ -2,12 +2,12 @@
 
 Hooks only. This module, and everything it imports at module level, must not import torch: plain
 ``pytest`` without ``--egbench`` stays as fast as before (``tests/test_plugin.py`` checks it).
-The run-wide session object and the fixtures are loaded in ``pytest_configure``.
+The run-wide session object, the collection hooks (:mod:`pytest_egbench.collection`) and the
+fixtures (:mod:`pytest_egbench.fixtures`) are loaded in ``pytest_configure``.
 """
 
 from __future__ import annotations
 
-import argparse
 from collections.abc import Generator
 from typing import TYPE_CHECKING
 
@@ -31,6 +31,10 @@ MARKERS = {
     "gpu": "gpu: needs a CUDA device; skipped, with the reason, when there is none or --egbench-device cpu",
     "egbench_needs": "egbench_needs(*needs): the benchmark needs these parts of a sample ('events', 'video', 'event_image'); egbench_sample skips samples without them, with the reason",
 }
+
+
+#: What an untimed run (pytest-benchmark's ``--benchmark-disable``) says under its summary.
+UNTIMED_NOTE = "--benchmark-disable: each benchmark ran its body once (1 cold + 1 steady round, no warm-up), untimed: nothing was recorded, judged or written (--benchmark-enable overrides)"
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -60,24 +64,28 @@ def pytest_configure(config: pytest.Config) -> None:
             session.baselines  # read and validate every baseline file now, before any benchmark
         except BaselineError as exc:
             raise pytest.UsageError(f"--egbench-baseline-dir: {exc}") from None
-        if not _xdist_controller(config) and not settings.ref:
+        if settings.untimed:
+            session.notes.append(UNTIMED_NOTE)
+        elif not _xdist_controller(config) and not settings.ref:
             from . import lockstep
             from .calibration import calibrate
 
             with lockstep.turn("machine calibration"):
                 session.calibration = calibrate(device)
-        if settings.ignore_machine and session.own_baseline() is not None and session.machine_check().reason:
+        judged = not settings.untimed and session.own_baseline() is not None
+        if settings.ignore_machine and judged and session.machine_check().reason:
             session.notes.append(f"--egbench-ignore-machine: latency judged against the baseline although {session.machine_check().reason.split('. Compare')[0]}")
-        if settings.fallback_ref and not settings.ref and session.own_baseline() is not None and session.machine_check().reason:
+        if settings.fallback_ref and not settings.ref and judged and session.machine_check().reason:
             settings = _fall_back_to_ref(session)
         config.stash[SESSION_KEY] = session
     config.stash[SETTINGS_KEY] = settings
     config.stash[OUTPUT_ERRORS_KEY] = []
     config.stash[OUTPUT_WRITTEN_KEY] = []
-    from . import fixtures
+    from . import collection, fixtures
 
-    if not config.pluginmanager.is_registered(fixtures):
-        config.pluginmanager.register(fixtures, "egbench-fixtures")
+    for name, module in (("egbench-collection", collection), ("egbench-fixtures", fixtures)):
+        if not config.pluginmanager.is_registered(module):
+            config.pluginmanager.register(module, name)
 
 
 def _fall_back_to_ref(session: EgbenchSession) -> options.Settings:
@@ -140,31 +148,6 @@ def _percent(fraction: float) -> str:
     return f"{fraction * 100:g}%"
 
 
-@pytest.hookimpl(tryfirst=True)
-def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Without ``--egbench`` skip benchmarks; with it, check the stage and metric names the user
-    gave against the collected benchmarks (:func:`_check_names`), then run only benchmarks (like
-    pytest-benchmark's ``--benchmark-only``) and deselect the other tests."""
-    settings = config.stash[SETTINGS_KEY]
-    if not settings.enabled:
-        skip = pytest.mark.skip(reason="egbench benchmark: run with --egbench")
-        for item in items:
-            if item.get_closest_marker("egbench"):
-                item.add_marker(skip)
-        return
-    keep = [i for i in items if i.get_closest_marker("egbench")]
-    _check_names(config, settings, keep)
-    dropped = [i for i in items if not i.get_closest_marker("egbench")]
-    if dropped:
-        config.hook.pytest_deselected(items=dropped)
-        items[:] = keep
-    if settings.ref and _worker(config) is None:
-        from .ab import AbItem
-
-        # the benchmarks run in the A/B processes; here each becomes the item that judges it
-        items[:] = [AbItem.from_parent(i.parent, name=i.name, original=i) for i in items]
-
-
 @pytest.hookimpl(wrapper=True)
 def pytest_runtestloop(session: pytest.Session) -> Generator[None, None, object]:
     """``--egbench-ref``: run the interleaved A/B processes before the verdict items run."""
@@ -209,50 +192,6 @@ def _run_ab(config: pytest.Config, egb: EgbenchSession, benchmarks: int) -> None
     egb.notes.append(f"A/B against {reference.label}: {2 * egb.settings.ref_pairs} processes, {sum(sides['ref'].seconds):.0f} s reference + {sum(sides['current'].seconds):.0f} s current (logs in {workdir})")
 
 
-def _check_names(config: pytest.Config, settings: options.Settings, benchmarks: list[pytest.Item]) -> None:
-    """Raise :class:`pytest.UsageError`, one line per problem, for a stage in ``--egbench-inject``
-    or a metric in ``--egbench-metric-tolerance`` (or its ini key) that none of ``benchmarks``
-    (the collected ones, before ``-k``/``-m``) can produce, and for a benchmark's own
-    ``egbench(tolerances=...)`` key that it cannot produce (rule: :mod:`pytest_egbench.names`).
-    Runs after collection because benchmarks declare their names in their markers."""
-    errors: list[str] = []
-    run = names.Producible()
-    for item in benchmarks:
-        where = f"{item.nodeid.partition('[')[0]}: egbench marker"
-        try:
-            own = names.Producible.declared(item.iter_markers("egbench"))
-        except ValueError as exc:
-            errors.append(f"{where}: {exc}")
-            continue
-        run |= own
-        tolerances = item.get_closest_marker("egbench").kwargs.get("tolerances") or {}  # type: ignore[union-attr]
-        if not isinstance(tolerances, dict):
-            errors.append(f"{where}: tolerances= must be a dict such as {{'decode': '8%'}}, got {tolerances!r}")
-            continue
-        for metric, value in tolerances.items():
-            why = own.metric_error(str(metric))
-            if why is None:
-                try:
-                    options.parse_percent(str(value))
-                except argparse.ArgumentTypeError as exc:
-                    why = str(exc)
-            if why:
-                errors.append(f"{where}: tolerances {metric}={value}: {why}")
-    for stage, fraction in settings.inject:
-        why = run.stage_error(stage)
-        if why:
-            errors.append(f"--egbench-inject {stage}={_percent(fraction)}: {why}")
-    source = settings.sources.get("metric_tolerances", "")
-    where = f"ini option egbench_metric_tolerance in {config.inipath}:" if source.startswith("ini") else "--egbench-metric-tolerance"
-    for metric, tolerance in settings.metric_tolerances:
-        why = run.metric_error(metric)
-        if why:
-            errors.append(f"{where} {metric}={_percent(tolerance)}: {why}")
-    if errors:
-        raise pytest.UsageError("\n".join(dict.fromkeys(errors)))
-    config.stash[NAMES_CHECKED_KEY] = True
-
-
 def pytest_runtest_setup(item: pytest.Item) -> None:
     if item.get_closest_marker("gpu") is None:
         return
@@ -271,7 +210,7 @@ def pytest_runtest_call(item: pytest.Item) -> Generator[None, None, None]:
     against the baseline, so a regression is an ordinary test failure (not an error in teardown
     or in the terminal summary)."""
     egb = item.config.stash.get(SESSION_KEY, None)
-    benchmark = egb is not None and item.get_closest_marker("egbench") is not None and not getattr(item, "original_nodeid", None)
+    benchmark = egb is not None and not egb.settings.untimed and item.get_closest_marker("egbench") is not None and not getattr(item, "original_nodeid", None)
     on_gpu = benchmark and egb.device is not None and egb.device.type == "cuda"
     if on_gpu:
         from .machine import gpu_state
