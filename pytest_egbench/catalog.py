@@ -15,7 +15,7 @@ alternatives to each other (acceptance: draft decode, target decode, speculative
 gamma; parallel prefill: the end-to-end runs beside their parts). Their sum means nothing, so a
 benchmark says so with ``@pytest.mark.egbench(alternatives=True)``: it then gets no derived metric
 made of several stages (:attr:`Derived.sums_stages`: ``total``, ``ttft``) and the stage table shows
-no ``share`` column for it (docs/derived-metrics.md).
+no ``share`` column for it (docs/judging.md).
 """
 
 from __future__ import annotations

@@ -16,7 +16,9 @@ import pytest
 from . import names, options
 
 if TYPE_CHECKING:
-    from .session import EgbenchSession
+    from .notes import Note
+    from .session import EgbenchSession, Measurement
+    from .verdict import Verdict
 
 SETTINGS_KEY = pytest.StashKey["options.Settings"]()
 SESSION_KEY = pytest.StashKey["EgbenchSession"]()
@@ -339,7 +341,7 @@ def _record_and_judge(egb: EgbenchSession, item: pytest.Item, gpu: dict | None =
     _fail_on_regression(verdicts, notes)
 
 
-def _record(egb: EgbenchSession, item: pytest.Item, gpu: dict | None) -> list:
+def _record(egb: EgbenchSession, item: pytest.Item, gpu: dict | None) -> list[Measurement]:
     """Record the item's used stage timers (``egbench(alternatives=True)``: no sums of stages,
     :mod:`pytest_egbench.catalog`) and return all of its measurements, with the GPU state read
     around it in their ``extra_info``."""
@@ -359,7 +361,7 @@ def _record(egb: EgbenchSession, item: pytest.Item, gpu: dict | None) -> list:
     return measured
 
 
-def _measurement_notes(item: pytest.Item, measured: list, gpu: dict | None) -> list:
+def _measurement_notes(item: pytest.Item, measured: list[Measurement], gpu: dict | None) -> list[Note]:
     """Notes about how the item was measured: stages still getting faster (kept in their
     ``extra_info["unsettled"]``), a slowed-down GPU, metrics its marker does not declare."""
     from .machine import throttled
@@ -367,7 +369,7 @@ def _measurement_notes(item: pytest.Item, measured: list, gpu: dict | None) -> l
     from .session import LATENCY, MEMORY, THROUGHPUT
     from .stats import unsettled
 
-    notes = []
+    notes: list[Note] = []
     for m in measured:
         why = unsettled(m.warmup, m.samples) if m.stage is not None and m.kind == LATENCY else None
         if why:
@@ -383,7 +385,7 @@ def _measurement_notes(item: pytest.Item, measured: list, gpu: dict | None) -> l
     return notes
 
 
-def _judge(egb: EgbenchSession, item: pytest.Item, measured: list) -> list:
+def _judge(egb: EgbenchSession, item: pytest.Item, measured: list[Measurement]) -> list[Verdict]:
     """Judge the item's measurements (:meth:`EgbenchSession.judge`) and keep each outcome in
     its measurement; return the verdicts."""
     from .session import NOT_COMPARED
@@ -405,14 +407,14 @@ def _judge(egb: EgbenchSession, item: pytest.Item, measured: list) -> list:
     return verdicts
 
 
-def _verdict_notes(egb: EgbenchSession, item: pytest.Item, verdicts: list) -> list:
+def _verdict_notes(egb: EgbenchSession, item: pytest.Item, verdicts: list[Verdict]) -> list[Note]:
     """Notes about the verdicts: too few rounds for the test, improvements, an injected
     slowdown that the baseline did not catch."""
     from .notes import FewRoundsWarning, ImprovementWarning, InjectionMissedWarning, Note
     from .verdict import IMPROVEMENT, REGRESSION, RefKind
 
     injected = {stage for stage, _ in egb.settings.inject}
-    notes = []
+    notes: list[Note] = []
     for v in verdicts:
         if v.warning:
             notes.append(Note(FewRoundsWarning, item.nodeid, item.name, (v.metric,), v.warning))
@@ -423,7 +425,7 @@ def _verdict_notes(egb: EgbenchSession, item: pytest.Item, verdicts: list) -> li
     return notes
 
 
-def _fail_on_regression(verdicts: list, notes: list) -> None:
+def _fail_on_regression(verdicts: list[Verdict], notes: list[Note]) -> None:
     """Fail the test when a verdict is a regression, naming each reference, with caveats from
     ``notes`` (a slowed-down GPU, stages not warm yet)."""
     from .notes import ThrottledWarning, UnsettledWarning
