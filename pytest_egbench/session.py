@@ -435,7 +435,7 @@ the baseline's fingerprint name, commit and the run ids compared with.
         from dataclasses import asdict
 
         return {
-            "measurements": [{**asdict(m), "params": _jsonable(m.params), "extra_info": _plain(m.extra_info)} for m in self.measurements],
+            "measurements": [{**asdict(m), "kind": str(m.kind), "unit": str(m.unit), "params": _jsonable(m.params), "extra_info": _plain(m.extra_info)} for m in self.measurements],
             "notes": list(self.notes),
             "warned": [n.to_wire() for n in self.warned],
             "unjudged": list(self.unjudged),
