@@ -37,7 +37,7 @@ from pytest_egbench.pipeline import load_sample, visual_input
 
 GAMMAS = (1, 2, 4, 8)
 #: The stages timed besides the pipeline's, declared so that --egbench-inject and tolerances accept them.
-pytestmark = pytest.mark.egbench(group="acceptance", stages=["draft_decode", "target_decode", *(f"speculative_g{gamma}" for gamma in GAMMAS)])
+pytestmark = pytest.mark.egbench(group="acceptance", stages=["draft_decode", "target_decode", *(f"speculative_g{gamma}" for gamma in GAMMAS)], alternatives=True)
 DRAFT, DRAFT_FRAMES = "eventgpt", 5
 TARGETS = [("video_llava", 8), ("llava", 1)]
 #: Tokens after the first on a CPU (gamma 8 with alpha near 0 costs 9 forwards a token).

@@ -31,7 +31,7 @@ import pytest
 from pytest_egbench.pipeline import load_sample, visual_input
 
 #: stages: the ones timed besides the pipeline's, declared so that --egbench-inject and tolerances accept them
-pytestmark = pytest.mark.egbench(group="parallel_prefill", stages=["draft_prefill", "draft_decode", "target_prefill", "target_alone", "sequential_e2e", "parallel_e2e"])
+pytestmark = pytest.mark.egbench(group="parallel_prefill", stages=["draft_prefill", "draft_decode", "target_prefill", "target_alone", "sequential_e2e", "parallel_e2e"], alternatives=True)
 
 DRAFT, DRAFT_FRAMES = "eventgpt", 5
 #: LLaVA-1.5 with 8 images (4643-token prefills) is GPU-only: on a 2-core CPU a round takes seconds.

@@ -391,14 +391,16 @@ def measurement_from_entry(bench: dict[str, Any], samples: list[float], nodeid: 
 
 
 def judge_item(item: AbItem, egb: EgbenchSession, sides: dict[str, Side]) -> None:
-    """Judge every metric of ``item``'s benchmark (:func:`~pytest_egbench.verdict.judge_ab`),
-    record the current side's measurements with their verdicts in ``egb``, and fail the item on a
-    regression."""
+    """Judge every metric of ``item``'s benchmark (:func:`~pytest_egbench.verdict.judge_ab`,
+    reference :attr:`~pytest_egbench.verdict.RefKind.AB` with the revision's label and commit,
+    tolerance :meth:`~pytest_egbench.session.EgbenchSession.tolerance_for`), record the current
+    side's measurements with their verdicts in ``egb``, and fail the item on a regression."""
     from . import options
     from .session import NOT_COMPARED
-    from .verdict import AB_TOLERANCE, REGRESSION, ab_reference, judge_ab
+    from .verdict import REGRESSION, RefKind, ab_reference, judge_ab
 
-    ref_label = ab_reference(sides["ref"].label)
+    checkout = egb.ab_reference
+    reference = ab_reference(sides["ref"].label, getattr(checkout, "commit", None))
     prefix = item.original_nodeid + "::"
     cur_runs, ref_runs = egb.ab_runs["current"], egb.ab_runs["ref"]
     cur_docs = [entries(d) for d in sides["current"].results]
@@ -417,20 +419,18 @@ def judge_item(item: AbItem, egb: EgbenchSession, sides: dict[str, Side]) -> Non
         common = sorted(set(cur_runs[fullname]) & set(ref_runs.get(fullname, {})))
         if not common:
             broke = item.original_nodeid in sides["ref"].failed
-            why = f"the benchmark failed in the reference's process (see {sides['ref'].failed[item.original_nodeid]})" if broke else f"the reference ({ref_label}) did not produce this metric"
-            egb.record_verdict(m, NOT_COMPARED, ref_label, f"{m.metric}: not compared: {why}", why)
+            why = f"the benchmark failed in the reference's process (see {sides['ref'].failed[item.original_nodeid]})" if broke else f"the reference ({reference.name}) did not produce this metric"
+            egb.record_verdict(m, NOT_COMPARED, reference, f"{m.metric}: not compared: {why}", why)
             egb.add(m)
             continue
-        explicit = egb.settings.explicit_tolerance_for(m.metric)
-        tol = marked.get(m.metric, explicit if explicit is not None else AB_TOLERANCE)
         v = judge_ab(
             m.metric, m.kind, m.unit,
             [ref_runs[fullname][i] for i in common], [cur_runs[fullname][i] for i in common],
-            reference=ref_label, tolerance=tol, tolerance_abs=egb.settings.tolerance_abs, alpha=egb.settings.pvalue,
+            reference=reference, tolerance=egb.tolerance_for(m.metric, RefKind.AB, marked), tolerance_abs=egb.settings.tolerance_abs, alpha=egb.settings.pvalue,
         )
         egb.record_verdict(m, v.status, v.reference, v.message)
         egb.add(m)
         if v.status == REGRESSION:
             regressed.append(v)
     if regressed:
-        pytest.fail(f"egbench: {len(regressed)} metric(s) regressed against {ref_label}:\n  " + "\n  ".join(v.message for v in regressed), pytrace=False)
+        pytest.fail(f"egbench: {len(regressed)} metric(s) regressed against {reference.name}:\n  " + "\n  ".join(v.message for v in regressed), pytrace=False)

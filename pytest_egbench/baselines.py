@@ -52,12 +52,14 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from . import catalog
+
 SCHEMA_VERSION = 3
 #: Saved runs kept per metric; an older run drops out when a newer one is saved.
 MAX_RUNS = 5
 _FINGERPRINT_KEYS = ("device", "preset", "quant", "torch", "transformers", "bitsandbytes", "cuda")
-#: Metric kinds a baseline entry may have (the constants of :mod:`pytest_egbench.session`).
-KINDS = ("latency", "throughput", "exact", "rate", "info", "memory")
+#: Metric kinds a baseline entry may have (:class:`pytest_egbench.catalog.Kind`).
+KINDS = catalog.KINDS
 #: Fingerprint fields that go into the file name as they are, and what they may hold.
 _NAME_FIELDS = ("preset", "quant", "torch", "transformers", "bitsandbytes", "cuda")
 _SAFE_FIELD = re.compile(r"[A-Za-z0-9._+-]{1,64}")
@@ -238,17 +240,6 @@ def _finite(value: Any) -> float | None:
     return f if math.isfinite(f) else None
 
 
-#: Per kind: the check every value must pass, and how to say it.
-_RANGES = {
-    "latency": (lambda v: v > 0, "latencies must be > 0"),
-    "throughput": (lambda v: v > 0, "throughputs must be > 0"),
-    "exact": (lambda v: v >= 0, "exact values must be >= 0"),
-    "memory": (lambda v: v >= 0, "memory values must be >= 0"),
-    "rate": (lambda v: 0 <= v <= 1, "rates must lie in [0, 1]"),
-    "info": (lambda v: True, ""),
-}
-
-
 def _depth_ok(value: Any, limit: int = _MAX_DEPTH) -> bool:
     """Whether ``value`` nests at most ``limit`` containers deep (iteratively: no recursion)."""
     stack = [(value, 0)]
@@ -273,19 +264,19 @@ def _entry(path: Path, key: str, raw: Any) -> Entry:
         raise BaselineError(f"{path}: entry {key!r} lacks {', '.join(missing)}")
     if not all(isinstance(raw[k], str) for k in ("metric", "unit", "kind")) or not _opt_str(raw.get("model")) or not _opt_str(raw.get("stage")):
         raise BaselineError(f"{path}: entry {key!r}: metric, unit and kind must be strings, model and stage strings or null")
-    kind = raw["kind"]
-    if kind not in KINDS:
-        raise BaselineError(f"{path}: entry {key!r} has an unknown kind {kind!r} (known: {', '.join(KINDS)})")
+    try:
+        kind = catalog.parse_kind(raw["kind"], f"{path}: entry {key!r}")
+    except ValueError as exc:
+        raise BaselineError(str(exc)) from None
     runs_raw = raw["runs"]
     if not isinstance(runs_raw, list) or not runs_raw or not all(isinstance(run, list) and run for run in runs_raw):
         raise BaselineError(f"{path}: entry {key!r} needs runs: a non-empty list of non-empty lists of finite numbers")
     runs = [[_finite(v) for v in run] for run in runs_raw]
     if any(v is None for run in runs for v in run):
         raise BaselineError(f"{path}: entry {key!r} needs runs: a non-empty list of non-empty lists of finite numbers")
-    ok, requirement = _RANGES[kind]
-    bad = next((v for run in runs for v in run if not ok(v)), None)
-    if bad is not None:
-        raise BaselineError(f"{path}: entry {key!r} ({kind}, {raw['unit']}) holds {bad!r}: {requirement}")
+    why = catalog.value_error(kind, [v for run in runs for v in run])  # type: ignore[misc]
+    if why:
+        raise BaselineError(f"{path}: entry {key!r} ({kind}, {raw['unit']}) {why}")
     run_ids = raw.get("run_ids")
     if not isinstance(run_ids, list) or len(run_ids) != len(runs) or not all(isinstance(i, str) for i in run_ids) or len(set(run_ids)) != len(run_ids):
         raise BaselineError(f"{path}: entry {key!r} needs run_ids: one distinct string per run ({len(runs)})")

@@ -124,17 +124,23 @@ def egbench_record(request: pytest.FixtureRequest, egbench_session: EgbenchSessi
 
     ``samples``: a number or a list of numbers; ``unit``: "bytes", "tokens", "s", ...; ``kind``:
     "exact" (must equal the baseline), "memory" (relative tolerance, lower is better), "latency",
-    "throughput", "rate" or "info" (never gated). Raises ``ValueError`` for a metric recorded
-    twice in one test. In an untimed run (pytest-benchmark's ``--benchmark-disable``) the
-    measurement is built, so bad arguments still raise, and then dropped.
+    "throughput", "rate" or "info" (never gated): :class:`pytest_egbench.catalog.Kind`. Raises
+    ``ValueError`` for a metric recorded twice in one test, and, before anything is recorded, for
+    an unknown kind (naming the allowed ones), a unit that does not fit the kind (latency in "s",
+    memory in "bytes", throughput per second) or a value out of the kind's range
+    (:func:`pytest_egbench.catalog.check_metric`). In an untimed run (pytest-benchmark's
+    ``--benchmark-disable``) the measurement is checked and built, so bad arguments still raise,
+    and then dropped.
     """
+    from .catalog import check_metric
     from .session import Measurement
 
     labels = item_labels(request.node)
 
     def record(metric: str, samples: Any, *, unit: str, kind: str, model: str | None = None, stage: str | None = None, **extra: Any) -> None:
         values = [float(v) for v in (samples if isinstance(samples, (list, tuple)) else [samples])]
-        measurement = Measurement(**labels, metric=metric, unit=unit, kind=kind, samples=values, model=model, stage=stage, extra_info=extra)
+        checked = check_metric(f"egbench_record({metric!r})", kind, unit, values)
+        measurement = Measurement(**labels, metric=metric, unit=unit, kind=checked, samples=values, model=model, stage=stage, extra_info=extra)
         if not egbench_session.settings.untimed:
             egbench_session.add(measurement)
 

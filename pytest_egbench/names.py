@@ -28,10 +28,12 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
+from .catalog import DERIVED_NAMES
+
 #: Benchmark stages in pipeline order (docs/design.md#stages); the model adapters' stages.
 STAGES: tuple[str, ...] = ("load", "preprocess", "vision", "prefill", "decode")
-#: Metrics derived from a stage timer's rounds (:func:`pytest_egbench.timing._derive`).
-DERIVED_METRICS: tuple[str, ...] = ("total", "ttft", "tpot", "prefill_tokens_per_s", "decode_tokens_per_s")
+#: Metrics derived from a stage timer's rounds (declared in :data:`pytest_egbench.catalog.DERIVED`).
+DERIVED_METRICS: tuple[str, ...] = DERIVED_NAMES
 #: Token counts of a stage are recorded as ``tokens.<stage>`` (exact).
 TOKENS_PREFIX = "tokens."
 #: What a stage name may look like.
@@ -60,9 +62,11 @@ class Producible:
     def declared(cls, markers: Iterable[Any]) -> Producible:
         """What one benchmark declares in its ``egbench`` markers (``stages=``, ``metrics=``, all
         of its markers together: module and function). Raises ``ValueError`` for a declaration
-        that is not a list of names."""
+        that is not a list of names, or an ``alternatives=`` that is not ``True`` or ``False``."""
         stages, metrics = list(STAGES), []
         for mark in markers:
+            if not isinstance(mark.kwargs.get("alternatives", False), bool):
+                raise ValueError(f"alternatives= must be True or False, got {mark.kwargs['alternatives']!r}")
             stages += _names(mark.kwargs.get("stages", ()), "stages")
             metrics += _names(mark.kwargs.get("metrics", ()), "metrics")
         return cls(tuple(dict.fromkeys(stages)), tuple(dict.fromkeys(metrics)))

@@ -16,7 +16,9 @@ import pytest
 from . import names, options
 
 if TYPE_CHECKING:
-    from .session import EgbenchSession
+    from .notes import Note
+    from .session import EgbenchSession, Measurement
+    from .verdict import Verdict
 
 SETTINGS_KEY = pytest.StashKey["options.Settings"]()
 SESSION_KEY = pytest.StashKey["EgbenchSession"]()
@@ -27,7 +29,7 @@ OUTPUT_WRITTEN_KEY = pytest.StashKey[list]()
 NAMES_CHECKED_KEY = pytest.StashKey[bool]()
 
 MARKERS = {
-    "egbench": "egbench(group=None, stages=(), metrics=(), tolerances=None): a benchmark of the egbench suite; skipped unless --egbench is given. stages: the stages its stage_timer times besides load, preprocess, vision, prefill, decode; metrics: the latency, throughput and memory metrics it records with egbench_record (--egbench-inject and the tolerances accept only names some benchmark produces); tolerances: per-metric tolerances, e.g. {'decode': '8%'}",
+    "egbench": "egbench(group=None, stages=(), metrics=(), tolerances=None, alternatives=False): a benchmark of the egbench suite; skipped unless --egbench is given. stages: the stages its stage_timer times besides load, preprocess, vision, prefill, decode; alternatives: True when those stages are alternatives, not parts of one pipeline (then no total, no TTFT, no share column); metrics: the latency, throughput and memory metrics it records with egbench_record (--egbench-inject and the tolerances accept only names some benchmark produces); tolerances: per-metric tolerances, e.g. {'decode': '8%'}",
     "gpu": "gpu: needs a CUDA device; skipped, with the reason, when there is none or --egbench-device cpu",
     "egbench_needs": "egbench_needs(*needs): the benchmark needs these parts of a sample ('events', 'video', 'event_image'); egbench_sample skips samples without them, with the reason",
 }
@@ -58,6 +60,7 @@ def pytest_configure(config: pytest.Config) -> None:
         settings = settings.for_device(device.type)
         session = EgbenchSession(settings, device)
         session.device_block = device_info(device)
+        _record_warnings(config, session)
         from .baselines import BaselineError
 
         try:
@@ -74,9 +77,9 @@ def pytest_configure(config: pytest.Config) -> None:
                 session.calibration = calibrate(device)
         judged = not settings.untimed and session.own_baseline() is not None
         if settings.ignore_machine and judged and session.machine_check().reason:
-            session.notes.append(f"--egbench-ignore-machine: latency judged against the baseline although {session.machine_check().reason.split('. Compare')[0]}")
+            _run_note(config, session, f"--egbench-ignore-machine: latency judged against the baseline although {session.machine_check().reason.split('. Compare')[0]}")
         if settings.fallback_ref and not settings.ref and judged and session.machine_check().reason:
-            settings = _fall_back_to_ref(session)
+            settings = _fall_back_to_ref(config, session)
         config.stash[SESSION_KEY] = session
     config.stash[SETTINGS_KEY] = settings
     config.stash[OUTPUT_ERRORS_KEY] = []
@@ -88,7 +91,7 @@ def pytest_configure(config: pytest.Config) -> None:
             config.pluginmanager.register(module, name)
 
 
-def _fall_back_to_ref(session: EgbenchSession) -> options.Settings:
+def _fall_back_to_ref(config: pytest.Config, session: EgbenchSession) -> options.Settings:
     """``--egbench-fallback-ref``: the machine differs from the baseline's, so judge by a
     same-machine A/B against the commit of the baseline's newest run instead."""
     from dataclasses import replace
@@ -99,9 +102,33 @@ def _fall_back_to_ref(session: EgbenchSession) -> options.Settings:
     commit = baseline_commit(own) if own else None
     if not commit:
         raise pytest.UsageError(f"--egbench-fallback-ref: {session.machine_check().reason}; but the baseline {session.fingerprint_name()} records no commit to compare with: give --egbench-ref REV")
-    session.notes.append(f"--egbench-fallback-ref: {session.machine_check().reason.split('. Compare')[0]}; judging by a same-machine A/B against the baseline's commit {commit[:12]} instead")
+    _run_note(config, session, f"--egbench-fallback-ref: {session.machine_check().reason.split('. Compare')[0]}; judging by a same-machine A/B against the baseline's commit {commit[:12]} instead")
     session.settings = replace(session.settings, ref=commit)
     return session.settings
+
+
+def _record_warnings(config: pytest.Config, session: EgbenchSession) -> None:
+    """Let ``session`` know which of its warnings pytest recorded (those the filters did not
+    ignore): only those are folded into the summary. Without pytest's warnings plugin
+    (``-p no:warnings``) every note is shown."""
+    from .notes import Recorder
+
+    if config.pluginmanager.get_plugin("warnings") is None:
+        return
+    recorder = Recorder()
+    config.pluginmanager.register(recorder, "egbench-warning-recorder")
+    session.recorded = recorder.seen
+
+
+def _run_note(config: pytest.Config, session: EgbenchSession, text: str) -> None:
+    """Issue a note about the whole run as a configure-time
+    :class:`~pytest_egbench.notes.SettingsWarning` (``-W error::...`` stops the run), and keep it
+    for the folded summary."""
+    from .notes import Note, SettingsWarning
+
+    note = Note(SettingsWarning, detail=text)
+    session.warned.append(note)
+    config.issue_config_time_warning(note.warning(), stacklevel=2)
 
 
 def _xdist_controller(config: pytest.Config) -> bool:
@@ -240,48 +267,74 @@ def item_labels(item: pytest.Item) -> dict:
 
 
 def _record_and_judge(egb: EgbenchSession, item: pytest.Item, gpu: dict | None = None) -> None:
-    """Record the item's stage timers, attach the GPU state read around it, and judge it."""
-    from .machine import throttled
-    from .session import LATENCY, MEMORY, NOT_COMPARED, THROUGHPUT
-    from .stats import unsettled
-    from .verdict import BASELINE_REFERENCE, CONTROL_REFERENCE, IMPROVEMENT, REGRESSION
+    """Record the item's stage timers, attach the GPU state read around it, judge it, issue its
+    notes as warnings (:mod:`pytest_egbench.notes`), and fail it on a regression."""
+    from .notes import Note
 
-    marker = item.get_closest_marker("egbench")
+    measured = _record(egb, item, gpu)
+    notes = _measurement_notes(item, measured, gpu)
+    verdicts = _judge(egb, item, measured) if measured and not egb.settings.save else []
+    notes += _verdict_notes(egb, item, verdicts)
+    kinds = dict.fromkeys(n.kind for n in notes)
+    for kind in kinds:  # one warning per kind of note per benchmark
+        names = tuple(name for n in notes if n.kind is kind for name in n.names)
+        egb.warn(Note(kind, item.nodeid, item.name, names))
+    _fail_on_regression(verdicts, notes)
+
+
+def _record(egb: EgbenchSession, item: pytest.Item, gpu: dict | None) -> list[Measurement]:
+    """Record the item's used stage timers (``egbench(alternatives=True)``: no sums of stages,
+    :mod:`pytest_egbench.catalog`) and return all of its measurements, with the GPU state read
+    around it in their ``extra_info``."""
+    from .machine import throttled
+
+    alternatives = any(m.kwargs.get("alternatives", False) for m in item.iter_markers("egbench"))
     for timer in item.stash.get(TIMERS_KEY, []):
         if timer.used:
-            egb.add_timing(timer.results(), **item_labels(item), model=timer.extra_info.get("model"), extra_info=timer.extra_info)
+            egb.add_timing(timer.results(), alternatives=alternatives, **item_labels(item), model=timer.extra_info.get("model"), extra_info=timer.extra_info)
     measured = [m for m in egb.measurements if m.nodeid == item.nodeid]
     slowed = throttled(gpu["after"]) if gpu else None
-    unsettled_stages = []
     for m in measured:
         if gpu:
             m.extra_info["gpu_state"] = gpu
         if slowed:
             m.extra_info["throttled"] = slowed
+    return measured
+
+
+def _measurement_notes(item: pytest.Item, measured: list[Measurement], gpu: dict | None) -> list[Note]:
+    """Notes about how the item was measured: stages still getting faster (kept in their
+    ``extra_info["unsettled"]``), a slowed-down GPU, metrics its marker does not declare."""
+    from .machine import throttled
+    from .notes import NotDeclaredWarning, Note, ThrottledWarning, UnsettledWarning
+    from .session import LATENCY, MEMORY, THROUGHPUT
+    from .stats import unsettled
+
+    notes: list[Note] = []
+    for m in measured:
         why = unsettled(m.warmup, m.samples) if m.stage is not None and m.kind == LATENCY else None
         if why:
             m.extra_info["unsettled"] = why
-            unsettled_stages.append(m.metric)
-            egb.notes.append(f"{item.name}: {m.metric}: {why}")
+            notes.append(Note(UnsettledWarning, item.nodeid, item.name, (m.metric,), why))
+    slowed = throttled(gpu["after"]) if gpu else None
     if slowed:
-        egb.notes.append(f"{item.name}: the GPU was slowed down during this benchmark: {slowed}")
+        notes.append(Note(ThrottledWarning, item.nodeid, item.name, (), slowed))
     declared = names.Producible.declared(item.iter_markers("egbench"))  # checked at collection
-    undeclared = [m.metric for m in measured if m.kind in (LATENCY, THROUGHPUT, MEMORY) and declared.metric_error(m.metric)]
+    undeclared = tuple(m.metric for m in measured if m.kind in (LATENCY, THROUGHPUT, MEMORY) and declared.metric_error(m.metric))
     if undeclared:
-        egb.notes.append(f"{item.name}: not declared in its egbench marker (stages=[...] for a stage, metrics=[...] for a recorded metric), so --egbench-inject and the tolerances refuse: {', '.join(undeclared)}")
-    if not measured or egb.settings.save:
-        return
+        notes.append(Note(NotDeclaredWarning, item.nodeid, item.name, undeclared))
+    return notes
+
+
+def _judge(egb: EgbenchSession, item: pytest.Item, measured: list[Measurement]) -> list[Verdict]:
+    """Judge the item's measurements (:meth:`EgbenchSession.judge`) and keep each outcome in
+    its measurement; return the verdicts."""
+    from .session import NOT_COMPARED
+
+    marker = item.get_closest_marker("egbench")
     # names and values checked at collection (_check_names)
-    tolerances = {k: options.parse_percent(str(v)) for k, v in (marker.kwargs.get("tolerances") or {}).items()}
+    tolerances = {k: options.parse_percent(str(v)) for k, v in ((marker.kwargs.get("tolerances") if marker else None) or {}).items()}
     verdicts, missing = egb.judge(measured, tolerances)
-    injected = {stage for stage, _ in egb.settings.inject}
-    for v in verdicts:
-        if v.warning:
-            egb.notes.append(f"{item.name}: {v.warning}")
-        if v.status == IMPROVEMENT:
-            egb.notes.append(f"{item.name}: {v.message}")
-        if v.metric in injected and v.reference == BASELINE_REFERENCE and v.status != REGRESSION:
-            egb.notes.append(f"{item.name}: the injected {v.metric} slowdown was NOT caught against the baseline (its tolerance is too wide for it): {v.message}")
     by_metric = {m.metric: m for m in measured}
     for v in verdicts:
         egb.record_verdict(by_metric[v.metric], v.status, v.reference, v.message)
@@ -292,14 +345,43 @@ def _record_and_judge(egb: EgbenchSession, item: pytest.Item, gpu: dict | None =
     )
     for metric in missing:
         egb.record_verdict(by_metric[metric], NOT_COMPARED, None, f"{metric}: not compared: {where}", where)
+    return verdicts
+
+
+def _verdict_notes(egb: EgbenchSession, item: pytest.Item, verdicts: list[Verdict]) -> list[Note]:
+    """Notes about the verdicts: too few rounds for the test, improvements, an injected
+    slowdown that the baseline did not catch."""
+    from .notes import FewRoundsWarning, ImprovementWarning, InjectionMissedWarning, Note
+    from .verdict import IMPROVEMENT, REGRESSION, RefKind
+
+    injected = {stage for stage, _ in egb.settings.inject}
+    notes: list[Note] = []
+    for v in verdicts:
+        if v.warning:
+            notes.append(Note(FewRoundsWarning, item.nodeid, item.name, (v.metric,), v.warning))
+        if v.status == IMPROVEMENT:
+            notes.append(Note(ImprovementWarning, item.nodeid, item.name, (v.metric,), v.message))
+        if v.metric in injected and v.reference.kind is RefKind.BASELINE and v.status != REGRESSION:
+            notes.append(Note(InjectionMissedWarning, item.nodeid, item.name, (v.metric,), v.message))
+    return notes
+
+
+def _fail_on_regression(verdicts: list[Verdict], notes: list[Note]) -> None:
+    """Fail the test when a verdict is a regression, naming each reference, with caveats from
+    ``notes`` (a slowed-down GPU, stages not warm yet)."""
+    from .notes import ThrottledWarning, UnsettledWarning
+    from .verdict import REGRESSION, RefKind
+
     regressed = [v for v in verdicts if v.status == REGRESSION]
-    if regressed:
-        caveat = f"\n  NOTE: the GPU was slowed down during this benchmark ({slowed}); the regression may be the machine's" if slowed else ""
-        if unsettled_stages:
-            caveat += f"\n  NOTE: not warm yet when statistics began: {', '.join(unsettled_stages)} (see the summary); the regression may be too short a warm-up"
-        against = [f"baseline {egb.fingerprint_name()}"] if any(v.reference != CONTROL_REFERENCE for v in regressed) else []
-        against += ["this run's control rounds"] if any(v.reference == CONTROL_REFERENCE for v in regressed) else []
-        pytest.fail(f"egbench: {len(regressed)} metric(s) regressed against {' and '.join(against)}:\n  " + "\n  ".join(v.message for v in regressed) + caveat, pytrace=False)
+    if not regressed:
+        return
+    caveat = "".join(f"\n  NOTE: the GPU was slowed down during this benchmark ({n.detail}); the regression may be the machine's" for n in notes if n.kind is ThrottledWarning)
+    unsettled = [name for n in notes if n.kind is UnsettledWarning for name in n.names]
+    if unsettled:
+        caveat += f"\n  NOTE: not warm yet when statistics began: {', '.join(unsettled)} (see the summary); the regression may be too short a warm-up"
+    order = list(RefKind)
+    against = dict.fromkeys(v.reference.against for v in sorted(regressed, key=lambda v: order.index(v.reference.kind)))
+    pytest.fail(f"egbench: {len(regressed)} metric(s) regressed against {' and '.join(against)}:\n  " + "\n  ".join(v.message for v in regressed) + caveat, pytrace=False)
 
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
@@ -356,7 +438,7 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter, exitstatu
             tr.write_line(line)
     for path in config.stash[OUTPUT_WRITTEN_KEY]:
         tr.write_line(f"egbench: wrote {path}")
-    for note in egb.notes:
+    for note in egb.notes + egb.folded_notes():
         tr.write_line(f"egbench: {note}", yellow=True)
     for error in config.stash[OUTPUT_ERRORS_KEY]:
         tr.write_line(f"egbench: ERROR {error}", red=True, bold=True)

@@ -17,12 +17,12 @@ from pathlib import Path
 from typing import Any
 
 from .atomic import write_json_atomic, write_text_atomic
+from .catalog import DERIVED, Unit
 from .session import SECONDS, EgbenchSession, Measurement, _jsonable
 from .stats import benchmark_stats, summarize
 
 #: Version of the ``egbench`` block of a results file (baseline files have their own, in baselines.py).
 RESULTS_SCHEMA_VERSION = 1
-_DERIVED_ROWS = (("ttft", "TTFT"), ("tpot", "TPOT"), ("prefill_tokens_per_s", "prefill tok/s"), ("decode_tokens_per_s", "decode tok/s"))
 
 
 def _extra_info(m: Measurement, run: dict[str, Any], device: str | None) -> dict[str, Any]:
@@ -106,9 +106,10 @@ class StageTable:
     """One group's table as cells: ``header`` and ``rows`` of strings, ready to render.
 
     Rows are the stages in pipeline order, then total, TTFT, TPOT and the throughputs, then the
-    cold round's total. Each model configuration has a ``median [IQR]`` column (ms, or tokens/s for
-    throughputs) and a ``share`` column (the stage's median over the sum of stage medians, so the
-    shares add up to 100 %). With several configurations they are numbered, and each one after the
+    cold round's total (:data:`pytest_egbench.catalog.DERIVED`). Each model configuration has a
+    ``median [IQR]`` column (ms, or tokens/s for throughputs) and, when its stages are parts of
+    one pipeline (it has a ``total``; not so with ``egbench(alternatives=True)``), a ``share``
+    column (the stage's median over the sum of stage medians, so the shares add up to 100 %). With several configurations they are numbered, and each one after the
     first adds a ratio column ``i / 1``: its median over the first configuration's median.
     """
 
@@ -127,10 +128,12 @@ def stage_table(measurements: Sequence[Measurement], order: Sequence[str]) -> St
         return None
     medians = {c: {k: summarize(v.samples).median for k, v in columns[c].items()} for c in labels}
     stage_sum = {c: sum(medians[c].get(s, 0.0) for s in stages) for c in labels}
+    # a share of the total only where the stages add up to one (alternatives have no total)
+    parts = {c: "total" in columns[c] for c in labels}
     numbered = len(labels) > 1
     header = ["stage"]
     for i, c in enumerate(labels, start=1):
-        header += [f"{f'{i}: ' if numbered else ''}{c} median [IQR] ms", "share"]
+        header += [f"{f'{i}: ' if numbered else ''}{c} median [IQR] ms"] + (["share"] if parts[c] else [])
     header += [f"{i} / 1" for i in range(2, len(labels) + 1)]
 
     def row(title: str, metric: str, share: bool, time: bool) -> list[str] | None:
@@ -140,11 +143,12 @@ def stage_table(measurements: Sequence[Measurement], order: Sequence[str]) -> St
         for c in labels:
             m = columns[c].get(metric)
             if m is None:
-                cells += ["-", ""]
+                cells += ["-", ""] if parts[c] else ["-"]
                 continue
             s = summarize(m.samples)
             cells.append(f"{_fmt_ms(s.median)} [{_fmt_ms(s.iqr)}]" if time else f"{_fmt(s.median)} [{_fmt(s.iqr)}]")
-            cells.append(f"{100 * s.median / stage_sum[c]:.1f}%" if share and stage_sum[c] else "")
+            if parts[c]:
+                cells.append(f"{100 * s.median / stage_sum[c]:.1f}%" if share and stage_sum[c] else "")
         base = medians[labels[0]].get(metric)
         for c in labels[1:]:
             other = medians[c].get(metric)
@@ -152,12 +156,12 @@ def stage_table(measurements: Sequence[Measurement], order: Sequence[str]) -> St
         return cells
 
     rows = [row(stage, stage, True, True) for stage in stages]
-    rows += [row(title, metric, False, metric in ("total", "ttft", "tpot")) for metric, title in (("total", "total"),) + _DERIVED_ROWS]
+    rows += [row(d.title, d.name, False, d.unit == Unit.SECONDS) for d in DERIVED]
     cold = [columns[c]["total"].cold if "total" in columns[c] else None for c in labels]
     if any(v is not None for v in cold):
         cells = ["cold total"]
-        for v in cold:
-            cells += ["-" if v is None else _fmt_ms(v), ""]
+        for c, v in zip(labels, cold):
+            cells += ["-" if v is None else _fmt_ms(v)] + ([""] if parts[c] else [])
         rows.append(cells + [""] * (len(labels) - 1))
     return StageTable(header, [r for r in rows if r is not None])
 

@@ -14,17 +14,19 @@ from typing import TYPE_CHECKING, Any
 
 from .baselines import Baseline, Entry, RunRecord, find, fingerprint, fingerprint_name, load_dir, same_config
 from .names import STAGES
+from .catalog import DERIVED_BY_NAME, Kind, Unit, metric_stages
+from .notes import Note
 from .options import Settings
-from .timing import metric_stages
-from .verdict import CONTROL_REFERENCE, INCONCLUSIVE, SETTINGS_DIFFER, Verdict, judge
+from .verdict import AB_TOLERANCE, CONTROL_REFERENCE, INCONCLUSIVE, SETTINGS_DIFFER, Reference, RefKind, Verdict, judge
 
 if TYPE_CHECKING:
     from .timing import TimingResults
 
-#: Units. Time metrics are stored in seconds, as pytest-benchmark's format requires.
-SECONDS, TOKENS, TOKENS_PER_S, BYTES, RATIO = "s", "tokens", "tokens/s", "bytes", "ratio"
-#: How a metric is judged against a baseline: latency (relative tolerance + test), exact, rate.
-LATENCY, EXACT, THROUGHPUT, RATE, INFO, MEMORY = "latency", "exact", "throughput", "rate", "info", "memory"
+#: Units (:class:`~pytest_egbench.catalog.Unit`). Time metrics are stored in seconds, as
+#: pytest-benchmark's format requires.
+SECONDS, TOKENS, TOKENS_PER_S, BYTES, RATIO = Unit.SECONDS, Unit.TOKENS, Unit.TOKENS_PER_S, Unit.BYTES, Unit.RATIO
+#: How a metric is judged (:class:`~pytest_egbench.catalog.Kind`, :mod:`pytest_egbench.verdict`).
+LATENCY, EXACT, THROUGHPUT, RATE, INFO, MEMORY = Kind.LATENCY, Kind.EXACT, Kind.THROUGHPUT, Kind.RATE, Kind.INFO, Kind.MEMORY
 #: Outcome of a metric that had nothing to be compared with (no baseline entry, no control rounds).
 NOT_COMPARED = "not compared"
 #: Outcomes that are neither a pass nor a failure: listed in the summary, gated by
@@ -91,15 +93,6 @@ class MachineCheck:
         return [run for run, rid in zip(entry.runs, entry.run_ids) if rid in self.matching]
 
 
-_DERIVED = {
-    "total": (SECONDS, LATENCY, 1e-9),
-    "ttft": (SECONDS, LATENCY, 1e-9),
-    "tpot": (SECONDS, LATENCY, 1e-9),
-    "prefill_tokens_per_s": (TOKENS_PER_S, THROUGHPUT, 1.0),
-    "decode_tokens_per_s": (TOKENS_PER_S, THROUGHPUT, 1.0),
-}
-
-
 def measurements_from_timing(
     results: TimingResults,
     *,
@@ -109,12 +102,15 @@ def measurements_from_timing(
     model: str | None,
     params: Mapping[str, Any],
     extra_info: Mapping[str, Any],
+    alternatives: bool = False,
 ) -> list[Measurement]:
     """Turn a stage timer's results into measurements.
 
     Each stage gives a latency in seconds; each stage with token counts gives ``tokens.<stage>``
-    (exact); derived metrics (TTFT, TPOT, tokens/s, total) come from the same rounds. Stage and
-    derived metrics carry their control rounds' values too (empty without control rounds).
+    (exact); derived metrics (:data:`pytest_egbench.catalog.DERIVED`: TTFT, TPOT, tokens/s,
+    total) come from the same rounds, without the sums of stages when ``alternatives`` (the
+    benchmark's ``egbench(alternatives=True)``). Stage and derived metrics carry their control
+    rounds' values too (empty without control rounds).
     """
     common = dict(nodeid=nodeid, test=test, group=group, model=model)
     out: list[Measurement] = []
@@ -136,16 +132,17 @@ def measurements_from_timing(
         counts = results.tokens.get(stage, [])
         if counts and all(c is not None for c in counts):
             out.append(Measurement(metric=f"tokens.{stage}", unit=TOKENS, kind=EXACT, stage=stage, samples=[float(c) for c in counts], params=dict(params), extra_info=dict(extra_info), **common))
-    cold_derived = results.derived_cold()
-    control_derived = results.derived_control()
-    for metric, values in results.derived().items():
-        unit, kind, scale = _DERIVED[metric]
+    cold_derived = results.derived_cold(alternatives=alternatives)
+    control_derived = results.derived_control(alternatives=alternatives)
+    for metric, values in results.derived(alternatives=alternatives).items():
+        derived = DERIVED_BY_NAME[metric]
+        scale = derived.scale
         cold = cold_derived.get(metric)
         out.append(
             Measurement(
                 metric=metric,
-                unit=unit,
-                kind=kind,
+                unit=derived.unit,
+                kind=derived.kind,
                 samples=[v * scale for v in values],
                 cold=None if cold is None else cold * scale,
                 control=[v * scale for v in control_derived.get(metric, [])],
@@ -176,7 +173,12 @@ class EgbenchSession:
         self.device = device
         self.measurements: list[Measurement] = []
         self.device_block: dict[str, Any] | None = None
-        self.notes: list[str] = []  # improvements and warnings, printed in the summary
+        self.notes: list[str] = []  # facts about the run (A/B processes...), printed in the summary
+        #: the notes issued as pytest warnings (:mod:`pytest_egbench.notes`), folded in the summary
+        self.warned: list[Note] = []
+        #: (warning class name, nodeid) of the egbench warnings pytest recorded, i.e. not filtered
+        #: out; ``None`` when pytest's warnings plugin is off (then every note is shown)
+        self.recorded: set[tuple[str, str]] | None = None
         #: metrics that got no pass/fail verdict: {"test", "metric", "kind", "status" (not compared,
         #: inconclusive, settings differ), "why"}; listed in the summary, gated by
         #: --egbench-require-baseline
@@ -274,7 +276,9 @@ class EgbenchSession:
         Latency, throughput and rate metrics are compared only with the baseline of this machine's
         fingerprint; exact metrics with that one, else with any baseline of the same preset and
         quantisation (token counts do not depend on the machine). ``tolerances``: per-metric
-        relative tolerances from the test's ``egbench`` marker (they win over the ini/command line).
+        relative tolerances from the test's ``egbench`` marker (they win over the ini/command line;
+:meth:`tolerance_for`). Each verdict carries its :class:`~pytest_egbench.verdict.Reference`:
+the baseline's fingerprint name, commit and the run ids compared with.
 
         With ``--egbench-inject``, a latency or throughput metric that this fingerprint's baseline
         lacks is judged against its own control rounds instead (as a baseline of one run, verdict
@@ -282,7 +286,7 @@ class EgbenchSession:
         with the control round just before it), if it has control samples
         and is made of an injected stage (:func:`~pytest_egbench.timing.metric_stages`: the stage,
         ``total``, and the derived metrics that include it); with the tolerance the user gave, else
-        :data:`~pytest_egbench.options.CONTROL_TOLERANCE` (:meth:`Settings.control_tolerance_for`).
+        :data:`~pytest_egbench.options.CONTROL_TOLERANCE` (:meth:`tolerance_for`).
         A baseline entry, when there is one, is used as without injection and the control ignored
         (unless the baseline cannot decide: then the control rounds do).
 
@@ -293,51 +297,110 @@ class EgbenchSession:
         metric. Exact metrics, memory and rates are judged whatever the machine. With
         ``--egbench-ignore-machine`` latency is judged in any case (the plugin notes the difference).
         """
-        s = self.settings
-        fp = self.fingerprint
-        own = find(self.baselines, fp)
-        config_peers = [b for b in self.baselines if same_config(b.fingerprint, fp)]
-        injected = {stage for stage, _ in s.inject}
+        injected = {stage for stage, _ in self.settings.inject}
         stages = [m.metric for m in measurements if m.stage == m.metric and m.unit == SECONDS]
         verdicts: list[Verdict] = []
         missing: list[str] = []
         for m in measurements:
-            entry = own.entries.get(m.fullname) if own else None
-            source = own
-            if entry is None and m.kind == EXACT:
-                source = next((b for b in config_peers if m.fullname in b.entries), None)
-                entry = source.entries[m.fullname] if source else None
-            speed = m.kind in (LATENCY, THROUGHPUT)
-            differ = self.settings_differ(source) if entry is not None and source is not None else None
-            check = self.machine_check()
-            blocked = check.reason if entry is not None and speed and not s.ignore_machine else None
-            runs = entry.runs if entry is not None else []
-            if entry is not None and speed and not s.ignore_machine and not blocked and source is own:
-                runs = check.runs_for(entry)
-                if not runs:
-                    blocked = f"none of this metric's runs in the baseline was measured on a machine like this one (matching runs: {len(check.matching or ())} of {check.calibrated_runs} calibrated)"
-            control = bool(m.control) and speed and bool(injected.intersection(metric_stages(m.metric, stages)))
-            if differ and not control:
-                verdicts.append(Verdict(m.metric, SETTINGS_DIFFER, f"{m.metric}: not compared, settings differ from the baseline's runs ({differ})"))
-            elif entry is not None and not blocked and not differ:
-                tol = (tolerances or {}).get(m.metric, s.tolerance_for(m.metric))
-                verdicts.append(judge(m.metric, m.kind, m.unit, runs, m.samples, tolerance=tol, tolerance_abs=s.tolerance_abs, alpha=s.pvalue))
-            elif control:
-                tol = (tolerances or {}).get(m.metric, s.control_tolerance_for(m.metric))
-                verdicts.append(judge(m.metric, m.kind, m.unit, [m.control], m.samples, tolerance=tol, tolerance_abs=s.tolerance_abs, alpha=s.pvalue, reference=CONTROL_REFERENCE, paired=True))
-            elif entry is not None:
-                verdicts.append(Verdict(m.metric, INCONCLUSIVE, f"{m.metric}: inconclusive against baseline {fingerprint_name(fp)}: {blocked}"))
-            else:
+            control = bool(m.control) and m.kind in (LATENCY, THROUGHPUT) and bool(injected.intersection(metric_stages(m.metric, stages)))
+            v = self._judge_one(m, tolerances or {}, control)
+            if v is None:
                 missing.append(m.metric)
+            else:
+                verdicts.append(v)
         return verdicts, missing
 
-    def record_verdict(self, m: Measurement, status: str, reference: str | None, message: str, why: str | None = None) -> None:
-        """Keep ``m``'s outcome in ``extra_info["verdict"]`` (the JSON and the summary read it);
-        an outcome that is neither pass nor failure (:data:`UNJUDGED`) is also listed in
-        :attr:`unjudged`, with ``why`` (default: ``message`` after its ``metric: `` prefix)."""
-        m.extra_info["verdict"] = {"status": status, "reference": reference, "message": message}
+    def tolerance_for(self, metric: str, reference: RefKind, marked: Mapping[str, float] | None = None) -> float:
+        """The relative tolerance of ``metric`` against a reference of kind ``reference``: the
+        benchmark's marker (``marked``) first, then the user's (command line, ini), else the
+        default of the reference: the device's against a baseline
+        (:meth:`Settings.tolerance_for`), :data:`~pytest_egbench.options.CONTROL_TOLERANCE` against
+        control rounds, :data:`~pytest_egbench.verdict.AB_TOLERANCE` against an A/B revision."""
+        if marked and metric in marked:
+            return marked[metric]
+        s = self.settings
+        if reference is RefKind.CONTROL:
+            return s.control_tolerance_for(metric)
+        if reference is RefKind.AB:
+            explicit = s.explicit_tolerance_for(metric)
+            return AB_TOLERANCE if explicit is None else explicit
+        return s.tolerance_for(metric)
+
+    def _judge_one(self, m: Measurement, marked: Mapping[str, float], control: bool) -> Verdict | None:
+        """The verdict of one measurement (:meth:`judge`), ``None`` when nothing to compare with."""
+        source, entry = self._baseline_of(m)
+        differ = self.settings_differ(source) if entry is not None and source is not None else None
+        if differ and not control:
+            return Verdict(m.metric, SETTINGS_DIFFER, f"{m.metric}: not compared, settings differ from the baseline's runs ({differ})")
+        runs, blocked = self._runs_to_judge(m, source, entry)
+        s = self.settings
+        if entry is not None and source is not None and not blocked and not differ:
+            ids = tuple(rid for _, rid in runs)
+            reference = Reference(RefKind.BASELINE, fingerprint_name(source.fingerprint), baseline_commit(source), ids)
+            tol = self.tolerance_for(m.metric, RefKind.BASELINE, marked)
+            return judge(m.metric, m.kind, m.unit, [run for run, _ in runs], m.samples, tolerance=tol, tolerance_abs=s.tolerance_abs, alpha=s.pvalue, reference=reference)
+        if control:
+            tol = self.tolerance_for(m.metric, RefKind.CONTROL, marked)
+            return judge(m.metric, m.kind, m.unit, [m.control], m.samples, tolerance=tol, tolerance_abs=s.tolerance_abs, alpha=s.pvalue, reference=CONTROL_REFERENCE, paired=True)
+        if entry is not None:
+            return Verdict(m.metric, INCONCLUSIVE, f"{m.metric}: inconclusive against baseline {fingerprint_name(self.fingerprint)}: {blocked}")
+        return None
+
+    def _baseline_of(self, m: Measurement) -> tuple[Baseline | None, Entry | None]:
+        """The baseline ``m`` is judged against and its entry: this fingerprint's; for an exact
+        metric that one lacks, any baseline of the same preset and quantisation."""
+        own = self.own_baseline()
+        entry = own.entries.get(m.fullname) if own else None
+        if entry is None and m.kind == EXACT:
+            source = next((b for b in self.baselines if same_config(b.fingerprint, self.fingerprint) and m.fullname in b.entries), None)
+            return source, source.entries[m.fullname] if source else None
+        return own, entry
+
+    def _runs_to_judge(self, m: Measurement, source: Baseline | None, entry: Entry | None) -> tuple[list[tuple[list[float], str]], str | None]:
+        """``entry``'s runs that ``m`` may be judged against, with their ids, and why it cannot be
+        judged at all (``None``: it can): a latency or throughput metric only against the runs of
+        this fingerprint's baseline measured on a machine like this one (:meth:`machine_check`),
+        unless ``--egbench-ignore-machine``."""
+        if entry is None:
+            return [], None
+        runs = list(zip(entry.runs, entry.run_ids or [""] * len(entry.runs)))
+        if m.kind not in (LATENCY, THROUGHPUT) or self.settings.ignore_machine:
+            return runs, None
+        check = self.machine_check()
+        if check.reason:
+            return runs, check.reason
+        if source is not self.own_baseline() or check.matching is None:
+            return runs, None
+        runs = [(run, rid) for run, rid in runs if rid in check.matching]
+        if not runs:
+            return runs, f"none of this metric's runs in the baseline was measured on a machine like this one (matching runs: {len(check.matching)} of {check.calibrated_runs} calibrated)"
+        return runs, None
+
+    def record_verdict(self, m: Measurement, status: str, reference: Reference | None, message: str, why: str | None = None) -> None:
+        """Keep ``m``'s outcome in ``extra_info["verdict"]`` (the JSON and the summary read it):
+        ``status``, ``reference`` (its name as messages give it, ``None`` when not compared),
+        ``reference_data`` (:meth:`Reference.as_dict`) and ``message``. An outcome that is neither
+        pass nor failure (:data:`UNJUDGED`) is also listed in :attr:`unjudged`, with ``why``
+        (default: ``message`` after its ``metric: `` prefix)."""
+        m.extra_info["verdict"] = {"status": status, "reference": reference.name if reference else None, "reference_data": reference.as_dict() if reference else None, "message": message}
         if status in UNJUDGED:
-            self.unjudged.append({"test": m.test, "metric": m.metric, "status": status, "kind": m.kind, "why": why or message.split(": ", 1)[1]})
+            self.unjudged.append({"test": m.test, "metric": m.metric, "status": status, "kind": str(m.kind), "why": why or message.split(": ", 1)[1]})
+
+    def warn(self, note: Note) -> None:
+        """Keep ``note`` for the folded summary and issue it as a pytest warning (which raises
+        when the user's filters turn it into an error)."""
+        import warnings
+
+        self.warned.append(note)
+        warnings.warn(note.warning(), stacklevel=2)
+
+    def folded_notes(self) -> list[str]:
+        """The notes the warning filters let through, one line per kind
+        (:func:`pytest_egbench.notes.fold`)."""
+        from .notes import fold
+
+        shown = self.warned if self.recorded is None else [n for n in self.warned if (n.kind.__name__, n.nodeid) in self.recorded]
+        return fold(shown)
 
     def baseline_entries(self) -> dict[str, Entry]:
         """This run's measurements as baseline entries, keyed by full name."""
@@ -360,9 +423,9 @@ class EgbenchSession:
             raise ValueError(f"metric {measurement.fullname} was recorded twice")
         self.measurements.append(measurement)
 
-    def add_timing(self, results: TimingResults, **labels: Any) -> list[Measurement]:
+    def add_timing(self, results: TimingResults, *, alternatives: bool = False, **labels: Any) -> list[Measurement]:
         """Record every metric of a stage timer (see :func:`measurements_from_timing`)."""
-        added = measurements_from_timing(results, **labels)
+        added = measurements_from_timing(results, alternatives=alternatives, **labels)
         for m in added:
             self.add(m)
         return added
@@ -372,8 +435,9 @@ class EgbenchSession:
         from dataclasses import asdict
 
         return {
-            "measurements": [{**asdict(m), "params": _jsonable(m.params), "extra_info": _plain(m.extra_info)} for m in self.measurements],
+            "measurements": [{**asdict(m), "kind": str(m.kind), "unit": str(m.unit), "params": _jsonable(m.params), "extra_info": _plain(m.extra_info)} for m in self.measurements],
             "notes": list(self.notes),
+            "warned": [n.to_wire() for n in self.warned],
             "unjudged": list(self.unjudged),
             "calibration": self.calibration,
             "device_block": self.device_block,
@@ -388,6 +452,7 @@ class EgbenchSession:
         # (a stable sort, so each test's metrics keep their order)
         self.measurements.sort(key=lambda m: m.nodeid)
         self.notes.extend(wire["notes"])
+        self.warned.extend(Note.from_wire(n) for n in wire.get("warned", []))
         self.unjudged.extend(wire.get("unjudged", []))
         if self.calibration is None:
             self.calibration = wire.get("calibration")  # the first worker's machine describes the run

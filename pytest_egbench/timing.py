@@ -30,6 +30,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from .catalog import derive
+from .catalog import metric_stages as metric_stages  # re-exported; its home is catalog
 from .names import STAGE_NAME
 
 #: Round kinds. Only steady rounds enter the statistics; control rounds (with an injector only)
@@ -230,56 +232,32 @@ class TimingResults:
         """The number of steady rounds (control rounds not counted)."""
         return len(next(iter(self.steady.values()), []))
 
-    def derived(self) -> dict[str, list[float]]:
-        """Per steady round: ``total`` (ns), ``ttft`` (ns), ``tpot`` (ns/token),
-        ``prefill_tokens_per_s`` and ``decode_tokens_per_s``.
+    def derived(self, *, alternatives: bool = False) -> dict[str, list[float]]:
+        """Per steady round, every derived metric of :data:`pytest_egbench.catalog.DERIVED` that
+        applies: ``total`` (ns), ``ttft`` (ns), ``tpot`` (ns/token), ``prefill_tokens_per_s`` and
+        ``decode_tokens_per_s``.
 
         TTFT is the sum of every stage up to and including ``prefill``, with which TTFT ends; TPOT =
         decode time / tokens produced in decode, i.e. decode / (n - 1) for n generated tokens
-        (docs/design.md#ttft-and-tpot). A metric is left out when its stages or tokens are missing.
+        (docs/design.md#ttft-and-tpot). A metric is left out when its stages or tokens are missing,
+        and the sums of stages (``total``, ``ttft``) when ``alternatives`` (the stages are
+        alternatives, not parts: :func:`pytest_egbench.catalog.derive`).
         """
-        return _derive(self.stages, self.steady, self.tokens)
+        return derive(self.stages, self.steady, self.tokens, alternatives=alternatives)
 
-    def derived_control(self) -> dict[str, list[float]]:
+    def derived_control(self, *, alternatives: bool = False) -> dict[str, list[float]]:
         """:meth:`derived`, per control round; empty without control rounds."""
         if not self.control:
             return {}
-        return _derive(self.stages, self.control, self.control_tokens)
+        return derive(self.stages, self.control, self.control_tokens, alternatives=alternatives)
 
-    def derived_cold(self) -> dict[str, float]:
+    def derived_cold(self, *, alternatives: bool = False) -> dict[str, float]:
         """:meth:`derived` of the cold round, one value per metric; empty without a cold round."""
         if not self.cold:
             return {}
-        derived = _derive([s for s in self.stages if s in self.cold], {k: [v] for k, v in self.cold.items()}, {k: [self.cold_tokens.get(k)] for k in self.cold})
+        stages = [s for s in self.stages if s in self.cold]
+        derived = derive(stages, {k: [v] for k, v in self.cold.items()}, {k: [self.cold_tokens.get(k)] for k in self.cold}, alternatives=alternatives)
         return {k: v[0] for k, v in derived.items()}
-
-
-def metric_stages(metric: str, stages: Sequence[str]) -> list[str]:
-    """The stages whose durations make up ``metric``, given a benchmark's ``stages`` in pipeline
-    order: a stage is made of itself, ``total`` of every stage, ``ttft`` of every stage up to and
-    including ``prefill``, ``tpot`` and ``decode_tokens_per_s`` of ``decode``,
-    ``prefill_tokens_per_s`` of ``prefill``. Empty for any other name (token counts, recorded
-    figures), or when the stages it needs are not among ``stages``."""
-    if metric == "total":
-        return list(stages)
-    if metric == "ttft":
-        return list(stages[: stages.index("prefill") + 1]) if "prefill" in stages else []
-    source = {"tpot": "decode", "decode_tokens_per_s": "decode", "prefill_tokens_per_s": "prefill"}.get(metric, metric)
-    return [source] if source in stages else []
-
-
-def _derive(stages: list[str], durations: dict[str, list[int]], tokens: dict[str, list[int | None]]) -> dict[str, list[float]]:
-    n = len(next(iter(durations.values()), []))
-    out: dict[str, list[float]] = {"total": [float(sum(durations[s][i] for s in metric_stages("total", stages))) for i in range(n)]}
-    if "prefill" in stages:
-        upto = metric_stages("ttft", stages)
-        out["ttft"] = [float(sum(durations[s][i] for s in upto)) for i in range(n)]
-        if all(t for t in tokens.get("prefill", [])):
-            out["prefill_tokens_per_s"] = [tokens["prefill"][i] / (durations["prefill"][i] * 1e-9) for i in range(n)]
-    if "decode" in stages and all(t for t in tokens.get("decode", [])):
-        out["tpot"] = [durations["decode"][i] / tokens["decode"][i] for i in range(n)]
-        out["decode_tokens_per_s"] = [tokens["decode"][i] / (durations["decode"][i] * 1e-9) for i in range(n)]
-    return out
 
 
 class SlowdownInjector:

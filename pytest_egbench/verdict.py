@@ -19,17 +19,26 @@ Rules (the baselines issue):
   of one run are usually identical).
 * **info** (figures about the tool itself, such as the timer's overhead): stored, never gated.
 
-The reference is usually a saved baseline; an ``--egbench-inject`` run on a machine without one is
-judged against its own interleaved control rounds instead (``reference=``:data:`CONTROL_REFERENCE`,
-see :meth:`pytest_egbench.session.EgbenchSession.judge`), and the messages say so.
+What the samples are compared with is a :class:`Reference`, carried by every :class:`Verdict` as
+data (its kind, label, revision and run ids): a saved baseline's runs (:attr:`RefKind.BASELINE`),
+this run's interleaved control rounds (:attr:`RefKind.CONTROL`, an ``--egbench-inject`` run on a
+machine without a baseline), the processes of an A/B revision on this machine
+(:attr:`RefKind.AB`, ``--egbench-ref``), or a metric's saved history (:attr:`RefKind.HISTORY`,
+room for the history issue). One judge (:func:`judge_runs`) hands each comparison to the check of
+its metric kind (:data:`CHECKS`: one small class per kind, as pytest-benchmark has one class per
+regression check); how the samples pair up (unpaired runs, paired rounds, paired processes) is
+part of the comparison, not of the check. Which reference and which tolerance a metric gets is
+decided in :meth:`pytest_egbench.session.EgbenchSession.judge` and
+:func:`pytest_egbench.ab.judge_item`.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
-from functools import partial
+from dataclasses import dataclass, field
+from typing import Any, Protocol
 
+from .catalog import Kind, _StrEnum, parse_kind
 from .stats import Summary, bootstrap_median_ci, bootstrap_ratio_ci, mann_whitney_u, summarize, wilcoxon_signed_rank
 
 MIN_ROUNDS = 6
@@ -38,18 +47,87 @@ PASS, REGRESSION, IMPROVEMENT, NOISE_ONLY = "pass", "regression", "improvement",
 #: baseline's runs, see :mod:`pytest_egbench.calibration`), or the settings of the run differ from
 #: the baseline's (``max_new_tokens``, prompt...), so the numbers measure different work.
 INCONCLUSIVE, SETTINGS_DIFFER = "inconclusive", "settings differ"
-LOWER_IS_BETTER = {"latency": True, "throughput": False}
-#: What the samples are compared with, as the messages name it: a saved baseline, or the control
-#: rounds of an ``--egbench-inject`` run.
-BASELINE_REFERENCE = "baseline"
-CONTROL_REFERENCE = "control (this run's interleaved unchanged rounds)"
+#: Default relative tolerance of a same-machine A/B comparison (``--egbench-ref``): both sides run
+#: on this machine, interleaved, so the drift between machines and between hours cancels; what
+#: remains is the spread between processes (docs/machines.md#same-machine-ab; tools/ab_study.py).
+AB_TOLERANCE = 0.03
+
+
+class RefKind(_StrEnum):
+    """What a :class:`Reference` is."""
+
+    BASELINE = "baseline"
+    CONTROL = "control"
+    AB = "ab"
+    HISTORY = "history"
+
+
+@dataclass(frozen=True)
+class Reference:
+    """What a metric's samples are compared with, as data.
+
+    ``kind``: :class:`RefKind`; ``label``: the baseline's fingerprint name, or the A/B revision as
+    given and resolved (``REV main~1 (abc1234)``); ``revision``: the commit, when known;
+    ``run_ids``: the saved runs compared with (baseline, history).
+    """
+
+    kind: RefKind
+    label: str = ""
+    revision: str | None = None
+    run_ids: tuple[str, ...] = ()
+
+    @property
+    def name(self) -> str:
+        """How messages name it: ``baseline``, ``control (this run's interleaved unchanged
+        rounds)``, ``REV abc1234 on this machine``, ``history <label>``."""
+        if self.kind is RefKind.CONTROL:
+            return "control (this run's interleaved unchanged rounds)"
+        if self.kind is RefKind.AB:
+            return f"{self.label} on this machine"
+        if self.kind is RefKind.HISTORY:
+            return f"history {self.label}".strip()
+        return "baseline"
+
+    @property
+    def against(self) -> str:
+        """How a failure names it: ``baseline <fingerprint>``, ``this run's control rounds``,
+        the A/B label."""
+        if self.kind is RefKind.CONTROL:
+            return "this run's control rounds"
+        if self.kind is RefKind.BASELINE:
+            return f"baseline {self.label}".strip()
+        return self.label or self.name
+
+    @property
+    def resave_hint(self) -> str:
+        """What to do about an improvement: add runs to a baseline (nothing against the others)."""
+        if self.kind is not RefKind.BASELINE:
+            return ""
+        return "; add runs with --egbench-save (the baseline keeps its last 5 runs; delete its file to start afresh)"
+
+    def as_dict(self) -> dict[str, Any]:
+        """Plain data for a results file: ``kind``, ``label``, ``revision``, ``run_ids``."""
+        return {"kind": str(self.kind), "label": self.label, "revision": self.revision, "run_ids": list(self.run_ids)}
+
+
+#: The reference of a comparison with a saved baseline, when no label is needed.
+BASELINE_REFERENCE = Reference(RefKind.BASELINE)
+#: The reference of an ``--egbench-inject`` run judged against its own control rounds.
+CONTROL_REFERENCE = Reference(RefKind.CONTROL)
+
+
+def ab_reference(label: str, revision: str | None = None) -> Reference:
+    """The reference of a same-machine A/B run against revision ``label`` (``REV abc1234``)."""
+    return Reference(RefKind.AB, label, revision)
 
 
 @dataclass(frozen=True)
 class Verdict:
     """The outcome for one metric. ``status`` is one of :data:`PASS`, :data:`REGRESSION`,
     :data:`IMPROVEMENT`, :data:`NOISE_ONLY`, :data:`INCONCLUSIVE`, :data:`SETTINGS_DIFFER`;
-    ``message`` is the line shown to the user."""
+    ``message`` is the line shown to the user; ``change`` the relative (absolute for rates)
+    change, ``p`` the test's p-value, ``warning`` why the test could not decide (too few rounds);
+    ``reference`` what it was compared with."""
 
     metric: str
     status: str
@@ -57,7 +135,52 @@ class Verdict:
     change: float | None = None
     p: float | None = None
     warning: str | None = None
-    reference: str = BASELINE_REFERENCE
+    reference: Reference = field(default=BASELINE_REFERENCE)
+
+
+@dataclass(frozen=True)
+class Comparison:
+    """One metric's samples against its reference's.
+
+    ``reference_runs``/``current_runs``: one list of samples per run (a baseline's saved runs
+    against this run's one; a control run against this run's; A/B: one per process, the i-th of
+    each side run next to each other). ``paired``: ``current_runs[i][j]`` was measured next to
+    ``reference_runs[i][j]`` (control rounds, A/B processes), so latency and throughput are judged
+    by the per-pair ratios. ``tolerance``: relative (0.05 = 5 %); ``tolerance_abs``: for rates;
+    ``alpha``: significance level.
+    """
+
+    name: str
+    kind: Kind
+    unit: str
+    reference_runs: Sequence[Sequence[float]]
+    current_runs: Sequence[Sequence[float]]
+    reference: Reference
+    tolerance: float
+    tolerance_abs: float
+    alpha: float
+    paired: bool = False
+
+    @property
+    def reference_pooled(self) -> list[float]:
+        return [v for run in self.reference_runs for v in run]
+
+    @property
+    def current_pooled(self) -> list[float]:
+        return [v for run in self.current_runs for v in run]
+
+    def verdict(self, status: str, message: str, change: float | None = None, p: float | None = None, warning: str | None = None) -> Verdict:
+        return Verdict(self.name, status, message, change, p, warning, self.reference)
+
+    def head(self) -> str:
+        """``name: reference median [IQR, n], current median [IQR, n]``."""
+        base, cur = summarize(self.reference_pooled), summarize(self.current_pooled)
+        runs = len(self.reference_runs)
+        if self.reference.kind is RefKind.AB:
+            of_runs = f" in {runs} processes"
+        else:
+            of_runs = f" over {runs} runs" if runs > 1 else ""
+        return f"{self.name}: {self.reference.name} {_fmt(base.median, self.unit)} [IQR {_fmt(base.iqr, self.unit)}, n={base.n}{of_runs}], current {_fmt(cur.median, self.unit)} [IQR {_fmt(cur.iqr, self.unit)}, n={cur.n}]"
 
 
 def _fmt(value: float, unit: str) -> str:
@@ -66,18 +189,6 @@ def _fmt(value: float, unit: str) -> str:
     if unit == "bytes":
         return f"{value:.0f} B"
     return f"{value:.4g} {unit}" if unit not in ("ratio", "") else f"{value:.4g}"
-
-
-def _describe(name: str, base: Summary, cur: Summary, unit: str, runs: int, reference: str = BASELINE_REFERENCE) -> str:
-    of_runs = f" over {runs} runs" if runs > 1 else ""
-    return f"{name}: {reference} {_fmt(base.median, unit)} [IQR {_fmt(base.iqr, unit)}, n={base.n}{of_runs}], current {_fmt(cur.median, unit)} [IQR {_fmt(cur.iqr, unit)}, n={cur.n}]"
-
-
-def _resave_hint(reference: str) -> str:
-    """What to do about an improvement: add runs to the baseline (nothing against a control)."""
-    if reference != BASELINE_REFERENCE:
-        return ""
-    return "; add runs with --egbench-save (the baseline keeps its last 5 runs; delete its file to start afresh)"
 
 
 def run_spread(runs: Sequence[Sequence[float]]) -> float:
@@ -90,6 +201,183 @@ def run_spread(runs: Sequence[Sequence[float]]) -> float:
     return max(abs(summarize(run).median / pooled - 1) for run in runs)
 
 
+class Check(Protocol):
+    """The regression check of one metric kind."""
+
+    def __call__(self, c: Comparison) -> Verdict: ...
+
+
+class InfoCheck:
+    """Figures about the tool itself: stored, never gated."""
+
+    def __call__(self, c: Comparison) -> Verdict:
+        return c.verdict(PASS, f"{c.head()}: informational, not gated")
+
+
+class ExactCheck:
+    """Every current sample equals the reference's one value."""
+
+    def __call__(self, c: Comparison) -> Verdict:
+        base, cur = sorted(set(c.reference_pooled)), sorted(set(c.current_pooled))
+        if cur == base and len(cur) == 1:
+            return c.verdict(PASS, f"{c.head()}: equal")
+        return c.verdict(REGRESSION, f"{c.head()}: exact metric changed (baseline values {base}, current {cur})")
+
+
+class MemoryCheck:
+    """The median grew by more than the relative tolerance; no test (one run's samples are
+    usually identical)."""
+
+    def __call__(self, c: Comparison) -> Verdict:
+        base, cur = summarize(c.reference_pooled).median, summarize(c.current_pooled).median
+        change = (cur - base) / base if base else 0.0
+        text = f"{c.head()}, change {change:+.1%} (tolerance {c.tolerance:.1%})"
+        if change > c.tolerance:
+            return c.verdict(REGRESSION, f"{text}: more memory", change)
+        return c.verdict(IMPROVEMENT if change < -c.tolerance else PASS, text, change)
+
+
+class RateCheck:
+    """The median dropped by more than the absolute tolerance (higher is better)."""
+
+    def __call__(self, c: Comparison) -> Verdict:
+        change = summarize(c.current_pooled).median - summarize(c.reference_pooled).median
+        text = f"{c.head()}, change {change:+.4f} (absolute tolerance {c.tolerance_abs:.4f})"
+        if change < -c.tolerance_abs:
+            return c.verdict(REGRESSION, text, change)
+        if change > c.tolerance_abs:
+            return c.verdict(IMPROVEMENT, f"{text}: improved{c.reference.resave_hint}", change)
+        return c.verdict(PASS, text, change)
+
+
+@dataclass(frozen=True)
+class _Shift:
+    """How far current moved from the reference, and how sure that is."""
+
+    change: float
+    low: float
+    high: float
+    test: str
+    p: float
+    of_change: str = ""
+    per_pair: str = ""
+    #: whether the test can reach p < alpha at all; else ``shortfall`` says why
+    enough: bool = True
+    shortfall: str = ""
+    #: A/B: every process pair moved the same way
+    agree: bool = True
+
+
+class SpeedCheck:
+    """Latency (lower is better) or throughput (higher is better): a regression when the change
+    is beyond the tolerance the wrong way *and* a one-sided test says p < alpha (module
+    docstring). Unpaired: change of the medians, Mann-Whitney U, tolerance raised to the
+    reference's :func:`run_spread`. Paired: median of the per-pair ratios, Wilcoxon signed-rank;
+    with several process pairs (A/B), each pair's median ratio must also move the same way."""
+
+    def __init__(self, lower_is_better: bool) -> None:
+        self.lower_is_better = lower_is_better
+
+    def __call__(self, c: Comparison) -> Verdict:
+        base, current = c.reference_pooled, c.current_pooled
+        if c.paired and (len(c.reference_runs) != len(c.current_runs) or any(len(a) != len(b) for a, b in zip(c.reference_runs, c.current_runs))):
+            raise ValueError(f"{c.name}: a paired comparison needs reference runs as long as the current ones, got {[len(r) for r in c.reference_runs]} and {[len(r) for r in c.current_runs]}")
+        if c.reference.kind is RefKind.AB and (not base or min(base) <= 0 or min(current) <= 0):
+            raise ValueError(f"{c.name}: an A/B comparison needs positive rounds on both sides, got {len(base)} reference and {len(current)} current")
+        if summarize(base).median == 0:
+            return c.verdict(PASS, f"{c.head()}: {c.reference.name} median is 0, nothing to compare")
+        if c.paired and min(base) <= 0:
+            return c.verdict(PASS, f"{c.head()}: {c.reference.name} has a value <= 0, no ratio to compare")
+        shift = self._paired(c) if c.paired else self._unpaired(c)
+        return self._decide(c, shift)
+
+    def _worse(self, change: float) -> float:
+        return change if self.lower_is_better else -change
+
+    def _one_sided(self, change: float, ref: Sequence[float], cur: Sequence[float]) -> tuple[Sequence[float], Sequence[float]]:
+        """(slower, faster) for the one-sided test in the direction of ``change``."""
+        return (cur, ref) if (self._worse(change) > 0) == self.lower_is_better else (ref, cur)
+
+    def _unpaired(self, c: Comparison) -> _Shift:
+        base, cur = summarize(c.reference_pooled), summarize(c.current_pooled)
+        change = (cur.median - base.median) / base.median
+        p = mann_whitney_u(*self._one_sided(change, c.reference_pooled, c.current_pooled)).p
+        _, low, high = bootstrap_ratio_ci(c.current_pooled, c.reference_pooled, resamples=1000)
+        n = min(base.n, cur.n)
+        shortfall = f"only {n} rounds on one side (< {MIN_ROUNDS}): the Mann-Whitney test cannot reach p < {c.alpha}"
+        return _Shift(change, low, high, "Mann-Whitney", p, enough=n >= MIN_ROUNDS, shortfall=shortfall)
+
+    def _paired(self, c: Comparison) -> _Shift:
+        ref, cur = c.reference_pooled, c.current_pooled
+        ratio, low, high = bootstrap_median_ci([b / a for a, b in zip(ref, cur)], resamples=1000)
+        change = ratio - 1
+        p = wilcoxon_signed_rank(*self._one_sided(change, ref, cur)).p
+        if c.reference.kind is not RefKind.AB:
+            shortfall = f"only {len(cur)} pairs: the Wilcoxon test cannot reach p < {c.alpha}"
+            return _Shift(change, low, high, "Wilcoxon signed-rank", p, f" (median of {len(cur)} paired ratios)", enough=2.0 ** -len(cur) < c.alpha, shortfall=shortfall)
+        per_pair = [summarize(b).median / summarize(a).median - 1 for a, b in zip(c.reference_runs, c.current_runs)]
+        agree = all(x > 0 for x in per_pair) or all(x < 0 for x in per_pair)
+        pairs = ", per process pair " + ", ".join(f"{x:+.1%}" for x in per_pair)
+        return _Shift(change, low, high, "Wilcoxon signed-rank", p, f" (median of {len(cur)} paired rounds)", pairs, agree=agree)
+
+    def _decide(self, c: Comparison, s: _Shift) -> Verdict:
+        tolerance = c.tolerance
+        spread = run_spread(c.reference_runs) if not c.paired else 0.0
+        if spread > tolerance:
+            tolerance = spread
+        worse = self._worse(s.change)
+        warning = None if s.enough else f"{c.name}: {s.shortfall}; judged by the {tolerance:.0%} tolerance alone"
+        widened = ", raised to the baseline's run-to-run spread" if spread >= tolerance and spread > 0 else ""
+        text = f"{c.head()}, change {s.change:+.1%}{s.of_change} [95% CI {s.low - 1:+.1%} to {s.high - 1:+.1%}]{s.per_pair}, one-sided {s.test} p={s.p:.3g} (tolerance {tolerance:.1%}{widened}, alpha {c.alpha})"
+        verdict = lambda status, message: c.verdict(status, message, s.change, s.p, warning)  # noqa: E731
+        if abs(worse) <= tolerance:
+            return verdict(PASS, text)
+        if s.enough and s.p >= c.alpha:
+            return verdict(NOISE_ONLY, f"{text}: beyond the tolerance but not significant")
+        if not s.agree:
+            return verdict(NOISE_ONLY, f"{text}: beyond the tolerance but the process pairs disagree on the direction")
+        if worse > 0:
+            return verdict(REGRESSION, f"{text}: {'slower' if self.lower_is_better else 'lower throughput'}")
+        if c.reference.kind is RefKind.AB:
+            return verdict(IMPROVEMENT, f"{text}: faster than the reference")
+        return verdict(IMPROVEMENT, f"{text}: improved beyond the tolerance{c.reference.resave_hint}")
+
+
+#: One regression check per metric kind.
+CHECKS: dict[Kind, Check] = {
+    Kind.LATENCY: SpeedCheck(lower_is_better=True),
+    Kind.THROUGHPUT: SpeedCheck(lower_is_better=False),
+    Kind.EXACT: ExactCheck(),
+    Kind.RATE: RateCheck(),
+    Kind.MEMORY: MemoryCheck(),
+    Kind.INFO: InfoCheck(),
+}
+
+
+def judge_runs(
+    name: str,
+    kind: str,
+    unit: str,
+    reference_runs: Sequence[Sequence[float]],
+    current_runs: Sequence[Sequence[float]],
+    *,
+    reference: Reference,
+    tolerance: float,
+    tolerance_abs: float,
+    alpha: float,
+    paired: bool = False,
+) -> Verdict:
+    """The judge: the :class:`Comparison` of one metric, handed to the check of its kind
+    (:data:`CHECKS`). Arguments as in :class:`Comparison`. Raises ``ValueError`` for an unknown
+    ``kind`` (naming the allowed ones), empty samples, a paired comparison whose runs do not
+    match in number and length, or an A/B comparison with rounds <= 0."""
+    k = parse_kind(kind, name)
+    if not any(reference_runs) or not any(current_runs):
+        raise ValueError(f"{name}: nothing to compare (empty samples)")
+    c = Comparison(name, k, unit, reference_runs, current_runs, reference, tolerance, tolerance_abs, alpha, paired)
+    return CHECKS[k](c)
+
+
 def judge(
     name: str,
     kind: str,
@@ -100,101 +388,15 @@ def judge(
     tolerance: float,
     tolerance_abs: float,
     alpha: float,
-    reference: str = BASELINE_REFERENCE,
+    reference: Reference = BASELINE_REFERENCE,
     paired: bool = False,
 ) -> Verdict:
-    """Compare ``current`` samples with a baseline's saved runs of one metric (see the module
-    docstring).
-
-    ``baseline_runs``: one list of samples per saved run (for a control comparison: the control
-    rounds, as one run); ``tolerance``: relative (0.05 = 5 %), raised to the baseline's
-    :func:`run_spread`; ``tolerance_abs``: for rates; ``alpha``: significance level;
-    ``reference``: what ``baseline_runs`` are, as the message names them (:data:`BASELINE_REFERENCE`
-    or :data:`CONTROL_REFERENCE`; kept in :attr:`Verdict.reference`). ``paired``: ``current[i]``
-    and the single run ``baseline_runs[0][i]`` were measured next to each other (interleaved
-    control rounds): latency and throughput are then judged by the median of the per-pair ratios
-    and a one-sided Wilcoxon signed-rank test, so that a drift of the machine that moves both
-    rounds of a pair cancels. Raises ``ValueError`` for an unknown ``kind``, empty samples, or
-    ``paired`` with more than one run or unequal lengths.
-    """
-    baseline = [v for run in baseline_runs for v in run]
-    base, cur = summarize(baseline), summarize(current)
-    head = _describe(name, base, cur, unit, len(baseline_runs), reference)
-    verdict = partial(Verdict, name, reference=reference)
-    if kind == "info":
-        return verdict(PASS, f"{head}: informational, not gated")
-    if kind == "exact":
-        if sorted(set(current)) == sorted(set(baseline)) and len(set(current)) == 1:
-            return verdict(PASS, f"{head}: equal")
-        return verdict(REGRESSION, f"{head}: exact metric changed (baseline values {sorted(set(baseline))}, current {sorted(set(current))})")
-    if kind == "memory":
-        change = (cur.median - base.median) / base.median if base.median else 0.0
-        text = f"{head}, change {change:+.1%} (tolerance {tolerance:.1%})"
-        if change > tolerance:
-            return verdict(REGRESSION, f"{text}: more memory", change)
-        return verdict(IMPROVEMENT if change < -tolerance else PASS, text, change)
-    if kind == "rate":
-        change = cur.median - base.median
-        text = f"{head}, change {change:+.4f} (absolute tolerance {tolerance_abs:.4f})"
-        if change < -tolerance_abs:
-            return verdict(REGRESSION, text, change)
-        if change > tolerance_abs:
-            return verdict(IMPROVEMENT, f"{text}: improved{_resave_hint(reference)}", change)
-        return verdict(PASS, text, change)
-    if kind not in LOWER_IS_BETTER:
-        raise ValueError(f"unknown metric kind {kind!r}")
-    if base.median == 0:
-        return verdict(PASS, f"{head}: {reference} median is 0, nothing to compare")
-    if paired:
-        if len(baseline_runs) != 1 or len(current) != len(baseline):
-            raise ValueError(f"{name}: a paired comparison needs one reference run as long as the current one, got {[len(r) for r in baseline_runs]} and {len(current)}")
-        if min(baseline) <= 0:
-            return verdict(PASS, f"{head}: {reference} has a value <= 0, no ratio to compare")
-        ratio, low, high = bootstrap_median_ci([c / b for c, b in zip(current, baseline)], resamples=1000)
-        change = ratio - 1
-    else:
-        change = (cur.median - base.median) / base.median
-    worse = change if LOWER_IS_BETTER[kind] else -change
-    spread = run_spread(baseline_runs)
-    if spread > tolerance:
-        tolerance = spread
-    if worse > 0:
-        slower, faster = (current, baseline) if LOWER_IS_BETTER[kind] else (baseline, current)
-    else:
-        slower, faster = (baseline, current) if LOWER_IS_BETTER[kind] else (current, baseline)
-    if paired:
-        test, p = "Wilcoxon signed-rank", wilcoxon_signed_rank(slower, faster).p
-        enough = 2.0 ** -cur.n < alpha
-        shortfall = f"only {cur.n} pairs: the Wilcoxon test cannot reach p < {alpha}"
-        of_change = f" (median of {cur.n} paired ratios)"
-    else:
-        test, p = "Mann-Whitney", mann_whitney_u(slower, faster).p
-        enough = min(base.n, cur.n) >= MIN_ROUNDS
-        shortfall = f"only {min(base.n, cur.n)} rounds on one side (< {MIN_ROUNDS}): the Mann-Whitney test cannot reach p < {alpha}"
-        of_change = ""
-        _, low, high = bootstrap_ratio_ci(current, baseline, resamples=1000)
-    warning = None if enough else f"{name}: {shortfall}; judged by the {tolerance:.0%} tolerance alone"
-    widened = f", raised to the baseline's run-to-run spread" if spread >= tolerance and spread > 0 else ""
-    text = f"{head}, change {change:+.1%}{of_change} [95% CI {low - 1:+.1%} to {high - 1:+.1%}], one-sided {test} p={p:.3g} (tolerance {tolerance:.1%}{widened}, alpha {alpha})"
-    significant = p < alpha or not enough
-    if abs(worse) <= tolerance:
-        return verdict(PASS, text, change, p, warning)
-    if not significant:
-        return verdict(NOISE_ONLY, f"{text}: beyond the tolerance but not significant", change, p, warning)
-    if worse > 0:
-        return verdict(REGRESSION, f"{text}: {'slower' if LOWER_IS_BETTER[kind] else 'lower throughput'}", change, p, warning)
-    return verdict(IMPROVEMENT, f"{text}: improved beyond the tolerance{_resave_hint(reference)}", change, p, warning)
-
-
-#: Default relative tolerance of a same-machine A/B comparison (``--egbench-ref``): both sides run
-#: on this machine, interleaved, so the drift between machines and between hours cancels; what
-#: remains is the spread between processes (docs/machines.md#same-machine-ab; tools/ab_study.py).
-AB_TOLERANCE = 0.03
-
-
-def ab_reference(label: str) -> str:
-    """The reference of an A/B verdict as messages name it, e.g. ``REV abc1234 on this machine``."""
-    return f"{label} on this machine"
+    """:func:`judge_runs` of this run's ``current`` samples (one run) against ``baseline_runs``
+    (a baseline's saved runs; a control comparison's one run). ``paired``: ``current[i]`` was
+    measured next to ``baseline_runs[0][i]`` (interleaved control rounds), so that a drift of the
+    machine that moves both rounds of a pair cancels; raises ``ValueError`` when there is not
+    exactly one reference run as long as ``current``."""
+    return judge_runs(name, kind, unit, baseline_runs, [current], reference=reference, tolerance=tolerance, tolerance_abs=tolerance_abs, alpha=alpha, paired=paired)
 
 
 def judge_ab(
@@ -204,48 +406,22 @@ def judge_ab(
     reference_runs: Sequence[Sequence[float]],
     current_runs: Sequence[Sequence[float]],
     *,
-    reference: str,
+    reference: Reference,
     tolerance: float,
     tolerance_abs: float,
     alpha: float,
 ) -> Verdict:
-    """Judge one metric of a same-machine A/B run (``--egbench-ref``).
-
-    ``reference_runs[i]`` and ``current_runs[i]`` are the steady rounds of the i-th pair of
-    processes, run next to each other on this machine (order alternating). Latency and throughput:
-    the change is the median of the per-round ratios ``current_runs[i][j] / reference_runs[i][j]``
-    over every pair ``i`` and round ``j``; the test a one-sided Wilcoxon signed-rank test on those
-    round pairs; and a regression (or improvement) needs, besides ``change`` beyond ``tolerance``
-    and p < ``alpha``, every process pair's median ratio on the same side of 1, so that one odd
-    process cannot decide alone. Other kinds are judged as against a baseline of the reference's
-    runs (:func:`judge`). Raises ``ValueError`` for an unknown kind or no common rounds.
-    """
-    if kind not in LOWER_IS_BETTER:
-        return judge(name, kind, unit, [list(r) for r in reference_runs], [v for run in current_runs for v in run], tolerance=tolerance, tolerance_abs=tolerance_abs, alpha=alpha, reference=reference)
+    """:func:`judge_runs` of a same-machine A/B run (``--egbench-ref``): ``reference_runs[i]``
+    and ``current_runs[i]`` are the steady rounds of the i-th pair of processes; latency and
+    throughput are paired round by round (each pair cut to its shorter side). The change is the
+    median of the per-round ratios over every pair; a regression (or improvement) needs, besides
+    the change beyond ``tolerance`` and p < ``alpha``, every process pair's median ratio on the
+    same side of 1, so that one odd process cannot decide alone. Other kinds are judged on the
+    reference's runs as a baseline's."""
+    if not isinstance(CHECKS[parse_kind(kind, name)], SpeedCheck):
+        return judge_runs(name, kind, unit, reference_runs, current_runs, reference=reference, tolerance=tolerance, tolerance_abs=tolerance_abs, alpha=alpha)
     pairs = [(list(a[: min(len(a), len(b))]), list(b[: min(len(a), len(b))])) for a, b in zip(reference_runs, current_runs)]
-    ref = [v for a, _ in pairs for v in a]
-    cur = [v for _, b in pairs for v in b]
-    if not ref or min(ref) <= 0 or min(cur) <= 0:
-        raise ValueError(f"{name}: an A/B comparison needs positive rounds on both sides, got {len(ref)} reference and {len(cur)} current")
-    base, now = summarize(ref), summarize(cur)
-    ratios = [c / r for c, r in zip(cur, ref)]
-    ratio, low, high = bootstrap_median_ci(ratios, resamples=1000)
-    change = ratio - 1
-    lower_better = LOWER_IS_BETTER[kind]
-    worse = change if lower_better else -change
-    slower, faster = (cur, ref) if (worse > 0) == lower_better else (ref, cur)
-    p = wilcoxon_signed_rank(slower, faster).p
-    per_pair = [summarize(b).median / summarize(a).median - 1 for a, b in pairs]
-    agree = all(c > 0 for c in per_pair) or all(c < 0 for c in per_pair)
-    pair_text = ", ".join(f"{c:+.1%}" for c in per_pair)
-    head = f"{name}: {reference} {_fmt(base.median, unit)} [IQR {_fmt(base.iqr, unit)}, n={base.n} in {len(pairs)} processes], current {_fmt(now.median, unit)} [IQR {_fmt(now.iqr, unit)}, n={now.n}]"
-    text = f"{head}, change {change:+.1%} (median of {len(ratios)} paired rounds) [95% CI {low - 1:+.1%} to {high - 1:+.1%}], per process pair {pair_text}, one-sided Wilcoxon signed-rank p={p:.3g} (tolerance {tolerance:.1%}, alpha {alpha})"
-    verdict = partial(Verdict, name, reference=reference)
-    if abs(worse) <= tolerance:
-        return verdict(PASS, text, change, p)
-    if p >= alpha or not agree:
-        why = "not significant" if p >= alpha else "the process pairs disagree on the direction"
-        return verdict(NOISE_ONLY, f"{text}: beyond the tolerance but {why}", change, p)
-    if worse > 0:
-        return verdict(REGRESSION, f"{text}: {'slower' if lower_better else 'lower throughput'}", change, p)
-    return verdict(IMPROVEMENT, f"{text}: faster than the reference", change, p)
+    ref, cur = [a for a, _ in pairs], [b for _, b in pairs]
+    if not any(ref):
+        raise ValueError(f"{name}: an A/B comparison needs positive rounds on both sides, got 0 reference and {sum(map(len, cur))} current")
+    return judge_runs(name, kind, unit, ref, cur, reference=reference, tolerance=tolerance, tolerance_abs=tolerance_abs, alpha=alpha, paired=True)

@@ -10,7 +10,7 @@ import subprocess
 import pytest
 
 from pytest_egbench import ab
-from pytest_egbench.verdict import IMPROVEMENT, NOISE_ONLY, PASS, REGRESSION, judge_ab
+from pytest_egbench.verdict import IMPROVEMENT, NOISE_ONLY, PASS, REGRESSION, RefKind, ab_reference, judge_ab
 
 ALPHA = 0.01
 
@@ -22,13 +22,14 @@ def _runs(level: float, pairs: int = 4, rounds: int = 8, noise: float = 0.01, se
 
 
 def _judge(ref, cur, kind="latency", tol=0.03):
-    return judge_ab("decode", kind, "s", ref, cur, reference="REV x on this machine", tolerance=tol, tolerance_abs=0.02, alpha=ALPHA)
+    return judge_ab("decode", kind, "s", ref, cur, reference=ab_reference("REV x", "abc1234"), tolerance=tol, tolerance_abs=0.02, alpha=ALPHA)
 
 
 def test_a_known_slowdown_is_a_regression_and_names_the_reference():
     v = _judge(_runs(0.010, seed=1), _runs(0.0106, seed=2))  # +6 %, 1 % noise
     assert v.status == REGRESSION and v.p < ALPHA and v.change == pytest.approx(0.06, abs=0.015)
-    assert v.reference == "REV x on this machine" and "REV x on this machine" in v.message and "per process pair" in v.message
+    assert (v.reference.kind, v.reference.label, v.reference.revision) == (RefKind.AB, "REV x", "abc1234")
+    assert "REV x on this machine" in v.message and "per process pair" in v.message
 
 
 def test_unchanged_code_passes_and_throughput_is_reversed():
@@ -48,8 +49,8 @@ def test_one_odd_process_pair_cannot_decide_alone():
 
 
 def test_exact_metrics_are_judged_as_exact():
-    assert judge_ab("tokens.prefill", "exact", "tokens", [[637.0] * 3] * 2, [[637.0] * 3] * 2, reference="r", tolerance=0.03, tolerance_abs=0.02, alpha=ALPHA).status == PASS
-    assert judge_ab("tokens.prefill", "exact", "tokens", [[637.0] * 3] * 2, [[641.0] * 3] * 2, reference="r", tolerance=0.03, tolerance_abs=0.02, alpha=ALPHA).status == REGRESSION
+    assert judge_ab("tokens.prefill", "exact", "tokens", [[637.0] * 3] * 2, [[637.0] * 3] * 2, reference=ab_reference("r"), tolerance=0.03, tolerance_abs=0.02, alpha=ALPHA).status == PASS
+    assert judge_ab("tokens.prefill", "exact", "tokens", [[637.0] * 3] * 2, [[641.0] * 3] * 2, reference=ab_reference("r"), tolerance=0.03, tolerance_abs=0.02, alpha=ALPHA).status == REGRESSION
 
 
 def test_child_arguments_drop_the_parent_only_options():

@@ -169,7 +169,7 @@ def test_rates_use_the_absolute_tolerance():
 
 
 def test_unknown_kind():
-    with pytest.raises(ValueError, match="unknown metric kind"):
+    with pytest.raises(ValueError, match="unknown kind .vibes. .allowed: latency, throughput"):
         judge("x", "vibes", "s", [[1.0]], [1.0], **KW)
 
 

@@ -180,12 +180,12 @@ def test_an_injected_run_takes_at_least_the_control_minimum_of_rounds():
 def test_stage_and_derived_metric_names_have_one_home():
     """names.py is where the stage and derived-metric names live; the timer and the session use
     them rather than a copy (a drift here would make the name checks refuse real names)."""
-    from pytest_egbench import names, session, timing
+    from pytest_egbench import catalog, names
 
     assert options.STAGES is names.STAGES
-    assert tuple(session._DERIVED) == names.DERIVED_METRICS
-    derived = timing._derive(list(names.STAGES), {s: [1000] for s in names.STAGES}, {"prefill": [4], "decode": [3]})
-    assert set(derived) == set(names.DERIVED_METRICS)
+    assert names.DERIVED_METRICS is catalog.DERIVED_NAMES
+    derived = catalog.derive(list(names.STAGES), {s: [1000] for s in names.STAGES}, {"prefill": [4], "decode": [3]})
+    assert set(derived) == {"total", "ttft", "tpot", "prefill_tokens_per_s", "decode_tokens_per_s"}
 
 
 # --------------------------------------------------------------------------- options that cannot act
@@ -295,7 +295,7 @@ def test_a_stage_is_injectable_once_its_benchmark_declares_it(pytester):
 def test_an_undeclared_stage_or_recorded_metric_is_named_in_the_summary(pytester):
     _named(pytester)
     result = pytester.runpytest(*NAMED_RUN)
-    result.stdout.fnmatch_lines(["egbench: test_named: not declared in its egbench marker (stages=[[]...[]] for a stage, metrics=[[]...[]] for a recorded metric)*: my_bytes, render"])
+    result.stdout.fnmatch_lines(["egbench: not declared in its egbench marker (stages=[[]...[]] for a stage, metrics=[[]...[]] for a recorded metric)* [[]NotDeclaredWarning[]]: 2 metric(s) in 1 benchmark(s): test_named (my_bytes, render)"])
     _named(pytester, "stages=['render'], metrics=['my_bytes']")
     assert "not declared in its egbench marker" not in pytester.runpytest(*NAMED_RUN).stdout.str()
 

@@ -161,7 +161,7 @@ def test_fixtures_skip_without_flag(pytester):
 
 def test_markers_are_registered_with_help(pytester):
     result = pytester.runpytest("--markers")
-    result.stdout.fnmatch_lines(["@pytest.mark.egbench(group=None, stages=(), metrics=(), tolerances=None): a benchmark*", "@pytest.mark.gpu: needs a CUDA device*"])
+    result.stdout.fnmatch_lines(["@pytest.mark.egbench(group=None, stages=(), metrics=(), tolerances=None, alternatives=False): a benchmark*", "@pytest.mark.gpu: needs a CUDA device*"])
 
 
 def test_options_are_in_one_group(pytester):

@@ -9,7 +9,7 @@ from pytest_egbench.baselines import Baseline, Entry, RunRecord
 from pytest_egbench.options import Settings
 from pytest_egbench.session import EgbenchSession, measurements_from_timing
 from pytest_egbench.timing import TimingResults
-from pytest_egbench.verdict import BASELINE_REFERENCE, CONTROL_REFERENCE, INCONCLUSIVE, PASS, REGRESSION, SETTINGS_DIFFER
+from pytest_egbench.verdict import CONTROL_REFERENCE, RefKind, INCONCLUSIVE, PASS, REGRESSION, SETTINGS_DIFFER
 
 MACHINE = {"node": "test-host", "cpu": {"brand_raw": "Test CPU", "count": 2}, "egbench": {"libraries": {"torch": "2.13.0"}}}
 NODE = "benchmarks/test_x.py::test_lm"
@@ -110,7 +110,10 @@ def test_a_baseline_entry_is_used_and_the_control_ignored():
     egb = session(baseline_entries=entries)
     verdicts, missing = egb.judge(measured(egb))
     by_metric = {v.metric: v for v in verdicts}
-    assert by_metric["decode"].reference == BASELINE_REFERENCE and by_metric["decode"].status == PASS
+    decode = by_metric["decode"]
+    assert decode.status == PASS and decode.reference.kind == RefKind.BASELINE
+    # the reference as data: the baseline's fingerprint name and the saved run compared with
+    assert decode.reference.label == egb.fingerprint_name() and decode.reference.run_ids == ("r1",)
     assert by_metric["decode"].message.startswith("decode: baseline ")
     assert "(tolerance 100.0%" in by_metric["decode"].message  # the CPU default against a baseline
     # metrics the baseline lacks still fall back to the control

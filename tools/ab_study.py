@@ -39,7 +39,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from pytest_egbench import ab, lockstep  # noqa: E402
-from pytest_egbench.verdict import IMPROVEMENT, REGRESSION, judge_ab  # noqa: E402
+from pytest_egbench.verdict import IMPROVEMENT, REGRESSION, ab_reference, judge_ab  # noqa: E402
 
 SLOWDOWN = '''
 
@@ -156,7 +156,7 @@ def main(argv: list[str] | None = None) -> int:
                 groups = [list(range(i, i + k)) for i in range(0, rounds - k + 1, k)]
                 if not groups:
                     continue
-                verdicts = [judge_ab(metric, "latency", "s", [ref_runs[i] for i in g], [runs[i] for i in g], reference="ref", tolerance=tolerance, tolerance_abs=0.02, alpha=args.alpha) for g in groups]
+                verdicts = [judge_ab(metric, "latency", "s", [ref_runs[i] for i in g], [runs[i] for i in g], reference=ab_reference("ref"), tolerance=tolerance, tolerance_abs=0.02, alpha=args.alpha) for g in groups]
                 slower = sum(v.status == REGRESSION for v in verdicts)
                 faster = sum(v.status == IMPROVEMENT for v in verdicts)
                 change = statistics.median(v.change for v in verdicts)
