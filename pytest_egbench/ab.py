@@ -330,7 +330,7 @@ class AbItem(pytest.Item):
         return self.path, None, self.name
 
     def runtest(self) -> None:
-        from .plugin import SESSION_KEY
+        from .stash import SESSION_KEY
 
         egb = self.config.stash[SESSION_KEY]
         outcome = egb.ab_outcome

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 from .options import Settings
-from .plugin import SESSION_KEY, SETTINGS_KEY, TIMERS_KEY, item_labels
+from .stash import SESSION_KEY, SETTINGS_KEY, TIMERS_KEY, item_labels
 
 if TYPE_CHECKING:
     import torch
@@ -73,7 +73,8 @@ def _progress(config: pytest.Config) -> Callable[[str], None]:
 @pytest.fixture(scope="session")
 def egbench_model(pytestconfig: pytest.Config, egbench_session: EgbenchSession) -> Iterator[Callable[[str], ModelAdapter]]:
     """``egbench_model(name)`` -> the :class:`~pytest_egbench.models.base.ModelAdapter` of
-    ``name`` (eventgpt, video_llava, llava), loaded once per run and kept for the session.
+    ``name`` (a registered model: eventgpt, video_llava, llava or a third-party adapter, see
+    docs/adapters.md), loaded once per run and kept for the session.
 
     Loads with ``--egbench-preset``, ``--egbench-quant`` on the benchmark device, from the folder
     of ``--egbench-checkpoint NAME=DIR`` when given (else seeded dummy weights). A line on the

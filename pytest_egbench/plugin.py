@@ -2,7 +2,8 @@
 
 Hooks only. This module, and everything it imports at module level, must not import torch: plain
 ``pytest`` without ``--egbench`` stays as fast as before (``tests/test_plugin.py`` checks it).
-The run-wide session object and the fixtures are loaded in ``pytest_configure``.
+The run-wide session object is loaded in ``pytest_configure``; the fixtures (:mod:`.fixtures`)
+are registered there. The run's state lives in ``config.stash`` under the keys of :mod:`.stash`.
 """
 
 from __future__ import annotations
@@ -13,18 +14,20 @@ from typing import TYPE_CHECKING
 
 import pytest
 
-from . import names, options
+from . import fixtures, names, options
+from .stash import (
+    NAMES_CHECKED_KEY,
+    OUTPUT_ERRORS_KEY,
+    OUTPUT_WRITTEN_KEY,
+    PREVIOUS_REGISTRY_KEY,
+    SESSION_KEY,
+    SETTINGS_KEY,
+    TIMERS_KEY,
+    item_labels,
+)
 
 if TYPE_CHECKING:
     from .session import EgbenchSession
-
-SETTINGS_KEY = pytest.StashKey["options.Settings"]()
-SESSION_KEY = pytest.StashKey["EgbenchSession"]()
-TIMERS_KEY = pytest.StashKey[list]()
-OUTPUT_ERRORS_KEY = pytest.StashKey[list]()
-OUTPUT_WRITTEN_KEY = pytest.StashKey[list]()
-#: Set once the stage and metric names the user gave were checked against the collected benchmarks.
-NAMES_CHECKED_KEY = pytest.StashKey[bool]()
 
 MARKERS = {
     "egbench": "egbench(group=None, stages=(), metrics=(), tolerances=None): a benchmark of the egbench suite; skipped unless --egbench is given. stages: the stages its stage_timer times besides load, preprocess, vision, prefill, decode; metrics: the latency, throughput and memory metrics it records with egbench_record (--egbench-inject and the tolerances accept only names some benchmark produces); tolerances: per-metric tolerances, e.g. {'decode': '8%'}",
@@ -37,12 +40,58 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     options.register(parser)
 
 
+def pytest_addhooks(pluginmanager: pytest.PytestPluginManager) -> None:
+    from . import hooks
+
+    pluginmanager.add_hookspecs(hooks)
+
+
+def _with_registry(config: pytest.Config, settings: options.Settings) -> options.Settings:
+    """Complete the run's model registry (built-ins, then the entry points of
+    :data:`~pytest_egbench.models.registry.ENTRY_POINT_GROUP`, then every
+    ``pytest_egbench_adapters`` hook), make it current for the run, and return ``settings`` with
+    ``models`` as registered names. Raises :class:`pytest.UsageError` for a bad registration, or
+    for a name in ``--egbench-models`` or ``--egbench-checkpoint`` (or their ini keys) that is not
+    registered, listing the known names."""
+    from dataclasses import replace
+
+    from .models.registry import Registry, RegistryError, use
+
+    registry = Registry()
+    try:
+        registry.add_entry_points()
+        for impl in config.hook.pytest_egbench_adapters.get_hookimpls():
+            source = f"pytest_egbench_adapters in {impl.plugin_name}"
+            registry.add_all(impl.function(**{arg: config for arg in impl.argnames}), source)
+    except RegistryError as exc:
+        raise pytest.UsageError(str(exc)) from None
+    config.stash[PREVIOUS_REGISTRY_KEY] = use(registry)
+    by_dest = {spec.dest: spec for spec in options.OPTIONS}
+    try:
+        models = registry.select(settings.models)
+    except RegistryError as exc:
+        raise pytest.UsageError(f"{by_dest['models'].flag} ({settings.sources.get('models', 'default')}): {exc}") from None
+    for name, _ in settings.checkpoints:
+        if name not in registry.names:
+            raise pytest.UsageError(f"{by_dest['checkpoints'].flag} ({settings.sources.get('checkpoints', 'default')}): unknown model {name!r}: known are {', '.join(registry.names)}")
+    return replace(settings, models=models)
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    previous = config.stash.get(PREVIOUS_REGISTRY_KEY, None)
+    if previous is not None:
+        from .models.registry import use
+
+        use(previous)
+
+
 @pytest.hookimpl(trylast=True)
 def pytest_configure(config: pytest.Config) -> None:
     for name, text in MARKERS.items():
         config.addinivalue_line("markers", text)
     settings = options.resolve(config)
     options.check(settings, config.inipath)
+    settings = _with_registry(config, settings)
     if settings.ref and _xdist_controller(config):
         raise pytest.UsageError("--egbench-ref with -n: the processes of an A/B run one after the other on this machine, never side by side; drop -n")
     if settings.enabled:
@@ -72,8 +121,6 @@ def pytest_configure(config: pytest.Config) -> None:
     config.stash[SETTINGS_KEY] = settings
     config.stash[OUTPUT_ERRORS_KEY] = []
     config.stash[OUTPUT_WRITTEN_KEY] = []
-    from . import fixtures
-
     if not config.pluginmanager.is_registered(fixtures):
         config.pluginmanager.register(fixtures, "egbench-fixtures")
 
@@ -283,19 +330,6 @@ def pytest_runtest_call(item: pytest.Item) -> Generator[None, None, None]:
         state = {"before": before, "after": gpu_state(egb.device.index or 0)}
     _record_and_judge(egb, item, state)
     return result
-
-
-def item_labels(item: pytest.Item) -> dict:
-    """How a benchmark's measurements are labelled: ``nodeid``, ``test`` (name with parameters),
-    ``group`` (``egbench(group=...)``, default the test function) and ``params``."""
-    marker = item.get_closest_marker("egbench")
-    callspec = getattr(item, "callspec", None)
-    return {
-        "nodeid": item.nodeid,
-        "test": item.name,
-        "group": str((marker.kwargs.get("group") if marker else None) or getattr(item, "originalname", item.name)),
-        "params": dict(callspec.params) if callspec else {},
-    }
 
 
 def _record_and_judge(egb: EgbenchSession, item: pytest.Item, gpu: dict | None = None) -> None:
