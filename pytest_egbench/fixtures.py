@@ -152,16 +152,16 @@ def stage_timer(request: pytest.FixtureRequest, egbench_session: EgbenchSession)
     passes, every stage, token count and derived metric (TTFT, TPOT, tokens/s) is recorded under the
     test's name and the group ``egbench(group=...)`` (default: the test function), then judged
     against the baseline (see the plugin's ``pytest_runtest_call``). ``--egbench-inject`` slowdowns
-    are applied through the timer's stage hook (a
-    :class:`~pytest_egbench.timing.SlowdownInjector`), and then ``rounds()`` gives, after the warm-up
+    are applied through the timer's stage hook (:func:`pytest_egbench.inject.stage_hook`), and then ``rounds()`` gives, after the warm-up
     rounds, an unchanged control round before each steady round (``2 x --egbench-rounds`` rounds):
     without a baseline for this machine, the injected metrics are judged against them.
     """
-    from .timing import SlowdownInjector, StageTimer, clocks_for
+    from .inject import stage_hook
+    from .timing import StageTimer, clocks_for
 
     settings = egbench_session.settings
     device_clock, host_clock = clocks_for(egbench_session.device)
-    hook = SlowdownInjector(dict(settings.inject), egbench_session.device) if settings.inject else None
+    hook = stage_hook(settings, egbench_session.device)
     timer = StageTimer(device_clock, host_clock, rounds=settings.rounds, warmup=settings.warmup, stage_hook=hook)
     request.node.stash.setdefault(TIMERS_KEY, []).append(timer)
     return timer

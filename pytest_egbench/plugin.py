@@ -176,9 +176,9 @@ def pytest_report_collectionfinish(config: pytest.Config) -> list[str] | None:
     # pytest calls this hook even when collection failed, so only after the check passed
     if session is None or not session.settings.inject or not config.stash.get(NAMES_CHECKED_KEY, False):
         return None
-    s = session.settings
-    slowdowns = ", ".join(f"{stage}=+{_percent(fraction)}" for stage, fraction in s.inject)
-    return [f"egbench: injected slowdown {slowdowns}, each steady round after an unchanged control round (at least {options.CONTROL_MIN_ROUNDS} rounds when injecting)"]
+    from .inject import collection_line
+
+    return [collection_line(session.settings, options.CONTROL_MIN_ROUNDS)]
 
 
 def _percent(fraction: float) -> str:
@@ -283,10 +283,10 @@ def _check_names(config: pytest.Config, settings: options.Settings, benchmarks: 
                     why = str(exc)
             if why:
                 errors.append(f"{where}: tolerances {metric}={value}: {why}")
-    for stage, fraction in settings.inject:
-        why = run.stage_error(stage)
-        if why:
-            errors.append(f"--egbench-inject {stage}={_percent(fraction)}: {why}")
+    if settings.inject:
+        from .inject import stage_errors
+
+        errors += stage_errors(settings, run)
     source = settings.sources.get("metric_tolerances", "")
     where = f"ini option egbench_metric_tolerance in {config.inipath}:" if source.startswith("ini") else "--egbench-metric-tolerance"
     for metric, tolerance in settings.metric_tolerances:
@@ -337,7 +337,7 @@ def _record_and_judge(egb: EgbenchSession, item: pytest.Item, gpu: dict | None =
     from .machine import throttled
     from .session import LATENCY, MEMORY, NOT_COMPARED, THROUGHPUT
     from .stats import unsettled
-    from .verdict import BASELINE_REFERENCE, CONTROL_REFERENCE, IMPROVEMENT, REGRESSION
+    from .verdict import CONTROL_REFERENCE, IMPROVEMENT, REGRESSION
 
     marker = item.get_closest_marker("egbench")
     for timer in item.stash.get(TIMERS_KEY, []):
@@ -367,14 +367,15 @@ def _record_and_judge(egb: EgbenchSession, item: pytest.Item, gpu: dict | None =
     # names and values checked at collection (_check_names)
     tolerances = {k: options.parse_percent(str(v)) for k, v in (marker.kwargs.get("tolerances") or {}).items()}
     verdicts, missing = egb.judge(measured, tolerances)
-    injected = {stage for stage, _ in egb.settings.inject}
     for v in verdicts:
         if v.warning:
             egb.notes.append(f"{item.name}: {v.warning}")
         if v.status == IMPROVEMENT:
             egb.notes.append(f"{item.name}: {v.message}")
-        if v.metric in injected and v.reference == BASELINE_REFERENCE and v.status != REGRESSION:
-            egb.notes.append(f"{item.name}: the injected {v.metric} slowdown was NOT caught against the baseline (its tolerance is too wide for it): {v.message}")
+    if egb.settings.inject:
+        from .inject import uncaught_notes
+
+        egb.notes += uncaught_notes(item.name, egb.settings, verdicts)
     by_metric = {m.metric: m for m in measured}
     for v in verdicts:
         egb.record_verdict(by_metric[v.metric], v.status, v.reference, v.message)
@@ -409,7 +410,7 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
         reference.cleanup()
     if not egb.measurements:
         return
-    from .report import write_outputs
+    from .outputs import write_outputs
 
     written, errors = write_outputs(egb, save=egb.settings.save and session.testsfailed == 0)
     if egb.settings.save and session.testsfailed:
