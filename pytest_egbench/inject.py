@@ -57,7 +57,10 @@ def stage_errors(settings: Settings, run: Producible) -> list[str]:
 
 def uncaught_notes(test: str, settings: Settings, verdicts: Iterable[Verdict]) -> list[str]:
     """Notes for the injected metrics of ``test`` that a comparison with the baseline did not call
-    a regression: the baseline's tolerance is too wide for the injected slowdown."""
+    a regression: the baseline's tolerance is too wide for the injected slowdown. Empty when
+    nothing is injected."""
+    if not settings.inject:
+        return []
     from .verdict import BASELINE_REFERENCE, REGRESSION
 
     injected = {stage for stage, _ in settings.inject}

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 
 import pytest
 
-from . import fixtures, names, options
+from . import fixtures, inject, names, options
 from .stash import (
     NAMES_CHECKED_KEY,
     OUTPUT_ERRORS_KEY,
@@ -176,9 +176,7 @@ def pytest_report_collectionfinish(config: pytest.Config) -> list[str] | None:
     # pytest calls this hook even when collection failed, so only after the check passed
     if session is None or not session.settings.inject or not config.stash.get(NAMES_CHECKED_KEY, False):
         return None
-    from .inject import collection_line
-
-    return [collection_line(session.settings, options.CONTROL_MIN_ROUNDS)]
+    return [inject.collection_line(session.settings, options.CONTROL_MIN_ROUNDS)]
 
 
 def _percent(fraction: float) -> str:
@@ -283,10 +281,7 @@ def _check_names(config: pytest.Config, settings: options.Settings, benchmarks: 
                     why = str(exc)
             if why:
                 errors.append(f"{where}: tolerances {metric}={value}: {why}")
-    if settings.inject:
-        from .inject import stage_errors
-
-        errors += stage_errors(settings, run)
+    errors += inject.stage_errors(settings, run)
     source = settings.sources.get("metric_tolerances", "")
     where = f"ini option egbench_metric_tolerance in {config.inipath}:" if source.startswith("ini") else "--egbench-metric-tolerance"
     for metric, tolerance in settings.metric_tolerances:
@@ -372,10 +367,7 @@ def _record_and_judge(egb: EgbenchSession, item: pytest.Item, gpu: dict | None =
             egb.notes.append(f"{item.name}: {v.warning}")
         if v.status == IMPROVEMENT:
             egb.notes.append(f"{item.name}: {v.message}")
-    if egb.settings.inject:
-        from .inject import uncaught_notes
-
-        egb.notes += uncaught_notes(item.name, egb.settings, verdicts)
+    egb.notes += inject.uncaught_notes(item.name, egb.settings, verdicts)
     by_metric = {m.metric: m for m in measured}
     for v in verdicts:
         egb.record_verdict(by_metric[v.metric], v.status, v.reference, v.message)
