@@ -2,7 +2,7 @@
 
 preprocess (token ids to the device), prefill (one forward over the prompt, KV cache filled, first
 token) and decode (``max_new_tokens - 1`` greedy steps on the KV cache). The prompt is EventGPT's
-1-frame prefill length (637 tokens: 578 visual + 59 text, DESIGN.md) drawn at random from the
+1-frame prefill length (637 tokens: 578 visual + 59 text, docs/design.md#token-counts) drawn at random from the
 vocabulary; with dummy weights the values do not matter, the length does.
 """
 

@@ -2,7 +2,7 @@
 
 * ``footprint_bytes`` (exact): every parameter and buffer plus bitsandbytes' quantisation state.
 * ``kv_bytes_per_token`` and ``kv_cache_bytes`` (exact): computed from the config
-  (2 x layers x kv_heads x head_dim x bytes per element, DESIGN.md) and measured from the cache
+  (2 x layers x kv_heads x head_dim x bytes per element, docs/design.md#kv-cache) and measured from the cache
   tensors after prefill and decode; the test fails if the two disagree.
 * ``peak.<stage>`` (memory; CUDA only): ``torch.cuda.max_memory_allocated`` per stage. The CPU's
   allocator keeps no peak counter, so on the CPU these are not recorded (never reported as 0).

@@ -1,4 +1,4 @@
-"""All five stages (DESIGN.md) of each multimodal model on the real samples.
+"""All five stages (docs/design.md#stages) of each multimodal model on the real samples.
 
 EventGPT with 1 and 5 event frames, Video-LLaVA with 8 video frames, LLaVA-1.5 with 1 image and
 with 8 images (the origin's "8 frames" run), on each selected sample that has what the model reads

@@ -15,6 +15,7 @@ import time
 
 import pytest
 
+from pytest_egbench import lockstep
 from pytest_egbench.stats import summarize
 from pytest_egbench.timing import StageTimer, clocks_for, timer_overhead
 
@@ -77,7 +78,8 @@ def test_timer_ground_truth(kernel, egbench_record, egbench_device):
         out = torch.empty_like(a)
         launch = lambda: torch.mm(a, b, out=out)  # noqa: E731
 
-    truth_s = _bulk_seconds_per_launch(torch, launch, device)
+    with lockstep.turn("timer ground truth, before"):  # no A/B neighbour on the GPU meanwhile
+        truth_s = _bulk_seconds_per_launch(torch, launch, device)
     device_clock, host_clock = clocks_for(device)
     timer = StageTimer(device_clock, host_clock, rounds=30, warmup=3)
     # Each reading brackets one kernel in a back-to-back stream of the same kernels (PAD untimed
@@ -92,7 +94,8 @@ def test_timer_ground_truth(kernel, egbench_record, egbench_device):
         for _ in range(PAD):
             launch()
     readings = [ns * 1e-9 for ns in timer.results().steady["kernel"]]
-    truth_after = _bulk_seconds_per_launch(torch, launch, device)  # drift check
+    with lockstep.turn("timer ground truth, after"):
+        truth_after = _bulk_seconds_per_launch(torch, launch, device)  # drift check
     s = summarize(readings)
     truth = (truth_s + truth_after) / 2
     error = s.median - truth

@@ -1,7 +1,7 @@
 """Token scaling: prefill length and prefill latency against the number of visual frames.
 
 EventGPT pools T frames into T + 577 visual tokens (T temporal + 577 spatial), so its prefill
-barely grows; Video-LLaVA adds 257 tokens a frame and LLaVA-1.5 576 an image (DESIGN.md). For
+barely grows; Video-LLaVA adds 257 tokens a frame and LLaVA-1.5 576 an image (docs/design.md#token-counts). For
 T = 1, 2, 4, 8, 16 on the first selected sample with video and events, each model's vision and
 prefill stages are timed; the prompt length is an exact metric. Prompts longer than the LM's
 context (``max_position_embeddings``, 4096 for the 7B models: LLaVA-1.5 with 8 images, the

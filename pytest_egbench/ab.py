@@ -3,10 +3,12 @@
 A saved baseline answers "is this run slower than runs on *that* machine?"; on leased machines
 the host under one GPU name changes from night to night, so the answer often measures the
 machine. An A/B answers "is this code slower than REV's code on *this* machine, now?": the
-reference's code and the current code run in separate pytest processes, interleaved in pairs
-(the order alternating, A B, B A, A B, ...: a drift of the machine during the run falls on both
-sides alike), and every latency is judged by the paired change between them
-(:func:`pytest_egbench.verdict.judge_ab`), as ``asv continuous`` and Chromium's Pinpoint do.
+reference's code and the current code run in separate pytest processes, in pairs: the two
+processes of a pair run at the same time and take turns round by round
+(:mod:`pytest_egbench.lockstep`: while one times a round the other waits, and the first turn
+alternates, A B, B A, A B, ...), so that the host's drift falls on both sides alike; every latency
+is judged by the paired change between them (:func:`pytest_egbench.verdict.judge_ab`), as ``asv
+continuous`` and Chromium's Pinpoint do.
 
 * The reference runs from a ``git worktree`` of REV in a temporary folder (``git worktree add
   --detach``, removed afterwards); the user's checkout and working tree are never touched. REV may
@@ -36,6 +38,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pytest
+
+from . import lockstep
 
 if TYPE_CHECKING:
     from .session import EgbenchSession, Measurement
@@ -149,15 +153,14 @@ class Side:
     seconds: list[float] = field(default_factory=list)
     #: node id -> the first log in which that benchmark failed or errored
     failed: dict[str, Path] = field(default_factory=dict)
+    #: per pair, :func:`pytest_egbench.lockstep.run_pair`'s summary (kept on the ``ref`` side)
+    lockstep: list[dict[str, Any]] = field(default_factory=list)
 
 
-def schedule(pairs: int) -> list[tuple[int, str]]:
-    """``(pair, side)`` in run order: ``ref`` first in even pairs, ``current`` first in odd ones."""
-    order = []
-    for i in range(pairs):
-        first, second = ("ref", "current") if i % 2 == 0 else ("current", "ref")
-        order += [(i, first), (i, second)]
-    return order
+def turn_order(pair: int) -> list[str]:
+    """The sides in the order of their turns in round 0 of ``pair``: ``ref`` first in even pairs,
+    ``current`` first in odd ones (and within a pair the first turn alternates round by round)."""
+    return ["ref", "current"] if pair % 2 == 0 else ["current", "ref"]
 
 
 def _inside(path: Path, root: Path) -> Path:
@@ -179,55 +182,73 @@ def run(
     progress: Callable[[str], None],
     cpus: frozenset[int] | None = None,
 ) -> dict[str, Side]:
-    """Run :func:`schedule` ``(pairs)``: each process is ``python -m pytest ARGS --rootdir R
-    --egbench-json ... --egbench-baseline-dir EMPTY`` in its checkout, ``PYTHONPATH`` set to that
-    checkout. ``current_root`` is the folder of the current code that ``reference.root``
-    corresponds to (the repository's top for a revision, pytest's ``rootdir`` for a folder); the
-    reference's processes start in, and take as ``rootdir``, the same places relative to its root
-    as this run, so that both sides' benchmarks get the same node ids. Returns the two sides with
-    every process's results. A process that writes no results file raises :class:`RefError`
-    naming its log; a process whose benchmarks failed is kept (its failed benchmarks have no
-    results, and their verdict items say so).
+    """Run ``pairs`` pairs of processes, one pair after the other; the two processes of a pair
+    (``python -m pytest ARGS --rootdir R --egbench-json ... --egbench-baseline-dir EMPTY`` in each
+    side's checkout, ``PYTHONPATH`` set to it) run at the same time and take turns round by round
+    (:mod:`pytest_egbench.lockstep`), the reference taking the first turn in even pairs and the
+    current code in odd ones. ``current_root`` is the folder of the current code that
+    ``reference.root`` corresponds to (the repository's top for a revision, pytest's ``rootdir``
+    for a folder); the reference's processes start in, and take as ``rootdir``, the same places
+    relative to its root as this run, so that both sides' benchmarks get the same node ids.
+    Returns the two sides with every process's results and each pair's lockstep summary. A process
+    that writes no results file raises :class:`RefError` naming its log; a process whose
+    benchmarks failed is kept (its failed benchmarks have no results, and their verdict items say
+    so).
     """
     sides = {"ref": Side("ref", reference.root, reference.label), "current": Side("current", current_root, "current code")}
     empty = workdir / "no-baselines"
     empty.mkdir(parents=True, exist_ok=True)
     rel_root, rel_cwd = _inside(rootdir, current_root), _inside(invocation_dir, current_root)
     base = child_args(args)
-    total = 2 * pairs
-    for step, (pair, name) in enumerate(schedule(pairs), 1):
-        side = sides[name]
-        out = workdir / f"{name}-{pair}.json"
-        log = workdir / f"{name}-{pair}.log"
-        progress(f"egbench A/B: process {step}/{total}: {side.label}, pair {pair + 1}/{pairs} ...")
-        status, seconds = run_process(side.root, rel_root, rel_cwd, base, empty, out, log, cpus)
-        side.seconds.append(seconds)
-        side.logs.append(log)
-        failed = failed_nodeids(log)
-        for nodeid in failed:
-            side.failed.setdefault(nodeid, log)
-        # every benchmark of the process failed: no results file, and each verdict item says so
-        side.results.append({} if failed and not out.exists() else read_results(side.label, status, out, log))
-        progress(f"egbench A/B: process {step}/{total} took {seconds:.1f} s (exit status {status})")
+    for pair in range(pairs):
+        order = turn_order(pair)
+        progress(f"egbench A/B: pair {pair + 1}/{pairs}: {sides['ref'].label} and the current code, in lockstep ({sides[order[0]].label} first) ...")
+        commands = [(name, *process_command(side.root, rel_root, rel_cwd, base, empty, workdir / f"{name}-{pair}.json"), workdir / f"{name}-{pair}.log") for name, side in sides.items()]
+        done, paired = lockstep.run_pair(commands, order, cpus)
+        for name, side in sides.items():
+            status, seconds = done[name]
+            out, log = workdir / f"{name}-{pair}.json", workdir / f"{name}-{pair}.log"
+            side.seconds.append(seconds)
+            side.logs.append(log)
+            failed = failed_nodeids(log)
+            for nodeid in failed:
+                side.failed.setdefault(nodeid, log)
+            # every benchmark of the process failed: no results file, and each verdict item says so
+            side.results.append({} if failed and not out.exists() else read_results(side.label, status, out, log))
+        side_text = ", ".join(f"{s.label} {s.seconds[-1]:.1f} s (exit status {done[n][0]})" for n, s in sides.items())
+        how = f"{paired['paired_turns']} turns paired" + (f", then unpaired: {paired['unpaired']}" if paired["unpaired"] else "")
+        progress(f"egbench A/B: pair {pair + 1}/{pairs}: {side_text}; {how}")
+        sides["ref"].lockstep.append(paired)
     return sides
 
 
-def run_process(root: Path, rel_root: Path, rel_cwd: Path, args: Sequence[str], baseline_dir: Path, out: Path, log: Path, cpus: frozenset[int] | None = None) -> tuple[int, float]:
-    """One benchmark process of the checkout at ``root``: ``python -m pytest ARGS -p
-    no:cacheprovider --rootdir ROOT/REL_ROOT --egbench-json OUT --egbench-baseline-dir
-    BASELINE_DIR``, started in ``root / rel_cwd`` (or the rootdir when that folder is missing),
-    ``PYTHONPATH`` = ``root`` first, output to ``log``, pinned to ``cpus`` when given (Linux
-    ``sched_setaffinity``). Returns ``(exit status, seconds)``."""
+def process_command(root: Path, rel_root: Path, rel_cwd: Path, args: Sequence[str], baseline_dir: Path, out: Path) -> tuple[list[str], Path, dict[str, str]]:
+    """``(argv, cwd, env)`` of one benchmark process of the checkout at ``root``: ``python -m
+    pytest ARGS -p no:cacheprovider -rfE --rootdir ROOT/REL_ROOT --egbench-json OUT
+    --egbench-baseline-dir BASELINE_DIR``, started in ``root / rel_cwd`` (or the rootdir when that
+    folder is missing), ``PYTHONPATH`` = ``root`` first."""
     child_root = root / rel_root
     cwd = root / rel_cwd if (root / rel_cwd).is_dir() else child_root
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join([str(root), *([env["PYTHONPATH"]] if env.get("PYTHONPATH") else [])])
     env.pop("PYTEST_ADDOPTS", None)
+    env.pop(lockstep.ENV, None)
     cmd = [sys.executable, "-m", "pytest", *args, "-p", "no:cacheprovider", "-rfE", f"--rootdir={child_root}", "--egbench-json", str(out), "--egbench-baseline-dir", str(baseline_dir)]
+    return cmd, cwd, env
+
+
+def pin_to(cpus: frozenset[int] | None) -> Callable[[], None] | None:
+    """A ``preexec_fn`` pinning the child to ``cpus`` (Linux ``sched_setaffinity``), or None."""
+    return (lambda: os.sched_setaffinity(0, cpus)) if cpus else None
+
+
+def run_process(root: Path, rel_root: Path, rel_cwd: Path, args: Sequence[str], baseline_dir: Path, out: Path, log: Path, cpus: frozenset[int] | None = None) -> tuple[int, float]:
+    """One benchmark process of the checkout at ``root`` on its own (:func:`_command`), output to
+    ``log``, pinned to ``cpus`` when given. Returns ``(exit status, seconds)``."""
+    cmd, cwd, env = process_command(root, rel_root, rel_cwd, args, baseline_dir, out)
     t0 = time.perf_counter()
     with open(log, "w", encoding="utf-8") as fh:
-        pin = (lambda: os.sched_setaffinity(0, cpus)) if cpus else None
-        proc = subprocess.run(cmd, cwd=cwd, env=env, stdout=fh, stderr=subprocess.STDOUT, preexec_fn=pin)
+        proc = subprocess.run(cmd, cwd=cwd, env=env, stdout=fh, stderr=subprocess.STDOUT, preexec_fn=pin_to(cpus))
     return proc.returncode, time.perf_counter() - t0
 
 
@@ -325,9 +346,13 @@ class AbItem(pytest.Item):
         self.original_nodeid = original.nodeid
         self.own_markers = list(original.own_markers)
         self.keywords.update(original.keywords)
+        # the benchmark's own location: pytest reports a skip from a copied skip mark there, and
+        # needs a line number to do so
+        self._location = original.reportinfo()[:2]
 
     def reportinfo(self) -> tuple[Any, int | None, str]:
-        return self.path, None, self.name
+        path, line = self._location
+        return path, line if line is not None else 0, self.name
 
     def runtest(self) -> None:
         from .stash import SESSION_KEY

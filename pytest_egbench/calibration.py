@@ -36,8 +36,8 @@ probe              unit        what it measures (stages that depend on it)
 The probe's spread (``spread``) is the largest relative distance of one repeat from the median
 of the repeats, the farthest repeat left out when there are at least 4. Within one process that under-states the spread between processes on the same
 machine, so the margin used by :func:`compare` is never below :data:`MIN_MARGIN` (the spread of
-the probes between processes on one machine, measured by ``tools/calibration_study.py``; README,
-"Machine calibration").
+the probes between processes on one machine, measured by ``tools/calibration_study.py``;
+docs/machines.md#machine-calibration).
 """
 
 from __future__ import annotations
@@ -62,8 +62,8 @@ PROBES: dict[str, tuple[str, bool, str]] = {
 }
 #: Smallest relative margin :func:`compare` allows on a probe, whatever the repeats' own spread, per
 #: device type: the spread of each probe's median between separate processes on one machine (the
-#: same lease, minutes apart), rounded up. Measured by ``tools/calibration_study.py`` (README,
-#: "Machine calibration"; ``docs/measurements/calibration-*.json``). On this project's shared 2-core
+#: same lease, minutes apart), rounded up. Measured by ``tools/calibration_study.py``
+#: (docs/machines.md#machine-calibration; ``docs/measurements/calibration-*.json``). On this project's shared 2-core
 #: CPU VM, loaded by other work, the medians moved between processes by 41 % (Python ops), 69 %
 #: (launch), 48 % (matmul) and 10 % (memory copy): a CPU calibration can only tell machines apart
 #: that differ by more than that. On an H200 lease (5 processes): Python ops 34 %, launch 16 %,
@@ -290,8 +290,11 @@ class Difference:
     high: float
     margin: float
     runs: int
-    #: the probe's own spread in this run was above :data:`MAX_SPREAD`: too noisy to compare
+    #: the probe's own spread was above :data:`MAX_SPREAD` (in this run, or in every baseline run
+    #: that carries it): too noisy to compare
     noisy: bool = False
+    #: where it was too noisy: "on this machine" or "in the baseline's runs"
+    noisy_where: str = "on this machine"
 
     @property
     def change(self) -> float:
@@ -302,7 +305,7 @@ class Difference:
     def describe(self) -> str:
         unit, _, label = PROBES.get(self.probe, ("", True, self.probe))
         if self.noisy:
-            return f"{label} too noisy on this machine to compare (its repeats spread ±{self.margin:.0%}, more than {MAX_SPREAD:.0%})"
+            return f"{label} too noisy {self.noisy_where} to compare (its repeats spread ±{self.margin:.0%}, more than {MAX_SPREAD:.0%})"
         span = f"{_num(self.low)} {unit}" if self.low == self.high else f"{_num(self.low)}-{_num(self.high)} {unit}"
         runs = f"the baseline's {self.runs} runs" if self.runs > 1 else "the baseline's run"
         return f"{label} {_num(self.current)} {unit} against {span} in {runs} ({self.change:+.0%}; probe spread allowed {self.margin:.0%})"
@@ -335,7 +338,11 @@ def compare(current: Mapping[str, Any] | None, references: Sequence[Mapping[str,
     ``high * (1 + margin)``, ``low``/``high`` being the smallest and largest median among the
     reference runs and ``margin`` the largest of this run's and the references' spreads, never
     below :func:`min_margin` for the device of ``current``. A probe whose own spread in this run
-    exceeds :data:`MAX_SPREAD` differs too (too noisy to vouch for the machine). Faster counts as different as well as slower: on a faster machine a
+    exceeds :data:`MAX_SPREAD` differs too (too noisy to vouch for the machine); a reference run
+    whose spread on the probe exceeds it is left out of the range, and a probe left with no
+    reference run differs (a baseline saved on a loaded machine cannot vouch either: seen with a
+    launch probe spread of thousands of percent, whose margin let a 20 times faster baseline pass
+    as the same machine). Faster counts as different as well as slower: on a faster machine a
     real slowdown of the code can hide. Returns ``(differences, not_compared)``; ``not_compared``
     lists probes this run measured that no reference carries (empty ``references`` or references
     without calibration: every probe).
@@ -346,14 +353,19 @@ def compare(current: Mapping[str, Any] | None, references: Sequence[Mapping[str,
     differences: list[Difference] = []
     not_compared: list[str] = []
     for probe, (value, spread) in mine.items():
-        values = [r[probe] for r in refs if probe in r]
-        if not values:
+        carried = [r[probe] for r in refs if probe in r]
+        if not carried:
             not_compared.append(probe)
             continue
-        low, high = min(v for v, _ in values), max(v for v, _ in values)
+        values = [(v, s) for v, s in carried if s <= MAX_SPREAD]
+        low, high = min(v for v, _ in carried), max(v for v, _ in carried)
         if spread > MAX_SPREAD:
-            differences.append(Difference(probe, value, low, high, spread, len(values), noisy=True))
+            differences.append(Difference(probe, value, low, high, spread, len(carried), noisy=True))
             continue
+        if not values:
+            differences.append(Difference(probe, value, low, high, min(s for _, s in carried), len(carried), noisy=True, noisy_where="in the baseline's runs"))
+            continue
+        low, high = min(v for v, _ in values), max(v for v, _ in values)
         margin = max([spread, min_margin(probe, device)] + [s for _, s in values])
         if value < low * (1 - margin) or value > high * (1 + margin):
             differences.append(Difference(probe, value, low, high, margin, len(values)))

@@ -28,7 +28,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
-#: Benchmark stages in pipeline order (DESIGN.md, "The five stages"); the model adapters' stages.
+#: Benchmark stages in pipeline order (docs/design.md#stages); the model adapters' stages.
 STAGES: tuple[str, ...] = ("load", "preprocess", "vision", "prefill", "decode")
 #: Metrics derived from a stage timer's rounds (:func:`pytest_egbench.timing._derive`).
 DERIVED_METRICS: tuple[str, ...] = ("total", "ttft", "tpot", "prefill_tokens_per_s", "decode_tokens_per_s")

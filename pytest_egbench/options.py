@@ -33,8 +33,8 @@ BUILTIN_MODELS: tuple[str, ...] = tuple(_BUILTIN)
 #: Benchmark stages in pipeline order (their one home is :data:`pytest_egbench.names.STAGES`).
 STAGES: tuple[str, ...] = names.STAGES
 PRESETS: tuple[str, ...] = ("tiny", "7b")
-#: Default relative latency tolerance per device type, from measurements (README, "Baselines and
-#: verdicts"; docs/aa-study-h100-nf4-warm.md). GPU: 10 %, with 5 % for prefill. In the A/A study
+#: Default relative latency tolerance per device type, from measurements (docs/studies.md,
+#: docs/baselines.md; docs/aa-study-h100-nf4-warm.md). GPU: 10 %, with 5 % for prefill. In the A/A study
 #: on an H100 (7B NF4, each run judged against a run of another process, 8 rounds after 2 warm-up
 #: rounds, the machine warmed up), unchanged prefill was flagged in 0/48 comparisons at 5 % but
 #: 3/48 at 3 %, and unchanged decode in 0/48 at 10 % but 1/48 at 5 %. CPU: 100 %: on a shared
@@ -53,7 +53,7 @@ CONTROL_TOLERANCE = 0.05
 #: Steady rounds (and as many control rounds) an injected run takes at least: the paired test's
 #: smallest p is 2**-n, and on this project's CPU VM, whose speed jumps between two levels during
 #: a run, an injected +20 % decode was caught in 30/30 runs with 12 pairs, 23/30 with 8 and 12/30
-#: with 6 unpaired (``tools/control_study.py``, README "Injected slowdown").
+#: with 6 unpaired (``tools/control_study.py``, docs/studies.md#control-rounds-why-paired-and-why-12-pairs).
 CONTROL_MIN_ROUNDS = 12
 #: Exit status of a run that passed but left a latency or throughput metric without a verdict
 #: while ``--egbench-require-baseline`` was given (pytest's own statuses are 0-5).
@@ -251,9 +251,9 @@ OPTIONS: tuple[OptionSpec, ...] = (
     OptionSpec("baseline_dir", "--egbench-baseline-dir", "folder of baseline files (default: baselines/ under the rootdir, which may be missing; a folder given here must exist unless --egbench-save creates it)", parse_dir, metavar="DIR"),
     OptionSpec("save", "--egbench-save", "save this run's results as the baseline of this machine's fingerprint (needs --egbench)", ini=False),
     OptionSpec("tolerance", "--egbench-tolerance", "relative latency tolerance before a slowdown fails (default: 10% on CUDA with 5% for prefill, 100% on the CPU, 5% against the control rounds of --egbench-inject; see the README)", parse_percent, metavar="PCT"),
-    OptionSpec("metric_tolerances", "--egbench-metric-tolerance", "per-metric latency tolerance METRIC=PCT, e.g. decode=8% (repeatable); METRIC: a stage, derived or declared metric of the collected benchmarks (README, Options)", parse_metric_tolerance, (), repeat=True, metavar="METRIC=PCT"),
+    OptionSpec("metric_tolerances", "--egbench-metric-tolerance", "per-metric latency tolerance METRIC=PCT, e.g. decode=8% (repeatable); METRIC: a stage, derived or declared metric of the collected benchmarks (docs/options.md#names)", parse_metric_tolerance, (), repeat=True, metavar="METRIC=PCT"),
     OptionSpec("tolerance_abs", "--egbench-tolerance-abs", "absolute tolerance for rates such as acceptance (default 0.02)", parse_abs_tolerance, 0.02, metavar="X"),
-    OptionSpec("inject", "--egbench-inject", "add a calibrated delay of PCT to every steady-state round of STAGE, e.g. decode=20% (repeatable), each after an unchanged control round, to check that the gate catches a slowdown (without a baseline it is judged against the control rounds); STAGE: a stage the collected benchmarks time (README, Options); such a run cannot be saved; needs --egbench", parse_injection, (), ini=False, repeat=True, metavar="STAGE=PCT"),
+    OptionSpec("inject", "--egbench-inject", "add a calibrated delay of PCT to every steady-state round of STAGE, e.g. decode=20% (repeatable), each after an unchanged control round, to check that the gate catches a slowdown (without a baseline it is judged against the control rounds); STAGE: a stage the collected benchmarks time (docs/options.md#names); such a run cannot be saved; needs --egbench", parse_injection, (), ini=False, repeat=True, metavar="STAGE=PCT"),
     OptionSpec("require_baseline", "--egbench-require-baseline", f"fail the session (exit status {EXIT_NOT_COMPARED}) when any latency or throughput metric was not compared: no baseline entry, or inconclusive because the machine differs from the baseline's and no --egbench-ref was given"),
     OptionSpec("ref", "--egbench-ref", "judge every latency by a same-machine A/B against REV: a git revision (run from a temporary git worktree; your checkout is not touched) or a folder holding another checkout; the reference's code and this code run in interleaved processes on this machine", parse_ref, metavar="REV"),
     OptionSpec("ref_pairs", "--egbench-ref-pairs", "with --egbench-ref: pairs of interleaved processes (reference, current), order alternating (default 4, from tools/ab_study.py; see the README)", parse_positive_int, 4, metavar="N"),

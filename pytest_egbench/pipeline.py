@@ -6,7 +6,7 @@ What a model reads is its adapter's declared :attr:`~pytest_egbench.models.base.
 Stage 1 (**load**, :func:`load_sample`): read what the input kind needs from disk into host memory --
 the event file (``event_stream``), the pre-rendered event PNGs (``event_images``) or the sampled MP4
 frames (``video``, ``images``). Stage 2 begins with :func:`visual_input`: an event stream is rendered
-into event frames (DESIGN.md puts rendering in preprocess); other arrays are passed on as they are
+into event frames (docs/design.md#stages puts rendering in preprocess); other arrays are passed on as they are
 (``images`` as separate images, the origin's "8 frames" run of LLaVA-1.5). The adapter's
 ``preprocess`` then does the image processor, tokenisation and host-to-device copy.
 """

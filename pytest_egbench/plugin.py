@@ -110,9 +110,11 @@ def pytest_configure(config: pytest.Config) -> None:
         except BaselineError as exc:
             raise pytest.UsageError(f"--egbench-baseline-dir: {exc}") from None
         if not _xdist_controller(config) and not settings.ref:
+            from . import lockstep
             from .calibration import calibrate
 
-            session.calibration = calibrate(device)
+            with lockstep.turn("machine calibration"):
+                session.calibration = calibrate(device)
         if settings.ignore_machine and session.own_baseline() is not None and session.machine_check().reason:
             session.notes.append(f"--egbench-ignore-machine: latency judged against the baseline although {session.machine_check().reason.split('. Compare')[0]}")
         if settings.fallback_ref and not settings.ref and session.own_baseline() is not None and session.machine_check().reason:

@@ -45,8 +45,11 @@ def benchmark_json(session: EgbenchSession, machine_info: dict[str, Any], commit
     """The run as a pytest-benchmark JSON document (a dict ready for ``json.dump``)."""
     from pytest_benchmark import __version__ as pb_version
 
+    from . import lockstep
+
     run = session.run_info()
     device = (session.device_block or {}).get("device")
+    peer = lockstep.client()
     benchmarks, other = [], []
     for m in session.measurements:
         entry = {
@@ -66,7 +69,7 @@ def benchmark_json(session: EgbenchSession, machine_info: dict[str, Any], commit
         "benchmarks": benchmarks,
         "datetime": datetime.now(timezone.utc).isoformat(),
         "version": pb_version,
-        "egbench": {"schema_version": RESULTS_SCHEMA_VERSION, "run_id": session.run_id, "settings": run, "calibration": session.calibration, "metrics": other},
+        "egbench": {"schema_version": RESULTS_SCHEMA_VERSION, "run_id": session.run_id, "settings": run, "calibration": session.calibration, "metrics": other, **({"lockstep": peer.summary()} if peer else {})},
     }
 
 

@@ -8,10 +8,10 @@ One clock class per timing method:
 * :class:`CudaEventClock` -- CUDA events recorded on the current stream; nothing synchronises
   until :meth:`StageTimer.results` reads the figures, once.
 
-:class:`StageTimer` runs rounds of named stages (DESIGN.md: load, preprocess, vision, prefill,
-decode, and free names). The first round is the cold round, the next ``warmup`` rounds are warm-up;
-both are kept apart from the steady-state rounds that the statistics use. A stage may carry a token
-count, from which TTFT, TPOT and tokens/s are derived rather than timed again.
+:class:`StageTimer` runs rounds of named stages (docs/design.md#stages: load, preprocess, vision,
+prefill, decode, and free names). The first round is the cold round, the next ``warmup`` rounds
+are warm-up; both are kept apart from the steady-state rounds that the statistics use. A stage
+may carry a token count, from which TTFT, TPOT and tokens/s are derived rather than timed again.
 
 A stage hook (:class:`StageHook`) runs inside every stage. A hook that asks for control rounds
 (``control_rounds = True``, as :class:`pytest_egbench.inject.SlowdownInjector` of
@@ -25,6 +25,7 @@ torch is imported only by :class:`CudaEventClock` and :class:`SyncedPerfCounterC
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
@@ -36,7 +37,7 @@ from .names import STAGE_NAME
 #: Round kinds. Only steady rounds enter the statistics; control rounds (with a hook that asks for
 #: them only) are the unchanged reference interleaved with them.
 COLD, WARMUP, STEADY, CONTROL = "cold", "warmup", "steady", "control"
-#: Stages timed on the host clock by default (DESIGN.md: "CPU stages ... perf_counter_ns").
+#: Stages timed on the host clock by default (docs/design.md#timing).
 HOST_STAGES = frozenset({"load", "preprocess"})
 
 
@@ -244,9 +245,9 @@ class TimingResults:
         """Per steady round: ``total`` (ns), ``ttft`` (ns), ``tpot`` (ns/token),
         ``prefill_tokens_per_s`` and ``decode_tokens_per_s``.
 
-        TTFT is the sum of every stage up to and including ``prefill`` (DESIGN.md: TTFT ends with
-        prefill). TPOT = decode time / tokens produced in decode, i.e. decode / (n - 1) for n
-        generated tokens (DESIGN.md). A metric is left out when its stages or tokens are missing.
+        TTFT is the sum of every stage up to and including ``prefill``, with which TTFT ends; TPOT =
+        decode time / tokens produced in decode, i.e. decode / (n - 1) for n generated tokens
+        (docs/design.md#ttft-and-tpot). A metric is left out when its stages or tokens are missing.
         """
         return _derive(self.stages, self.steady, self.tokens)
 
@@ -376,7 +377,24 @@ class StageTimer:
             raise RuntimeError("results were already read; start a new StageTimer for more rounds")
         rnd = Round(self, self._next_index, self._kind(self._next_index))
         self._next_index += 1
+        self._take_turn(rnd.index)
         return rnd
+
+    def _take_turn(self, index: int | None) -> None:
+        """In one process of an A/B pair run in lockstep (:mod:`pytest_egbench.lockstep`): end
+        the previous round's turn (its device work synchronised first) and, for a new round
+        ``index``, wait for this process's turn. No-op otherwise."""
+        from . import lockstep
+
+        peer = lockstep.client()
+        if peer is None:
+            return
+        if self._next_index > 1 or index is None:
+            self.device_clock.synchronize()
+            self.host_clock.synchronize()
+            peer.end()
+        if index is not None:
+            peer.begin(f"{os.environ.get('PYTEST_CURRENT_TEST', '').split(' ')[0]}#{index}")
 
     def rounds(self, rounds: int | None = None, warmup: int | None = None) -> Iterator[Round]:
         """Yield the cold round, the warm-up rounds and ``rounds`` steady rounds (with control
@@ -401,6 +419,8 @@ class StageTimer:
         """
         if self._results is not None:
             return self._results
+        if self._next_index:
+            self._take_turn(None)
         for clock in {id(s.clock): s.clock for s in self._spans}.values():
             clock.synchronize()
         order: list[str] = []

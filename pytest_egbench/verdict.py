@@ -188,7 +188,7 @@ def judge(
 
 #: Default relative tolerance of a same-machine A/B comparison (``--egbench-ref``): both sides run
 #: on this machine, interleaved, so the drift between machines and between hours cancels; what
-#: remains is the spread between processes (README, "Same-machine A/B"; tools/ab_study.py).
+#: remains is the spread between processes (docs/machines.md#same-machine-ab; tools/ab_study.py).
 AB_TOLERANCE = 0.03
 
 

@@ -57,8 +57,8 @@ def test_child_arguments_drop_the_parent_only_options():
     assert ab.child_args(args) == ["--egbench", "-k", "lm", "--egbench-rounds", "8"]
 
 
-def test_schedule_alternates_which_side_runs_first():
-    assert ab.schedule(3) == [(0, "ref"), (0, "current"), (1, "current"), (1, "ref"), (2, "ref"), (2, "current")]
+def test_the_first_turn_alternates_from_pair_to_pair():
+    assert [ab.turn_order(i) for i in range(3)] == [["ref", "current"], ["current", "ref"], ["ref", "current"]]
 
 
 @pytest.mark.skipif(shutil.which("git") is None, reason="needs git")
@@ -112,7 +112,7 @@ def _project(root, decode_s: float) -> None:
 
 
 def test_ab_against_a_slower_and_an_equal_reference_folder(pytester, tmp_path_factory):
-    """The reference folder's code and this code run in interleaved processes; a 3 ms decode
+    """The reference folder's code and this code run in pairs of processes in lockstep; a 3 ms decode
     against the reference's 2 ms fails naming the reference; the same code passes."""
     _project(pytester.path, 0.003)
     slower_ref = tmp_path_factory.mktemp("ref-fast")
@@ -121,7 +121,9 @@ def test_ab_against_a_slower_and_an_equal_reference_folder(pytester, tmp_path_fa
     result = pytester.runpytest_subprocess(*common, f"--egbench-ref={slower_ref}")
     result.assert_outcomes(failed=1)
     out = result.stdout.str()
-    assert "egbench A/B: process 4/4" in out  # 2 pairs: reference, current, current, reference
+    # 2 pairs, each pair's two processes in lockstep through the machine calibration and all 10
+    # rounds (cold, warm-up, 8 steady)
+    result.stdout.fnmatch_lines(["*egbench A/B: pair 1/2: *; 11 turns paired", "*egbench A/B: pair 2/2: *; 11 turns paired"])
     result.stdout.fnmatch_lines([f"*regressed against folder {slower_ref}*on this machine*", "*decode: folder*change +*per process pair +*slower*"])
 
     assert "each pinned to CPUs" in out or "not pinned to CPUs" in out
@@ -142,6 +144,22 @@ def test_ab_against_a_slower_and_an_equal_reference_folder(pytester, tmp_path_fa
     assert len(listed) == 1  # the temporary worktree is gone
     status = subprocess.run([*git, "status", "--porcelain", "--untracked-files=no"], capture_output=True, text=True).stdout
     assert status == ""  # the user's checkout is untouched
+
+
+def test_a_benchmark_skipped_by_its_mark_is_reported_skipped_in_an_ab(pytester, tmp_path_factory):
+    """A skip mark copied onto the A/B item is reported at the benchmark's own location (seen on
+    an H200: a parametrised sample marked skip crashed the A/B run with an INTERNALERROR)."""
+    _project(pytester.path, 0.002)
+    (pytester.path / "test_skipped.py").write_text(
+        "import pytest\n\n@pytest.mark.egbench(group='toy')\n@pytest.mark.skip(reason='no such sample here')\ndef test_gone(stage_timer):\n    pass\n"
+    )
+    ref = tmp_path_factory.mktemp("same")
+    _project(ref, 0.002)
+    (ref / "test_skipped.py").write_text((pytester.path / "test_skipped.py").read_text())
+    result = pytester.runpytest_subprocess("--egbench", "--egbench-device", "cpu", "--egbench-rounds", "3", "--egbench-warmup", "0", "--egbench-ref-pairs", "1", "--egbench-tolerance", "50%", "-p", "no:cacheprovider", "-rs", f"--egbench-ref={ref}")
+    assert "INTERNALERROR" not in result.stdout.str() + result.stderr.str()
+    result.assert_outcomes(passed=1, skipped=1)
+    result.stdout.fnmatch_lines(["SKIPPED * test_skipped.py:*: no such sample here"])
 
 
 def test_fallback_ref_turns_a_machine_that_differs_into_an_ab_against_the_baselines_commit(pytester):

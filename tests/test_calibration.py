@@ -79,3 +79,16 @@ def test_a_probe_too_noisy_in_this_run_cannot_vouch_for_the_machine():
     (d,) = diffs
     assert d.noisy and "kernel launch too noisy on this machine to compare" in d.describe()
     assert compare(_cal(launch=(4.5, MAX_SPREAD * 0.5)), [_cal(launch=(4.4, 0.01))]) == ([], [])
+
+
+def test_a_baseline_run_too_noisy_on_a_probe_cannot_vouch_for_the_machine():
+    """A baseline saved beside CPU burners (launch spread 25 = 2500 %): its margin must not let a
+    machine 20 times slower pass as the same; a quiet run beside it still vouches."""
+    from pytest_egbench.calibration import MAX_SPREAD
+
+    noisy_ref = _cal(launch=(0.22, MAX_SPREAD * 25))
+    (d,), _ = compare(_cal(launch=(4.4, 0.01)), [noisy_ref])
+    assert d.noisy and "kernel launch too noisy in the baseline's runs to compare" in d.describe()
+    (d,), _ = compare(_cal(launch=(4.4, 0.01)), [noisy_ref, _cal(launch=(0.22, 0.02))])
+    assert not d.noisy and d.change > 15  # 4.4 against 0.22 us: +1900 %
+    assert compare(_cal(launch=(4.4, 0.01)), [noisy_ref, _cal(launch=(4.3, 0.02))]) == ([], [])

@@ -148,7 +148,7 @@ def test_registry_checks_what_an_adapter_declares():
 
 
 def test_built_in_adapters_declare_the_origin_runs_inputs():
-    """DESIGN.md: EventGPT reads raw events rendered into 5 frames, Video-LLaVA 8 video frames,
+    """docs/design.md: EventGPT reads raw events rendered into 5 frames, Video-LLaVA 8 video frames,
     LLaVA-1.5 one image (frames of the video)."""
     pytest.importorskip("torch")
     from pytest_egbench.pipeline import model_needs

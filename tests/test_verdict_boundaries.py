@@ -1,6 +1,6 @@
 """The tolerance boundary of :func:`pytest_egbench.verdict.judge`, on hand-built samples.
 
-The rule (README, "Baselines and verdicts"): a change *exactly at* the tolerance passes, one just
+The rule (docs/baselines.md, "Verdicts"): a change *exactly at* the tolerance passes, one just
 beyond it fails (given significance, for latency and throughput). Every value below is a dyadic
 fraction (a multiple of 1/64), so medians, differences and the ratios against a median of 1.0 (or
 4.0 for memory) are exact in binary floating point on any machine: "exactly at 25 %" is exactly

@@ -291,7 +291,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--settings", default="1x6,2x6,4x6,1x8,2x8,4x8,2x10", help="WARMUPxROUNDS to replay")
     parser.add_argument("--default-setting", default="2x6", help="WARMUPxROUNDS of the suite's defaults")
     parser.add_argument("--default-tolerances", default="prefill=3,decode=10", help="percent, as the suite's defaults")
-    parser.add_argument("--device-warmup", type=float, default=0.0, help="seconds of bf16 matmul and kernel-launch work at the start of each process (a trial: it did not remove the slow first runs, README)")
+    parser.add_argument("--device-warmup", type=float, default=0.0, help="seconds of bf16 matmul and kernel-launch work at the start of each process (a trial: it did not remove the slow first runs, docs/studies.md)")
     parser.add_argument("--out", type=Path, required=True)
     parser.add_argument("--analyse", type=Path, help="replay a saved raw file instead of measuring")
     parser.add_argument("--skip-first-runs", type=int, default=0, help="leave out each process's first N runs from the analysis (machine warm-up)")

@@ -11,9 +11,10 @@ Arms, each a copy of this checkout in a temporary folder:
   ``torch.cuda._sleep`` spin kernel on the GPU (its cycles per second measured in the process), a
   busy wait on the CPU. Not the plugin's injector: the code that the benchmark runs.
 
-``--rounds R`` rounds of processes run one after the other; in each round every arm runs once, the
-order rotating from round to round, so that each arm's process sits next to a reference process and
-a drift of the machine falls on every arm alike. Then every ``k`` in ``--k`` splits the rounds into
+``--rounds R`` rounds of processes run one after the other; in each round every arm runs one
+process, all of them at once in lockstep (:mod:`pytest_egbench.lockstep`: they take turns round
+by round, the first turn rotating), as ``--egbench-ref`` runs a pair, so that a drift of the
+machine falls on every arm alike. Then every ``k`` in ``--k`` splits the rounds into
 disjoint groups of ``k`` and judges each group as ``--egbench-ref`` with ``--egbench-ref-pairs k``
 would (:func:`pytest_egbench.verdict.judge_ab`, tolerance ``--tolerance``, alpha ``--alpha``): how
 many groups flag the slowed arms (caught) and the unchanged one (false alarms). Every process's
@@ -37,7 +38,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from pytest_egbench import ab  # noqa: E402
+from pytest_egbench import ab, lockstep  # noqa: E402
 from pytest_egbench.verdict import IMPROVEMENT, REGRESSION, judge_ab  # noqa: E402
 
 SLOWDOWN = '''
@@ -116,7 +117,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--alpha", type=float, default=0.01)
     parser.add_argument("--metrics", default="prefill,decode")
     parser.add_argument("--cpus", default="auto", help="pin every process to these CPUs (as --egbench-ref-cpus): auto, none or a list")
-    parser.add_argument("--replay", type=Path, help="judge the processes of an earlier raw.json instead of running any")
+    parser.add_argument("--no-same", action="store_true", help="no A/A arm (saves a process per round)")
+    parser.add_argument("--replay", type=Path, action="append", help="judge the processes of earlier raw.json files (repeatable: their rounds are concatenated) instead of running any")
     parser.add_argument("pytest_args", nargs=argparse.REMAINDER)
     args = parser.parse_args(argv)
     from pytest_egbench.verdict import AB_TOLERANCE
@@ -126,8 +128,12 @@ def main(argv: list[str] | None = None) -> int:
     args.out.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
     if args.replay:
-        raw = json.loads(args.replay.read_text())
-        docs, seconds = raw["docs"], raw["seconds"]
+        docs, seconds = {}, {}
+        for path in args.replay:
+            raw = json.loads(path.read_text())
+            for n in raw["docs"]:
+                docs.setdefault(n, []).extend(raw["docs"][n][: raw["rounds_done"]])
+                seconds.setdefault(n, []).extend(raw["seconds"][n][: raw["rounds_done"]])
         rounds = min(len(v) for v in docs.values())
     else:
         docs, seconds, rounds = run_arms(args, pytest_args)
@@ -171,7 +177,7 @@ def run_arms(args: argparse.Namespace, pytest_args: list[str]) -> tuple[dict[str
     empty = work / "no-baselines"
     empty.mkdir()
     cpus = ab.pinned_cpus(args.cpus)
-    arms = {"ref": copy_tree(work / "ref"), "same": copy_tree(work / "same")}
+    arms = {"ref": copy_tree(work / "ref")} if args.no_same else {"ref": copy_tree(work / "ref"), "same": copy_tree(work / "same")}
     status, secs = ab.run_process(arms["ref"], Path("."), Path("."), pytest_args, empty, work / "probe.json", work / "probe.log", cpus)
     probe = ab.read_results("probe", status, work / "probe.json", work / "probe.log")
     base = {m: statistics.median(metric_runs([probe], m)[0]) for m in ("prefill", "decode")}
@@ -182,18 +188,23 @@ def run_arms(args: argparse.Namespace, pytest_args: list[str]) -> tuple[dict[str
         gen = arms[name] / "pytest_egbench" / "models" / "generation.py"
         gen.write_text(gen.read_text() + SLOWDOWN.format(prefill=frac * base["prefill"], decode=frac * base["decode"]))
     names = list(arms)
+    lock: list[dict] = []
     docs: dict[str, list[dict]] = {n: [] for n in names}
     seconds: dict[str, list[float]] = {n: [] for n in names}
+    base_args = ab.child_args(pytest_args)
     for r in range(args.rounds):
         order = names[r % len(names) :] + names[: r % len(names)]
-        for n in order:
-            out, log = work / f"{n}-{r}.json", work / f"{n}-{r}.log"
-            status, secs = ab.run_process(arms[n], Path("."), Path("."), pytest_args, empty, out, log, cpus)
-            docs[n].append(ab.read_results(n, status, out, log))
+        commands = [(n, *ab.process_command(arms[n], Path("."), Path("."), base_args, empty, work / f"{n}-{r}.json"), work / f"{n}-{r}.log") for n in names]
+        t0 = time.perf_counter()
+        done, paired = lockstep.run_pair(commands, order, cpus)
+        for n in names:
+            status, secs = done[n]
+            docs[n].append(ab.read_results(n, status, work / f"{n}-{r}.json", work / f"{n}-{r}.log"))
             seconds[n].append(secs)
-            print(f"round {r + 1}/{args.rounds} {n}: {secs:.1f} s", file=sys.stderr)
+        lock.append(paired)
+        print(f"round {r + 1}/{args.rounds}: {len(names)} processes in lockstep, {time.perf_counter() - t0:.1f} s; {paired}", file=sys.stderr)
         # after every round, so that a run cut short keeps what it measured
-        (args.out / "raw.json").write_text(json.dumps({"args": {k: str(v) for k, v in vars(args).items()}, "base_seconds": base, "rounds_done": r + 1, "seconds": seconds, "docs": docs}) + "\n")
+        (args.out / "raw.json").write_text(json.dumps({"args": {k: str(v) for k, v in vars(args).items()}, "base_seconds": base, "rounds_done": r + 1, "seconds": seconds, "lockstep": lock, "docs": docs}) + "\n")
     shutil.rmtree(work, ignore_errors=True)
     return docs, seconds, args.rounds
 

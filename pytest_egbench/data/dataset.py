@@ -30,7 +30,7 @@ from .errors import DatasetError
 
 #: Index file name, as in the EventGPT release.
 INDEX_NAME = "EventGPT_Instruction_Subset.json"
-#: The question of the origin runs (DESIGN.md, "Dataset index").
+#: The question of the origin runs (docs/design.md#dataset-index).
 DEFAULT_QUESTION = "What are the key elements in this scene?"
 #: Clip durations of the origin sets, in milliseconds (DSEC test clips, 2220 ... 23 samples).
 DURATION_BUCKETS_MS: tuple[int, ...] = (500, 1000, 2000, 4000, 5000, 8000, 10000, 16000, 20000)

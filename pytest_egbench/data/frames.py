@@ -5,7 +5,7 @@ EventGPT (Liu et al. 2025, ``get_event_images_list`` / ``generate_event_image`` 
 events each, the last chunk also taking the remainder. Each chunk is drawn on a white canvas,
 polarity 1 in red (255, 0, 0), polarity 0 in blue (0, 0, 255), looping over the events in order,
 so a later event overwrites an earlier one at the same pixel. The release sizes each canvas by the
-chunk's largest x and y; here the canvas is the sensor size (DESIGN.md), which is the same for any
+chunk's largest x and y; here the canvas is the sensor size (docs/design.md#event-frames), which is the same for any
 chunk that reaches the sensor's last row and column.
 
 Rendering is vectorised and does not rely on the order in which numpy applies a fancy assignment

@@ -2,8 +2,8 @@
 
 This is what the origin reports called "acceptance". It is *not* speculative acceptance (no
 model verifies anything: two models each generate on their own and the outputs are lined up), so
-it is reported under its own name, "output agreement" (DESIGN.md, "Metrics that are easy to get
-wrong"). Only generated tokens are compared: a BOS token both prompts start with would be a free
+it is reported under its own name, "output agreement" (docs/design.md#output-agreement). Only
+generated tokens are compared: a BOS token both prompts start with would be a free
 match, so a leading ``bos_id`` is dropped from each output before comparing. Standard library only.
 """
 

@@ -1,6 +1,6 @@
 """Parallel prefill: the draft (short prompt) prefills and decodes while the target (long prompt) is
 still in prefill, and a speculative decoder that verifies those hidden draft tokens with the
-target's first forward after its prefill (DESIGN.md, "Metrics that are easy to get wrong").
+target's first forward after its prefill (docs/design.md#parallel-prefill).
 
 Where the two models run is a parameter, a :class:`Lanes`:
 

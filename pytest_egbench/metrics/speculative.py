@@ -12,7 +12,7 @@ One *verification step* (Leviathan et al. 2023, Algorithm 1, greedy case; Chen e
    token when all ``gamma`` were accepted;
 4. both caches are rolled back to the accepted text (:func:`truncate_cache`).
 
-Figures (DESIGN.md, "Metrics that are easy to get wrong"): acceptance rate
+Figures (docs/design.md#speculative-acceptance): acceptance rate
 ``alpha = accepted / proposed``; mean accepted length ``tau`` = mean over steps of
 ``accepted + 1``, the tokens produced per target forward (Spec-Bench, Xia et al. 2024, "Unlocking
 Efficiency in Large Language Model Inference: A Comprehensive Survey of Speculative Decoding");

@@ -1,4 +1,4 @@
-"""The adapter interface every model implements: one call per stage (DESIGN.md, "The five stages").
+"""The adapter interface every model implements: one call per stage (docs/design.md#stages).
 
 ``load(spec)`` builds the model once; then per sample
 

@@ -1,5 +1,5 @@
 """EventGPT on transformers building blocks: a CLIP vision tower, an MLP projector, a feature
-adaptor, spatio-temporal pooling and a LLaMA causal LM (DESIGN.md, "Models").
+adaptor, spatio-temporal pooling and a LLaMA causal LM (docs/design.md#eventgpt-7b).
 
 Per sample of T event frames ``[T, 3, 336, 336]``:
 

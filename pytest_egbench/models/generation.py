@@ -1,4 +1,4 @@
-"""Prefill and decode as separate calls (DESIGN.md stages 4 and 5), in the style of gpt-fast.
+"""Prefill and decode as separate calls (docs/design.md#stages, stages 4 and 5), in the style of gpt-fast.
 
 Neither function synchronises with the device: tokens stay on the device and nothing calls
 ``.item()``, so a CUDA-event timer around them measures device time without host stalls.

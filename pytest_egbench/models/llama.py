@@ -16,7 +16,7 @@ def dummy_llama(preset: str, quant: str, device: torch.device | str, seed: int =
 
     ``quant``: any :class:`~pytest_egbench.models.quant.QuantSpec` name; nf4/int8 quantise the
     decoder's Linear layers on the device as they are made (:mod:`.weights`). Latency does not
-    depend on weight values, which is why dummy weights are used (DESIGN.md).
+    depend on weight values, which is why dummy weights are used (docs/design.md#dummy-weights).
     """
     from transformers import LlamaForCausalLM
 

@@ -1,5 +1,5 @@
 """LLaVA-1.5 (``LlavaForConditionalGeneration``) and Video-LLaVA
-(``VideoLlavaForConditionalGeneration``) behind the five-stage interface (DESIGN.md, "Models").
+(``VideoLlavaForConditionalGeneration``) behind the five-stage interface (docs/design.md#models).
 
 * LLaVA-1.5: CLIP ViT-L/14 at 336 px, features of layer -2 without CLS: 576 tokens an image;
   prompt ``USER: <image>\\n ... <image>\\n{question} ASSISTANT:`` (one ``<image>\\n`` per image).

@@ -2,7 +2,7 @@
 memory per stage.
 
 KV cache per token = 2 (K and V) x layers x kv_heads x head_dim x bytes per element
-(DESIGN.md, "Models"): 0.5 MiB for the 7B LLaMA in 16 bit (2 x 32 x 32 x 128 x 2 = 524288 B).
+(docs/design.md#kv-cache): 0.5 MiB for the 7B LLaMA in 16 bit (2 x 32 x 32 x 128 x 2 = 524288 B).
 """
 
 from __future__ import annotations

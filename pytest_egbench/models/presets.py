@@ -1,4 +1,4 @@
-"""Model sizes. ``7b``: the shapes of the public 7B checkpoints (DESIGN.md, "Models");
+"""Model sizes. ``7b``: the shapes of the public 7B checkpoints (docs/design.md#models);
 ``tiny``: the same architecture shrunk so that a CPU with two cores runs the suite in minutes.
 
 The tiny LM keeps the real 32k LLaMA vocabulary so that token counts are the real ones.

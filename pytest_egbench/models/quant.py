@@ -1,8 +1,9 @@
 """Weight formats: what ``--egbench-quant`` means for a model, as one :class:`QuantSpec`.
 
-``nf4`` is the origin reports' setting (DESIGN.md, "Models"): bitsandbytes 4-bit NF4 with double
-quantisation and bfloat16 compute. ``int8`` is bitsandbytes LLM.int8() (outlier threshold 6.0,
-transformers' default) with float16 compute. ``bf16``, ``fp16`` and ``fp32`` are unquantised.
+``nf4`` is the origin reports' setting (docs/design.md#tokenizer-and-quantisation): bitsandbytes
+4-bit NF4 with double quantisation and bfloat16 compute. ``int8`` is bitsandbytes LLM.int8()
+(outlier threshold 6.0, transformers' default) with float16 compute. ``bf16``, ``fp16`` and
+``fp32`` are unquantised.
 
 Only the Linear layers of the LLaMA decoder are quantised; the vision tower, projectors,
 EventGPT's feature adaptor, embeddings and ``lm_head`` stay in the compute dtype. That is what the

@@ -19,7 +19,7 @@ BOS_ID, EOS_ID, UNK_ID = 1, 2, 0
 #: LanguageBind/Video-LLaVA-7B-hf: image 32000, video 32001).
 IMAGE_TOKEN, IMAGE_TOKEN_ID = "<image>", 32000
 VIDEO_TOKEN, VIDEO_TOKEN_ID = "<video>", 32001
-#: The question of the origin runs (DESIGN.md, "Dataset index").
+#: The question of the origin runs (docs/design.md#dataset-index).
 DEFAULT_QUESTION = "What are the key elements in this scene?"
 
 

@@ -1,5 +1,5 @@
 """Prefill lengths and visual shapes of the 7B presets, computed on the meta device: the whole
-pipeline runs on shapes only, no 7B weight is allocated (DESIGN.md, "Models")."""
+pipeline runs on shapes only, no 7B weight is allocated (docs/design.md#token-counts)."""
 
 from __future__ import annotations
 

@@ -1,5 +1,5 @@
 """The bundled LLaMA tokenizer against known LLaMA encodings and the prompt token counts of
-DESIGN.md ("Models")."""
+docs/design.md#token-counts."""
 
 from __future__ import annotations
 

@@ -10,7 +10,7 @@ take a minute more::
 Prompts: the question texts of the bundled samples and :data:`EXTRA_QUESTIONS`, each in
 SmolLM2's chat template. Printed per k: alpha, tau and per-position acceptance at each gamma.
 Asserted: the speculative output equals the target's own greedy output. Acceptance is reported,
-not gated (the README gives the measured figures). The early-exit draft itself is checked on tiny
+not gated (docs/speculative.md#real-weights-opt-in gives the measured figures). The early-exit draft itself is checked on tiny
 models in every run.
 """
 

@@ -1,0 +1,274 @@
+"""Round-by-round lockstep of the two processes of an A/B pair (``--egbench-ref``).
+
+Why: on leased GPU machines the host's speed drifts in steps that last seconds to minutes. One
+process decoded at 800 ms a round for six rounds, then 627 and 477 ms; the process after it ran at
+397 ms (H200 lease 3, ``docs/measurements/ab-study-h200-lease3.md``). Whole processes run one after
+the other therefore differ by up to 2.2x with no code change, and a 5 % slowdown drowns. So the
+reference process and the current process of a pair run *at the same time*, both loaded, and take
+turns round by round: while one times a round, the other is blocked in a ``read`` (no CPU, no GPU
+work in flight), and the k-th rounds of the two sides are seconds apart, on the same host state.
+
+Protocol, over two pipes per child, driven by the parent (:class:`Mediator`):
+
+* before each round (cold and warm-up rounds included) a child sends ``B <label>`` (label: the
+  benchmark's node id and the round's index) and blocks until the parent answers ``G`` (go);
+* after the round (its device work synchronised) it sends ``E`` and blocks until ``C`` (continue);
+* the parent waits for ``B`` from both sides with the same label, lets the side whose turn is first
+  time its round, then the other, then releases both. The first side alternates from round to
+  round (A B, B A, A B, ...: a linear drift falls on both sides alike).
+
+If the two sides ever disagree (different labels: a benchmark skipped or failed on one side only),
+or one side exits, the parent answers ``U`` (unpaired) to every later message and both sides run
+on freely; each child's results file says how many rounds were paired and why the pairing stopped
+(``egbench.lockstep``), and the A/B verdicts say so.
+
+A child finds its pipe ends in the environment variable :data:`ENV` (``"READ_FD,WRITE_FD"``, then
+``",CPU"`` when the pair is pinned); without it every call here is a no-op. With a CPU, each side's
+main thread (the one that times the rounds) is pinned to that one CPU from its first round on,
+other threads keeping the pair's CPU set: on a leased H200 host the same eager decode round took
+390 or 790 ms within one process, as its thread moved between the pinned CPUs
+(``docs/measurements/ab-lockstep-h200.md``), and one CPU for both sides' timing threads makes that
+a property of the machine both sides share. POSIX only (``pass_fds``); elsewhere the parent runs the
+pair's processes one after the other.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import select
+import subprocess
+import time
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO, Any
+
+#: Environment variable naming a child's pipe ends: ``"READ_FD,WRITE_FD"``.
+ENV = "EGBENCH_LOCKSTEP"
+
+
+class Client:
+    """The child's end: :meth:`begin` before a round, :meth:`end` after it (device synchronised).
+
+    ``paired_turns`` counts the rounds (and :func:`turn` blocks) timed while the peer waited; ``unpaired`` is ``None`` while
+    the pairing holds, else the reason it stopped.
+    """
+
+    def __init__(self, reader: IO[bytes], writer: IO[bytes], cpu: int | None = None) -> None:
+        self._reader, self._writer = reader, writer
+        self._cpu = cpu
+        self._open = False
+        self.paired_turns = 0
+        self.unpaired: str | None = None
+
+    def _ask(self, message: str, expect: str) -> bool:
+        """Send ``message``; block for the answer. False (and unpaired from now on) unless it is
+        ``expect``."""
+        if self.unpaired is not None:
+            return False
+        try:
+            self._writer.write(message.encode("utf-8", "replace") + b"\n")
+            self._writer.flush()
+            answer = self._reader.readline().decode("utf-8", "replace").strip()
+        except OSError as exc:
+            answer = f"pipe error ({exc})"
+        if answer == expect:
+            return True
+        self.unpaired = answer[2:] if answer.startswith("U ") else (answer or "the A/B parent closed the pipe")
+        return False
+
+    def begin(self, label: str) -> None:
+        """Block until it is this process's turn to time the round ``label``."""
+        if self._open:
+            self.end()
+        if self._cpu is not None:
+            os.sched_setaffinity(0, {self._cpu})  # pid 0: the calling thread only
+            self._cpu = None
+        if self._ask(f"B {label.replace(chr(10), ' ')}", "G"):
+            self._open = True
+
+    def end(self) -> None:
+        """This round is timed and its device work finished: hand the turn over, block until the
+        peer's round is timed too."""
+        if not self._open:
+            return
+        self._open = False
+        self.paired_turns += 1
+        self._ask("E", "C")
+
+    def summary(self) -> dict[str, Any]:
+        """For the results file: ``{"paired_turns": int, "unpaired": reason or None}``."""
+        return {"paired_turns": self.paired_turns, "unpaired": self.unpaired}
+
+
+@contextmanager
+def turn(label: str) -> Iterator[None]:
+    """Time something outside a :class:`~pytest_egbench.timing.StageTimer` round (the machine
+    calibration, a benchmark's own reference measurement) exclusively: in one process of a
+    lockstep pair the ``with`` block runs while the other side waits in its own ``turn(label)``;
+    elsewhere it just runs. The block must leave no device work in flight (synchronise)."""
+    peer = client()
+    if peer is None:
+        yield
+        return
+    peer.begin(label)
+    try:
+        yield
+    finally:
+        peer.end()
+
+
+_CLIENT: Client | None = None
+_LOOKED = False
+
+
+def client() -> Client | None:
+    """This process's :class:`Client` when it runs as one side of a lockstep pair, else ``None``.
+    A malformed :data:`ENV` raises ``ValueError`` naming it."""
+    global _CLIENT, _LOOKED
+    if not _LOOKED:
+        _LOOKED = True
+        spec = os.environ.get(ENV)
+        if spec:
+            try:
+                rfd, wfd, *cpu = (int(x) for x in spec.split(","))
+                if len(cpu) > 1:
+                    raise ValueError
+            except ValueError:
+                raise ValueError(f"{ENV}={spec!r}: expected 'READ_FD,WRITE_FD' or 'READ_FD,WRITE_FD,CPU'") from None
+            _CLIENT = Client(io.open(rfd, "rb", buffering=0), io.open(wfd, "wb", buffering=0), cpu[0] if cpu else None)
+    return _CLIENT
+
+
+@dataclass
+class _Child:
+    name: str
+    proc: subprocess.Popen[bytes]
+    to_child: int
+    from_child: IO[bytes]
+    started: float
+    waiting: str | None = None  # the unanswered message, if any
+    alive: bool = True
+    seconds: float = 0.0
+
+
+class Mediator:
+    """Runs child processes in lockstep (see the module docstring; two for an A/B, more for a
+    study) and returns when all have exited. Round ``k``'s turns go in ``order`` rotated by ``k``
+    (two sides: A B, B A, A B, ...)."""
+
+    def __init__(self, children: list[_Child], order: Sequence[str]) -> None:
+        self.children = {c.name: c for c in children}
+        self.order = list(order)
+        self.unpaired: str | None = None
+        self.slot = 0
+        self.paired_turns = 0
+
+    def _send(self, child: _Child, message: str) -> None:
+        child.waiting = None
+        try:
+            os.write(child.to_child, message.encode() + b"\n")
+        except OSError:
+            pass  # the child is gone; its exit is seen on its pipe
+
+    def _stop(self, why: str) -> None:
+        """Pairing off: answer every waiting child, and every later message, with ``U``."""
+        if self.unpaired is None:
+            self.unpaired = why
+        for c in self.children.values():
+            if c.waiting is not None:
+                self._send(c, f"U {self.unpaired}")
+
+    def _read(self, child: _Child) -> None:
+        line = child.from_child.readline()
+        if not line:
+            child.alive = False
+            child.seconds = time.perf_counter() - child.started
+            return
+        child.waiting = line.decode("utf-8", "replace").strip()
+        if self.unpaired is not None:
+            self._send(child, f"U {self.unpaired}")
+
+    def _step(self) -> None:
+        """Advance the protocol as far as the messages received allow."""
+        shift = self.slot % len(self.order)
+        turns = [self.children[n] for n in self.order[shift:] + self.order[:shift]]
+        gone = [c.name for c in turns if not c.alive]
+        if gone and any(c.waiting is not None for c in turns):
+            self._stop(f"the {' and '.join(gone)} process exited")
+        if self.unpaired is not None or any(c.waiting is None or not c.waiting.startswith("B ") for c in turns):
+            return
+        if len({c.waiting for c in turns}) > 1:
+            self._stop("the sides disagree: " + ", ".join(f"{c.name} at {(c.waiting or '')[2:]!r}" for c in turns))
+            return
+        for turn in turns:
+            self._send(turn, "G")
+            while turn.alive and turn.waiting is None:
+                self._read(turn)
+            if not turn.alive:
+                self._stop(f"the {turn.name} process exited during its turn")
+            if self.unpaired is not None:
+                return
+            if turn.waiting != "E":
+                self._stop(f"the {turn.name} process sent {turn.waiting!r} during its turn")
+                return
+        self.slot += 1
+        self.paired_turns += 1
+        for c in turns:
+            self._send(c, "C")
+
+    def run(self) -> None:
+        while any(c.alive for c in self.children.values()):
+            live = {c.from_child.fileno(): c for c in self.children.values() if c.alive}
+            ready, _, _ = select.select(list(live), [], [])
+            for fd in ready:
+                self._read(live[fd])
+            self._step()
+        for c in self.children.values():
+            c.proc.wait()
+
+
+def run_pair(
+    commands: Sequence[tuple[str, list[str], Path, dict[str, str], Path]],
+    order: Sequence[str],
+    cpus: frozenset[int] | None = None,
+) -> tuple[dict[str, tuple[int, float]], dict[str, Any]]:
+    """Run the ``(name, argv, cwd, env, log)`` commands at once, in lockstep, round ``k``'s turns
+    in ``order`` rotated by ``k``.
+
+    Returns ``({name: (exit status, seconds)}, {"paired_turns": n, "unpaired": reason or None})``.
+    ``cpus``: every child is pinned to these CPUs, and its timing thread to the highest of them
+    (see the module docstring). Not POSIX: they run one after the other, in ``order``, unpaired.
+    """
+    if os.name != "posix":
+        out = {}
+        for name, argv, cwd, env, log in sorted(commands, key=lambda c: list(order).index(c[0])):
+            t0 = time.perf_counter()
+            with open(log, "w", encoding="utf-8") as fh:
+                status = subprocess.run(argv, cwd=cwd, env=env, stdout=fh, stderr=subprocess.STDOUT).returncode
+            out[name] = (status, time.perf_counter() - t0)
+        return out, {"paired_turns": 0, "unpaired": "lockstep needs POSIX pipes; the processes ran one after the other"}
+    children = []
+    try:
+        for name, argv, cwd, env, log in commands:
+            to_r, to_w = os.pipe()
+            from_r, from_w = os.pipe()
+            child_env = dict(env, **{ENV: f"{to_r},{from_w}" + (f",{max(cpus)}" if cpus else "")})
+            preexec = (lambda: os.sched_setaffinity(0, cpus)) if cpus else None
+            with open(log, "w", encoding="utf-8") as fh:
+                proc = subprocess.Popen(argv, cwd=cwd, env=child_env, stdout=fh, stderr=subprocess.STDOUT, pass_fds=(to_r, from_w), preexec_fn=preexec)
+            os.close(to_r)
+            os.close(from_w)
+            children.append(_Child(name, proc, to_w, io.open(from_r, "rb", buffering=0), time.perf_counter()))
+        mediator = Mediator(children, order)
+        mediator.run()
+    finally:
+        for c in children:
+            if c.proc.poll() is None:
+                c.proc.kill()
+                c.proc.wait()
+            os.close(c.to_child)
+            c.from_child.close()
+    return {c.name: (c.proc.returncode, c.seconds) for c in children}, {"paired_turns": mediator.paired_turns, "unpaired": mediator.unpaired}

@@ -1,0 +1,125 @@
+"""The lockstep of an A/B pair (pytest_egbench.lockstep): while one process times a round the
+others wait, turns rotate round by round, and any disagreement or exit ends the pairing without a
+hang. The oracle is the protocol's definition: a shared append-only journal of what each process
+did inside its rounds must read as the strict sequence the definition gives."""
+
+from __future__ import annotations
+
+import os
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from pytest_egbench import lockstep
+
+pytestmark = pytest.mark.skipif(os.name != "posix", reason="lockstep pairs processes through POSIX pipes")
+
+CHILD = textwrap.dedent(
+    """
+    import os, sys, time
+    from pytest_egbench.timing import PerfCounterClock, StageTimer
+    from pytest_egbench import lockstep
+
+    name, journal, rounds, stop_after = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
+    timer = StageTimer(PerfCounterClock(), rounds=rounds, warmup=1)
+    for i, rnd in enumerate(timer.rounds()):
+        if i == stop_after:
+            sys.exit(3)
+        with rnd.stage("prefill"):
+            with open(journal, "a") as fh:
+                fh.write(f"{name} start {rnd.index}\\n")
+            time.sleep(0.02)  # long enough that an unpaired neighbour would write in between
+            with open(journal, "a") as fh:
+                fh.write(f"{name} end {rnd.index}\\n")
+    timer.results()
+    print("SUMMARY", lockstep.client().summary() if lockstep.client() else None)
+    print("AFFINITY", sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None)
+    """
+)
+
+
+def _commands(tmp_path: Path, names: list[str], rounds: int = 3, stop_after: dict[str, int] | None = None, labels: dict[str, str] | None = None):
+    script = tmp_path / "child.py"
+    script.write_text(CHILD)
+    journal = tmp_path / "journal.txt"
+    cmds = []
+    for n in names:
+        env = dict(os.environ, PYTHONPATH=os.pathsep.join(sys.path), PYTEST_CURRENT_TEST=(labels or {}).get(n, "bench.py::test_x (call)"))
+        argv = [sys.executable, str(script), n, str(journal), str(rounds), str((stop_after or {}).get(n, 10**6))]
+        cmds.append((n, argv, tmp_path, env, tmp_path / f"{n}.log"))
+    return cmds, journal
+
+
+def _turns(journal: Path) -> list[tuple[str, int]]:
+    """(name, round) per turn; asserts that every start is followed by its own end (no overlap)."""
+    lines = journal.read_text().split()
+    events = [tuple(lines[i : i + 3]) for i in range(0, len(lines), 3)]
+    turns = []
+    for start, end in zip(events[::2], events[1::2]):
+        assert start[1] == "start" and end[1] == "end" and start[0] == end[0] and start[2] == end[2], f"overlapping rounds: {events}"
+    for start in events[::2]:
+        turns.append((start[0], int(start[2])))
+    return turns
+
+
+def test_two_processes_take_turns_round_by_round_and_never_overlap(tmp_path):
+    cmds, journal = _commands(tmp_path, ["ref", "current"], rounds=3)
+    done, summary = lockstep.run_pair(cmds, ["ref", "current"])
+    assert {n: status for n, (status, _) in done.items()} == {"ref": 0, "current": 0}
+    # 1 cold + 1 warm-up + 3 steady rounds; the first turn alternates: A B, B A, A B, B A, A B
+    expected = []
+    for r in range(5):
+        expected += [("ref", r), ("current", r)] if r % 2 == 0 else [("current", r), ("ref", r)]
+    assert _turns(journal) == expected
+    assert summary == {"paired_turns": 5, "unpaired": None}
+    for n in ("ref", "current"):
+        assert "SUMMARY {'paired_turns': 5, 'unpaired': None}" in (tmp_path / f"{n}.log").read_text()
+
+
+def test_three_processes_rotate_the_first_turn(tmp_path):
+    cmds, journal = _commands(tmp_path, ["a", "b", "c"], rounds=1)
+    lockstep.run_pair(cmds, ["a", "b", "c"])
+    turns = [n for n, _ in _turns(journal)]
+    assert turns == ["a", "b", "c", "b", "c", "a", "c", "a", "b"]
+
+
+def test_sides_at_different_benchmarks_stop_pairing_and_both_finish(tmp_path):
+    cmds, _ = _commands(tmp_path, ["ref", "current"], labels={"current": "bench.py::test_other (call)"})
+    done, summary = lockstep.run_pair(cmds, ["ref", "current"])
+    assert all(status == 0 for status, _ in done.values())
+    assert summary["paired_turns"] == 0
+    assert "disagree" in summary["unpaired"] and "test_other" in summary["unpaired"]
+    assert "'paired_turns': 0" in (tmp_path / "ref.log").read_text()
+
+
+def test_a_side_that_exits_releases_the_other(tmp_path):
+    cmds, journal = _commands(tmp_path, ["ref", "current"], rounds=3, stop_after={"current": 2})
+    done, summary = lockstep.run_pair(cmds, ["ref", "current"])
+    assert done["current"][0] == 3 and done["ref"][0] == 0
+    assert summary["paired_turns"] == 2 and "current process exited" in summary["unpaired"]
+    ref_rounds = [r for n, r in _turns(journal) if n == "ref"]
+    assert ref_rounds == [0, 1, 2, 3, 4]  # the survivor ran all its rounds
+
+
+def test_no_pairing_outside_an_ab_process(monkeypatch):
+    monkeypatch.setattr(lockstep, "_LOOKED", False)
+    monkeypatch.delenv(lockstep.ENV, raising=False)
+    assert lockstep.client() is None
+
+
+def test_a_malformed_environment_variable_is_named(monkeypatch):
+    monkeypatch.setattr(lockstep, "_LOOKED", False)
+    monkeypatch.setenv(lockstep.ENV, "three")
+    with pytest.raises(ValueError, match=lockstep.ENV):
+        lockstep.client()
+
+
+@pytest.mark.skipif(not hasattr(os, "sched_getaffinity"), reason="needs Linux sched_setaffinity")
+def test_a_pinned_pair_times_its_rounds_on_one_cpu(tmp_path):
+    cpus = frozenset(os.sched_getaffinity(0))
+    cmds, _ = _commands(tmp_path, ["ref", "current"], rounds=1)
+    lockstep.run_pair(cmds, ["ref", "current"], cpus)
+    for n in ("ref", "current"):
+        assert f"AFFINITY [{max(cpus)}]" in (tmp_path / f"{n}.log").read_text()
