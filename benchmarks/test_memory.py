@@ -13,7 +13,7 @@ from __future__ import annotations
 import pytest
 
 from pytest_egbench.fixtures import require_sample
-from pytest_egbench.pipeline import MODEL_NEEDS, load_sample, visual_input
+from pytest_egbench.pipeline import load_sample, model_needs, visual_input
 
 #: metrics: the recorded ones that take a tolerance, declared so that the tolerances accept them
 pytestmark = pytest.mark.egbench(group="memory", metrics=[f"peak.{stage}" for stage in ("preprocess", "vision", "prefill", "decode")])
@@ -26,7 +26,7 @@ def test_memory(egbench_record, egbench_model, egbench_settings, egbench_sample,
     pytest.importorskip("torch")
     from pytest_egbench.models.memory import PeakMemory, kv_cache_bytes, measured_kv_cache_bytes
 
-    require_sample(egbench_sample, MODEL_NEEDS[model])
+    require_sample(egbench_sample, model_needs(model))
     adapter = egbench_model(model)
     steps = egbench_settings.max_new_tokens - 1
     peaks = PeakMemory(adapter.device)

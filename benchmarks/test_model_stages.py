@@ -20,7 +20,7 @@ from __future__ import annotations
 import pytest
 
 from pytest_egbench.fixtures import require_sample
-from pytest_egbench.pipeline import MODEL_NEEDS, load_sample, visual_input
+from pytest_egbench.pipeline import load_sample, model_needs, visual_input
 
 pytestmark = pytest.mark.egbench(group="stages")
 
@@ -32,7 +32,7 @@ def test_model_stages(stage_timer, egbench_model, egbench_settings, egbench_samp
     pytest.importorskip("torch")
     from pytest_egbench.models.memory import PeakMemory, kv_cache_bytes, measured_kv_cache_bytes
 
-    require_sample(egbench_sample, MODEL_NEEDS[model])
+    require_sample(egbench_sample, model_needs(model))
     adapter = egbench_model(model)
     steps = egbench_settings.max_new_tokens - 1
     peaks = PeakMemory(adapter.device)

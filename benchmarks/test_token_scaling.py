@@ -15,7 +15,7 @@ from __future__ import annotations
 import pytest
 
 from pytest_egbench.fixtures import require_sample
-from pytest_egbench.pipeline import MODEL_NEEDS, load_sample, visual_input
+from pytest_egbench.pipeline import load_sample, model_needs, visual_input
 
 pytestmark = [pytest.mark.egbench(group="token_scaling"), pytest.mark.egbench_needs("video", "events")]
 
@@ -27,7 +27,7 @@ MODELS = ("eventgpt", "video_llava", "llava")
 @pytest.mark.parametrize("model", MODELS)
 def test_token_scaling(stage_timer, egbench_model, egbench_sample, model, frames):
     pytest.importorskip("torch")
-    require_sample(egbench_sample, MODEL_NEEDS[model])
+    require_sample(egbench_sample, model_needs(model))
     adapter = egbench_model(model)
     inputs = adapter.preprocess(visual_input(model, load_sample(model, egbench_sample, frames), frames, egbench_sample.question))
     context = adapter.text_config.max_position_embeddings

@@ -355,7 +355,7 @@ class AbItem(pytest.Item):
         return path, line if line is not None else 0, self.name
 
     def runtest(self) -> None:
-        from .plugin import SESSION_KEY
+        from .stash import SESSION_KEY
 
         egb = self.config.stash[SESSION_KEY]
         outcome = egb.ab_outcome

@@ -15,8 +15,8 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from . import names, options
-from .plugin import NAMES_CHECKED_KEY, SETTINGS_KEY, _percent, _worker
+from . import inject, names, options
+from .stash import NAMES_CHECKED_KEY, SETTINGS_KEY, xdist_worker
 
 if TYPE_CHECKING:
     from .data.dataset import Dataset, Sample
@@ -115,7 +115,7 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     if dropped:
         config.hook.pytest_deselected(items=dropped)
         items[:] = keep
-    if settings.ref and _worker(config) is None:
+    if settings.ref and xdist_worker(config) is None:
         theirs = [i.nodeid for i in items if not i.get_closest_marker("egbench")]
         if theirs:
             raise pytest.UsageError(f"--egbench-ref judges egbench benchmarks only; drop --benchmark-only or these pytest-benchmark tests from the command line: {', '.join(theirs)}")
@@ -196,16 +196,13 @@ def _check_names(config: pytest.Config, settings: options.Settings, benchmarks: 
                     why = str(exc)
             if why:
                 errors.append(f"{where}: tolerances {metric}={value}: {why}")
-    for stage, fraction in settings.inject:
-        why = run.stage_error(stage)
-        if why:
-            errors.append(f"--egbench-inject {stage}={_percent(fraction)}: {why}")
+    errors += inject.stage_errors(settings, run)
     source = settings.sources.get("metric_tolerances", "")
     where = f"ini option egbench_metric_tolerance in {config.inipath}:" if source.startswith("ini") else "--egbench-metric-tolerance"
     for metric, tolerance in settings.metric_tolerances:
         why = run.metric_error(metric)
         if why:
-            errors.append(f"{where} {metric}={_percent(tolerance)}: {why}")
+            errors.append(f"{where} {metric}={options.format_percent(tolerance)}: {why}")
     if errors:
         raise pytest.UsageError("\n".join(dict.fromkeys(errors)))
     config.stash[NAMES_CHECKED_KEY] = True

@@ -16,7 +16,7 @@ import pytest
 
 from .collection import selection
 from .options import Settings
-from .plugin import SESSION_KEY, SETTINGS_KEY, TIMERS_KEY, item_labels
+from .stash import SESSION_KEY, SETTINGS_KEY, TIMERS_KEY, item_labels
 
 if TYPE_CHECKING:
     import torch
@@ -71,7 +71,8 @@ def _progress(config: pytest.Config) -> Callable[[str], None]:
 @pytest.fixture(scope="session")
 def egbench_model(pytestconfig: pytest.Config, egbench_session: EgbenchSession) -> Iterator[Callable[[str], ModelAdapter]]:
     """``egbench_model(name)`` -> the :class:`~pytest_egbench.models.base.ModelAdapter` of
-    ``name`` (eventgpt, video_llava, llava), loaded once per run and kept for the session.
+    ``name`` (a registered model: eventgpt, video_llava, llava or a third-party adapter, see
+    docs/adapters.md), loaded once per run and kept for the session.
 
     Loads with ``--egbench-preset``, ``--egbench-quant`` on the benchmark device, from the folder
     of ``--egbench-checkpoint NAME=DIR`` when given (else seeded dummy weights). A line on the
@@ -158,18 +159,18 @@ def stage_timer(request: pytest.FixtureRequest, egbench_session: EgbenchSession)
     passes, every stage, token count and derived metric (TTFT, TPOT, tokens/s) is recorded under the
     test's name and the group ``egbench(group=...)`` (default: the test function), then judged
     against the baseline (see the plugin's ``pytest_runtest_call``). ``--egbench-inject`` slowdowns
-    are applied through the timer's stage hook (a
-    :class:`~pytest_egbench.timing.SlowdownInjector`), and then ``rounds()`` gives, after the warm-up
+    are applied through the timer's stage hook (:func:`pytest_egbench.inject.stage_hook`), and then ``rounds()`` gives, after the warm-up
     rounds, an unchanged control round before each steady round (``2 x --egbench-rounds`` rounds):
     without a baseline for this machine, the injected metrics are judged against them. In an
     untimed run (pytest-benchmark's ``--benchmark-disable``) ``rounds()`` gives 1 cold and 1
     steady round, and nothing is recorded.
     """
-    from .timing import SlowdownInjector, StageTimer, clocks_for
+    from .inject import stage_hook
+    from .timing import StageTimer, clocks_for
 
     settings = egbench_session.settings
     device_clock, host_clock = clocks_for(egbench_session.device)
-    hook = SlowdownInjector(dict(settings.inject), egbench_session.device) if settings.inject else None
+    hook = stage_hook(settings, egbench_session.device)
     timer = StageTimer(device_clock, host_clock, rounds=settings.rounds, warmup=settings.warmup, stage_hook=hook)
     request.node.stash.setdefault(TIMERS_KEY, []).append(timer)
     return timer

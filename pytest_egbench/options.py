@@ -22,14 +22,17 @@ from typing import Any
 import pytest
 
 from . import names
+from .argtypes import parse_non_negative_int, parse_positive_int
+from .models.quant import QUANTS
+from .models.registry import BUILTIN as _BUILTIN
 
-#: Model families the suite knows (the models issue adds their adapters).
-KNOWN_MODELS: tuple[str, ...] = ("eventgpt", "video_llava", "llava")
+#: ``--egbench-models all``: every model of the run's registry (:mod:`pytest_egbench.models.registry`).
+ALL_MODELS: tuple[str, ...] = ("all",)
+#: The built-in models, for the help text.
+BUILTIN_MODELS: tuple[str, ...] = tuple(_BUILTIN)
 #: Benchmark stages in pipeline order (their one home is :data:`pytest_egbench.names.STAGES`).
 STAGES: tuple[str, ...] = names.STAGES
 PRESETS: tuple[str, ...] = ("tiny", "7b")
-#: ``fp32`` is accepted for CPU runs; NF4/int8 need bitsandbytes' CUDA kernels.
-QUANTS: tuple[str, ...] = ("nf4", "int8", "bf16", "fp16", "fp32")
 #: Default relative latency tolerance per device type, from measurements (docs/studies.md,
 #: docs/baselines.md; docs/aa-study-h100-nf4-warm.md). GPU: 10 %, with 5 % for prefill. In the A/A study
 #: on an H100 (7B NF4, each run judged against a run of another process, 8 rounds after 2 warm-up
@@ -85,27 +88,32 @@ parse_preset = _choice("preset", PRESETS)
 parse_quant = _choice("quantisation", QUANTS)
 
 
+def _model_name(name: str) -> str:
+    return name.strip().lower().replace("-", "_")
+
+
 def parse_models(value: str) -> tuple[str, ...]:
-    """Comma-separated model names from :data:`KNOWN_MODELS`, or ``all``."""
-    names = [n.strip().lower().replace("-", "_") for n in value.split(",") if n.strip()]
+    """Comma-separated model names (normalised as the registry keys them: lower case, ``-`` as
+    ``_``), deduplicated, or ``all`` (:data:`ALL_MODELS`). Whether each name is registered is
+    checked once the registry is complete (the plugin's ``pytest_configure``): third-party adapters
+    register after the command line is parsed."""
+    names = [_model_name(n) for n in value.split(",") if n.strip()]
     if not names:
-        raise argparse.ArgumentTypeError(f"{value!r} names no model: use {', '.join(KNOWN_MODELS)} or all")
-    if names == ["all"]:
-        return KNOWN_MODELS
-    unknown = [n for n in names if n not in KNOWN_MODELS]
-    if unknown:
-        raise argparse.ArgumentTypeError(f"unknown model(s) {', '.join(unknown)} in {value!r}: known are {', '.join(KNOWN_MODELS)}")
+        raise argparse.ArgumentTypeError(f"{value!r} names no model: give model names or all")
+    if "all" in names:
+        if names != ["all"]:
+            raise argparse.ArgumentTypeError(f"{value!r}: all stands alone")
+        return ALL_MODELS
     return tuple(dict.fromkeys(names))
 
 
 def parse_checkpoint(value: str) -> tuple[str, Path]:
-    """``NAME=DIR``: a known model name and an existing local folder."""
+    """``NAME=DIR``: a model name and an existing local folder (the name is checked against the
+    registry once it is complete, as for :func:`parse_models`)."""
     name, sep, directory = value.partition("=")
-    name = name.strip().lower().replace("-", "_")
-    if not sep or not directory.strip():
+    name = _model_name(name)
+    if not sep or not name or not directory.strip():
         raise argparse.ArgumentTypeError(f"{value!r} is not NAME=DIR")
-    if name not in KNOWN_MODELS:
-        raise argparse.ArgumentTypeError(f"{value!r}: unknown model {name!r}, known are {', '.join(KNOWN_MODELS)}")
     path = Path(directory.strip()).expanduser()
     if not path.is_dir():
         raise argparse.ArgumentTypeError(f"{value!r}: {str(path)!r} is not a folder")
@@ -138,22 +146,6 @@ def parse_output_file(value: str) -> Path:
     return path
 
 
-def _int_at_least(minimum: int) -> Callable[[str], int]:
-    def parse(value: str) -> int:
-        try:
-            n = int(str(value).strip())
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"{value!r} is not a whole number") from None
-        if n < minimum:
-            raise argparse.ArgumentTypeError(f"{value!r} is below the minimum of {minimum}")
-        return n
-
-    parse.__name__ = f"parse_int_ge_{minimum}"
-    return parse
-
-
-parse_positive_int = _int_at_least(1)
-parse_non_negative_int = _int_at_least(0)
 
 
 def parse_percent(value: str) -> float:
@@ -167,6 +159,11 @@ def parse_percent(value: str) -> float:
     if not 0.0 <= pct <= 1000.0 or pct != pct:
         raise argparse.ArgumentTypeError(f"{value!r} is outside 0%..1000%")
     return pct / 100.0
+
+
+def format_percent(fraction: float) -> str:
+    """``0.2`` -> ``"20%"``: a fraction as :func:`parse_percent` reads it back."""
+    return f"{fraction * 100:g}%"
 
 
 def parse_probability(value: str) -> float:
@@ -247,7 +244,7 @@ OPTIONS: tuple[OptionSpec, ...] = (
     OptionSpec("device", "--egbench-device", "device to benchmark on: auto (CUDA if present, else CPU), cpu, cuda or cuda:N (default auto)", parse_device, "auto", metavar="DEVICE"),
     OptionSpec("preset", "--egbench-preset", "model sizes: tiny or 7b (default: tiny on CPU, 7b on CUDA)", parse_preset, metavar="PRESET"),
     OptionSpec("quant", "--egbench-quant", "weights: nf4, int8, bf16, fp16 or fp32 (default: nf4 on CUDA, fp32 on CPU)", parse_quant, metavar="QUANT"),
-    OptionSpec("models", "--egbench-models", f"comma-separated models to run: {', '.join(KNOWN_MODELS)} or all (default all)", parse_models, KNOWN_MODELS, metavar="LIST"),
+    OptionSpec("models", "--egbench-models", f"comma-separated models to run: built-in {', '.join(BUILTIN_MODELS)}, or the name of an adapter registered by an entry point or a conftest hook (docs/adapters.md), or all (default all)", parse_models, ALL_MODELS, metavar="LIST"),
     OptionSpec("checkpoints", "--egbench-checkpoint", "use real weights from a local folder for one model, NAME=DIR (repeatable)", parse_checkpoint, (), repeat=True, metavar="NAME=DIR"),
     OptionSpec("data", "--egbench-data", "dataset folder (default: the bundled real samples)", parse_existing_dir, metavar="DIR"),
     OptionSpec("samples", "--egbench-samples", "samples per kind: the first N with events and the first N with video, from the dataset's index (default 1)", parse_positive_int, 1, metavar="N"),
@@ -280,7 +277,8 @@ class Settings:
     device: str = "auto"
     preset: str | None = None
     quant: str | None = None
-    models: tuple[str, ...] = KNOWN_MODELS
+    #: registered model names once the plugin completed the registry (:data:`ALL_MODELS` before)
+    models: tuple[str, ...] = ALL_MODELS
     checkpoints: tuple[tuple[str, Path], ...] = ()
     data: Path | None = None
     samples: int = 1

@@ -1,11 +1,14 @@
 """From a dataset sample (files) to a model's input arrays: the data side of stages 1 and 2.
 
-Stage 1 (**load**, :func:`load_sample`): read what the model needs from disk into host memory --
-the event file for EventGPT (raw events), the sampled MP4 frames for Video-LLaVA and LLaVA-1.5.
-Stage 2 begins with :func:`visual_input`: EventGPT's event frames are rendered from the raw
-events (docs/design.md#stages puts rendering in preprocess); video frames are passed on as they are (LLaVA-1.5
-takes them as separate images, the origin's "8 frames" run). The adapter's ``preprocess`` then
-does the image processor, tokenisation and host-to-device copy.
+What a model reads is its adapter's declared :attr:`~pytest_egbench.models.base.ModelAdapter.input_kind`
+(:data:`~pytest_egbench.models.base.INPUT_KINDS`); nothing here is per model.
+
+Stage 1 (**load**, :func:`load_sample`): read what the input kind needs from disk into host memory --
+the event file (``event_stream``), the pre-rendered event PNGs (``event_images``) or the sampled MP4
+frames (``video``, ``images``). Stage 2 begins with :func:`visual_input`: an event stream is rendered
+into event frames (docs/design.md#stages puts rendering in preprocess); other arrays are passed on as they are
+(``images`` as separate images, the origin's "8 frames" run of LLaVA-1.5). The adapter's
+``preprocess`` then does the image processor, tokenisation and host-to-device copy.
 """
 
 from __future__ import annotations
@@ -13,43 +16,60 @@ from __future__ import annotations
 from typing import Any
 
 from .data.dataset import Sample
-from .models.base import VisualInput
+from .models.base import INPUT_KINDS, InputKind, VisualInput
+from .models.registry import adapter_class
 
-#: What each model reads from a sample (a :meth:`Sample.lacks` need).
-MODEL_NEEDS = {"eventgpt": "events", "video_llava": "video", "llava": "video"}
+
+def input_kind(model: str) -> InputKind:
+    """The :class:`~pytest_egbench.models.base.InputKind` that ``model``'s adapter declares.
+    Raises ``ValueError`` for a model the registry does not know."""
+    return INPUT_KINDS[adapter_class(model).input_kind]
+
+
+def model_needs(model: str) -> str:
+    """What ``model`` reads from a sample: a :meth:`Sample.lacks` need (``events``, ``video``,
+    ``event_image``). Raises ``ValueError`` for an unknown model."""
+    return input_kind(model).need
 
 
 def load_sample(model: str, sample: Sample, frames: int) -> Any:
-    """Stage 1 for ``model``: an ``EventStream`` (EventGPT) or ``[frames, H, W, 3]`` uint8 RGB video
-    frames sampled uniformly (Video-LLaVA, LLaVA-1.5).
+    """Stage 1 for ``model``: an ``EventStream`` (``event_stream``), ``[frames, H, W, 3]`` uint8
+    RGB event images read from the sample's first ``frames`` PNGs (``event_images``), or
+    ``[frames, H, W, 3]`` uint8 RGB video frames sampled uniformly (``video``, ``images``).
 
-    Raises ``ValueError`` for an unknown model or a sample that lacks the input (the message is
-    :meth:`Sample.lacks`'s), and the data layer's file errors for bad files.
+    Raises ``ValueError`` for an unknown model, a sample that lacks the input (the message is
+    :meth:`Sample.lacks`'s) or has fewer event images than ``frames``, and the data layer's file
+    errors for bad files.
     """
-    from .data.events import read_events
-    from .data.video import read_video_frames
-
-    need = MODEL_NEEDS.get(model)
-    if need is None:
-        raise ValueError(f"unknown model {model!r}: known are {', '.join(MODEL_NEEDS)}")
-    reason = sample.lacks(need)
+    kind = input_kind(model)
+    reason = sample.lacks(kind.need)
     if reason:
         raise ValueError(reason)
-    if need == "events":
+    if kind.name == "event_stream":
+        from .data.events import read_events
+
         return read_events(sample.event_path)
+    if kind.name == "event_images":
+        from .data.frames import read_pngs
+
+        paths = sample.event_image_paths
+        if len(paths) < frames:
+            raise ValueError(f"sample {sample.id} has {len(paths)} event image(s); {model} asked for {frames}")
+        return read_pngs(paths[:frames])
+    from .data.video import read_video_frames
+
     return read_video_frames(sample.mp4_path or sample.video_path, frames)
 
 
 def visual_input(model: str, loaded: Any, frames: int, question: str) -> VisualInput:
-    """The first part of stage 2: EventGPT's ``frames`` event frames ``[T, H, W, 3]`` rendered
-    from the events (equal event counts per frame, as EventGPT splits); video frames as the video
-    (Video-LLaVA) or as a list of images (LLaVA-1.5)."""
-    if model == "eventgpt":
+    """The first part of stage 2: ``frames`` event frames ``[T, H, W, 3]`` rendered from an event
+    stream (equal event counts per frame, as EventGPT splits); other arrays as they were loaded,
+    in the :class:`VisualInput` field of ``model``'s input kind (``images``: a list of images).
+    Raises ``ValueError`` for an unknown model."""
+    kind = input_kind(model)
+    if kind.name == "event_stream":
         from .data.frames import event_frames
 
-        return VisualInput(question=question, events=event_frames(loaded, frames))
-    if model == "video_llava":
-        return VisualInput(question=question, video=loaded)
-    if model == "llava":
-        return VisualInput(question=question, images=list(loaded))
-    raise ValueError(f"unknown model {model!r}: known are {', '.join(MODEL_NEEDS)}")
+        loaded = event_frames(loaded, frames)
+    value = list(loaded) if kind.field == "images" else loaded
+    return VisualInput(question=question, **{kind.field: value})

@@ -3,7 +3,8 @@
 Hooks only. This module, and everything it imports at module level, must not import torch: plain
 ``pytest`` without ``--egbench`` stays as fast as before (``tests/test_plugin.py`` checks it).
 The run-wide session object, the collection hooks (:mod:`pytest_egbench.collection`) and the
-fixtures (:mod:`pytest_egbench.fixtures`) are loaded in ``pytest_configure``.
+fixtures (:mod:`pytest_egbench.fixtures`) are loaded in ``pytest_configure``. The run's state lives
+in ``config.stash`` under the keys of :mod:`.stash`.
 """
 
 from __future__ import annotations
@@ -13,20 +14,23 @@ from typing import TYPE_CHECKING
 
 import pytest
 
-from . import names, options
+from . import fixtures, inject, names, options
+from .stash import (
+    NAMES_CHECKED_KEY,
+    OUTPUT_ERRORS_KEY,
+    OUTPUT_WRITTEN_KEY,
+    PREVIOUS_REGISTRY_KEY,
+    SESSION_KEY,
+    SETTINGS_KEY,
+    TIMERS_KEY,
+    item_labels,
+    xdist_worker,
+)
 
 if TYPE_CHECKING:
     from .notes import Note
     from .session import EgbenchSession, Measurement
     from .verdict import Verdict
-
-SETTINGS_KEY = pytest.StashKey["options.Settings"]()
-SESSION_KEY = pytest.StashKey["EgbenchSession"]()
-TIMERS_KEY = pytest.StashKey[list]()
-OUTPUT_ERRORS_KEY = pytest.StashKey[list]()
-OUTPUT_WRITTEN_KEY = pytest.StashKey[list]()
-#: Set once the stage and metric names the user gave were checked against the collected benchmarks.
-NAMES_CHECKED_KEY = pytest.StashKey[bool]()
 
 MARKERS = {
     "egbench": "egbench(group=None, stages=(), metrics=(), tolerances=None, alternatives=False): a benchmark of the egbench suite; skipped unless --egbench is given. stages: the stages its stage_timer times besides load, preprocess, vision, prefill, decode; alternatives: True when those stages are alternatives, not parts of one pipeline (then no total, no TTFT, no share column); metrics: the latency, throughput and memory metrics it records with egbench_record (--egbench-inject and the tolerances accept only names some benchmark produces); tolerances: per-metric tolerances, e.g. {'decode': '8%'}",
@@ -43,12 +47,58 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     options.register(parser)
 
 
+def pytest_addhooks(pluginmanager: pytest.PytestPluginManager) -> None:
+    from . import hooks
+
+    pluginmanager.add_hookspecs(hooks)
+
+
+def _with_registry(config: pytest.Config, settings: options.Settings) -> options.Settings:
+    """Complete the run's model registry (built-ins, then the entry points of
+    :data:`~pytest_egbench.models.registry.ENTRY_POINT_GROUP`, then every
+    ``pytest_egbench_adapters`` hook), make it current for the run, and return ``settings`` with
+    ``models`` as registered names. Raises :class:`pytest.UsageError` for a bad registration, or
+    for a name in ``--egbench-models`` or ``--egbench-checkpoint`` (or their ini keys) that is not
+    registered, listing the known names."""
+    from dataclasses import replace
+
+    from .models.registry import Registry, RegistryError, use
+
+    registry = Registry()
+    try:
+        registry.add_entry_points()
+        for impl in config.hook.pytest_egbench_adapters.get_hookimpls():
+            source = f"pytest_egbench_adapters in {impl.plugin_name}"
+            registry.add_all(impl.function(**{arg: config for arg in impl.argnames}), source)
+    except RegistryError as exc:
+        raise pytest.UsageError(str(exc)) from None
+    config.stash[PREVIOUS_REGISTRY_KEY] = use(registry)
+    by_dest = {spec.dest: spec for spec in options.OPTIONS}
+    try:
+        models = registry.select(settings.models)
+    except RegistryError as exc:
+        raise pytest.UsageError(f"{by_dest['models'].flag} ({settings.sources.get('models', 'default')}): {exc}") from None
+    for name, _ in settings.checkpoints:
+        if name not in registry.names:
+            raise pytest.UsageError(f"{by_dest['checkpoints'].flag} ({settings.sources.get('checkpoints', 'default')}): unknown model {name!r}: known are {', '.join(registry.names)}")
+    return replace(settings, models=models)
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    previous = config.stash.get(PREVIOUS_REGISTRY_KEY, None)
+    if previous is not None:
+        from .models.registry import use
+
+        use(previous)
+
+
 @pytest.hookimpl(trylast=True)
 def pytest_configure(config: pytest.Config) -> None:
     for name, text in MARKERS.items():
         config.addinivalue_line("markers", text)
     settings = options.resolve(config)
     options.check(settings, config.inipath)
+    settings = _with_registry(config, settings)
     if settings.ref and _xdist_controller(config):
         raise pytest.UsageError("--egbench-ref with -n: the processes of an A/B run one after the other on this machine, never side by side; drop -n")
     if settings.enabled:
@@ -56,7 +106,7 @@ def pytest_configure(config: pytest.Config) -> None:
         from .machine import device_info
         from .session import EgbenchSession
 
-        device = resolve_device(settings, _worker(config))
+        device = resolve_device(settings, xdist_worker(config))
         settings = settings.for_device(device.type)
         session = EgbenchSession(settings, device)
         session.device_block = device_info(device)
@@ -136,14 +186,6 @@ def _xdist_controller(config: pytest.Config) -> bool:
     return getattr(config, "workerinput", None) is None and bool(getattr(config.option, "numprocesses", None))
 
 
-def _worker(config: pytest.Config) -> tuple[int, int] | None:
-    """``(index, count)`` when this process is a pytest-xdist worker, else ``None``."""
-    workerinput = getattr(config, "workerinput", None)
-    if workerinput is None:
-        return None
-    return int(str(workerinput["workerid"]).lstrip("gw")), int(workerinput["workercount"])
-
-
 def pytest_report_header(config: pytest.Config) -> list[str] | None:
     session = config.stash.get(SESSION_KEY, None)
     if session is None:
@@ -166,13 +208,7 @@ def pytest_report_collectionfinish(config: pytest.Config) -> list[str] | None:
     # pytest calls this hook even when collection failed, so only after the check passed
     if session is None or not session.settings.inject or not config.stash.get(NAMES_CHECKED_KEY, False):
         return None
-    s = session.settings
-    slowdowns = ", ".join(f"{stage}=+{_percent(fraction)}" for stage, fraction in s.inject)
-    return [f"egbench: injected slowdown {slowdowns}, each steady round after an unchanged control round (at least {options.CONTROL_MIN_ROUNDS} rounds when injecting)"]
-
-
-def _percent(fraction: float) -> str:
-    return f"{fraction * 100:g}%"
+    return [inject.collection_line(session.settings, options.CONTROL_MIN_ROUNDS)]
 
 
 @pytest.hookimpl(wrapper=True)
@@ -251,19 +287,6 @@ def pytest_runtest_call(item: pytest.Item) -> Generator[None, None, None]:
         state = {"before": before, "after": gpu_state(egb.device.index or 0)}
     _record_and_judge(egb, item, state)
     return result
-
-
-def item_labels(item: pytest.Item) -> dict:
-    """How a benchmark's measurements are labelled: ``nodeid``, ``test`` (name with parameters),
-    ``group`` (``egbench(group=...)``, default the test function) and ``params``."""
-    marker = item.get_closest_marker("egbench")
-    callspec = getattr(item, "callspec", None)
-    return {
-        "nodeid": item.nodeid,
-        "test": item.name,
-        "group": str((marker.kwargs.get("group") if marker else None) or getattr(item, "originalname", item.name)),
-        "params": dict(callspec.params) if callspec else {},
-    }
 
 
 def _record_and_judge(egb: EgbenchSession, item: pytest.Item, gpu: dict | None = None) -> None:
@@ -389,7 +412,7 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     egb = config.stash.get(SESSION_KEY, None)
     if egb is None:
         return
-    if _worker(config) is not None:
+    if xdist_worker(config) is not None:
         # An xdist worker hands its measurements to the controller, which writes the files.
         config.workeroutput["egbench"] = egb.to_wire()  # type: ignore[attr-defined]
         return
@@ -398,7 +421,7 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
         reference.cleanup()
     if not egb.measurements:
         return
-    from .report import write_outputs
+    from .outputs import write_outputs
 
     written, errors = write_outputs(egb, save=egb.settings.save and session.testsfailed == 0)
     if egb.settings.save and session.testsfailed:

@@ -16,7 +16,6 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from .atomic import write_json_atomic, write_text_atomic
 from .catalog import DERIVED, Unit
 from .session import SECONDS, EgbenchSession, Measurement, _jsonable
 from .stats import benchmark_stats, summarize
@@ -470,63 +469,3 @@ def markdown_report(session: EgbenchSession, machine: dict[str, Any], plots: dic
     for group, table in _groups(session):
         lines += ["", f"## {group}", "", *render_markdown(table)]
     return "\n".join(lines) + "\n"
-
-
-def write_outputs(session: EgbenchSession, *, save: bool = False) -> tuple[list[Path], list[str]]:
-    """Write the files the options asked for: ``--egbench-json`` first, then the baseline of this
-    machine's fingerprint (when ``save``), then ``--egbench-report`` and its plots last, the part
-    most likely to go wrong (matplotlib).
-
-    Returns (paths written, error messages). Each output is written on its own: an exception in one
-    (any exception, not only an I/O error) becomes an error line naming the option and the file,
-    and the others are still written; the file it would have replaced is left intact. A plot that
-    fails is an error line too, and the report is written without it.
-    """
-    from .machine import commit_info
-
-    written: list[Path] = []
-    errors: list[str] = []
-    s = session.settings
-    if s.json is None and s.report is None and not save:
-        return written, errors
-    machine = session.machine
-    outputs = []
-    if s.json is not None:
-        outputs.append(("--egbench-json", s.json, lambda: write_json_atomic(s.json, benchmark_json(session, machine, commit_info()))))
-    if save:
-        from .baselines import BaselineError
-        from .baselines import save as save_baseline
-
-        directory = Path(s.baseline_dir)
-        try:
-            target = directory / f"{session.fingerprint_name()}.json"
-        except BaselineError:  # a fingerprint unfit for a file name: save() says why, below
-            target = directory
-        outputs.append(("--egbench-save", target, lambda: save_baseline(directory, session.fingerprint, session.baseline_entries(), run=session.run_record())))
-    if s.report is not None:
-
-        def write_report() -> None:
-            plots: dict[str, str] = {}
-            for title, plot in (("stages", plot_stage_bars), ("token scaling", plot_token_scaling)):
-                png = s.report.with_name(f"{s.report.stem}-{title.replace(' ', '-')}.png")
-                try:
-                    if plot(session, png):
-                        plots[title] = png.name
-                except ImportError:
-                    session.notes.append("--egbench-report: matplotlib is not installed (the 'plot' extra), so the report has no plots")
-                    break
-                except Exception as exc:  # a plot is never worth the report, let alone the results
-                    errors.append(f"--egbench-report {png}: could not draw the {title} plot ({type(exc).__name__}: {exc}); the report was written without it")
-            write_text_atomic(s.report, markdown_report(session, machine, plots))
-
-        outputs.append(("--egbench-report", s.report, write_report))
-    for option, path, write in outputs:
-        try:
-            write()
-            written.append(path)
-        except Exception as exc:  # anything, so that one output never loses the others
-            # I/O and serialisation errors (BaselineError is a ValueError) say what went wrong; a
-            # bug elsewhere is named by its type
-            detail = exc if isinstance(exc, (OSError, TypeError, ValueError)) else f"{type(exc).__name__}: {exc}"
-            errors.append(f"{option} {path}: could not write the results: {detail}")
-    return written, errors

@@ -13,9 +13,11 @@ prefill, decode, and free names). The first round is the cold round, the next ``
 are warm-up; both are kept apart from the steady-state rounds that the statistics use. A stage
 may carry a token count, from which TTFT, TPOT and tokens/s are derived rather than timed again.
 
-With a :class:`SlowdownInjector` (``--egbench-inject``) the steady rounds alternate with *control*
-rounds: the same pipeline, never delayed, run in the same process between the injected rounds. They
-are this run's own reference, so an injected slowdown can be judged on a machine without a
+A stage hook (:class:`StageHook`) runs inside every stage. A hook that asks for control rounds
+(``control_rounds = True``, as :class:`pytest_egbench.inject.SlowdownInjector` of
+``--egbench-inject`` does) makes the steady rounds alternate with *control* rounds: the same
+pipeline, never changed by the hook, run in the same process between the steady rounds. They are
+this run's own reference, so a slowdown the hook injects can be judged on a machine without a
 baseline, and without the drift between runs that a baseline carries.
 
 torch is imported only by :class:`CudaEventClock` and :class:`SyncedPerfCounterClock`.
@@ -34,8 +36,8 @@ from .catalog import derive
 from .catalog import metric_stages as metric_stages  # re-exported; its home is catalog
 from .names import STAGE_NAME
 
-#: Round kinds. Only steady rounds enter the statistics; control rounds (with an injector only)
-#: are the unchanged reference interleaved with them.
+#: Round kinds. Only steady rounds enter the statistics; control rounds (with a hook that asks for
+#: them only) are the unchanged reference interleaved with them.
 COLD, WARMUP, STEADY, CONTROL = "cold", "warmup", "steady", "control"
 #: Stages timed on the host clock by default (docs/design.md#timing).
 HOST_STAGES = frozenset({"load", "preprocess"})
@@ -147,6 +149,15 @@ def clocks_for(device: Any) -> tuple[Clock, Clock]:
     raise ValueError(f"no clock for device {device!r}: use cpu or cuda")
 
 
+class StageHook(Protocol):
+    """Called inside every stage of a :class:`StageTimer`: ``hook(span, "start")`` just after the
+    start mark, ``hook(span, "end")`` just before the end mark (not when the stage raised). A hook
+    with a true attribute ``control_rounds`` gets control rounds interleaved with the steady ones
+    (:class:`StageTimer`'s ``control``)."""
+
+    def __call__(self, span: StageSpan, phase: str) -> None: ...
+
+
 @dataclass
 class StageSpan:
     """One timed stage of one round. ``tokens`` may be set inside the ``with`` block."""
@@ -215,7 +226,7 @@ class TimingResults:
     ``cold[s]``: the cold round's duration (absent if the stage was not in it); ``warmup[s]``:
     the warm-up rounds' durations. ``tokens[s]``: the steady rounds' token counts (``None`` where
     the stage has none). ``control[s]`` and ``control_tokens[s]``: the same for the control rounds
-    (empty without an injector).
+    (empty without control rounds).
     """
 
     stages: list[str]
@@ -260,94 +271,6 @@ class TimingResults:
         return {k: v[0] for k, v in derived.items()}
 
 
-class SlowdownInjector:
-    """A stage hook that makes chosen stages slower by a known fraction (``--egbench-inject``).
-
-    ``slowdowns``: ``{stage: fraction}``, e.g. ``{"decode": 0.2}``. In each steady round of such a
-    stage it adds, just before the stage's end mark, ``fraction x`` the stage's duration:
-
-    * host-clocked stages and CPU runs: the elapsed host time is known at the stage's end, so the
-      delay is a busy wait of exactly ``fraction x elapsed``;
-    * CUDA-event stages: elapsed device time is not known without a synchronisation, so in the cold
-      and warm-up rounds (which never enter the statistics) the injector synchronises at the
-      stage's start and end and measures it on the host clock; steady rounds then get one
-      ``torch.cuda._sleep`` spin kernel of ``fraction x`` the median of the warm-up rounds'
-      measurements (the cold round's when there is no warm-up round: it carries one-time costs) (its
-      spin rate calibrated once), and the host waits for it, so that the delay cannot hide in the
-      overlap of a host-bound stage with the next one.
-
-    For decode this equals a per-token delay of ``fraction x TPOT``.
-
-    A :class:`StageTimer` with an injector interleaves control rounds with the steady ones. The
-    injector treats a control round as a steady round with a delay of zero: on the host clock it
-    does nothing; on CUDA events it launches no spin kernel but makes the same host wait at the
-    stage's end, so that a control round and an injected one differ by the delay only. Control
-    rounds never feed the calibration. Stages not in ``slowdowns`` are never touched.
-    """
-
-    def __init__(self, slowdowns: dict[str, float], device: Any = "cpu") -> None:
-        self.slowdowns = dict(slowdowns)
-        self.device = device
-        self._starts: dict[int, int] = {}
-        self._calibration: dict[tuple[str, str], list[int]] = {}
-        self._cycles_per_ns: float | None = None
-
-    def __call__(self, span: StageSpan, phase: str) -> None:
-        fraction = self.slowdowns.get(span.name)
-        if not fraction:
-            return
-        if not isinstance(span.clock, CudaEventClock):
-            if phase == "end" and span.kind == STEADY:
-                _busy_wait_ns(fraction * (time.perf_counter_ns() - span.start))
-            return
-        if span.kind in (STEADY, CONTROL):
-            if phase == "end":
-                import torch
-
-                if span.kind == STEADY:
-                    self._sleep_ns(fraction * self._stage_ns(span.name))
-                # Wait for the spin kernel on the host too. A kernel alone at the end of a
-                # host-bound stage (decode in eager transformers) is absorbed: the GPU runs it
-                # while the host already launches the next stage, and the next round's decode
-                # then reads shorter by as much (seen on an H200: +10 % showed in the first
-                # steady round only). Waiting puts the delay on both timelines, as a slower
-                # host loop or a slower kernel would. A control round waits the same way, with
-                # no kernel before it, so that it differs from an injected round by the delay.
-                torch.cuda.current_stream(self.device).synchronize()
-            return
-        import torch
-
-        torch.cuda.synchronize(self.device)
-        now = time.perf_counter_ns()
-        if phase == "start":
-            self._starts[id(span)] = now
-        else:
-            self._calibration.setdefault((span.name, span.kind), []).append(now - self._starts.pop(id(span)))
-
-    def _stage_ns(self, name: str) -> float:
-        # the warm-up rounds when there are any: the cold round carries one-time costs
-        durations = sorted(self._calibration.get((name, WARMUP)) or self._calibration.get((name, COLD), []))
-        if not durations:
-            raise RuntimeError(f"--egbench-inject {name}: no cold or warm-up round measured the stage")
-        return float(durations[len(durations) // 2])
-
-    def _sleep_ns(self, ns: float) -> None:
-        import torch
-
-        if self._cycles_per_ns is None:
-            torch.cuda.synchronize(self.device)
-            t0 = time.perf_counter_ns()
-            for _ in range(10):
-                torch.cuda._sleep(1_000_000)
-            torch.cuda.synchronize(self.device)
-            self._cycles_per_ns = 10 * 1_000_000 / (time.perf_counter_ns() - t0)
-        torch.cuda._sleep(int(ns * self._cycles_per_ns))
-
-
-def _busy_wait_ns(ns: float) -> None:
-    end = time.perf_counter_ns() + int(ns)
-    while time.perf_counter_ns() < end:
-        pass
 
 
 def timer_overhead(device_clock: Clock, host_clock: Clock | None = None, *, rounds: int = 2000) -> tuple[list[int], float]:
@@ -380,11 +303,11 @@ class StageTimer:
     ``rounds()`` yields 1 cold round, ``warmup`` warm-up rounds, then ``rounds`` steady rounds.
     ``stage_hook(span, phase)`` (optional) runs inside every stage, with ``phase`` "start" just
     after the start mark and "end" just before the end mark (not when the stage raised);
-    :class:`SlowdownInjector` is one. ``extra_info`` is free metadata (model name, params) that
-    travels with the results.
+    :class:`pytest_egbench.inject.SlowdownInjector` is one (a :class:`StageHook`). ``extra_info`` is
+    free metadata (model name, params) that travels with the results.
 
     ``control``: interleave control rounds (kind :data:`CONTROL`) with the steady rounds; by
-    default exactly when ``stage_hook`` is a :class:`SlowdownInjector`. After the cold and warm-up
+    default exactly when ``stage_hook`` asks for them (a true ``control_rounds`` attribute). After the cold and warm-up
     rounds the timer then runs ``2 x rounds`` rounds, alternating control, steady, control,
     steady, ...; :meth:`rounds` and :meth:`round` both follow that order, and
     :attr:`TimingResults.rounds` still counts the steady rounds only.
@@ -407,7 +330,7 @@ class StageTimer:
         self.default_rounds = rounds
         self.default_warmup = warmup
         self.stage_hook = stage_hook
-        self.control = isinstance(stage_hook, SlowdownInjector) if control is None else control
+        self.control = bool(getattr(stage_hook, "control_rounds", False)) if control is None else control
         self.extra_info: dict[str, Any] = {}
         self._spans: list[StageSpan] = []
         self._next_index = 0

@@ -94,8 +94,11 @@ def test_checkpoint_parses_to_name_and_path(tmp_path):
 
 
 def test_models_all_and_dedup():
-    assert options.parse_models("all") == options.KNOWN_MODELS
+    assert options.parse_models(" ALL ") == ("all",)
     assert options.parse_models("llava, llava,eventgpt") == ("llava", "eventgpt")
+    assert options.parse_models("Video-LLaVA") == ("video_llava",)
+    with pytest.raises(argparse.ArgumentTypeError, match="all stands alone"):
+        options.parse_models("all,llava")
 
 
 @pytest.mark.parametrize("text, value", [("5%", 0.05), ("5", 0.05), (" 12.5% ", 0.125), ("0", 0.0)])

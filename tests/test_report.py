@@ -229,7 +229,7 @@ def _outputs_session(tmp_path, **settings):
 
 def test_write_outputs_writes_every_file_with_more_stages_than_tab10(tmp_path):
     pytest.importorskip("matplotlib")
-    from pytest_egbench.report import write_outputs
+    from pytest_egbench.outputs import write_outputs
 
     written, errors = write_outputs(_outputs_session(tmp_path))
     assert errors == []
@@ -239,13 +239,13 @@ def test_write_outputs_writes_every_file_with_more_stages_than_tab10(tmp_path):
 
 
 def test_a_failing_plot_is_an_error_line_and_loses_nothing(tmp_path, monkeypatch):
-    from pytest_egbench import report
+    from pytest_egbench import outputs, report
 
     def broken(session, path):
         raise KeyError("speculative_g1")
 
     monkeypatch.setattr(report, "plot_stage_bars", broken)
-    written, errors = report.write_outputs(_outputs_session(tmp_path))
+    written, errors = outputs.write_outputs(_outputs_session(tmp_path))
     assert written == [tmp_path / "run.json", tmp_path / "report.md"]  # JSON first, then the report
     assert len(json.loads((tmp_path / "run.json").read_text())["benchmarks"]) == 2 * 2 * 12
     text = (tmp_path / "report.md").read_text()
@@ -255,13 +255,13 @@ def test_a_failing_plot_is_an_error_line_and_loses_nothing(tmp_path, monkeypatch
 
 
 def test_any_error_in_one_output_keeps_the_others(tmp_path, monkeypatch):
-    from pytest_egbench import report
+    from pytest_egbench import outputs, report
 
     def broken(*args, **kwargs):
         raise RuntimeError("a bug in the report")
 
     monkeypatch.setattr(report, "markdown_report", broken)
-    written, errors = report.write_outputs(_outputs_session(tmp_path))
+    written, errors = outputs.write_outputs(_outputs_session(tmp_path))
     assert written == [tmp_path / "run.json"] and (tmp_path / "run.json").stat().st_size > 0
     assert errors == [f"--egbench-report {tmp_path / 'report.md'}: could not write the results: RuntimeError: a bug in the report"]
     assert not (tmp_path / "report.md").exists()

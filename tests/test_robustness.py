@@ -299,7 +299,7 @@ def _session(tmp_path: Path, torch_version: str = "2.13.0"):
 
 
 def test_a_session_fingerprint_unfit_for_a_file_name_is_an_output_error_not_a_crash(tmp_path):
-    from pytest_egbench.report import write_outputs
+    from pytest_egbench.outputs import write_outputs
 
     written, errors = write_outputs(_session(tmp_path, torch_version="../../evil"), save=True)
     assert written == [tmp_path / "results.json"] and len(errors) == 1 and "fingerprint field 'torch'" in errors[0]
@@ -307,7 +307,7 @@ def test_a_session_fingerprint_unfit_for_a_file_name_is_an_output_error_not_a_cr
 
 
 def test_a_saved_run_and_its_results_file_share_the_run_id(tmp_path):
-    from pytest_egbench.report import write_outputs
+    from pytest_egbench.outputs import write_outputs
 
     egb = _session(tmp_path)
     egb.calibration = {"matmul_ms": 1.5}

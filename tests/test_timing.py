@@ -6,7 +6,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from pytest_egbench import timing
+from pytest_egbench import inject, timing
+from pytest_egbench.inject import SlowdownInjector
 from pytest_egbench.timing import (
     COLD,
     CONTROL,
@@ -14,7 +15,6 @@ from pytest_egbench.timing import (
     WARMUP,
     CudaEventClock,
     PerfCounterClock,
-    SlowdownInjector,
     StageSpan,
     StageTimer,
     clocks_for,
@@ -240,8 +240,8 @@ def test_unknown_device_has_no_clock():
 
 def test_injector_busy_waits_a_fraction_of_each_steady_host_stage(monkeypatch):
     waits: list[float] = []
-    busy_wait = timing._busy_wait_ns
-    monkeypatch.setattr(timing, "_busy_wait_ns", lambda ns: (waits.append(ns), busy_wait(ns)))
+    busy_wait = inject._busy_wait_ns
+    monkeypatch.setattr(inject, "_busy_wait_ns", lambda ns: (waits.append(ns), busy_wait(ns)))
     clock = PerfCounterClock()
     injector = SlowdownInjector({"decode": 1.0})
     timer = StageTimer(clock, rounds=3, warmup=1, stage_hook=injector)
@@ -374,7 +374,7 @@ def test_injector_on_the_host_clock_waits_in_steady_rounds_only(monkeypatch):
     injector = SlowdownInjector({"decode": 0.2})
 
     def hook(span, phase):
-        monkeypatch.setattr(timing, "_busy_wait_ns", lambda ns: waited.append((span.kind, span.name)))
+        monkeypatch.setattr(inject, "_busy_wait_ns", lambda ns: waited.append((span.kind, span.name)))
         injector(span, phase)
 
     clock = FakeClock()

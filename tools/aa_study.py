@@ -112,7 +112,8 @@ def worker(args: argparse.Namespace) -> dict:
 
     from pytest_egbench.models.generation import decode, prefill
     from pytest_egbench.models.llama import dummy_llama
-    from pytest_egbench.timing import SlowdownInjector, StageTimer, clocks_for
+    from pytest_egbench.inject import SlowdownInjector
+    from pytest_egbench.timing import StageTimer, clocks_for
 
     device = torch.device(args.device)
     model = dummy_llama(args.preset, args.quant, device)

@@ -40,7 +40,8 @@ def main() -> None:
     from pytest_egbench.models.llama import dummy_llama
     from pytest_egbench.options import Settings
     from pytest_egbench.session import EgbenchSession, measurements_from_timing
-    from pytest_egbench.timing import SlowdownInjector, StageTimer, clocks_for
+    from pytest_egbench.inject import SlowdownInjector
+    from pytest_egbench.timing import StageTimer, clocks_for
     from pytest_egbench.verdict import REGRESSION
 
     if args.threads:

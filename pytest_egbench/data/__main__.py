@@ -22,7 +22,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from ..options import parse_positive_int
+from ..argtypes import parse_positive_int
 from .errors import DataFileError, DatasetError, DataWriteError
 
 

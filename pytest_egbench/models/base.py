@@ -48,29 +48,53 @@ class VisualInput:
     id: str = ""
 
 
-#: Visual inputs per sample in the origin runs: EventGPT 5 event frames, Video-LLaVA 8 video
-#: frames, LLaVA-1.5 1 image.
-DEFAULT_FRAMES = {"eventgpt": 5, "video_llava": 8, "llava": 1}
+@dataclass(frozen=True)
+class InputKind:
+    """What an adapter reads, declared once on the adapter (:attr:`ModelAdapter.input_kind`).
+
+    ``need``: the part of a dataset sample stage 1 reads (a key of
+    :data:`pytest_egbench.data.dataset.NEEDS`: ``events``, ``video`` or ``event_image``);
+    ``field``: the :class:`VisualInput` field the adapter's :meth:`~ModelAdapter.frames` reads
+    (``events``, ``video`` or ``images``); ``text``: what that is, for documentation.
+    """
+
+    name: str
+    need: str
+    field: str
+    text: str
+
+
+#: The input kinds an adapter may declare (:mod:`pytest_egbench.pipeline` loads each).
+INPUT_KINDS: dict[str, InputKind] = {
+    k.name: k
+    for k in (
+        InputKind("event_stream", "events", "events", "raw events, rendered in preprocess into T event frames [T, H, W, 3] uint8 (equal event counts per frame)"),
+        InputKind("event_images", "event_image", "events", "the sample's pre-rendered event-frame PNGs, the first T, as [T, H, W, 3] uint8"),
+        InputKind("video", "video", "video", "N video frames sampled uniformly, as one [N, H, W, 3] uint8 array"),
+        InputKind("images", "video", "images", "N video frames sampled uniformly, as a list of N [H, W, 3] uint8 images"),
+    )
+}
 
 
 def synthetic_sample(model: str, frames: int | None = None, *, height: int = 480, width: int = 640, seed: int = 0, question: str = DEFAULT_QUESTION) -> VisualInput:
     """A deterministic stand-in for a real sample: seeded random uint8 RGB arrays of the shape
-    ``model``'s adapter takes (``frames`` of them, default :data:`DEFAULT_FRAMES`), 480 x 640 as
-    the DSEC sensor and the bundled video. Raises ``ValueError`` for an unknown model."""
-    if model not in DEFAULT_FRAMES:
-        raise ValueError(f"unknown model {model!r}: known are {', '.join(DEFAULT_FRAMES)}")
-    n = DEFAULT_FRAMES[model] if frames is None else frames
+    ``model``'s adapter takes (``frames`` of them, default the adapter's
+    :attr:`~ModelAdapter.default_frames`), 480 x 640 as the DSEC sensor and the bundled video, in
+    the :class:`VisualInput` field of its :attr:`~ModelAdapter.input_kind`. Raises ``ValueError``
+    for a model the registry does not know."""
+    from .registry import adapter_class
+
+    adapter = adapter_class(model)
+    n = adapter.default_frames if frames is None else frames
     arrays = np.random.default_rng(seed).integers(0, 256, (n, height, width, 3), dtype=np.uint8)
-    if model == "eventgpt":
-        return VisualInput(question=question, events=arrays, id=f"synthetic-{seed}")
-    if model == "video_llava":
-        return VisualInput(question=question, video=arrays, id=f"synthetic-{seed}")
-    return VisualInput(question=question, images=list(arrays), id=f"synthetic-{seed}")
+    field = INPUT_KINDS[adapter.input_kind].field
+    value: Any = list(arrays) if field == "images" else arrays
+    return VisualInput(question=question, id=f"synthetic-{seed}", **{field: value})
 
 
 @dataclass(frozen=True)
 class ModelSpec:
-    """What to load: model ``name`` (eventgpt, video_llava, llava), size ``preset`` (tiny, 7b),
+    """What to load: model ``name`` (a registered name: eventgpt, video_llava, llava, ...), size ``preset`` (tiny, 7b),
     weight format ``quant`` (nf4, int8, bf16, fp16, fp32), ``device`` (``meta`` builds shapes
     only), a local ``checkpoint`` folder (``None``: seeded dummy weights) and the dummy ``seed``."""
 
@@ -154,14 +178,33 @@ def clip_image_processor(size: int) -> Any:
 class ModelAdapter(ABC):
     """One multimodal model behind the five-stage interface (see the module docstring).
 
-    Subclasses set ``name``, ``placeholder`` (the prompt's visual marker) and implement
-    :meth:`load`, :meth:`prompt`, :meth:`frames`, :meth:`visual_token_counts`,
-    :meth:`encode_vision` and :meth:`forward_whole`. ``lm`` is the causal LM that prefill and
-    decode run (it accepts ``inputs_embeds`` and ``input_ids``).
+    Subclasses declare ``name``, ``placeholder`` (the prompt's visual marker), ``input_kind``
+    (what they read: a key of :data:`INPUT_KINDS`) and ``default_frames`` (visual inputs per
+    sample when a benchmark does not say), and implement :meth:`load`, :meth:`prompt`,
+    :meth:`frames`, :meth:`visual_token_counts`, :meth:`encode_vision` and :meth:`forward_whole`.
+    ``lm`` is the causal LM that prefill and decode run (it accepts ``inputs_embeds`` and
+    ``input_ids``). The interface is documented in docs/adapters.md.
     """
 
     name: ClassVar[str]
     placeholder: ClassVar[str]
+    input_kind: ClassVar[str]
+    default_frames: ClassVar[int]
+
+    @classmethod
+    def check_declarations(cls) -> None:
+        """Raise ``ValueError`` naming the class when a declaration is missing or wrong:
+        ``name`` and ``placeholder`` non-empty strings, ``input_kind`` a key of
+        :data:`INPUT_KINDS`, ``default_frames`` a positive int."""
+        where = f"{cls.__module__}.{cls.__qualname__}"
+        for attr in ("name", "placeholder"):
+            if not isinstance(getattr(cls, attr, None), str) or not getattr(cls, attr):
+                raise ValueError(f"{where}.{attr} must be a non-empty string")
+        if getattr(cls, "input_kind", None) not in INPUT_KINDS:
+            raise ValueError(f"{where}.input_kind is {getattr(cls, 'input_kind', None)!r}: choose from {', '.join(INPUT_KINDS)}")
+        frames = getattr(cls, "default_frames", None)
+        if not isinstance(frames, int) or isinstance(frames, bool) or frames < 1:
+            raise ValueError(f"{where}.default_frames is {frames!r}: must be a positive int")
 
     def __init__(self, model: torch.nn.Module, spec: ModelSpec, *, lm: torch.nn.Module, text_config: Any, vision_config: Any, fill_id: int) -> None:
         self.model = model

@@ -110,6 +110,9 @@ class EventGPTAdapter(ModelAdapter):
 
     name = "eventgpt"
     placeholder = EVENT_PLACEHOLDER
+    input_kind = "event_stream"
+    #: 5 event frames, as in the origin runs
+    default_frames = 5
 
     @classmethod
     def load(cls, spec: ModelSpec) -> EventGPTAdapter:

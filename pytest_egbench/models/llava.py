@@ -110,6 +110,9 @@ class LlavaAdapter(_HFLlavaAdapter):
 
     name = "llava"
     placeholder = IMAGE_TOKEN
+    input_kind = "images"
+    #: 1 image, as in the origin runs
+    default_frames = 1
     model_class = "LlavaForConditionalGeneration"
     token_id = IMAGE_TOKEN_ID
     token_attribute = "image_token_id"
@@ -137,6 +140,9 @@ class VideoLlavaAdapter(_HFLlavaAdapter):
 
     name = "video_llava"
     placeholder = VIDEO_TOKEN
+    input_kind = "video"
+    #: 8 video frames, as in the origin runs
+    default_frames = 8
     model_class = "VideoLlavaForConditionalGeneration"
     token_id = VIDEO_TOKEN_ID
     token_attribute = "video_token_id"

@@ -17,8 +17,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from ..options import QUANTS
-
+#: The weight formats (``--egbench-quant``); ``fp32`` is for CPU runs, NF4/int8 need bitsandbytes'
+#: CUDA kernels.
+QUANTS: tuple[str, ...] = ("nf4", "int8", "bf16", "fp16", "fp32")
 _COMPUTE = {"nf4": "bfloat16", "int8": "float16", "bf16": "bfloat16", "fp16": "float16", "fp32": "float32"}
 #: nn.Linear layers inside modules of these classes are the ones quantised.
 QUANTISED_BLOCKS = ("LlamaDecoderLayer",)
