@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING
 import pytest
 
 from . import names, options
+from .layout import wrap
 
 if TYPE_CHECKING:
     from .session import EgbenchSession
@@ -69,6 +70,8 @@ def pytest_configure(config: pytest.Config) -> None:
         if settings.fallback_ref and not settings.ref and session.own_baseline() is not None and session.machine_check().reason:
             settings = _fall_back_to_ref(session)
         config.stash[SESSION_KEY] = session
+        if not config.pluginmanager.has_plugin("egbench-header-width"):
+            config.pluginmanager.register(_HeaderWidth(), "egbench-header-width")
     config.stash[SETTINGS_KEY] = settings
     config.stash[OUTPUT_ERRORS_KEY] = []
     config.stash[OUTPUT_WRITTEN_KEY] = []
@@ -107,6 +110,16 @@ def _worker(config: pytest.Config) -> tuple[int, int] | None:
     return int(str(workerinput["workerid"]).lstrip("gw")), int(workerinput["workercount"])
 
 
+class _HeaderWidth:
+    """With ``--egbench``, every plugin's header line wrapped to :data:`~pytest_egbench.layout.WIDTH`
+    columns (pytest-benchmark's own runs to about 190), so that no line of the run is wider."""
+
+    @pytest.hookimpl(wrapper=True)
+    def pytest_report_header(self, config: pytest.Config) -> Generator[None, list[str | list[str]], list[list[str]]]:
+        results = yield
+        return [[part for line in ([r] if isinstance(r, str) else r) for part in wrap(line)] for r in results]
+
+
 def pytest_report_header(config: pytest.Config) -> list[str] | None:
     session = config.stash.get(SESSION_KEY, None)
     if session is None:
@@ -116,9 +129,9 @@ def pytest_report_header(config: pytest.Config) -> list[str] | None:
     where = f"{session.device} ({gpu})" if gpu else str(session.device)
     from .calibration import summary_line
 
-    lines = [f"egbench: device {where}, preset {s.preset}, weights {s.quant}, rounds {s.rounds} after 1 cold + {s.warmup} warm-up, max new tokens {s.max_new_tokens}"]
+    lines = wrap(f"egbench: device {where}, preset {s.preset}, weights {s.quant}, rounds {s.rounds} after 1 cold + {s.warmup} warm-up, max new tokens {s.max_new_tokens}")
     if session.calibration:
-        lines.append(f"egbench: {summary_line(session.calibration)}")
+        lines += wrap(f"egbench: {summary_line(session.calibration)}")
     return lines
 
 
@@ -131,7 +144,7 @@ def pytest_report_collectionfinish(config: pytest.Config) -> list[str] | None:
         return None
     s = session.settings
     slowdowns = ", ".join(f"{stage}=+{_percent(fraction)}" for stage, fraction in s.inject)
-    return [f"egbench: injected slowdown {slowdowns}, each steady round after an unchanged control round (at least {options.CONTROL_MIN_ROUNDS} rounds when injecting)"]
+    return wrap(f"egbench: injected slowdown {slowdowns}, each steady round after an unchanged control round (at least {options.CONTROL_MIN_ROUNDS} rounds when injecting)")
 
 
 def _percent(fraction: float) -> str:
@@ -182,7 +195,8 @@ def _run_ab(config: pytest.Config, egb: EgbenchSession, benchmarks: int) -> None
 
     def progress(line: str) -> None:
         if reporter is not None:
-            reporter.write_line(line)
+            for part in wrap(line):
+                reporter.write_line(part)
 
     try:
         cpus = ab.pinned_cpus(egb.settings.ref_cpus)
@@ -413,9 +427,13 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter, exitstatu
 
         for line in terminal_lines(egb):
             tr.write_line(line)
+    # every line within layout.WIDTH columns: the long ones wrapped, indented under their first
     for path in config.stash[OUTPUT_WRITTEN_KEY]:
-        tr.write_line(f"egbench: wrote {path}")
+        for line in wrap(f"egbench: wrote {path}"):
+            tr.write_line(line)
     for note in egb.notes:
-        tr.write_line(f"egbench: {note}", yellow=True)
+        for line in wrap(f"egbench: {note}"):
+            tr.write_line(line, yellow=True)
     for error in config.stash[OUTPUT_ERRORS_KEY]:
-        tr.write_line(f"egbench: ERROR {error}", red=True, bold=True)
+        for line in wrap(f"egbench: ERROR {error}"):
+            tr.write_line(line, red=True, bold=True)

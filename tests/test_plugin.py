@@ -505,3 +505,42 @@ def test_more_workers_than_gpus_is_refused(monkeypatch):
     with pytest.raises(pytest.UsageError, match="3 workers but this machine has 2 CUDA device"):
         resolve_device(Settings(device="cuda"), (0, 3))
     assert resolve_device(Settings(device="cpu"), (1, 2)) == torch.device("cpu")
+
+
+LONG_NAMES = """
+import pytest
+
+STAGES = [f"speculative_decoding_at_gamma_{g}_with_draft" for g in range(1, 9)]
+pytestmark = pytest.mark.egbench(group="a_group_with_a_rather_long_name_" + "x" * 90, stages=STAGES)
+
+@pytest.mark.parametrize("sample", ["dsec_sample1_50ms_recorded_on_a_rainy_day_" + "y" * 60, "cup"])
+@pytest.mark.parametrize("frames", [1, 8])
+def test_with_a_long_name(stage_timer, sample, frames):
+    stage_timer.extra_info["model"] = "eventgpt->video_llava_with_a_long_adapter_name"
+    for rnd in stage_timer.rounds():
+        for stage in STAGES:
+            with rnd.stage(stage):
+                pass
+        with rnd.stage("prefill", tokens=10):
+            pass
+        with rnd.stage("decode", tokens=4):
+            pass
+"""
+
+
+def test_the_whole_output_fits_120_columns_with_long_names(pytester):
+    """Issue 14: no line of a --egbench run is wider than 120 columns (header, tables, verdict
+    lines, notes), however long the stage, parameter and group names; long names get keys with
+    a legend and nothing is cut."""
+    pytester.makepyfile(test_long=LONG_NAMES)
+    result = pytester.runpytest("--egbench", "--egbench-rounds", "2", "--egbench-warmup", "1", "--egbench-device", "cpu")
+    result.assert_outcomes(passed=4)
+    lines = result.stdout.lines
+    widest = max(lines, key=len)
+    assert len(widest) <= 120, widest
+    text = "\n".join(lines)
+    joined = re.sub(r"\n +", " ", text)  # wrapped lines and legend continuations joined
+    assert "speculative_decoding_at_gamma_8_with_draft" in joined
+    assert "sample=dsec_sample1_50ms_recorded_on_a_rainy_day_" + "y" * 60 in joined.replace(" ", "")
+    assert any(line.startswith("benchmark: ") for line in lines)  # pytest-benchmark's header, wrapped
+    assert "not compared" in text and "marks: " in text
