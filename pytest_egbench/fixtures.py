@@ -217,7 +217,7 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
 
     A sample that lacks what the test's ``egbench_needs(...)`` marker asks for (``"events"``,
     ``"video"``, ``"event_image"``) is collected as skipped, with the reason (for example
-    ``sample dsec_sample1_50ms is event-only (no mp4_data): this benchmark needs video``).
+    ``sample dsec_sample1_50ms: event-only (no mp4_data), needs video``).
     Without ``--egbench`` the dataset is not read: one placeholder that the skip covers.
     """
     if "egbench_sample" not in metafunc.fixturenames:

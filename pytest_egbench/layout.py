@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 WIDTH = 120
 #: Longest row label (first column) or column title kept as it is; longer ones get a key.
 LABEL_LIMIT = 40
-TITLE_LIMIT = 16
+TITLE_LIMIT = 26
 _GAP = "  "
 
 

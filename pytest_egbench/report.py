@@ -449,9 +449,10 @@ def terminal_lines(session: EgbenchSession, width: int = WIDTH) -> list[str]:
             lines += ["", *wrap(f"[{title}]", width), *fit(grid, width)]
         own = _OWN_TABLES[group](ms) if group in _OWN_TABLES else None
         figures = figures_table(ms) if group in _FIGURE_GROUPS else None
-        for title, table in ((group, own), (f"{group} figures", figures)):
+        # the token-scaling table has three columns a model: split between models first
+        for title, table, step in ((group, own, 3 if group == "token_scaling" else 1), (f"{group} figures", figures, 1)):
             if table is not None:
-                lines += ["", f"[{title}]", *fit(Grid(table.header, table.rows), width)]
+                lines += ["", f"[{title}]", *fit(Grid(table.header, table.rows, list(range(1, len(table.header), step))), width)]
     return lines + [""] + verdict_lines(session, width)
 
 
@@ -737,6 +738,29 @@ def append_step_summary(text: str) -> Path | None:
     return Path(name)
 
 
+def _report_outputs(session: EgbenchSession, report: Path, errors: list[str]) -> list[tuple[str, Path, Any]]:
+    """The ``(option, path, write)`` outputs of ``--egbench-report``: the report with its plots,
+    then, when ``$GITHUB_STEP_SUMMARY`` is set, the report appended to that file (after the
+    report, so that it can name the plots drawn)."""
+    import os
+
+    drawn: dict[str, str] = {}
+
+    def write_report() -> None:
+        drawn.update(_draw_plots(session, report, errors))
+        write_text_atomic(report, markdown_report(session, session.machine, drawn))
+
+    def write_summary() -> None:
+        # the job page cannot show the PNGs (relative links): name them instead
+        note = f"Plots: {', '.join(f'`{name}`' for name in drawn.values())}, beside `{report}`." if drawn else None
+        append_step_summary(markdown_report(session, session.machine, plots_note=note))
+
+    outputs: list[tuple[str, Path, Any]] = [("--egbench-report", report, write_report)]
+    if os.environ.get("GITHUB_STEP_SUMMARY"):
+        outputs.append(("--egbench-report $GITHUB_STEP_SUMMARY", Path(os.environ["GITHUB_STEP_SUMMARY"]), write_summary))
+    return outputs
+
+
 def write_outputs(session: EgbenchSession, *, save: bool = False) -> tuple[list[Path], list[str]]:
     """Write the files the options asked for: ``--egbench-json`` first, then the baseline of this
     machine's fingerprint (when ``save``), then ``--egbench-report`` and its plots last, the part
@@ -748,8 +772,6 @@ def write_outputs(session: EgbenchSession, *, save: bool = False) -> tuple[list[
     and the others are still written; the file it would have replaced is left intact. A plot that
     fails is an error line too, and the report is written without it.
     """
-    import os
-
     from .machine import commit_info
 
     written: list[Path] = []
@@ -772,22 +794,7 @@ def write_outputs(session: EgbenchSession, *, save: bool = False) -> tuple[list[
             target = directory
         outputs.append(("--egbench-save", target, lambda: save_baseline(directory, session.fingerprint, session.baseline_entries(), run=session.run_record())))
     if s.report is not None:
-        report = s.report
-
-        drawn: dict[str, str] = {}
-
-        def write_report() -> None:
-            drawn.update(_draw_plots(session, report, errors))
-            write_text_atomic(report, markdown_report(session, machine, drawn))
-
-        def write_summary() -> None:
-            # the job page cannot show the PNGs (relative links): name them instead
-            note = f"Plots: {', '.join(f'`{name}`' for name in drawn.values())}, beside `{report}`." if drawn else None
-            append_step_summary(markdown_report(session, machine, plots_note=note))
-
-        outputs.append(("--egbench-report", report, write_report))
-        if os.environ.get("GITHUB_STEP_SUMMARY"):
-            outputs.append(("--egbench-report $GITHUB_STEP_SUMMARY", Path(os.environ["GITHUB_STEP_SUMMARY"]), write_summary))
+        outputs += _report_outputs(session, s.report, errors)
     for option, path, write in outputs:
         try:
             write()
