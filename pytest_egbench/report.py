@@ -625,7 +625,7 @@ def plot_against_reference(rows: Sequence[MetricRow], title: str, path: Path) ->
     """One panel per metric of ``rows`` (one group), one pair of horizontal bars per
     configuration: this run's median with its 95 % CI as error bars, beside the reference's
     median with its interquartile range (``ref_value``, ``ref_spread``; no bar without a
-    reference). The legend sits above the panels, outside every axes. PNG at ``path``; ``None``
+    reference). The legend sits below the panels, outside every axes. PNG at ``path``; ``None``
     when ``rows`` is empty. Needs matplotlib (``ImportError`` without it)."""
     if not rows:
         return None
@@ -652,14 +652,17 @@ def plot_against_reference(rows: Sequence[MetricRow], title: str, path: Path) ->
         ax.set_xlabel(unit)
     for ax in axes.flat[len(metrics):]:
         ax.set_visible(False)
-    axes[0][0].set_yticks(range(len(configs)), configs, fontsize="small")
+    axes[0][0].set_yticks(range(len(configs)), configs)
+    for row in axes:
+        row[0].tick_params(axis="y", labelsize="small")
     axes[0][0].set_ylim(len(configs) - 0.5, -0.5)  # first configuration on top
     from matplotlib.patches import Patch
 
     handles = [Patch(color=now_colour, label="this run: median, 95% CI")]
     handles += [Patch(color=ref_colour, label=f"reference ({', '.join(references)}): median, IQR")] if references else []
-    fig.legend(handles=handles, loc="lower center", bbox_to_anchor=(0.5, 1.0), ncol=len(handles), fontsize="small", frameon=False)
-    fig.suptitle(title, y=1.06)
+    fig.suptitle(title)
+    # below the panels, outside every axes (bbox_inches="tight" grows the canvas to hold it)
+    fig.legend(handles=handles, loc="upper center", bbox_to_anchor=(0.5, 0.0), ncol=len(handles), fontsize="small", frameon=False)
     return _save(fig, path)
 
 
