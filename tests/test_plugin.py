@@ -65,12 +65,12 @@ def test_flag_runs_benchmarks_only_and_prints_the_stage_table(pytester):
         assert title in titles
 
 
-def test_json_is_pytest_benchmark_format_and_compare_reads_it(pytester):
+def test_json_is_pytest_benchmark_format_and_compare_reads_it(pytester, unwrapped):
     pytester.makepyfile(test_bench=BENCH)
     out = pytester.path / "results" / "run.json"
     result = pytester.runpytest("--egbench", "--egbench-rounds", "3", "--egbench-warmup", "0", "--egbench-device", "cpu", f"--egbench-json={out}")
     result.assert_outcomes(passed=2)
-    result.stdout.fnmatch_lines([f"egbench: wrote {out}"])
+    unwrapped(result).fnmatch_lines([f"egbench: wrote {out}"])
     doc = json.loads(out.read_text())
     names = sorted(b["name"] for b in doc["benchmarks"])
     assert "test_toy[fast]::prefill" in names and "test_toy[slow]::tpot" in names
