@@ -9,7 +9,9 @@ what to write where, and keeps one failing output from losing the others. No tor
 from __future__ import annotations
 
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
+from typing import Any
 
 from . import report
 from .atomic import write_json_atomic, write_text_atomic
@@ -40,25 +42,69 @@ def save_baseline(session: EgbenchSession) -> tuple[Path, bool]:
     return save(directory, session.fingerprint, session.baseline_entries(), run=session.run_record())
 
 
-def _report_writer(session: EgbenchSession, path: Path, machine: dict, errors: list[str]) -> Callable[[], None]:
-    """What writes ``--egbench-report``: the plots first (a failing plot is an error line and is
-    left out), then the markdown."""
+def _draw_plots(session: EgbenchSession, report_path: Path, errors: list[str]) -> dict[str, str]:
+    """Every plot of ``--egbench-report`` as PNG beside ``report_path`` (the stage bars, the token
+    scaling, each group against its reference): title -> file name. A plot that fails is an error
+    line in ``errors``; without matplotlib there are none and a note says so."""
+    jobs: list[tuple[str, str, Any]] = [("stages", "stages", report.plot_stage_bars), ("token scaling", "token-scaling", report.plot_token_scaling)]
+    try:
+        rows = report.metric_rows(session, references=True)
+    except Exception as exc:  # a plot is never worth the report
+        rows = []
+        errors.append(f"--egbench-report {report_path}: could not gather the plots against the reference ({type(exc).__name__}: {exc})")
+    for group in dict.fromkeys(r.group for r in rows):
+        mine = [r for r in rows if r.group == group]
+        draw = partial(report.plot_against_reference, mine, f"{group}: this run against its reference")
+        jobs.append((f"{group} against its reference", f"ref-{group}", lambda _session, png, draw=draw: draw(png)))
+    plots: dict[str, str] = {}
+    for title, suffix, plot in jobs:
+        png = report_path.with_name(f"{report_path.stem}-{suffix}.png")
+        try:
+            if plot(session, png):
+                plots[title] = png.name
+        except ImportError:
+            session.notes.append("--egbench-report: matplotlib is not installed (the 'plot' extra), so the report has no plots")
+            break
+        except Exception as exc:  # a plot is never worth the report, let alone the results
+            errors.append(f"--egbench-report {png}: could not draw the {title} plot ({type(exc).__name__}: {exc}); the report was written without it")
+    return plots
 
-    def write() -> None:
-        plots: dict[str, str] = {}
-        for title, plot in (("stages", report.plot_stage_bars), ("token scaling", report.plot_token_scaling)):
-            png = path.with_name(f"{path.stem}-{title.replace(' ', '-')}.png")
-            try:
-                if plot(session, png):
-                    plots[title] = png.name
-            except ImportError:
-                session.notes.append("--egbench-report: matplotlib is not installed (the 'plot' extra), so the report has no plots")
-                break
-            except Exception as exc:  # a plot is never worth the report, let alone the results
-                errors.append(f"--egbench-report {png}: could not draw the {title} plot ({type(exc).__name__}: {exc}); the report was written without it")
-        write_text_atomic(path, report.markdown_report(session, machine, plots))
 
-    return write
+def append_step_summary(text: str) -> Path | None:
+    """Append ``text`` to the file ``$GITHUB_STEP_SUMMARY`` names (GitHub Actions shows it on
+    the job's page), if that variable is set; returns that path, else ``None``. Raises ``OSError``
+    when the file cannot be written."""
+    import os
+
+    name = os.environ.get("GITHUB_STEP_SUMMARY")
+    if not name:
+        return None
+    with open(name, "a", encoding="utf-8") as f:
+        f.write(text)
+    return Path(name)
+
+
+def _report_outputs(session: EgbenchSession, report_path: Path, errors: list[str]) -> list[tuple[str, Path, Any]]:
+    """The ``(option, path, write)`` outputs of ``--egbench-report``: the report with its plots,
+    then, when ``$GITHUB_STEP_SUMMARY`` is set, the report appended to that file (after the
+    report, so that it can name the plots drawn)."""
+    import os
+
+    drawn: dict[str, str] = {}
+
+    def write_report() -> None:
+        drawn.update(_draw_plots(session, report_path, errors))
+        write_text_atomic(report_path, report.markdown_report(session, session.machine, drawn))
+
+    def write_summary() -> None:
+        # the job page cannot show the PNGs (relative links): name them instead
+        note = f"Plots: {', '.join(f'`{name}`' for name in drawn.values())}, beside `{report_path}`." if drawn else None
+        append_step_summary(report.markdown_report(session, session.machine, plots_note=note))
+
+    outputs: list[tuple[str, Path, Any]] = [("--egbench-report", report_path, write_report)]
+    if os.environ.get("GITHUB_STEP_SUMMARY"):
+        outputs.append(("--egbench-report $GITHUB_STEP_SUMMARY", Path(os.environ["GITHUB_STEP_SUMMARY"]), write_summary))
+    return outputs
 
 
 def write_outputs(session: EgbenchSession, *, save: bool = False) -> tuple[list[Path], list[str]]:
@@ -86,7 +132,7 @@ def write_outputs(session: EgbenchSession, *, save: bool = False) -> tuple[list[
     if save:
         outputs.append(("--egbench-save", baseline_path(session), lambda: save_baseline(session)))
     if s.report is not None:
-        outputs.append(("--egbench-report", s.report, _report_writer(session, s.report, machine, errors)))
+        outputs += _report_outputs(session, s.report, errors)
     for option, path, write in outputs:
         try:
             write()

@@ -26,6 +26,7 @@ from .stash import (
     item_labels,
     xdist_worker,
 )
+from .layout import wrap
 
 if TYPE_CHECKING:
     from .notes import Note
@@ -131,6 +132,8 @@ def pytest_configure(config: pytest.Config) -> None:
         if settings.fallback_ref and not settings.ref and judged and session.machine_check().reason:
             settings = _fall_back_to_ref(config, session)
         config.stash[SESSION_KEY] = session
+        if not config.pluginmanager.has_plugin("egbench-header-width"):
+            config.pluginmanager.register(_HeaderWidth(), "egbench-header-width")
     config.stash[SETTINGS_KEY] = settings
     config.stash[OUTPUT_ERRORS_KEY] = []
     config.stash[OUTPUT_WRITTEN_KEY] = []
@@ -186,6 +189,16 @@ def _xdist_controller(config: pytest.Config) -> bool:
     return getattr(config, "workerinput", None) is None and bool(getattr(config.option, "numprocesses", None))
 
 
+class _HeaderWidth:
+    """With ``--egbench``, every plugin's header line wrapped to :data:`~pytest_egbench.layout.WIDTH`
+    columns (pytest-benchmark's own runs to about 190), so that no line of the run is wider."""
+
+    @pytest.hookimpl(wrapper=True)
+    def pytest_report_header(self, config: pytest.Config) -> Generator[None, list[str | list[str]], list[list[str]]]:
+        results = yield
+        return [[part for line in ([r] if isinstance(r, str) else r) for part in wrap(line)] for r in results]
+
+
 def pytest_report_header(config: pytest.Config) -> list[str] | None:
     session = config.stash.get(SESSION_KEY, None)
     if session is None:
@@ -195,9 +208,9 @@ def pytest_report_header(config: pytest.Config) -> list[str] | None:
     where = f"{session.device} ({gpu})" if gpu else str(session.device)
     from .calibration import summary_line
 
-    lines = [f"egbench: device {where}, preset {s.preset}, weights {s.quant}, rounds {s.rounds} after 1 cold + {s.warmup} warm-up, max new tokens {s.max_new_tokens}"]
+    lines = wrap(f"egbench: device {where}, preset {s.preset}, weights {s.quant}, rounds {s.rounds} after 1 cold + {s.warmup} warm-up, max new tokens {s.max_new_tokens}")
     if session.calibration:
-        lines.append(f"egbench: {summary_line(session.calibration)}")
+        lines += wrap(f"egbench: {summary_line(session.calibration)}")
     return lines
 
 
@@ -208,7 +221,7 @@ def pytest_report_collectionfinish(config: pytest.Config) -> list[str] | None:
     # pytest calls this hook even when collection failed, so only after the check passed
     if session is None or not session.settings.inject or not config.stash.get(NAMES_CHECKED_KEY, False):
         return None
-    return [inject.collection_line(session.settings, options.CONTROL_MIN_ROUNDS)]
+    return wrap(inject.collection_line(session.settings, options.CONTROL_MIN_ROUNDS))
 
 
 @pytest.hookimpl(wrapper=True)
@@ -230,7 +243,8 @@ def _run_ab(config: pytest.Config, egb: EgbenchSession, benchmarks: int) -> None
 
     def progress(line: str) -> None:
         if reporter is not None:
-            reporter.write_line(line)
+            for part in wrap(line):
+                reporter.write_line(part)
 
     try:
         cpus = ab.pinned_cpus(egb.settings.ref_cpus)
@@ -459,9 +473,13 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter, exitstatu
 
         for line in terminal_lines(egb):
             tr.write_line(line)
+    # every line within layout.WIDTH columns: the long ones wrapped, indented under their first
     for path in config.stash[OUTPUT_WRITTEN_KEY]:
-        tr.write_line(f"egbench: wrote {path}")
+        for line in wrap(f"egbench: wrote {path}"):
+            tr.write_line(line)
     for note in egb.notes + egb.folded_notes():
-        tr.write_line(f"egbench: {note}", yellow=True)
+        for line in wrap(f"egbench: {note}"):
+            tr.write_line(line, yellow=True)
     for error in config.stash[OUTPUT_ERRORS_KEY]:
-        tr.write_line(f"egbench: ERROR {error}", red=True, bold=True)
+        for line in wrap(f"egbench: ERROR {error}"):
+            tr.write_line(line, red=True, bold=True)

@@ -11,14 +11,17 @@ from __future__ import annotations
 
 from collections import defaultdict
 from dataclasses import dataclass
+from functools import partial
 from collections.abc import Sequence
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
 from .catalog import DERIVED, Unit
-from .session import SECONDS, EgbenchSession, Measurement, _jsonable
+from .layout import WIDTH, Grid, fit, render, wrap
+from .session import NOT_COMPARED, SECONDS, EgbenchSession, Measurement, _jsonable
 from .stats import benchmark_stats, summarize
+from .verdict import CONTROL_REFERENCE, IMPROVEMENT, INCONCLUSIVE, NOISE_ONLY, PASS, REGRESSION, SETTINGS_DIFFER
 
 #: Version of the ``egbench`` block of a results file (baseline files have their own, in baselines.py).
 RESULTS_SCHEMA_VERSION = 1
@@ -237,12 +240,10 @@ def figures_table(measurements: Sequence[Measurement]) -> StageTable | None:
 
 def render_text(table: StageTable) -> list[str]:
     """Fixed-width lines for the terminal: first column left-aligned, the others right-aligned."""
-    grid = [table.header, *table.rows]
-    widths = [max(len(r[i]) for r in grid) for i in range(len(table.header))]
-    return ["  ".join(cell.ljust(w) if i == 0 else cell.rjust(w) for i, (cell, w) in enumerate(zip(r, widths))).rstrip() for r in grid]
+    return render(Grid(table.header, table.rows))
 
 
-def render_markdown(table: StageTable) -> list[str]:
+def render_markdown(table: StageTable | Grid) -> list[str]:
     def line(cells: Sequence[str]) -> str:
         return "| " + " | ".join(c.replace("|", "\\|") for c in cells) + " |"
 
@@ -287,35 +288,213 @@ def _heading(session: EgbenchSession) -> str:
     )
 
 
-def terminal_lines(session: EgbenchSession) -> list[str]:
-    """Every group's stage table, with a heading that says how the numbers were taken, then the
-    verdict summary (:func:`verdict_lines`)."""
-    lines = [_heading(session)]
-    for group, table in _groups(session):
-        lines += ["", f"[{group}]", *render_text(table)]
-    return lines + [""] + verdict_lines(session)
+# --------------------------------------------------------------------------- verdict tables
 
 
-def verdict_lines(session: EgbenchSession) -> list[str]:
+#: The mark beside each number in the verdict tables, per verdict status, and what it means.
+VERDICT_MARKS = {
+    PASS: ("=", "pass"),
+    REGRESSION: ("!", "regression (slower, or worse)"),
+    IMPROVEMENT: ("+", "improvement (faster, or better)"),
+    NOISE_ONLY: ("~", "pass: beyond the tolerance, not significant"),
+    INCONCLUSIVE: ("?", "inconclusive"),
+    SETTINGS_DIFFER: ("#", "settings differ"),
+    NOT_COMPARED: ("-", "not compared"),
+    None: ("*", "not judged"),
+}
+
+
+@dataclass(frozen=True)
+class MetricRow:
+    """One metric of one configuration as plain data, what the verdict tables and the plots
+    draw. ``value`` (median), ``iqr``, ``ci`` (95 % interval of the median, or ``None`` when not
+    computed), ``cold`` and the reference's ``ref_value`` / ``ref_spread`` (its first and third
+    quartiles) are in ``unit`` (``ms`` for times, else the metric's unit). ``status``: the verdict
+    status (``None``: not judged); ``reference``: what the verdict compared with, as it names it."""
+
+    group: str
+    config: str
+    metric: str
+    title: str
+    stage: str | None
+    unit: str
+    value: float
+    iqr: float
+    status: str | None = None
+    reference: str | None = None
+    ci: tuple[float, float] | None = None
+    cold: float | None = None
+    ref_value: float | None = None
+    ref_spread: tuple[float, float] | None = None
+
+
+def _table_metrics(ms: Sequence[Measurement], order: Sequence[str]) -> list[tuple[str, str]]:
+    """(metric, column title) of a group's verdict table: its stages in ``order``, then total
+    and the derived metrics present (as :func:`stage_table` rows them)."""
+    present = {m.metric for m in ms}
+    stages = [(s, s) for s in order if any(m.metric == s and m.stage for m in ms)]
+    return stages + [(d.name, d.title) for d in DERIVED if d.name in present] if stages else []
+
+
+def metric_rows(session: EgbenchSession, *, references: bool = False) -> list[MetricRow]:
+    """The :class:`MetricRow` of every metric in a verdict table (stages and derived metrics of
+    every group but token scaling and memory), in table order. ``references``: also compute the
+    95 % CI of each median (bootstrap, :func:`~pytest_egbench.stats.bootstrap_median_ci`) and the
+    reference's median and quartiles (:func:`reference_samples`), which the plots need."""
+    out = []
+    for group, ms in _group_measurements(session).items():
+        if group in _OWN_TABLES:
+            continue
+        by_name = {(m.metric, _column_label(m)): m for m in ms}
+        columns = _table_metrics(ms, session.stage_order({m.stage for m in ms if m.stage}))
+        for config in dict.fromkeys(_column_label(m) for m in ms):
+            for metric, title in columns:
+                m = by_name.get((metric, config))
+                if m is not None:
+                    out.append(_metric_row(session, m, config, title, references))
+    return out
+
+
+def _metric_row(session: EgbenchSession, m: Measurement, config: str, title: str, references: bool) -> MetricRow:
+    scale, unit = (1e3, "ms") if m.unit == SECONDS else (1.0, m.unit)
+    s = summarize(m.samples)
+    verdict = m.extra_info.get("verdict") or {}
+    row = MetricRow(m.group, config, m.metric, title, m.stage, unit, s.median * scale, s.iqr * scale, verdict.get("status"), verdict.get("reference"), cold=None if m.cold is None else m.cold * scale)
+    if not references:
+        return row
+    from dataclasses import replace
+
+    from .stats import bootstrap_median_ci
+
+    _, low, high = bootstrap_median_ci(m.samples, resamples=1000)
+    ref = reference_samples(session, m, row.reference)
+    ref_stats = summarize(ref) if ref else None
+    return replace(
+        row,
+        ci=(low * scale, high * scale),
+        ref_value=ref_stats.median * scale if ref_stats else None,
+        ref_spread=(ref_stats.q1 * scale, ref_stats.q3 * scale) if ref_stats else None,
+    )
+
+
+def reference_samples(session: EgbenchSession, m: Measurement, reference: str | None) -> list[float]:
+    """The samples ``m`` was judged against, pooled (``m.unit``): the interleaved control rounds
+    (:data:`~pytest_egbench.verdict.CONTROL_REFERENCE`), the A/B reference's processes
+    (``--egbench-ref``), else this fingerprint's saved baseline runs; empty when there are none."""
+    if reference is None:
+        return []
+    if reference == CONTROL_REFERENCE.name:
+        return list(m.control)
+    ab = (session.ab_runs or {}).get("ref", {}).get(m.fullname)
+    if ab:
+        return [v for run in ab.values() for v in run]
+    own = session.own_baseline() if session.settings.baseline_dir else None
+    entry = own.entries.get(m.fullname) if own is not None else None
+    return [v for run in entry.runs for v in run] if entry is not None else []
+
+
+def _cell(row: MetricRow) -> str:
+    return f"{_fmt(row.value)} [{_fmt(row.iqr)}] {VERDICT_MARKS.get(row.status, ('*', ''))[0]}"
+
+
+def _common_params(labels: Sequence[str]) -> tuple[list[str], str]:
+    """Labels without the ``key=value`` parameters every one of them has (with several labels),
+    and those parameters, for the table's title."""
+    split = [(label.split(" ", 1) + [""])[:2] for label in labels]
+    params = [p.split(",") if p else [] for _, p in split]
+    common = [p for p in params[0] if all(p in ps for ps in params)] if len(labels) > 1 else []
+    short = [" ".join([name, ",".join(p for p in ps if p not in common)]).strip() for (name, _), ps in zip(split, params)]
+    return short, ",".join(common)
+
+
+def verdict_grids(rows: Sequence[MetricRow]) -> list[tuple[str, Grid]]:
+    """One (title, :class:`~pytest_egbench.layout.Grid`) per group of ``rows``: configurations as
+    rows, metrics as columns (sections: stages, then total and the derived metrics, then the cold
+    round's total), each cell ``median [IQR] mark`` (:data:`VERDICT_MARKS`). Parameters shared by
+    every configuration of a group move into its title."""
+    out = []
+    for group in dict.fromkeys(r.group for r in rows):
+        mine = [r for r in rows if r.group == group]
+        configs = list(dict.fromkeys(r.config for r in mine))
+        metrics = list(dict.fromkeys((r.metric, r.title, r.stage is not None) for r in mine))
+        cells = {(r.config, r.metric): r for r in mine}
+        labels, common = _common_params(configs)
+        cold = {c: cells[(c, "total")].cold for c in configs if (c, "total") in cells}
+        header = ["configuration"] + [title for _, title, _ in metrics] + (["cold total"] if any(v is not None for v in cold.values()) else [])
+        grid_rows = []
+        for config, label in zip(configs, labels):
+            row = [label] + [_cell(cells[(config, metric)]) if (config, metric) in cells else "" for metric, _, _ in metrics]
+            if len(header) > len(metrics) + 1:
+                row.append("" if cold.get(config) is None else _fmt(cold[config]))
+            grid_rows.append(row)
+        stages = sum(1 for _, _, stage in metrics if stage)
+        title = f"{group}{f' ({common})' if common else ''}"
+        out.append((title, Grid(header, grid_rows, [1 + stages, 1 + len(metrics)])))
+    return out
+
+
+def legend_line(rows: Sequence[MetricRow]) -> str:
+    """What the marks of ``rows`` mean, only those that occur, e.g.
+    ``marks: = pass, - not compared``."""
+    seen = dict.fromkeys(r.status for r in rows)
+    return "marks: " + ", ".join(f"{mark} {what}" for status, (mark, what) in VERDICT_MARKS.items() if status in seen)
+
+
+def terminal_lines(session: EgbenchSession, width: int = WIDTH) -> list[str]:
+    """The run for the terminal, no line wider than ``width``: a heading that says how the
+    numbers were taken, each group's verdict table (:func:`verdict_grids`, split and abbreviated
+    by :func:`~pytest_egbench.layout.fit`), the token-scaling, memory and figures tables, then
+    the verdict summary (:func:`verdict_lines`)."""
+    rows = metric_rows(session)
+    lines = wrap(_heading(session) + "; times in ms, throughputs in tokens/s", width)
+    lines += wrap(legend_line(rows), width) if rows else []
+    grids = dict(verdict_grids(rows))
+    by_group = _group_measurements(session)
+    for group, ms in by_group.items():
+        for title, grid in [(t, g) for t, g in grids.items() if t.split(" (")[0] == group]:
+            lines += ["", *wrap(f"[{title}]", width), *fit(grid, width)]
+        own = _OWN_TABLES[group](ms) if group in _OWN_TABLES else None
+        figures = figures_table(ms) if group in _FIGURE_GROUPS else None
+        # the token-scaling table has three columns a model: split between models first
+        for title, table, step in ((group, own, 3 if group == "token_scaling" else 1), (f"{group} figures", figures, 1)):
+            if table is not None:
+                lines += ["", f"[{title}]", *fit(Grid(table.header, table.rows, list(range(1, len(table.header), step))), width)]
+    return lines + [""] + verdict_lines(session, width)
+
+
+#: Most lines one reason of :func:`verdict_lines` lists benchmarks on, before "and N more".
+_LISTED_LINES = 4
+
+
+def verdict_lines(session: EgbenchSession, width: int = WIDTH) -> list[str]:
     """How many metrics got each outcome, then every metric without a pass/fail verdict (not
-    compared, inconclusive, settings differ), folded: one line per reason, naming the benchmarks
-    and their metrics.
+    compared, inconclusive, settings differ), folded: one paragraph per reason (wrapped to
+    ``width``), naming the benchmarks and their metrics, at most :data:`_LISTED_LINES` lines of
+    them, then how many more.
 
-    Example: ``not compared (no baseline for this machine's fingerprint ... in baselines): 40
-    latency/throughput metric(s) in 8 benchmark(s): test_lm_stages (prefill, decode, ...)``.
+    Example: ``not compared: no baseline for this machine's fingerprint ... in baselines: 40
+    metric(s) in 8 benchmark(s): test_lm_stages (prefill, decode, ...)``.
     """
     counts: dict[str, int] = defaultdict(int)
     unjudged = "saved, not judged (--egbench-save)" if session.settings.save else "not judged"
     for m in session.measurements:
         counts[(m.extra_info.get("verdict") or {}).get("status", unjudged)] += 1
-    lines = ["verdicts: " + ", ".join(f"{n} {status}" for status, n in sorted(counts.items()))] if counts else []
+    lines = wrap("verdicts: " + ", ".join(f"{n} {status}" for status, n in sorted(counts.items())), width) if counts else []
     folded: dict[tuple[str, str], dict[str, list[str]]] = defaultdict(lambda: defaultdict(list))
     for u in session.unjudged:
         folded[(u["status"], u["why"])][u["test"]].append(u["metric"])
     for (status, why), tests in folded.items():
         metrics = sum(len(v) for v in tests.values())
-        listed = "; ".join(f"{test} ({', '.join(ms)})" for test, ms in tests.items())
-        lines.append(f"{status}: {why}: {metrics} metric(s) in {len(tests)} benchmark(s): {listed}")
+        head = wrap(f"{status}: {why}: {metrics} metric(s) in {len(tests)} benchmark(s):", width)
+        items = [f"{test} ({', '.join(ms)})" for test, ms in tests.items()]
+        shown: list[str] = []
+        for item in items:  # about _LISTED_LINES lines' worth of benchmarks
+            if shown and sum(len(i) + 2 for i in shown) + len(item) > _LISTED_LINES * (width - 4):
+                break
+            shown.append(item)
+        more = f"; ... and {len(items) - len(shown)} more benchmark(s) (marked in the tables above; all in --egbench-json)" if len(shown) < len(items) else ""
+        listed = wrap("  " + "; ".join(shown) + more, width)
+        lines += head + listed
     return lines
 
 
@@ -448,9 +627,56 @@ def plot_token_scaling(session: EgbenchSession, path: Path) -> Path | None:
     return _save(fig, path)
 
 
-def markdown_report(session: EgbenchSession, machine: dict[str, Any], plots: dict[str, str] | None = None) -> str:
-    """The run as markdown: machine, settings, each group's stage table, and links to ``plots``
-    (title -> relative PNG path). Measured data only."""
+def plot_against_reference(rows: Sequence[MetricRow], title: str, path: Path) -> Path | None:
+    """One panel per metric of ``rows`` (one group), one pair of horizontal bars per
+    configuration: this run's median with its 95 % CI as error bars, beside the reference's
+    median with its interquartile range (``ref_value``, ``ref_spread``; no bar without a
+    reference). The legend sits below the panels, outside every axes. PNG at ``path``; ``None``
+    when ``rows`` is empty. Needs matplotlib (``ImportError`` without it)."""
+    if not rows:
+        return None
+    plt = _pyplot()
+    metrics = list(dict.fromkeys((r.metric, r.title, r.unit) for r in rows))
+    configs = list(dict.fromkeys(r.config for r in rows))
+    cells = {(r.config, r.metric): r for r in rows}
+    ncols = min(3, len(metrics))
+    nrows = -(-len(metrics) // ncols)
+    fig, axes = plt.subplots(nrows, ncols, figsize=(3.6 * ncols + 3, min(nrows * (0.45 * len(configs) + 1.2), 300)), sharey=True, squeeze=False, layout="constrained")
+    (now_colour, _), (ref_colour, _) = _styles(2)
+    references = sorted({r.reference for r in rows if r.ref_value is not None and r.reference})
+    for ax, (metric, label, unit) in zip(axes.flat, metrics):
+        for y, config in enumerate(configs):
+            r = cells.get((config, metric))
+            if r is None:
+                continue
+            low, high = r.ci or (r.value, r.value)
+            ax.barh(y - 0.2, r.value, height=0.4, color=now_colour, xerr=[[r.value - low], [high - r.value]], capsize=3)
+            if r.ref_value is not None and r.ref_spread is not None:
+                q1, q3 = r.ref_spread
+                ax.barh(y + 0.2, r.ref_value, height=0.4, color=ref_colour, xerr=[[r.ref_value - q1], [q3 - r.ref_value]], capsize=3)
+        ax.set_title(label, fontsize="medium")
+        ax.set_xlabel(unit)
+    for ax in axes.flat[len(metrics):]:
+        ax.set_visible(False)
+    axes[0][0].set_yticks(range(len(configs)), configs)
+    for row in axes:
+        row[0].tick_params(axis="y", labelsize="small")
+    axes[0][0].set_ylim(len(configs) - 0.5, -0.5)  # first configuration on top
+    from matplotlib.patches import Patch
+
+    handles = [Patch(color=now_colour, label="this run: median, 95% CI")]
+    handles += [Patch(color=ref_colour, label=f"reference ({', '.join(references)}): median, IQR")] if references else []
+    fig.suptitle(title)
+    # below the panels, outside every axes (bbox_inches="tight" grows the canvas to hold it)
+    fig.legend(handles=handles, loc="upper center", bbox_to_anchor=(0.5, 0.0), ncol=len(handles), fontsize="small", frameon=False)
+    return _save(fig, path)
+
+
+def markdown_report(session: EgbenchSession, machine: dict[str, Any], plots: dict[str, str] | None = None, *, plots_note: str | None = None) -> str:
+    """The run as markdown: a heading, machine and settings; then the verdict tables (each group's
+    :func:`verdict_grids`, whole) and the verdict summary; then ``plots`` (title -> relative PNG
+    path) or, without them, ``plots_note``; then each group's detail table (shares and ratios).
+    Measured data only."""
     gpu = machine.get("egbench", {})
     libs = ", ".join(f"{k} {v}" for k, v in gpu.get("libraries", {}).items() if v)
     lines = [
@@ -460,12 +686,20 @@ def markdown_report(session: EgbenchSession, machine: dict[str, Any], plots: dic
         f"- GPU: {gpu.get('gpu_name') or 'none'}; driver {gpu.get('driver') or '-'}; CUDA {gpu.get('cuda') or '-'}",
         f"- CPU: {machine.get('cpu', {}).get('brand_raw', machine.get('processor') or '-')}; Python {machine.get('python_version')}",
         f"- libraries: {libs}",
+        "",
+        "## verdicts",
     ]
+    rows = metric_rows(session)
+    if rows:
+        lines += ["", f"Each cell: median [IQR] (ms, or the metric's unit) and its verdict; {legend_line(rows)}."]
+    for title, grid in verdict_grids(rows):
+        lines += ["", f"### {title}", "", *render_markdown(grid)]
+    lines += ["", *(f"- {v.strip()}" for v in verdict_lines(session, width=10**9))]
+    if plots or plots_note:
+        lines += ["", "## plots"]
     for title, rel in (plots or {}).items():
         lines += ["", f"![{title}]({rel})"]
-    verdicts = verdict_lines(session)
-    if verdicts:
-        lines += ["", "## verdicts", "", *(f"- {v}" for v in verdicts)]
+    lines += ["", plots_note] if plots_note and not plots else []
     for group, table in _groups(session):
         lines += ["", f"## {group}", "", *render_markdown(table)]
     return "\n".join(lines) + "\n"

@@ -6,6 +6,8 @@ before any pytester run, keeps it loaded. (This is the test suite, not the plugi
 never imports torch without ``--egbench``, which tests/test_plugin.py checks in a subprocess.)
 """
 
+import re
+
 import pytest
 import torch
 
@@ -35,3 +37,15 @@ def _assert_close_in_dtype(actual: torch.Tensor, expected: torch.Tensor, *, ops:
 def assert_close_in_dtype():
     """``assert_close_in_dtype(actual, expected, ops=N)``: equal up to rounding along ``N`` ops."""
     return _assert_close_in_dtype
+
+
+@pytest.fixture
+def unwrapped():
+    """``unwrapped(result)``: a ``pytest.LineMatcher`` over a pytester result's stdout with the
+    lines the egbench output wrapped at 120 columns joined back (a continuation line is indented
+    by two spaces and replaces the space the wrap broke at)."""
+
+    def match(result: pytest.RunResult) -> pytest.LineMatcher:
+        return pytest.LineMatcher(re.sub(r"\n  (?=\S)", " ", result.stdout.str()).splitlines())
+
+    return match

@@ -112,7 +112,7 @@ def _project(root, decode_s: float) -> None:
     (root / "mycode.py").write_text(f"DECODE_S = {decode_s}\n")
 
 
-def test_ab_against_a_slower_and_an_equal_reference_folder(pytester, tmp_path_factory):
+def test_ab_against_a_slower_and_an_equal_reference_folder(pytester, tmp_path_factory, unwrapped):
     """The reference folder's code and this code run in pairs of processes in lockstep; a 3 ms decode
     against the reference's 2 ms fails naming the reference; the same code passes."""
     _project(pytester.path, 0.003)
@@ -136,7 +136,7 @@ def test_ab_against_a_slower_and_an_equal_reference_folder(pytester, tmp_path_fa
     subprocess.run([*git, "commit", "-qm", "bench"], check=True)
     result = pytester.runpytest_subprocess(*common, "--egbench-tolerance", "25%", "--egbench-ref-pairs", "1", "--egbench-ref=HEAD", "--egbench-json=ab.json")
     result.assert_outcomes(passed=1)
-    result.stdout.fnmatch_lines(["*egbench A/B: 1 benchmark(s), 1 pair(s) of processes*REV HEAD (*) (checkout *egbench-ref-*/checkout)*"])
+    unwrapped(result).fnmatch_lines(["*egbench A/B: 1 benchmark(s), 1 pair(s) of processes*REV HEAD (*) (checkout *egbench-ref-*/checkout)*"])
     doc = __import__("json").loads((pytester.path / "ab.json").read_text())
     decode = next(b for b in doc["benchmarks"] if b["name"] == "test_toy::decode")
     assert decode["extra_info"]["verdict"]["reference"].startswith("REV HEAD (") and decode["extra_info"]["verdict"]["status"] in ("pass", "pass (not significant)")
@@ -163,7 +163,7 @@ def test_a_benchmark_skipped_by_its_mark_is_reported_skipped_in_an_ab(pytester, 
     result.stdout.fnmatch_lines(["SKIPPED * test_skipped.py:*: no such sample here"])
 
 
-def test_fallback_ref_turns_a_machine_that_differs_into_an_ab_against_the_baselines_commit(pytester):
+def test_fallback_ref_turns_a_machine_that_differs_into_an_ab_against_the_baselines_commit(pytester, unwrapped):
     """The nightly switch: the baseline's run says another machine (its launch probe made 20 times
     faster), so instead of an inconclusive run the benchmarks are judged by an A/B against the
     commit that run recorded."""
@@ -185,7 +185,7 @@ def test_fallback_ref_turns_a_machine_that_differs_into_an_ab_against_the_baseli
     result = pytester.runpytest_subprocess(*common, "--egbench-fallback-ref", "--egbench-ref-pairs", "1", "--egbench-tolerance", "25%", "--egbench-require-baseline")
     result.assert_outcomes(passed=1)
     assert result.ret == 0  # every latency got a verdict from the A/B
-    result.stdout.fnmatch_lines([f"*egbench A/B: 1 benchmark(s), 1 pair(s) of processes*REV {head[:12]}*", f"*--egbench-fallback-ref: machine differs: *; judging by a same-machine A/B against the baseline's commit {head[:12]} instead*"])
+    unwrapped(result).fnmatch_lines([f"*egbench A/B: 1 benchmark(s), 1 pair(s) of processes*REV {head[:12]}*", f"*--egbench-fallback-ref: machine differs: *; judging by a same-machine A/B against the baseline's commit {head[:12]} instead*"])
 
 
 @pytest.mark.skipif(not hasattr(__import__("os"), "sched_getaffinity"), reason="needs Linux sched_getaffinity")
@@ -209,10 +209,10 @@ def test_failed_benchmarks_are_read_from_a_process_log(tmp_path):
     assert ab.failed_nodeids(tmp_path / "missing.log") == []
 
 
-def test_a_benchmark_that_fails_in_the_current_code_fails_the_ab(pytester, tmp_path_factory):
+def test_a_benchmark_that_fails_in_the_current_code_fails_the_ab(pytester, tmp_path_factory, unwrapped):
     _project(pytester.path, -1)  # time.sleep(-1) raises: the current code is broken
     ref = tmp_path_factory.mktemp("ref-ok")
     _project(ref, 0.002)
     result = pytester.runpytest_subprocess("--egbench", "--egbench-device", "cpu", "--egbench-rounds", "2", "--egbench-warmup", "0", "--egbench-ref-pairs", "1", "-p", "no:cacheprovider", f"--egbench-ref={ref}")
     result.assert_outcomes(failed=1)
-    result.stdout.fnmatch_lines(["*egbench: the benchmark failed in a process of the current code (see *current-0.log)*"])
+    unwrapped(result).fnmatch_lines(["*egbench: the benchmark failed in a process of the current code (see *current-0.log)*"])

@@ -295,10 +295,10 @@ def test_a_stage_is_injectable_once_its_benchmark_declares_it(pytester):
     result.stdout.fnmatch_lines(["collected 1 item", "egbench: injected slowdown render=+50%, each steady round after an unchanged control round*"])
 
 
-def test_an_undeclared_stage_or_recorded_metric_is_named_in_the_summary(pytester):
+def test_an_undeclared_stage_or_recorded_metric_is_named_in_the_summary(pytester, unwrapped):
     _named(pytester)
     result = pytester.runpytest(*NAMED_RUN)
-    result.stdout.fnmatch_lines(["egbench: not declared in its egbench marker (stages=[[]...[]] for a stage, metrics=[[]...[]] for a recorded metric)* [[]NotDeclaredWarning[]]: 2 metric(s) in 1 benchmark(s): test_named (my_bytes, render)"])
+    unwrapped(result).fnmatch_lines(["egbench: not declared in its egbench marker (stages=[[]...[]] for a stage, metrics=[[]...[]] for a recorded metric)* [[]NotDeclaredWarning[]]: 2 metric(s) in 1 benchmark(s): test_named (my_bytes, render)"])
     _named(pytester, "stages=['render'], metrics=['my_bytes']")
     assert "not declared in its egbench marker" not in pytester.runpytest(*NAMED_RUN).stdout.str()
 

@@ -46,32 +46,31 @@ def test_flag_runs_benchmarks_only_and_prints_the_stage_table(pytester):
     pytester.makepyfile(test_bench=BENCH, test_plain=PLAIN)
     result = pytester.runpytest("--egbench", "--egbench-rounds", "3", "--egbench-warmup", "1", "--egbench-device", "cpu")
     result.assert_outcomes(passed=2, deselected=1)  # measured; nothing to compare with, which the summary lists
+    # configurations as rows, stages then derived metrics as columns (split where too wide), each
+    # number "median [IQR]" with its verdict mark ("-": not compared)
     result.stdout.fnmatch_lines(
         [
             "egbench: device cpu, preset tiny, weights fp32, rounds 3 after 1 cold + 1 warm-up*",
             "*= egbench =*",
             "device cpu, preset tiny, weights fp32; median [[]IQR[]] over 3 steady rounds*",
+            "marks: - not compared",
             "[[]toy[]]",
-            "stage*1: fast median [[]IQR[]] ms*share*2: slow median*share*2 / 1",
-            "load *%*%*x",
-            "prefill *%*%*x",
-            "decode *%*%*x",
-            "total *",
-            "TTFT *",
-            "TPOT *",
-            "prefill tok/s *",
-            "decode tok/s *",
-            "cold total *",
+            "configuration *load *prefill *decode*",
+            "fast *[[]*[]] - *[[]*[]] - *[[]*[]] -*",
+            "slow *[[]*[]] - *[[]*[]] - *[[]*[]] -*",
         ]
     )
+    titles = " ".join(line for line in result.stdout.lines if line.startswith("configuration "))
+    for title in ("total", "TTFT", "TPOT", "prefill tok/s", "decode tok/s", "cold total"):
+        assert title in titles
 
 
-def test_json_is_pytest_benchmark_format_and_compare_reads_it(pytester):
+def test_json_is_pytest_benchmark_format_and_compare_reads_it(pytester, unwrapped):
     pytester.makepyfile(test_bench=BENCH)
     out = pytester.path / "results" / "run.json"
     result = pytester.runpytest("--egbench", "--egbench-rounds", "3", "--egbench-warmup", "0", "--egbench-device", "cpu", f"--egbench-json={out}")
     result.assert_outcomes(passed=2)
-    result.stdout.fnmatch_lines([f"egbench: wrote {out}"])
+    unwrapped(result).fnmatch_lines([f"egbench: wrote {out}"])
     doc = json.loads(out.read_text())
     names = sorted(b["name"] for b in doc["benchmarks"])
     assert "test_toy[fast]::prefill" in names and "test_toy[slow]::tpot" in names
@@ -284,14 +283,14 @@ def _assert_significant(output: str, start: str, alpha: float = 0.01) -> None:
     assert float(match["change"]) > 0 and float(match["p"]) < alpha and float(match["alpha"]) == alpha, line
 
 
-def test_no_baseline_passes_and_lists_what_was_not_compared(pytester):
+def test_no_baseline_passes_and_lists_what_was_not_compared(pytester, unwrapped):
     """No silent passes: a benchmark with nothing to compare with passes, and the summary says
     which metrics were not compared and why; --egbench-require-baseline turns that into exit 6."""
     _gated(pytester)
     result = pytester.runpytest(*RUN)
     result.assert_outcomes(passed=1)
     assert result.ret == pytest.ExitCode.OK
-    result.stdout.fnmatch_lines(
+    unwrapped(result).fnmatch_lines(
         [
             "verdicts: 9 not compared",
             "not compared: no baseline for this machine's fingerprint cpu-*__tiny-fp32__torch* in *baselines: 9 metric(s) in 1 benchmark(s): test_gate (prefill, tokens.prefill, decode, *)",
@@ -303,7 +302,7 @@ def test_no_baseline_passes_and_lists_what_was_not_compared(pytester):
     result.stdout.fnmatch_lines(["*ERROR --egbench-require-baseline: 7 latency/throughput metric(s) got no verdict (listed above); exit status 6"])
 
 
-def test_a_machine_that_differs_from_the_baselines_is_inconclusive_not_a_failure(pytester):
+def test_a_machine_that_differs_from_the_baselines_is_inconclusive_not_a_failure(pytester, unwrapped):
     """Judge the machine before the code: the saved run's kernel launch is made 20 times faster
     than this machine's, so latency is inconclusive (named in the summary and the JSON), token
     counts are still compared, and --egbench-require-baseline exits 6. (Beside CPU burners the
@@ -321,7 +320,7 @@ def test_a_machine_that_differs_from_the_baselines_is_inconclusive_not_a_failure
     result = pytester.runpytest(*RUN, f"--egbench-json={out}")
     result.assert_outcomes(passed=1)
     assert result.ret == pytest.ExitCode.OK
-    result.stdout.fnmatch_lines(["verdicts: *7 inconclusive*", "inconclusive: inconclusive against baseline cpu-*: machine differs: *kernel launch *. Compare on this machine instead: --egbench-ref *: 7 metric(s) in 1 benchmark(s): test_gate (prefill, decode, *)"])
+    unwrapped(result).fnmatch_lines(["verdicts: *7 inconclusive*", "inconclusive: inconclusive against baseline cpu-*: machine differs: *kernel launch *. Compare on this machine instead: --egbench-ref *: 7 metric(s) in 1 benchmark(s): test_gate (prefill, decode, *)"])
     results = json.loads(out.read_text())
     verdicts = {b["name"]: b["extra_info"]["verdict"]["status"] for b in results["benchmarks"] + results["egbench"]["metrics"]}
     assert verdicts["test_gate::decode"] == "inconclusive" and verdicts["test_gate::tokens.decode"] == "pass"
@@ -369,7 +368,7 @@ def test_injected_decode_slowdown_fails_with_the_numbers(pytester):
     _assert_significant(result.stdout.str(), "decode: baseline ")
 
 
-def test_injected_slowdown_without_baseline_fails_against_the_control_rounds(pytester):
+def test_injected_slowdown_without_baseline_fails_against_the_control_rounds(pytester, unwrapped):
     """A fresh machine: no baseline, so the injected run is judged against its own interleaved
     control rounds, at 5 %; the same benchmark without injection is skipped as before."""
     _gated(pytester)
@@ -380,7 +379,7 @@ def test_injected_slowdown_without_baseline_fails_against_the_control_rounds(pyt
     # p to 0.017; 24 pairs stay below alpha 0.01 with the three largest flipped
     result = pytester.runpytest(*RUN, *PAIRS, "--egbench-inject", "decode=100%", f"--egbench-json={out}")
     result.assert_outcomes(failed=1)
-    result.stdout.fnmatch_lines(["egbench: device cpu*rounds 24 after*", "collected 1 item", "egbench: injected slowdown decode=+100%, each steady round after an unchanged control round (at least 12 rounds when injecting)"])
+    unwrapped(result).fnmatch_lines(["egbench: device cpu*rounds 24 after*", "collected 1 item", "egbench: injected slowdown decode=+100%, each steady round after an unchanged control round (at least 12 rounds when injecting)"])
     result.stdout.fnmatch_lines(
         [
             # decode, TPOT and decode tok/s; total too unless a stall in prefill (a 2 ms sleep
@@ -485,7 +484,7 @@ def test_xdist_workers_merge_into_one_json_and_table(pytester):
     out = pytester.path / "merged.json"
     result = pytester.runpytest_subprocess("--egbench", "-n", "2", "--egbench-device", "cpu", "--egbench-rounds", "2", "--egbench-warmup", "0", f"--egbench-json={out}", "-p", "pytest_egbench.plugin" if "pytest_egbench.plugin" not in _entry_points() else "no:cacheprovider")
     result.assert_outcomes(skipped=2)
-    result.stdout.fnmatch_lines(["*= egbench =*", "[[]toy[]]", "stage*1: fast*2: slow*"])
+    result.stdout.fnmatch_lines(["*= egbench =*", "[[]toy[]]", "configuration *load*", "fast *", "slow *"])
     doc = json.loads(out.read_text())
     names = {b["name"] for b in doc["benchmarks"]}
     assert {"test_toy[fast]::prefill", "test_toy[slow]::prefill"} <= names
@@ -505,3 +504,45 @@ def test_more_workers_than_gpus_is_refused(monkeypatch):
     with pytest.raises(pytest.UsageError, match="3 workers but this machine has 2 CUDA device"):
         resolve_device(Settings(device="cuda"), (0, 3))
     assert resolve_device(Settings(device="cpu"), (1, 2)) == torch.device("cpu")
+
+
+LONG_NAMES = """
+import pytest
+
+STAGES = [f"speculative_decoding_at_gamma_{g}_with_draft" for g in range(1, 9)]
+pytestmark = pytest.mark.egbench(group="a_group_with_a_rather_long_name_" + "x" * 90, stages=STAGES)
+
+@pytest.mark.parametrize("sample", ["dsec_sample1_50ms_recorded_on_a_rainy_day_" + "y" * 60, "cup"])
+@pytest.mark.parametrize("frames", [1, 8])
+def test_with_a_long_name(stage_timer, sample, frames):
+    stage_timer.extra_info["model"] = "eventgpt->video_llava_with_a_long_adapter_name"
+    for rnd in stage_timer.rounds():
+        for stage in STAGES:
+            with rnd.stage(stage):
+                pass
+        with rnd.stage("prefill", tokens=10):
+            pass
+        with rnd.stage("decode", tokens=4):
+            pass
+        with rnd.stage("an_undeclared_stage_which_gets_a_long_note"):
+            pass
+"""
+
+
+def test_the_whole_output_fits_120_columns_with_long_names(pytester):
+    """Issue 14: no line of a --egbench run is wider than 120 columns (header, tables, verdict
+    lines, notes), however long the stage, parameter and group names; long names get keys with
+    a legend and nothing is cut."""
+    pytester.makepyfile(test_long=LONG_NAMES)
+    result = pytester.runpytest("--egbench", "--egbench-rounds", "2", "--egbench-warmup", "1", "--egbench-device", "cpu")
+    result.assert_outcomes(passed=4)
+    lines = result.stdout.lines
+    widest = max(lines, key=len)
+    assert len(widest) <= 120, widest
+    text = "\n".join(lines)
+    joined = re.sub(r"\n +", " ", text)  # wrapped lines and legend continuations joined
+    assert "speculative_decoding_at_gamma_8_with_draft" in joined
+    assert "sample=dsec_sample1_50ms_recorded_on_a_rainy_day_" + "y" * 60 in joined.replace(" ", "")
+    assert any(line.startswith("benchmark: ") for line in lines)  # pytest-benchmark's header, wrapped
+    assert "not compared" in text and "marks: " in text
+    assert "egbench: test_with_a_long_name[1-cup]: not declared" in text and "not declared in its egbench marker" in joined  # a note, wrapped

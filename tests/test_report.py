@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 
 import pytest
 
@@ -11,6 +12,7 @@ from pytest_egbench.atomic import _umask, write_json_atomic
 from pytest_egbench.report import benchmark_json, markdown_report, render_markdown, render_text, stage_table, terminal_lines
 from pytest_egbench.session import EgbenchSession, Measurement, measurements_from_timing
 from pytest_egbench.timing import TimingResults
+from pytest_egbench.verdict import BASELINE_REFERENCE, CONTROL_REFERENCE
 
 
 def timing(scale: int = 1) -> TimingResults:
@@ -265,3 +267,114 @@ def test_any_error_in_one_output_keeps_the_others(tmp_path, monkeypatch):
     assert written == [tmp_path / "run.json"] and (tmp_path / "run.json").stat().st_size > 0
     assert errors == [f"--egbench-report {tmp_path / 'report.md'}: could not write the results: RuntimeError: a bug in the report"]
     assert not (tmp_path / "report.md").exists()
+
+
+# --------------------------------------------------------------------------- verdict tables (issue 14, items 9 and 10)
+
+
+def _judged_session(long_names: bool = False) -> EgbenchSession:
+    """Two configurations of stages; eventgpt's prefill regressed, llava's decode improved, the
+    rest not compared (statuses set as the plugin sets them)."""
+    session = session_with("eventgpt", "llava")
+    for m in session.measurements:
+        status = {("eventgpt", "prefill"): "regression", ("llava", "decode"): "improvement", ("eventgpt", "tpot"): "pass"}.get((m.model, m.metric), "not compared")
+        session.record_verdict(m, status, BASELINE_REFERENCE if status != "not compared" else None, f"{m.metric}: x: y")
+    if long_names:
+        stages = [f"speculative_gamma_{g}_with_a_long_name" for g in range(1, 9)]
+        for k in range(3):
+            res = TimingResults(stages=stages, steady={s: [1_000_000 * (g + 1)] * 3 for g, s in enumerate(stages)}, cold={s: 1_000_000 for s in stages}, warmup={}, tokens={s: [None] * 3 for s in stages}, cold_tokens={})
+            params = {"sample": "dsec_sample1_50ms_and_a_much_longer_sample_name", "target_name": "video_llava", "frames": 8 * k}
+            session.add_timing(res, nodeid=f"n::t[{k}]", test=f"test_acceptance_with_a_long_name[{k}]", group="acceptance_with_a_long_group_name_" + "x" * 100, model="eventgpt->video_llava", params=params, extra_info={})
+    return session
+
+
+def test_verdict_table_has_configurations_as_rows_stages_as_columns_and_each_verdict_beside_its_number():
+    from pytest_egbench.report import metric_rows, verdict_grids
+
+    ((title, grid),) = verdict_grids(metric_rows(_judged_session()))
+    assert title == "stages"
+    assert grid.header[:4] == ["configuration", "load", "prefill", "decode"] and "TTFT" in grid.header and grid.header[-1] == "cold total"
+    rows = {r[0]: dict(zip(grid.header, r)) for r in grid.rows}
+    assert list(rows) == ["eventgpt", "llava"]
+    # medians by hand: eventgpt prefill 4,5,6 ms -> 5.00, IQR 1.50; llava decode 30 ms, IQR 0
+    assert rows["eventgpt"]["prefill"] == "5.00 [1.50] !"  # regression
+    assert rows["llava"]["decode"] == "30.0 [0] +"  # improvement
+    assert rows["eventgpt"]["TPOT"].endswith(" =") and rows["eventgpt"]["load"].endswith(" -")
+    assert rows["eventgpt"]["cold total"] == "79.0"  # 9 + 40 + 30 ms
+
+
+def test_terminal_lines_fit_120_columns_with_long_names_and_abbreviate_with_a_legend():
+    session = _judged_session(long_names=True)
+    lines = terminal_lines(session)
+    assert max(map(len, lines)) <= 120
+    text = "\n".join(lines)
+    # the long stage names are keyed, the legend spells them out; nothing is cut
+    assert "speculative_gamma_8_with_a_long_name" in text.replace("\n   ", " ")
+    assert any(line.startswith("marks: ") and "! regression" in line for line in lines)
+
+
+def _markdown_tables(text: str) -> list[list[list[str]]]:
+    """Every table of a markdown text, as rows of cells (the |---| line dropped)."""
+    tables: list[list[list[str]]] = []
+    current: list[list[str]] = []
+    for line in text.splitlines() + [""]:
+        if line.startswith("|"):
+            if not set(line) <= set("|-: "):
+                current.append([c.strip() for c in re.split(r"(?<!\\)\|", line)[1:-1]])
+        elif current:
+            tables.append(current)
+            current = []
+    return tables
+
+
+def test_markdown_report_starts_with_the_verdict_table():
+    text = markdown_report(_judged_session(), {"egbench": {"gpu_name": None}})
+    first = _markdown_tables(text)[0]
+    assert first[0][:4] == ["configuration", "load", "prefill", "decode"]
+    by_config = {r[0]: dict(zip(first[0], r)) for r in first[1:]}
+    assert by_config["eventgpt"]["prefill"] == "5.00 [1.50] !" and by_config["llava"]["decode"] == "30.0 [0] +"
+
+
+def test_the_report_lands_in_the_github_step_summary_with_plots_beside_it(tmp_path, monkeypatch):
+    pytest.importorskip("matplotlib")
+    from pytest_egbench.outputs import write_outputs
+
+    summary = tmp_path / "summary.md"
+    summary.write_text("earlier step\n")
+    monkeypatch.setenv("GITHUB_STEP_SUMMARY", str(summary))
+    session = _judged_session()
+    session.settings = Settings(enabled=True, preset="tiny", quant="fp32", report=tmp_path / "report.md")
+    session._machine = {"egbench": {"gpu_name": None}}
+    written, errors = write_outputs(session)
+    assert errors == [] and written == [tmp_path / "report.md", summary]
+    text = summary.read_text()
+    assert text.startswith("earlier step\n# egbench report")  # appended
+    first = _markdown_tables(text)[0]
+    assert first[0][:3] == ["configuration", "load", "prefill"] and first[1][2] == "5.00 [1.50] !"
+    assert "![" not in text and "report-ref-stages.png" in text  # named, not linked
+    png = tmp_path / "report-ref-stages.png"
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert "![stages against its reference](report-ref-stages.png)" in (tmp_path / "report.md").read_text()
+
+
+def test_metric_rows_carry_the_ci_and_the_reference_they_were_judged_against():
+    from pytest_egbench.report import metric_rows
+    from pytest_egbench.verdict import CONTROL_REFERENCE
+
+    session = session_with("eventgpt")
+    decode = next(m for m in session.measurements if m.metric == "decode")
+    decode.samples = [0.015, 0.016, 0.017, 0.018, 0.019, 0.020, 0.021]
+    decode.control = [0.010, 0.011, 0.012, 0.013, 0.014, 0.015, 0.016]
+    session.record_verdict(decode, "regression", CONTROL_REFERENCE, "decode: x")
+    row = next(r for r in metric_rows(session, references=True) if r.metric == "decode")
+    assert (row.unit, row.status, row.reference) == ("ms", "regression", CONTROL_REFERENCE.name)
+    assert row.value == pytest.approx(18.0) and row.ci[0] <= 18.0 <= row.ci[1] and row.ci[0] >= 15.0 and row.ci[1] <= 21.0
+    # the control rounds' median 13 ms and quartiles (as pytest_benchmark.stats.Stats gives them)
+    from pytest_benchmark.stats import Stats
+
+    oracle = Stats()
+    for v in (10, 11, 12, 13, 14, 15, 16):
+        oracle.update(v)
+    assert row.ref_value == pytest.approx(13.0) and row.ref_spread == pytest.approx((oracle.q1, oracle.q3))
+    load = next(r for r in metric_rows(session, references=True) if r.metric == "load")
+    assert load.ref_value is None and load.status is None  # not judged: nothing to draw beside it

@@ -57,7 +57,7 @@ def test_samples_resolve_paths_and_report_missing_files_by_id_and_field(tmp_path
     a, b = dataset.samples
     assert a.event_path == root / "events" / "a.npz" and a.mp4_path == root / "mp4" / "a.mp4"
     assert a.kind == "paired" and b.kind == "event" and a.question == "What is here?"
-    assert b.lacks("video") == "sample b is event-only (no mp4_data): this benchmark needs video"
+    assert b.lacks("video") == "sample b: event-only (no mp4_data), needs video"
     assert a.lacks("video") is None and b.lacks("events") is None
 
 
