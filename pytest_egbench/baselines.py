@@ -710,14 +710,8 @@ def constraints(baseline: Baseline) -> str:
     return "\n".join(lines) + "\n"
 
 
-def main(argv: list[str] | None = None) -> int:
-    """``python -m pytest_egbench.baselines add FILE... [--dir DIR]``: add the runs in FILEs
-    (baseline files of any schema, or ``--egbench-json`` results files) to the baselines in DIR,
-    each under its own fingerprint; a run already there (same run id) is not added again.
-    ``show DIR``: list the baselines and their runs. ``constraints FILE``: print pip constraints
-    pinning the libraries of FILE's fingerprint (:func:`constraints`)."""
+def _parser() -> Any:
     import argparse
-    import sys
 
     parser = argparse.ArgumentParser(prog="python -m pytest_egbench.baselines", description=main.__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -728,35 +722,65 @@ def main(argv: list[str] | None = None) -> int:
     show.add_argument("dir", type=Path, nargs="?", default=Path("baselines"))
     pins = sub.add_parser("constraints", help="pip constraints pinning the libraries of a baseline's fingerprint")
     pins.add_argument("file", type=Path)
-    args = parser.parse_args(argv)
+    history = sub.add_parser("history", help="a metric's trend over the saved runs, with change points (pytest_egbench/history.py)")
+    history.add_argument("file", type=Path)
+    history.add_argument("--metric", action="append", default=[], metavar="NAME", help="a metric name (decode), a full entry key or a glob; repeatable (default: every latency and throughput metric)")
+    history.add_argument("--plot", type=Path, metavar="PNG", help="also draw the trends into this PNG (needs matplotlib)")
+    return parser
+
+
+def _add(files: Sequence[Path], directory: Path) -> None:
+    """``add``: every file read and checked before anything is written; one locked
+    read-merge-write per baseline (a kill leaves the old or the new file)."""
+    sources = [(file, load(file)) for file in files]
+    for file, source in sources:
+        if not source.entries:
+            raise BaselineError(f"{file}: has no entries: nothing to add")
+        fingerprint_name(source.fingerprint, file)
+    groups: dict[tuple[Any, ...], list[tuple[Path, Baseline]]] = {}
+    for file, source in sources:
+        groups.setdefault(tuple(source.fingerprint.get(k) for k in _FINGERPRINT_KEYS), []).append((file, source))
+    for group in groups.values():
+        path, added = save_runs(directory, group[0][1].fingerprint, [run for _, source in group for run in _runs_of(source)])
+        new = set(added)
+        for file, source in group:
+            ids = [r.id for r in source.runs]
+            fresh = [i for i in ids if i in new]
+            new -= set(fresh)
+            print(f"{file}: {len(fresh)} of {len(ids)} run(s) added ({len(ids) - len(fresh)} already there), {len(source.entries)} metrics, to {path}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m pytest_egbench.baselines add FILE... [--dir DIR]``: add the runs in FILEs
+    (baseline files of any schema, or ``--egbench-json`` results files) to the baselines in DIR,
+    each under its own fingerprint; a run already there (same run id) is not added again.
+    ``show DIR``: list the baselines and their runs. ``constraints FILE``: print pip constraints
+    pinning the libraries of FILE's fingerprint (:func:`constraints`). ``history FILE [--metric
+    NAME ...] [--plot PNG]``: each metric's trend over FILE's saved runs and its change points
+    (:mod:`pytest_egbench.history`). Exit status 2 with one ``error:`` line for a file that cannot
+    be used (or, for ``history``, a metric name that selects nothing, or ruptures/matplotlib
+    missing)."""
+    import sys
+
+    args = _parser().parse_args(argv)
     try:
         if args.command == "add":
-            # read and check every file before writing anything
-            sources = [(file, load(file)) for file in args.files]
-            for file, source in sources:
-                if not source.entries:
-                    raise BaselineError(f"{file}: has no entries: nothing to add")
-                fingerprint_name(source.fingerprint, file)
-            groups: dict[tuple[Any, ...], list[tuple[Path, Baseline]]] = {}
-            for file, source in sources:
-                groups.setdefault(tuple(source.fingerprint.get(k) for k in _FINGERPRINT_KEYS), []).append((file, source))
-            for group in groups.values():
-                # one locked read-merge-write per baseline: a kill leaves the old or the new file
-                path, added = save_runs(args.dir, group[0][1].fingerprint, [run for _, source in group for run in _runs_of(source)])
-                new = set(added)
-                for file, source in group:
-                    ids = [r.id for r in source.runs]
-                    fresh = [i for i in ids if i in new]
-                    new -= set(fresh)
-                    print(f"{file}: {len(fresh)} of {len(ids)} run(s) added ({len(ids) - len(fresh)} already there), {len(source.entries)} metrics, to {path}")
+            _add(args.files, args.dir)
         elif args.command == "constraints":
             print(constraints(load(args.file)), end="")
+        elif args.command == "history":
+            from .history import command
+
+            print("\n".join(command(load(args.file), args.metric, args.plot)))
         else:
             for b in load_dir(args.dir):
                 runs = max((len(e.runs) for e in b.entries.values()), default=0)
                 print(f"{b.path.name}: {len(b.entries)} metrics, up to {runs} run(s), {len(b.run_records_in_window())} in the window of {len(b.runs)} recorded, created {b.created}")
     except (BaselineError, OSError) as exc:
         print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except ImportError as exc:
+        print(f"error: {args.command} needs {exc.name or exc} (pip install 'pytest-egbench[plot]')", file=sys.stderr)
         return 2
     return 0
 
