@@ -66,11 +66,17 @@ def test_too_few_runs_give_a_clear_message(tmp_path, capsys):
         history.change_points([1.0] * (history.MIN_RUNS - 1))
 
 
-def test_summaries_outlive_the_sample_window(tmp_path):
+@pytest.mark.parametrize("one_write", [False, True], ids=["saved one at a time", "added in one write"])
+def test_summaries_outlive_the_sample_window(tmp_path, one_write):
     """8 runs of constant rounds (run i: every round i + 1 ms): the entry keeps the last 5 runs'
-    samples, the history all 8 runs' medians."""
-    for i in range(8):
-        baselines.save(tmp_path, FP, {KEY: Entry("decode", "s", "latency", [[(i + 1) * 1e-3] * 6])}, run=RunRecord(f"r{i}", f"2026-11-0{i + 1}", None))
+    samples, the history all 8 runs' medians, whether they were saved one by one or added at once
+    (``add`` of a batch: the first 3 leave the window in the same write that adds them)."""
+    runs = [(RunRecord(f"r{i}", f"2026-11-0{i + 1}", None), {KEY: Entry("decode", "s", "latency", [[(i + 1) * 1e-3] * 6])}) for i in range(8)]
+    if one_write:
+        baselines.save_runs(tmp_path, FP, runs)
+    else:
+        for record, entries in runs:
+            baselines.save(tmp_path, FP, entries, run=record)
     b = baselines.load(next(tmp_path.glob("*.json")))
     assert len(b.entries[KEY].runs) == baselines.MAX_RUNS
     t = history.trend(b, KEY)
