@@ -301,7 +301,7 @@ def item_labels(item: pytest.Item) -> dict:
 def _record_and_judge(egb: EgbenchSession, item: pytest.Item, gpu: dict | None = None) -> None:
     """Record the item's stage timers, attach the GPU state read around it, and judge it."""
     from .machine import throttled
-    from .session import LATENCY, MEMORY, NOT_COMPARED, THROUGHPUT
+    from .session import LATENCY, MEMORY, THROUGHPUT
     from .stats import unsettled
     from .verdict import BASELINE_REFERENCE, CONTROL_REFERENCE, IMPROVEMENT, REGRESSION
 
@@ -332,7 +332,7 @@ def _record_and_judge(egb: EgbenchSession, item: pytest.Item, gpu: dict | None =
         return
     # names and values checked at collection (_check_names)
     tolerances = {k: options.parse_percent(str(v)) for k, v in (marker.kwargs.get("tolerances") or {}).items()}
-    verdicts, missing = egb.judge(measured, tolerances)
+    verdicts = egb.judge_and_record(measured, tolerances)
     injected = {stage for stage, _ in egb.settings.inject}
     for v in verdicts:
         if v.warning:
@@ -341,16 +341,6 @@ def _record_and_judge(egb: EgbenchSession, item: pytest.Item, gpu: dict | None =
             egb.notes.append(f"{item.name}: {v.message}")
         if v.metric in injected and v.reference == BASELINE_REFERENCE and v.status != REGRESSION:
             egb.notes.append(f"{item.name}: the injected {v.metric} slowdown was NOT caught against the baseline (its tolerance is too wide for it): {v.message}")
-    by_metric = {m.metric: m for m in measured}
-    for v in verdicts:
-        egb.record_verdict(by_metric[v.metric], v.status, v.reference, v.message)
-    where = (
-        f"no entry in baseline {egb.fingerprint_name()}"
-        if egb.own_baseline() is not None
-        else f"no baseline for this machine's fingerprint {egb.fingerprint_name()} in {egb.settings.baseline_dir}"
-    )
-    for metric in missing:
-        egb.record_verdict(by_metric[metric], NOT_COMPARED, None, f"{metric}: not compared: {where}", where)
     regressed = [v for v in verdicts if v.status == REGRESSION]
     if regressed:
         caveat = f"\n  NOTE: the GPU was slowed down during this benchmark ({slowed}); the regression may be the machine's" if slowed else ""
