@@ -371,14 +371,15 @@ def _summary(where: str, raw: Any) -> MetricSummary:
     n = raw.get("n")
     if isinstance(n, bool) or not isinstance(n, int) or n < 1:
         raise BaselineError(f"{where}: n = {n!r} is not a positive integer")
-    values = [_finite(raw.get(k)) for k in _SUMMARY_NUMBERS]
-    if any(v is None for v in values):
+    found = [_finite(raw.get(k)) for k in _SUMMARY_NUMBERS]
+    values = [v for v in found if v is not None]
+    if len(values) != len(found):
         raise BaselineError(f"{where}: {', '.join(_SUMMARY_NUMBERS)} must be finite numbers")
-    median, q1, q3, low, high = values  # type: ignore[misc]
+    median, q1, q3, low, high = values
     ok, requirement = _RANGES[raw["kind"]]
     if not (low <= q1 <= median <= q3 <= high) or not (ok(low) and ok(high)):
         raise BaselineError(f"{where}: needs min <= q1 <= median <= q3 <= max{' and ' + requirement if requirement else ''}")
-    return MetricSummary(raw["metric"], raw["unit"], raw["kind"], n, median, q1, q3, low, high)  # type: ignore[arg-type]
+    return MetricSummary(raw["metric"], raw["unit"], raw["kind"], n, median, q1, q3, low, high)
 
 
 def _content_id(*parts: Any) -> str:
@@ -775,7 +776,7 @@ def main(argv: list[str] | None = None) -> int:
         else:
             for b in load_dir(args.dir):
                 runs = max((len(e.runs) for e in b.entries.values()), default=0)
-                print(f"{b.path.name}: {len(b.entries)} metrics, up to {runs} run(s), {len(b.run_records_in_window())} in the window of {len(b.runs)} recorded, created {b.created}")
+                print(f"{(b.path or Path('?')).name}: {len(b.entries)} metrics, up to {runs} run(s), {len(b.run_records_in_window())} in the window of {len(b.runs)} recorded, created {b.created}")
     except (BaselineError, OSError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

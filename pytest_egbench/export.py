@@ -24,7 +24,6 @@ rounds, the quartiles, the model and the token counts. ``name`` is the metric's 
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -53,7 +52,8 @@ def github_action_benchmark(results: Baseline) -> tuple[list[dict[str, Any]], li
     for key, entry in sorted(results.entries.items()):
         if entry.kind == "exact":
             counts.setdefault(key.rsplit("::", 1)[0], []).append(f"{entry.metric} {MetricSummary.of(entry).median:g}")
-    smaller, bigger = [], []
+    smaller: list[dict[str, Any]] = []
+    bigger: list[dict[str, Any]] = []
     for key, entry in sorted(results.entries.items()):
         if entry.kind in SMALLER_KINDS + BIGGER_KINDS:
             bench = _bench(key, entry, ", ".join(counts.get(key.rsplit("::", 1)[0], [])))
@@ -74,7 +74,7 @@ def write_github_action_benchmark(results_path: Path, prefix: Path) -> list[tupl
     if len(results.runs) != 1:
         raise BaselineError(f"{results_path}: holds {len(results.runs)} runs; export takes a results file (--egbench-json) of one run")
     written = []
-    for suffix, entries in zip(("smaller", "bigger"), github_action_benchmark(results)):
+    for suffix, entries in zip(("smaller", "bigger"), github_action_benchmark(results), strict=True):
         path = prefix.with_name(f"{prefix.name}-{suffix}.json")
         write_text_atomic(path, json.dumps(entries, indent=2) + "\n")
         written.append((path, len(entries)))

@@ -189,7 +189,7 @@ def plot(trends: Sequence[Trend], path: Path, title: str) -> Path:
 
     plt = _pyplot()
     fig, axes = plt.subplots(len(trends), 1, figsize=(10, 2.8 * len(trends) + 0.6), squeeze=False, layout="constrained")
-    for ax, t in zip(axes[:, 0], trends):
+    for ax, t in zip(axes[:, 0], trends, strict=True):
         _draw(ax, t)
     fig.suptitle(title, fontsize="medium")
     return _save(fig, path)
@@ -205,7 +205,7 @@ def _draw(ax: Any, t: Trend) -> None:
     err = [[(p.summary.median - p.summary.q1) * scale for p in t.points], [(p.summary.q3 - p.summary.median) * scale for p in t.points]]
     ax.errorbar(x, y, yerr=err, fmt="o", color="tab:blue", ecolor="tab:gray", capsize=3, label="median [IQR] of a run")
     bounds = _bounds(t)
-    for lo, hi in zip(bounds, bounds[1:]):
+    for lo, hi in zip(bounds[:-1], bounds[1:], strict=True):
         ax.hlines(_level(t, lo, hi) * scale, x[lo] - 0.3, x[hi - 1] + 0.3, color="tab:orange", label="segment median" if lo == 0 else None)
     for k, i in enumerate(t.change_points or []):
         ax.axvline((x[i - 1] + x[i]) / 2, color="tab:red", linestyle="--", label="change point" if k == 0 else None)
