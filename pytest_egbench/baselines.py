@@ -4,11 +4,15 @@ A baseline file ``baselines/<fingerprint name>.json`` holds, for every metric, t
 samples of the last :data:`MAX_RUNS` saved runs on one kind of machine, and the record of every
 run ever saved to it::
 
-    {"schema_version": 3,
+    {"schema_version": 4,
      "fingerprint": {"device": "NVIDIA H200", "preset": "7b", "quant": "nf4", "torch": "2.11", ...},
      "created": "2026-11-21T06:00:00+00:00", "commit": "abc123...",
      "runs": [{"id": "9f0c...", "created": "...", "commit": "...",
-               "settings": {"preset": "7b", "rounds": 8, ...}, "calibration": null}, ...],
+               "settings": {"preset": "7b", "rounds": 8, ...}, "calibration": null,
+               "summaries": {"benchmarks/test_x.py::test_y[eventgpt]::prefill":
+                                 {"metric": "prefill", "unit": "s", "kind": "latency", "n": 8,
+                                  "median": 0.0212, "q1": 0.0211, "q3": 0.0213,
+                                  "min": 0.0210, "max": 0.0215}, ...}}, ...],
      "entries": {"benchmarks/test_x.py::test_y[eventgpt]::prefill":
                      {"metric": "prefill", "unit": "s", "kind": "latency",
                       "runs": [[...], [...]], "run_ids": ["9f0c...", "41aa..."],
@@ -17,7 +21,10 @@ run ever saved to it::
 Keeping runs apart lets a verdict see how far the baseline itself moved from run to run (another
 process, another lease of the same GPU type): the tolerance is never below that spread. ``runs``
 at the top is the history, oldest first: a run's record stays after its samples dropped out of
-every entry's window. ``created``/``commit`` at the top are those of the last run saved.
+every entry's window, and with it the summary of each metric it measured (``summaries``: median,
+quartiles, extremes, n, unit, kind; what ``python -m pytest_egbench.baselines history`` draws), so
+the history of a metric does not depend on the samples of the last :data:`MAX_RUNS` runs.
+``created``/``commit`` at the top are those of the last run saved.
 
 Schema history (``migrate`` turns every older layout into the current one):
 
@@ -31,13 +38,18 @@ Schema history (``migrate`` turns every older layout into the current one):
   run position gets an id hashed from its samples in every entry, its position, and the file's
   ``created``/``commit``; its record has the file's ``created``/``commit``, no settings and no
   calibration.
-* version 3 -- the layout above.
+* version 3 -- the layout above without ``summaries`` in the run records.
+* version 4 -- the layout above. A run record without ``summaries`` (one migrated from an older
+  version) gets them, on reading, from the samples of that run still in the entries' windows; a
+  run whose samples all dropped out keeps none (its history shows its date and commit only).
+  Older pytest-egbench versions refuse a version-4 file instead of dropping the summaries when
+  they rewrite it.
 
 Writers (``--egbench-save`` through :func:`save`, ``python -m pytest_egbench.baselines add``)
 hold a lock file ``<name>.json.lock`` beside the baseline around read-merge-write, so concurrent
 writers never lose a run; the write itself goes through a temporary file and a rename.
 
-Standard library only (plus ``filelock`` for writing): no torch, no pytest.
+Standard library and :mod:`pytest_egbench.stats` only (plus ``filelock`` for writing): no torch, no pytest.
 """
 
 from __future__ import annotations
@@ -48,13 +60,13 @@ import math
 import re
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 from . import catalog
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 #: Saved runs kept per metric; an older run drops out when a newer one is saved.
 MAX_RUNS = 5
 _FINGERPRINT_KEYS = ("device", "preset", "quant", "torch", "transformers", "bitsandbytes", "cuda")
@@ -75,18 +87,49 @@ class BaselineError(ValueError):
     """A baseline file that cannot be used; the message names the file and the problem."""
 
 
+@dataclass(frozen=True)
+class MetricSummary:
+    """One metric of one saved run, as a trend needs it: ``n`` samples (steady rounds) summarised
+    by their median, quartiles (pytest-benchmark's definition, :func:`pytest_egbench.stats.summarize`)
+    and extremes, all in ``unit`` (seconds for latencies); ``kind`` as in :data:`KINDS`."""
+
+    metric: str
+    unit: str
+    kind: str
+    n: int
+    median: float
+    q1: float
+    q3: float
+    min: float
+    max: float
+
+    @property
+    def iqr(self) -> float:
+        return self.q3 - self.q1
+
+    @classmethod
+    def of(cls, entry: Entry) -> MetricSummary:
+        """The summary of ``entry``'s samples, every run pooled (``ValueError`` for none)."""
+        from .stats import summarize
+
+        s = summarize(entry.samples)
+        return cls(entry.metric, entry.unit, entry.kind, s.n, s.median, s.q1, s.q3, s.min, s.max)
+
+
 @dataclass
 class RunRecord:
     """One saved run: its id, when and at which commit it ran, the settings that make two runs
     comparable (:meth:`pytest_egbench.session.EgbenchSession.run_info`: preset, quant, rounds,
-    warmup, max_new_tokens, ...; ``{}`` for runs migrated from schema 1/2), and an opaque
-    calibration object (or ``None``) describing the machine's speed at the time."""
+    warmup, max_new_tokens, ...; ``{}`` for runs migrated from schema 1/2), an opaque
+    calibration object (or ``None``) describing the machine's speed at the time, and the summary
+    of each metric it measured, by entry key (filled in by :func:`save_runs`)."""
 
     id: str
     created: str | None = None
     commit: str | None = None
     settings: dict[str, Any] = field(default_factory=dict)
     calibration: dict[str, Any] | None = None
+    summaries: dict[str, MetricSummary] = field(default_factory=dict)
 
 
 @dataclass
@@ -299,7 +342,35 @@ def _record(path: Path, index: int, raw: Any) -> RunRecord:
         raise BaselineError(f"{path}: runs[{index}] ({raw['id']}): settings must be an object, calibration an object or null")
     if not _depth_ok(settings) or not _depth_ok(calibration):
         raise BaselineError(f"{path}: runs[{index}] ({raw['id']}): settings or calibration nest more than {_MAX_DEPTH} levels deep")
-    return RunRecord(raw["id"], raw.get("created"), raw.get("commit"), dict(settings), None if calibration is None else dict(calibration))
+    summaries = raw.get("summaries") or {}
+    if not isinstance(summaries, Mapping):
+        raise BaselineError(f"{path}: runs[{index}] ({raw['id']}): summaries must be an object of metric summaries")
+    checked = {str(key): _summary(f"{path}: runs[{index}] ({raw['id']}): summary {key!r}", value) for key, value in summaries.items()}
+    return RunRecord(raw["id"], raw.get("created"), raw.get("commit"), dict(settings), None if calibration is None else dict(calibration), checked)
+
+
+_SUMMARY_NUMBERS = ("median", "q1", "q3", "min", "max")
+
+
+def _summary(where: str, raw: Any) -> MetricSummary:
+    """A stored :class:`MetricSummary`, checked: strings, a known kind, ``n`` a positive integer,
+    finite numbers in the kind's range, ``min <= q1 <= median <= q3 <= max``."""
+    if not isinstance(raw, Mapping) or not all(isinstance(raw.get(k), str) for k in ("metric", "unit", "kind")):
+        raise BaselineError(f"{where}: needs metric, unit and kind as strings")
+    if raw["kind"] not in KINDS:
+        raise BaselineError(f"{where}: unknown kind {raw['kind']!r} (known: {', '.join(KINDS)})")
+    n = raw.get("n")
+    if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+        raise BaselineError(f"{where}: n = {n!r} is not a positive integer")
+    found = [_finite(raw.get(k)) for k in _SUMMARY_NUMBERS]
+    values = [v for v in found if v is not None]
+    if len(values) != len(found):
+        raise BaselineError(f"{where}: {', '.join(_SUMMARY_NUMBERS)} must be finite numbers")
+    median, q1, q3, low, high = values
+    ok, requirement = _RANGES[raw["kind"]]
+    if not (low <= q1 <= median <= q3 <= high) or not (ok(low) and ok(high)):
+        raise BaselineError(f"{where}: needs min <= q1 <= median <= q3 <= max{' and ' + requirement if requirement else ''}")
+    return MetricSummary(raw["metric"], raw["unit"], raw["kind"], n, median, q1, q3, low, high)
 
 
 def _content_id(*parts: Any) -> str:
@@ -409,7 +480,9 @@ def migrate(path: Path, doc: Any) -> dict[str, Any]:
         version = 2
     if version == 2:
         doc = _v2_to_v3(path, doc)
-    return dict(doc)
+    # 3 -> 4: run records gain optional summaries, filled in from the samples once the document is
+    # checked (_with_summaries)
+    return {**doc, "schema_version": SCHEMA_VERSION}
 
 
 def _from_document(path: Path, doc: Mapping[str, Any]) -> Baseline:
@@ -437,7 +510,23 @@ def _from_document(path: Path, doc: Mapping[str, Any]) -> Baseline:
         unknown = [i for i in entry.run_ids if i not in known]
         if unknown:
             raise BaselineError(f"{path}: entry {key!r} holds run {unknown[0]!r}, which is not in 'runs'")
-    return Baseline(fp, entries, doc.get("created"), doc.get("commit"), path, records)
+    return Baseline(fp, entries, doc.get("created"), doc.get("commit"), path, _with_summaries(records, entries))
+
+
+def _with_summaries(records: list[RunRecord], entries: Mapping[str, Entry]) -> list[RunRecord]:
+    """``records``, each without summaries given them from its samples still in ``entries``."""
+    out = []
+    for record in records:
+        if not record.summaries:
+            held = {k: MetricSummary.of(_one_run(e, record.id)) for k, e in entries.items() if record.id in e.run_ids}
+            record = replace(record, summaries=held)
+        out.append(record)
+    return out
+
+
+def _one_run(entry: Entry, run_id: str) -> Entry:
+    """``entry`` holding only the samples of run ``run_id`` (which it must hold)."""
+    return Entry(entry.metric, entry.unit, entry.kind, [entry.runs[entry.run_ids.index(run_id)]], entry.model, entry.stage, dict(entry.params))
 
 
 def load(path: Path) -> Baseline:
@@ -551,7 +640,8 @@ def save_runs(directory: Path, fp: Mapping[str, Any], runs: Sequence[tuple[RunRe
             if record.id in known:
                 continue
             known.add(record.id)
-            records.append(record)
+            # the summaries it carries (a run added from another baseline) win over its samples
+            records.append(replace(record, summaries={**{k: MetricSummary.of(e) for k, e in new.items()}, **record.summaries}))
             added.append(record.id)
             for key, entry in new.items():
                 old = entries.get(key)
@@ -589,7 +679,7 @@ def _runs_of(source: Baseline) -> list[tuple[RunRecord, dict[str, Entry]]]:
     """A baseline's runs, oldest first, each with the entries that hold its samples."""
     out = []
     for record in source.runs:
-        entries = {k: Entry(e.metric, e.unit, e.kind, [e.runs[e.run_ids.index(record.id)]], e.model, e.stage, dict(e.params)) for k, e in source.entries.items() if record.id in e.run_ids}
+        entries = {k: _one_run(e, record.id) for k, e in source.entries.items() if record.id in e.run_ids}
         out.append((record, entries))
     return out
 
@@ -612,14 +702,8 @@ def constraints(baseline: Baseline) -> str:
     return "\n".join(lines) + "\n"
 
 
-def main(argv: list[str] | None = None) -> int:
-    """``python -m pytest_egbench.baselines add FILE... [--dir DIR]``: add the runs in FILEs
-    (baseline files of any schema, or ``--egbench-json`` results files) to the baselines in DIR,
-    each under its own fingerprint; a run already there (same run id) is not added again.
-    ``show DIR``: list the baselines and their runs. ``constraints FILE``: print pip constraints
-    pinning the libraries of FILE's fingerprint (:func:`constraints`)."""
+def _parser() -> Any:
     import argparse
-    import sys
 
     parser = argparse.ArgumentParser(prog="python -m pytest_egbench.baselines", description=main.__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -630,35 +714,65 @@ def main(argv: list[str] | None = None) -> int:
     show.add_argument("dir", type=Path, nargs="?", default=Path("baselines"))
     pins = sub.add_parser("constraints", help="pip constraints pinning the libraries of a baseline's fingerprint")
     pins.add_argument("file", type=Path)
-    args = parser.parse_args(argv)
+    history = sub.add_parser("history", help="a metric's trend over the saved runs, with change points (pytest_egbench/history.py)")
+    history.add_argument("file", type=Path)
+    history.add_argument("--metric", action="append", default=[], metavar="NAME", help="a metric name (decode), a full entry key or a glob; repeatable (default: every latency and throughput metric)")
+    history.add_argument("--plot", type=Path, metavar="PNG", help="also draw the trends into this PNG (needs matplotlib)")
+    return parser
+
+
+def _add(files: Sequence[Path], directory: Path) -> None:
+    """``add``: every file read and checked before anything is written; one locked
+    read-merge-write per baseline (a kill leaves the old or the new file)."""
+    sources = [(file, load(file)) for file in files]
+    for file, source in sources:
+        if not source.entries:
+            raise BaselineError(f"{file}: has no entries: nothing to add")
+        fingerprint_name(source.fingerprint, file)
+    groups: dict[tuple[Any, ...], list[tuple[Path, Baseline]]] = {}
+    for file, source in sources:
+        groups.setdefault(tuple(source.fingerprint.get(k) for k in _FINGERPRINT_KEYS), []).append((file, source))
+    for group in groups.values():
+        path, added = save_runs(directory, group[0][1].fingerprint, [run for _, source in group for run in _runs_of(source)])
+        new = set(added)
+        for file, source in group:
+            ids = [r.id for r in source.runs]
+            fresh = [i for i in ids if i in new]
+            new -= set(fresh)
+            print(f"{file}: {len(fresh)} of {len(ids)} run(s) added ({len(ids) - len(fresh)} already there), {len(source.entries)} metrics, to {path}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m pytest_egbench.baselines add FILE... [--dir DIR]``: add the runs in FILEs
+    (baseline files of any schema, or ``--egbench-json`` results files) to the baselines in DIR,
+    each under its own fingerprint; a run already there (same run id) is not added again.
+    ``show DIR``: list the baselines and their runs. ``constraints FILE``: print pip constraints
+    pinning the libraries of FILE's fingerprint (:func:`constraints`). ``history FILE [--metric
+    NAME ...] [--plot PNG]``: each metric's trend over FILE's saved runs and its change points
+    (:mod:`pytest_egbench.history`). Exit status 2 with one ``error:`` line for a file that cannot
+    be used (or, for ``history``, a metric name that selects nothing, or ruptures/matplotlib
+    missing)."""
+    import sys
+
+    args = _parser().parse_args(argv)
     try:
         if args.command == "add":
-            # read and check every file before writing anything
-            sources = [(file, load(file)) for file in args.files]
-            for file, source in sources:
-                if not source.entries:
-                    raise BaselineError(f"{file}: has no entries: nothing to add")
-                fingerprint_name(source.fingerprint, file)
-            groups: dict[tuple[Any, ...], list[tuple[Path, Baseline]]] = {}
-            for file, source in sources:
-                groups.setdefault(tuple(source.fingerprint.get(k) for k in _FINGERPRINT_KEYS), []).append((file, source))
-            for group in groups.values():
-                # one locked read-merge-write per baseline: a kill leaves the old or the new file
-                path, added = save_runs(args.dir, group[0][1].fingerprint, [run for _, source in group for run in _runs_of(source)])
-                new = set(added)
-                for file, source in group:
-                    ids = [r.id for r in source.runs]
-                    fresh = [i for i in ids if i in new]
-                    new -= set(fresh)
-                    print(f"{file}: {len(fresh)} of {len(ids)} run(s) added ({len(ids) - len(fresh)} already there), {len(source.entries)} metrics, to {path}")
+            _add(args.files, args.dir)
         elif args.command == "constraints":
             print(constraints(load(args.file)), end="")
+        elif args.command == "history":
+            from .history import command
+
+            print("\n".join(command(load(args.file), args.metric, args.plot)))
         else:
             for b in load_dir(args.dir):
                 runs = max((len(e.runs) for e in b.entries.values()), default=0)
-                print(f"{b.path.name}: {len(b.entries)} metrics, up to {runs} run(s), {len(b.run_records_in_window())} in the window of {len(b.runs)} recorded, created {b.created}")
+                print(f"{(b.path or Path('?')).name}: {len(b.entries)} metrics, up to {runs} run(s), {len(b.run_records_in_window())} in the window of {len(b.runs)} recorded, created {b.created}")
     except (BaselineError, OSError) as exc:
         print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except ImportError as exc:
+        print(f"error: {args.command} needs {exc.name or exc} (pip install 'pytest-egbench[plot]')", file=sys.stderr)
         return 2
     return 0
 

@@ -330,6 +330,12 @@ def _medians(calibration: Mapping[str, Any] | None) -> dict[str, tuple[float, fl
     return out
 
 
+def probe_medians(calibration: Mapping[str, Any] | None) -> dict[str, float]:
+    """``{probe: median}`` of a calibration block (empty for ``None`` or a block without probes);
+    units in :data:`PROBES`."""
+    return {name: median for name, (median, _) in _medians(calibration).items()}
+
+
 def compare(current: Mapping[str, Any] | None, references: Sequence[Mapping[str, Any] | None]) -> tuple[list[Difference], list[str]]:
     """Probes on which ``current`` lies outside the range of ``references`` (the calibrations of
     a baseline's runs), and the probes that could not be compared.

@@ -366,23 +366,10 @@ def _measurement_notes(item: pytest.Item, measured: list[Measurement], gpu: dict
 def _judge(egb: EgbenchSession, item: pytest.Item, measured: list[Measurement]) -> list[Verdict]:
     """Judge the item's measurements (:meth:`EgbenchSession.judge`) and keep each outcome in
     its measurement; return the verdicts."""
-    from .session import NOT_COMPARED
-
     marker = item.get_closest_marker("egbench")
     # names and values checked at collection (_check_names)
     tolerances = {k: options.parse_percent(str(v)) for k, v in ((marker.kwargs.get("tolerances") if marker else None) or {}).items()}
-    verdicts, missing = egb.judge(measured, tolerances)
-    by_metric = {m.metric: m for m in measured}
-    for v in verdicts:
-        egb.record_verdict(by_metric[v.metric], v.status, v.reference, v.message)
-    where = (
-        f"no entry in baseline {egb.fingerprint_name()}"
-        if egb.own_baseline() is not None
-        else f"no baseline for this machine's fingerprint {egb.fingerprint_name()} in {egb.settings.baseline_dir}"
-    )
-    for metric in missing:
-        egb.record_verdict(by_metric[metric], NOT_COMPARED, None, f"{metric}: not compared: {where}", where)
-    return verdicts
+    return egb.judge_and_record(measured, tolerances)
 
 
 def _verdict_notes(egb: EgbenchSession, item: pytest.Item, verdicts: list[Verdict]) -> list[Note]:

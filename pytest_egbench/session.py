@@ -383,6 +383,37 @@ the baseline's fingerprint name, commit and the run ids compared with.
         pass nor failure (:data:`UNJUDGED`) is also listed in :attr:`unjudged`, with ``why``
         (default: ``message`` after its ``metric: `` prefix)."""
         m.extra_info["verdict"] = {"status": status, "reference": reference.name if reference else None, "reference_data": reference.as_dict() if reference else None, "message": message}
+    def judge_and_record(self, measurements: list[Measurement], tolerances: dict[str, float] | None = None) -> list[Verdict]:
+        """:meth:`judge` one test's ``measurements`` and keep every outcome
+        (:meth:`record_verdict`), a metric with nothing to compare with as
+        :data:`NOT_COMPARED`, naming this fingerprint's baseline (or its absence). Returns the
+        verdicts (the not-compared metrics have none)."""
+        verdicts, missing = self.judge(measurements, tolerances)
+        by_metric = {m.metric: m for m in measurements}
+        for v in verdicts:
+            self.record_verdict(by_metric[v.metric], v.status, v.reference, v.message)
+        where = f"no entry in baseline {self.fingerprint_name()}" if self.own_baseline() is not None else f"no baseline for this machine's fingerprint {self.fingerprint_name()} in {self.settings.baseline_dir}"
+        for metric in missing:
+            self.record_verdict(by_metric[metric], NOT_COMPARED, None, f"{metric}: not compared: {where}", where)
+        return verdicts
+
+    @classmethod
+    def replay(cls, settings: Settings, machine: dict[str, Any], calibration: dict[str, Any] | None, baselines: list[Baseline]) -> EgbenchSession:
+        """A session that judges measurements taken earlier (``python -m pytest_egbench
+        compare``): on the machine ``machine`` (a results file's ``machine_info``) with its
+        ``calibration``, against ``baselines`` instead of the files in ``--egbench-baseline-dir``."""
+        session = cls(settings)
+        session._machine = {**machine, "egbench": dict(machine.get("egbench") or {})}
+        session.calibration = calibration
+        session.device_block = dict(machine.get("egbench") or {})
+        session._baselines = list(baselines)
+        return session
+
+    def record_verdict(self, m: Measurement, status: str, reference: str | None, message: str, why: str | None = None) -> None:
+        """Keep ``m``'s outcome in ``extra_info["verdict"]`` (the JSON and the summary read it);
+        an outcome that is neither pass nor failure (:data:`UNJUDGED`) is also listed in
+        :attr:`unjudged`, with ``why`` (default: ``message`` after its ``metric: `` prefix)."""
+        m.extra_info["verdict"] = {"status": status, "reference": reference, "message": message}
         if status in UNJUDGED:
             self.unjudged.append({"test": m.test, "metric": m.metric, "status": status, "kind": str(m.kind), "why": why or message.split(": ", 1)[1]})
 

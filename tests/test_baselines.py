@@ -36,7 +36,11 @@ def test_save_merges_and_keeps_other_entries(tmp_path):
     assert loaded.entries["t::decode"].runs == [[3.0]] and loaded.entries["t::vision"].runs == [[7.0]]
     assert loaded.created == "c2" and loaded.commit == "y" and loaded.fingerprint == FP
     assert loaded.entries["t::prefill"].run_ids == ["r1", "r2"] and loaded.entries["t::vision"].run_ids == ["r1"]
-    assert [r.id for r in loaded.runs] == ["r1", "r2"] and loaded.runs[0] == RunRecord("r1", "c1", "x", {}, None)
+    first = loaded.runs[0]
+    assert [r.id for r in loaded.runs] == ["r1", "r2"] and (first.id, first.created, first.commit, first.settings, first.calibration) == ("r1", "c1", "x", {}, None)
+    # each run keeps its own summary of what it measured: r1's prefill was [1, 2] (median 1.5), r2's [5]
+    assert (first.summaries["t::prefill"].median, first.summaries["t::prefill"].n) == (1.5, 2) and set(first.summaries) == {"t::prefill", "t::vision"}
+    assert loaded.runs[1].summaries["t::prefill"].median == 5.0 and set(loaded.runs[1].summaries) == {"t::decode", "t::prefill"}
     assert baselines.find([loaded], FP) is loaded and baselines.find([loaded], {**FP, "device": "x"}) is None
 
 

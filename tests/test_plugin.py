@@ -334,7 +334,7 @@ def test_save_then_compare_passes(pytester):
     files = list((pytester.path / "baselines").glob("*.json"))
     assert len(files) == 1 and files[0].name.startswith("cpu-") and "__tiny-fp32__" in files[0].name
     doc = json.loads(files[0].read_text())
-    assert doc["schema_version"] == 3 and doc["fingerprint"]["preset"] == "tiny"
+    assert doc["schema_version"] == 4 and doc["fingerprint"]["preset"] == "tiny"
     assert [len(run) for run in doc["entries"]["test_gate.py::test_gate::prefill"]["runs"]] == [6]
     # one run record, whose id is the results file's: adding that file later adds nothing
     (run,) = doc["runs"]

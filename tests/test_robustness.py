@@ -370,14 +370,14 @@ def test_lock_files_are_not_baselines(tmp_path):
 
 
 def test_committed_baselines_keep_every_sample_through_add(tmp_path):
-    """The committed files (schema 2, or 3) load; adding them to an empty folder writes schema 3
+    """The committed files (schema 2, or 3) load; adding them to an empty folder writes the current schema
     with every sample, in order, under the same run ids, and every run record (the history, also
     of runs whose samples left the window)."""
     committed = sorted((ROOT / "baselines").glob("*.json"))
     assert baselines.main(["add", *map(str, committed), "--dir", str(tmp_path)]) == 0
     for path in committed:
         before, after = baselines.load(path), baselines.load(tmp_path / path.name)
-        assert json.loads((tmp_path / path.name).read_text())["schema_version"] == 3
+        assert json.loads((tmp_path / path.name).read_text())["schema_version"] == baselines.SCHEMA_VERSION == 4
         assert {k: (e.runs, e.run_ids) for k, e in after.entries.items()} == {k: (e.runs, e.run_ids) for k, e in before.entries.items()}
         assert after.runs == before.runs == baselines.load(path).runs
         assert {r.id for r in before.run_records_in_window()} == {rid for e in before.entries.values() for rid in e.run_ids}
