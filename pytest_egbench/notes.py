@@ -95,6 +95,10 @@ KINDS: dict[str, type[EgbenchWarning]] = {
 FIRST_FEW = 3
 
 
+#: Columns of one line of a warning's text (:meth:`Note.warning`).
+WARNING_WIDTH = 50
+
+
 @dataclass(frozen=True)
 class Note:
     """One note: its ``kind`` (a class of :data:`KINDS`), the benchmark's ``nodeid`` and ``test``
@@ -109,8 +113,13 @@ class Note:
 
     def warning(self) -> EgbenchWarning:
         """The warning to issue: the same text for every benchmark (so that pytest folds them),
-        the detail for a note about the run."""
-        return self.kind(self.detail or f"egbench: {self.kind.title} (the egbench summary names them)")
+        the detail for a note about the run. The text is broken into lines of at most
+        :data:`WARNING_WIDTH` columns: pytest's warnings summary puts the warning's source
+        location and class before it, and the whole line should fit 120 columns."""
+        import textwrap
+
+        text = self.detail or f"egbench: {self.kind.title} (the egbench summary names them)"
+        return self.kind("\n".join(textwrap.wrap(text, WARNING_WIDTH, break_on_hyphens=False)))
 
     def to_wire(self) -> dict[str, Any]:
         return {"kind": self.kind.__name__, "nodeid": self.nodeid, "test": self.test, "names": list(self.names), "detail": self.detail}

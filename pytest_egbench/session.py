@@ -383,6 +383,9 @@ the baseline's fingerprint name, commit and the run ids compared with.
         pass nor failure (:data:`UNJUDGED`) is also listed in :attr:`unjudged`, with ``why``
         (default: ``message`` after its ``metric: `` prefix)."""
         m.extra_info["verdict"] = {"status": status, "reference": reference.name if reference else None, "reference_data": reference.as_dict() if reference else None, "message": message}
+        if status in UNJUDGED:
+            self.unjudged.append({"test": m.test, "metric": m.metric, "status": status, "kind": str(m.kind), "why": why or message.split(": ", 1)[1]})
+
     def judge_and_record(self, measurements: list[Measurement], tolerances: dict[str, float] | None = None) -> list[Verdict]:
         """:meth:`judge` one test's ``measurements`` and keep every outcome
         (:meth:`record_verdict`), a metric with nothing to compare with as
@@ -408,14 +411,6 @@ the baseline's fingerprint name, commit and the run ids compared with.
         session.device_block = dict(machine.get("egbench") or {})
         session._baselines = list(baselines)
         return session
-
-    def record_verdict(self, m: Measurement, status: str, reference: str | None, message: str, why: str | None = None) -> None:
-        """Keep ``m``'s outcome in ``extra_info["verdict"]`` (the JSON and the summary read it);
-        an outcome that is neither pass nor failure (:data:`UNJUDGED`) is also listed in
-        :attr:`unjudged`, with ``why`` (default: ``message`` after its ``metric: `` prefix)."""
-        m.extra_info["verdict"] = {"status": status, "reference": reference, "message": message}
-        if status in UNJUDGED:
-            self.unjudged.append({"test": m.test, "metric": m.metric, "status": status, "kind": str(m.kind), "why": why or message.split(": ", 1)[1]})
 
     def warn(self, note: Note) -> None:
         """Keep ``note`` for the folded summary and issue it as a pytest warning (which raises
