@@ -24,7 +24,7 @@ import pytest
 from . import names
 
 #: Model families the suite knows (the models issue adds their adapters).
-KNOWN_MODELS: tuple[str, ...] = ("eventgpt", "video_llava", "llava")
+KNOWN_MODELS: tuple[str, ...] = ("eventgpt", "video_llava", "llava", "hf_llava", "hf_video_llava", "qwen2_vl", "llava_onevision")
 #: Benchmark stages in pipeline order (their one home is :data:`pytest_egbench.names.STAGES`).
 STAGES: tuple[str, ...] = names.STAGES
 PRESETS: tuple[str, ...] = ("tiny", "7b")

@@ -13,6 +13,12 @@ ADAPTERS: dict[str, str] = {
     "eventgpt": "eventgpt:EventGPTAdapter",
     "video_llava": "llava:VideoLlavaAdapter",
     "llava": "llava:LlavaAdapter",
+    # the generic transformers adapter (hf_generic.py, issue 15): LLaVA-1.5 and Video-LLaVA as a
+    # check on the hand-written ones, Qwen2-VL-2B and LLaVA-OneVision-0.5B shapes
+    "hf_llava": "hf_generic:HFLlavaAdapter",
+    "hf_video_llava": "hf_generic:HFVideoLlavaAdapter",
+    "qwen2_vl": "hf_generic:Qwen2VLAdapter",
+    "llava_onevision": "hf_generic:LlavaOnevisionAdapter",
 }
 assert tuple(ADAPTERS) == KNOWN_MODELS, "every known model needs an adapter"
 
