@@ -17,6 +17,9 @@ from .models.base import VisualInput
 
 #: What each model reads from a sample (a :meth:`Sample.lacks` need).
 MODEL_NEEDS = {"eventgpt": "events", "video_llava": "video", "llava": "video"}
+#: The generic transformers adapter's models (models/hf_generic.py) read the video too: as a
+#: video (hf_video_llava) or its frames as images (the others).
+MODEL_NEEDS.update(hf_llava="video", hf_video_llava="video", qwen2_vl="video", llava_onevision="video")
 
 
 def load_sample(model: str, sample: Sample, frames: int) -> Any:
@@ -48,8 +51,8 @@ def visual_input(model: str, loaded: Any, frames: int, question: str) -> VisualI
         from .data.frames import event_frames
 
         return VisualInput(question=question, events=event_frames(loaded, frames))
-    if model == "video_llava":
+    if model in ("video_llava", "hf_video_llava"):
         return VisualInput(question=question, video=loaded)
-    if model == "llava":
+    if model in MODEL_NEEDS:
         return VisualInput(question=question, images=list(loaded))
     raise ValueError(f"unknown model {model!r}: known are {', '.join(MODEL_NEEDS)}")

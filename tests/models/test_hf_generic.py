@@ -160,3 +160,15 @@ def test_vision_not_separable_is_reported_and_prefill_runs_whole_forward():
         calls.handle.remove()
     torch.testing.assert_close(state.logits, adapter.forward_whole(inputs)[0], rtol=1e-4, atol=1e-4)
     assert merged.stage_note()["vision_split"] is False and "merged into prefill" in merged.stage_note()["stages_note"]
+
+
+@pytest.mark.parametrize("name", ["qwen2_vl", "llava_onevision"])
+def test_nf4_would_quantise_the_qwen2_decoder_linears_only(name):
+    """NF4/int8 quantise the LM decoder's Linear layers (q, k, v, o, gate, up, down: 7 a layer),
+    never the vision tower or the projector (quant.py)."""
+    from pytest_egbench.models.weights import quantised_linear_names
+
+    adapter = _tiny_generic(name)
+    names = quantised_linear_names(adapter.model)
+    assert len(names) == 7 * adapter.text_config.num_hidden_layers
+    assert not any(n.startswith(("model.visual", "model.vision_tower", "model.multi_modal_projector")) for n in names)
