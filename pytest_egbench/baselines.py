@@ -367,9 +367,11 @@ def _summary(where: str, raw: Any) -> MetricSummary:
     if len(values) != len(found):
         raise BaselineError(f"{where}: {', '.join(_SUMMARY_NUMBERS)} must be finite numbers")
     median, q1, q3, low, high = values
-    ok, requirement = _RANGES[raw["kind"]]
-    if not (low <= q1 <= median <= q3 <= high) or not (ok(low) and ok(high)):
-        raise BaselineError(f"{where}: needs min <= q1 <= median <= q3 <= max{' and ' + requirement if requirement else ''}")
+    if not low <= q1 <= median <= q3 <= high:
+        raise BaselineError(f"{where}: needs min <= q1 <= median <= q3 <= max")
+    why = catalog.value_error(catalog.Kind(raw["kind"]), [low, high])
+    if why:
+        raise BaselineError(f"{where}: {why}")
     return MetricSummary(raw["metric"], raw["unit"], raw["kind"], n, median, q1, q3, low, high)
 
 

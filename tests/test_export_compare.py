@@ -18,8 +18,8 @@ GOLDEN = Path(__file__).parent / "golden" / "results-v0-h200.json"
 ROOT = Path(__file__).resolve().parents[1]
 
 #: github-action-benchmark's custom tools (customSmallerIsBetter / customBiggerIsBetter), from its
-#: README ("Every entry in the JSON file you provide only needs to provide name, unit, and value.
-#: You can also provide optional range (results' variance) and extra") and its TypeScript type
+#: README, which says: "Every entry in the JSON file you provide only needs to provide name, unit, and value.
+#: You can also provide optional range (results' variance) and extra"; and from its TypeScript type
 #: BenchmarkResult {name: string; value: number; range?: string; unit: string; extra?: string}.
 CUSTOM_FORMAT = {
     "type": "array",
