@@ -35,7 +35,7 @@ class _TowerCalls:
         return n
 
 
-# the prompt lengths of DESIGN.md / README's stage table: LLaVA-1.5 21 text tokens + 576 an image
+# the prompt lengths of docs/design.md#token-counts: LLaVA-1.5 21 text tokens + 576 an image
 # ("<image>\n" twice more text per further image), Video-LLaVA 21 + 8 x 257
 @pytest.mark.parametrize(("name", "frames", "prompt"), [("llava", 1, 597), ("llava", 8, 4643), ("video_llava", 8, 2077)])
 def test_generic_equals_hand_written(tiny_model, sample, tmp_path, assert_close_in_dtype, forward_ops, name, frames, prompt):
