@@ -25,6 +25,10 @@ from pytest_egbench.pipeline import load_sample, model_needs, visual_input
 pytestmark = pytest.mark.egbench(group="stages")
 
 CASES = [("eventgpt", 1), ("eventgpt", 5), ("video_llava", 8), ("llava", 1), ("llava", 8)]
+#: The generic transformers adapter (models/hf_generic.py): Qwen2-VL-2B and LLaVA-OneVision-0.5B
+#: shapes, one frame as an image. Their extra_info says how the stages split (``vision_split``)
+#: and the tower/projector milliseconds of each round from the vision hooks.
+CASES += [("qwen2_vl", 1), ("llava_onevision", 1)]
 
 
 @pytest.mark.parametrize(("model", "frames"), CASES, ids=[f"{m}-{n}" for m, n in CASES])
@@ -37,6 +41,8 @@ def test_model_stages(stage_timer, egbench_model, egbench_settings, egbench_samp
     steps = egbench_settings.max_new_tokens - 1
     peaks = PeakMemory(adapter.device)
     stage_timer.extra_info.update(model=model, sample=egbench_sample.id, frames=frames)
+    hooks = adapter.hooks() if hasattr(adapter, "hooks") else None
+    vision_parts: dict[str, list[float]] = {"tower": [], "projector": []}
 
     for rnd in stage_timer.rounds():
         with peaks.stage("load"), rnd.stage("load"):
@@ -51,6 +57,14 @@ def test_model_stages(stage_timer, egbench_model, egbench_settings, egbench_samp
             produced = adapter.decode(state, steps)
         assert produced.shape == (1, steps)
         assert state.cache.get_seq_length() == inputs.prompt_tokens + steps
+        if hooks is not None:  # outside the timed stages: reading the spans synchronises
+            assert hooks.calls["tower"] == 1, f"vision tower ran {hooks.calls['tower']} times in one round"
+            for part, ms in hooks.take().items():
+                vision_parts[part].append(ms)
+
+    if hooks is not None:
+        hooks.remove()
+        stage_timer.extra_info.update(adapter.stage_note(), vision_tower_ms=vision_parts["tower"], vision_projector_ms=vision_parts["projector"])
 
     kv_computed = kv_cache_bytes(adapter.text_config, inputs.prompt_tokens + steps, adapter.dtype)
     kv_measured = measured_kv_cache_bytes(state.cache)

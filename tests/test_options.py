@@ -60,7 +60,7 @@ def test_output_file_option_refuses_a_folder(pytester):
 def test_defaults(pytester):
     pytester.makepyfile(test_show=SHOW)
     result = pytester.runpytest("-s")
-    result.stdout.fnmatch_lines(["*SETTINGS auto 8 2 None ('eventgpt', 'video_llava', 'llava') 16 default ()"])
+    result.stdout.fnmatch_lines(["*SETTINGS auto 8 2 None ('eventgpt', 'video_llava', 'llava', 'hf_llava', 'hf_video_llava', 'qwen2_vl', 'llava_onevision') 16 default ()"])
 
 
 def test_ini_values_apply_and_command_line_wins(pytester):

@@ -63,13 +63,13 @@ def test_an_unknown_model_is_a_usage_error_listing_every_registered_name(pyteste
     _copy_example(pytester)
     result = pytester.runpytest("--egbench-models", "llava,exampel")
     assert result.ret == pytest.ExitCode.USAGE_ERROR
-    assert "--egbench-models (command line --egbench-models): unknown model(s) exampel: known are eventgpt, video_llava, llava, example" in result.stderr.str()
+    assert "--egbench-models (command line --egbench-models): unknown model(s) exampel: known are eventgpt, video_llava, llava, hf_llava, hf_video_llava, qwen2_vl, llava_onevision, example" in result.stderr.str()
 
 
 def test_an_unknown_checkpoint_model_is_a_usage_error(pytester, tmp_path):
     result = pytester.runpytest("--egbench-checkpoint", f"bert={tmp_path}")
     assert result.ret == pytest.ExitCode.USAGE_ERROR
-    assert "--egbench-checkpoint (command line --egbench-checkpoint): unknown model 'bert': known are eventgpt, video_llava, llava" in result.stderr.str()
+    assert "--egbench-checkpoint (command line --egbench-checkpoint): unknown model 'bert': known are eventgpt, video_llava, llava, hf_llava, hf_video_llava, qwen2_vl, llava_onevision" in result.stderr.str()
 
 
 def test_a_hook_taking_a_built_in_name_is_a_usage_error_naming_both(pytester):
@@ -94,7 +94,7 @@ def test_an_adapter_from_an_entry_point_is_registered(pytester, monkeypatch):
 from pytest_egbench.models.registry import adapter_class, current
 
 def test_registered():
-    assert current().names == ("eventgpt", "video_llava", "llava", "fake")
+    assert current().names == ("eventgpt", "video_llava", "llava", "hf_llava", "hf_video_llava", "qwen2_vl", "llava_onevision", "fake")
     assert current().source("fake") == "entry point 'fake' (pytest_egbench.adapters) of fakedist"
     assert adapter_class("fake").__name__ == "FakeAdapter"
 """
@@ -155,6 +155,11 @@ def test_built_in_adapters_declare_the_origin_runs_inputs():
 
     registry = Registry()
     declared = {name: (registry.adapter_class(name).input_kind, registry.adapter_class(name).default_frames) for name in registry.names}
-    assert declared == {"eventgpt": ("event_stream", 5), "video_llava": ("video", 8), "llava": ("images", 1)}
-    assert [model_needs(n) for n in registry.names] == ["events", "video", "video"]
+    # the origin runs: EventGPT 5 event frames, Video-LLaVA 8 video frames, LLaVA-1.5 one image; the
+    # generic adapter's LLaVA-family and Qwen2-VL rows one image, its Video-LLaVA 8 video frames
+    assert declared == {
+        "eventgpt": ("event_stream", 5), "video_llava": ("video", 8), "llava": ("images", 1),
+        "hf_llava": ("images", 1), "hf_video_llava": ("video", 8), "qwen2_vl": ("images", 1), "llava_onevision": ("images", 1),
+    }
+    assert [model_needs(n) for n in registry.names] == ["events"] + ["video"] * 6
     assert "torch" in sys.modules

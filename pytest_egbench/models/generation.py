@@ -63,15 +63,21 @@ def prefill(model: Any, *, input_ids: torch.Tensor | None = None, inputs_embeds:
 
 
 @torch.inference_mode()
-def prefill_with_logits(model: Any, *, input_ids: torch.Tensor | None = None, inputs_embeds: torch.Tensor | None = None) -> tuple[torch.Tensor, Any, torch.Tensor]:
+def prefill_with_logits(
+    model: Any, *, input_ids: torch.Tensor | None = None, inputs_embeds: torch.Tensor | None = None, **model_kwargs: Any
+) -> tuple[torch.Tensor, Any, torch.Tensor]:
     """:func:`prefill`, also returning the last position's logits ``[B, vocab]`` (on the device;
-    what the first token was chosen from)."""
-    if (input_ids is None) == (inputs_embeds is None):
-        raise ValueError("pass exactly one of input_ids and inputs_embeds")
+    what the first token was chosen from). ``model_kwargs``: further arguments of the model's
+    forward (pixels, or Qwen2-VL's grid sizes). Both ``input_ids`` and ``inputs_embeds`` only for
+    a forward that takes both (Qwen2-VL computes its 3D positions from the ids); ``ValueError``
+    when neither is given."""
+    if input_ids is None and inputs_embeds is None:
+        raise ValueError("pass input_ids or inputs_embeds")
     from transformers import DynamicCache
 
     cache = DynamicCache()
-    out = model(input_ids=input_ids, inputs_embeds=inputs_embeds, **cache_kwargs(model, cache), use_cache=True, logits_to_keep=1)
+    tokens = {"input_ids": input_ids, "inputs_embeds": inputs_embeds, **model_kwargs}
+    out = model(**tokens, **cache_kwargs(model, cache), use_cache=True, logits_to_keep=1)
     logits = out.logits[:, -1]
     return logits.argmax(-1, keepdim=True), output_cache(out), logits
 

@@ -22,7 +22,8 @@ from typing import Any
 QUANTS: tuple[str, ...] = ("nf4", "int8", "bf16", "fp16", "fp32")
 _COMPUTE = {"nf4": "bfloat16", "int8": "float16", "bf16": "bfloat16", "fp16": "float16", "fp32": "float32"}
 #: nn.Linear layers inside modules of these classes are the ones quantised.
-QUANTISED_BLOCKS = ("LlamaDecoderLayer",)
+#: (LLaMA; the Qwen2 LMs of the generic adapter's Qwen2-VL, Qwen2.5-VL and LLaVA-OneVision.)
+QUANTISED_BLOCKS = ("LlamaDecoderLayer", "Qwen2DecoderLayer", "Qwen2VLDecoderLayer", "Qwen2_5_VLDecoderLayer")
 
 
 @dataclass(frozen=True)

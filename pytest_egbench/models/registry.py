@@ -38,6 +38,12 @@ BUILTIN: dict[str, str] = {
     "eventgpt": "pytest_egbench.models.eventgpt:EventGPTAdapter",
     "video_llava": "pytest_egbench.models.llava:VideoLlavaAdapter",
     "llava": "pytest_egbench.models.llava:LlavaAdapter",
+    # the generic transformers adapter (hf_generic.py, docs/generic-adapter.md): LLaVA-1.5 and
+    # Video-LLaVA as a check on the hand-written ones, Qwen2-VL-2B and LLaVA-OneVision-0.5B shapes
+    "hf_llava": "pytest_egbench.models.hf_generic:HFLlavaAdapter",
+    "hf_video_llava": "pytest_egbench.models.hf_generic:HFVideoLlavaAdapter",
+    "qwen2_vl": "pytest_egbench.models.hf_generic:Qwen2VLAdapter",
+    "llava_onevision": "pytest_egbench.models.hf_generic:LlavaOnevisionAdapter",
 }
 #: The entry-point group third-party distributions register adapters in.
 ENTRY_POINT_GROUP = "pytest_egbench.adapters"
