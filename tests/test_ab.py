@@ -124,7 +124,7 @@ def test_ab_against_a_slower_and_an_equal_reference_folder(pytester, tmp_path_fa
     out = result.stdout.str()
     # 2 pairs, each pair's two processes in lockstep through the machine calibration and all 10
     # rounds (cold, warm-up, 8 steady)
-    result.stdout.fnmatch_lines(["*egbench A/B: pair 1/2: *; 11 turns paired", "*egbench A/B: pair 2/2: *; 11 turns paired"])
+    unwrapped(result).fnmatch_lines(["*egbench A/B: pair 1/2: *; 11 turns paired", "*egbench A/B: pair 2/2: *; 11 turns paired"])
     result.stdout.fnmatch_lines([f"*regressed against folder {slower_ref}*on this machine*", "*decode: folder*change +*per process pair +*slower*"])
 
     assert "each pinned to CPUs" in out or "not pinned to CPUs" in out
