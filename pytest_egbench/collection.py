@@ -118,7 +118,9 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     if settings.ref and xdist_worker(config) is None:
         theirs = [i.nodeid for i in items if not i.get_closest_marker("egbench")]
         if theirs:
-            raise pytest.UsageError(f"--egbench-ref judges egbench benchmarks only; drop --benchmark-only or these pytest-benchmark tests from the command line: {', '.join(theirs)}")
+            raise pytest.UsageError(
+                f"--egbench-ref judges egbench benchmarks only; drop --benchmark-only or these pytest-benchmark tests from the command line: {', '.join(theirs)}"
+            )
         from .ab import AbItem
 
         # the benchmarks run in the A/B processes; here each becomes the item that judges it

@@ -10,9 +10,8 @@ else). No torch here.
 from __future__ import annotations
 
 from collections import defaultdict
-from dataclasses import dataclass
-from functools import partial
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -72,7 +71,14 @@ def benchmark_json(session: EgbenchSession, machine_info: dict[str, Any], commit
         "benchmarks": benchmarks,
         "datetime": datetime.now(timezone.utc).isoformat(),
         "version": pb_version,
-        "egbench": {"schema_version": RESULTS_SCHEMA_VERSION, "run_id": session.run_id, "settings": run, "calibration": session.calibration, "metrics": other, **({"lockstep": peer.summary()} if peer else {})},
+        "egbench": {
+            "schema_version": RESULTS_SCHEMA_VERSION,
+            "run_id": session.run_id,
+            "settings": run,
+            "calibration": session.calibration,
+            "metrics": other,
+            **({"lockstep": peer.summary()} if peer else {}),
+        },
     }
 
 
@@ -359,7 +365,19 @@ def _metric_row(session: EgbenchSession, m: Measurement, config: str, title: str
     scale, unit = (1e3, "ms") if m.unit == SECONDS else (1.0, m.unit)
     s = summarize(m.samples)
     verdict = m.extra_info.get("verdict") or {}
-    row = MetricRow(m.group, config, m.metric, title, m.stage, unit, s.median * scale, s.iqr * scale, verdict.get("status"), verdict.get("reference"), cold=None if m.cold is None else m.cold * scale)
+    row = MetricRow(
+        m.group,
+        config,
+        m.metric,
+        title,
+        m.stage,
+        unit,
+        s.median * scale,
+        s.iqr * scale,
+        verdict.get("status"),
+        verdict.get("reference"),
+        cold=None if m.cold is None else m.cold * scale,
+    )
     if not references:
         return row
     from dataclasses import replace
@@ -641,7 +659,9 @@ def plot_against_reference(rows: Sequence[MetricRow], title: str, path: Path) ->
     cells = {(r.config, r.metric): r for r in rows}
     ncols = min(3, len(metrics))
     nrows = -(-len(metrics) // ncols)
-    fig, axes = plt.subplots(nrows, ncols, figsize=(3.6 * ncols + 3, min(nrows * (0.45 * len(configs) + 1.2), 300)), sharey=True, squeeze=False, layout="constrained")
+    fig, axes = plt.subplots(
+        nrows, ncols, figsize=(3.6 * ncols + 3, min(nrows * (0.45 * len(configs) + 1.2), 300)), sharey=True, squeeze=False, layout="constrained"
+    )
     (now_colour, _), (ref_colour, _) = _styles(2)
     references = sorted({r.reference for r in rows if r.ref_value is not None and r.reference})
     for ax, (metric, label, unit) in zip(axes.flat, metrics):
@@ -656,7 +676,7 @@ def plot_against_reference(rows: Sequence[MetricRow], title: str, path: Path) ->
                 ax.barh(y + 0.2, r.ref_value, height=0.4, color=ref_colour, xerr=[[r.ref_value - q1], [q3 - r.ref_value]], capsize=3)
         ax.set_title(label, fontsize="medium")
         ax.set_xlabel(unit)
-    for ax in axes.flat[len(metrics):]:
+    for ax in axes.flat[len(metrics) :]:
         ax.set_visible(False)
     axes[0][0].set_yticks(range(len(configs)), configs)
     for row in axes:

@@ -11,9 +11,7 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 if TYPE_CHECKING:
-    from .models.registry import Registry
-    from .options import Settings
-    from .session import EgbenchSession
+    pass
 
 SETTINGS_KEY = pytest.StashKey["Settings"]()
 SESSION_KEY = pytest.StashKey["EgbenchSession"]()

@@ -136,7 +136,10 @@ def _plan_video(path: Path, opts: BuildOptions) -> _VideoJob:
     for start, end in clips:
         held = int(np.count_nonzero((times >= start) & (times < end)))
         if held < max(2, opts.min_video_frames):
-            raise VideoFileError(path, f"clip {start / 1000:.0f}-{end / 1000:.0f} ms holds {held} frame(s); each clip needs at least {max(2, opts.min_video_frames)} (use a longer --clip-ms)")
+            raise VideoFileError(
+                path,
+                f"clip {start / 1000:.0f}-{end / 1000:.0f} ms holds {held} frame(s); each clip needs at least {max(2, opts.min_video_frames)} (use a longer --clip-ms)",
+            )
     whole = opts.clip_ms is None
     return _VideoJob(path, index, clips, whole)
 
@@ -424,4 +427,3 @@ def progress_printer(stream: TextIO | None = None) -> Callable[[str], None]:
         print(message, file=stream or sys.stderr, flush=True)
 
     return say
-

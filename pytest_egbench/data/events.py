@@ -325,9 +325,13 @@ def _check_array_state(state: Any) -> None:
             size = math.prod(shape)
             if dtype.hasobject:
                 if not isinstance(data, list) or len(data) != size:
-                    problem = f"an object array of {size} element(s) needs a list of as many, got {type(data).__name__}" + (f" of {len(data)}" if isinstance(data, list) else "")
+                    problem = f"an object array of {size} element(s) needs a list of as many, got {type(data).__name__}" + (
+                        f" of {len(data)}" if isinstance(data, list) else ""
+                    )
             elif not isinstance(data, (bytes, bytearray, str)) or len(data) != size * dtype.itemsize:
-                problem = f"{size} element(s) of {dtype.itemsize} byte(s) need {size * dtype.itemsize} bytes of data, got {type(data).__name__}" + (f" of {len(data)}" if isinstance(data, (bytes, bytearray, str)) else "")
+                problem = f"{size} element(s) of {dtype.itemsize} byte(s) need {size * dtype.itemsize} bytes of data, got {type(data).__name__}" + (
+                    f" of {len(data)}" if isinstance(data, (bytes, bytearray, str)) else ""
+                )
     if problem:
         raise pickle.UnpicklingError(f"refused array state: {problem}")
 
@@ -338,7 +342,12 @@ def _check_dtype_state(dtype: np.dtype, state: Any) -> None:
         ok = isinstance(state, tuple) and len(state) in (8, 9) and state[1] in ("<", ">", "|", "=")
         canonical = _canonical_dtype_state(dtype, state) if ok else None
         # Byte order may differ from the constructor's native order ('>f8' pickles as 'f8' + '>').
-        ok = canonical is not None and state[0] == canonical[0] and state[2:] == canonical[2:] and (state[1] == canonical[1] or (canonical[1] != "|" and state[1] != "|"))
+        ok = (
+            canonical is not None
+            and state[0] == canonical[0]
+            and state[2:] == canonical[2:]
+            and (state[1] == canonical[1] or (canonical[1] != "|" and state[1] != "|"))
+        )
     except Exception:  # noqa: BLE001 -- a state numpy cannot even compare is not numpy's
         ok = False
     if not ok:
@@ -444,7 +453,9 @@ def _read_npy(src: Path) -> tuple[dict[str, Any], dict[str, Any]]:
         raise EventFileError(src, f"truncated or corrupt .npy ({exc})") from None
     if arr.dtype.names:
         return _fields_from_structured(arr, src), {}
-    raise EventFileError(src, f"holds a plain {arr.dtype} array of shape {arr.shape}: the column order is ambiguous; save a dict or a structured array with fields x, y, t, p")
+    raise EventFileError(
+        src, f"holds a plain {arr.dtype} array of shape {arr.shape}: the column order is ambiguous; save a dict or a structured array with fields x, y, t, p"
+    )
 
 
 def _read_npz(src: Path) -> tuple[dict[str, Any], dict[str, Any]]:

@@ -145,7 +145,15 @@ class EventSimulator:
         else:
             t, pix, p = np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0, np.uint8)
         y, x = np.divmod(pix, self.width)
-        return events_from_arrays(x, y, t, p, sensor=SensorSize(self.width, self.height), allow_empty=True, metadata={"simulated": "esim-v2e", "threshold": self.threshold, "threshold_sigma": self.threshold_sigma, "seed": self.seed})
+        return events_from_arrays(
+            x,
+            y,
+            t,
+            p,
+            sensor=SensorSize(self.width, self.height),
+            allow_empty=True,
+            metadata={"simulated": "esim-v2e", "threshold": self.threshold, "threshold_sigma": self.threshold_sigma, "seed": self.seed},
+        )
 
 
 def simulate_events(

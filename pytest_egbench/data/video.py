@@ -455,7 +455,9 @@ def read_all_frames(path: str | Path) -> np.ndarray:
     return np.stack([rgb for _, rgb in iter_video_frames(src)])
 
 
-def iter_video_frames(path: str | Path, start_us: int | None = None, end_us: int | None = None, *, index: VideoIndex | None = None) -> Iterator[tuple[int, np.ndarray]]:
+def iter_video_frames(
+    path: str | Path, start_us: int | None = None, end_us: int | None = None, *, index: VideoIndex | None = None
+) -> Iterator[tuple[int, np.ndarray]]:
     """Decode frames one at a time, in strictly increasing time: ``(t_us, [H, W, 3] uint8 RGB)``.
 
     ``t_us``: microseconds from the stream's first frame. Only frames with
@@ -493,7 +495,9 @@ def iter_video_frames(path: str | Path, start_us: int | None = None, end_us: int
                 if end_us is not None and t_us >= end_us:
                     break
                 if last is not None and t_us <= last:
-                    raise VideoFileError(src, f"frame timestamps go backwards: a frame at {t_us} us follows one at {last} us; index it with probe_video(path, decode=True)")
+                    raise VideoFileError(
+                        src, f"frame timestamps go backwards: a frame at {t_us} us follows one at {last} us; index it with probe_video(path, decode=True)"
+                    )
                 last = t_us
                 yielded += 1
                 yield t_us, _to_rgb(frame)

@@ -72,9 +72,17 @@ _LLAVA_PROMPT = "USER: {visual}{question} ASSISTANT:"
 _QWEN_PROMPT = "<|im_start|>user\n{visual}{question}<|im_end|>\n<|im_start|>assistant\n"
 FAMILIES: dict[str, Family] = {
     "llava": Family("LlavaForConditionalGeneration", ("model.vision_tower",), "model.multi_modal_projector", _LLAVA_PROMPT, "{token}\n", "<image>", "<video>"),
-    "llava_next": Family("LlavaNextForConditionalGeneration", ("model.vision_tower",), "model.multi_modal_projector", _LLAVA_PROMPT, "{token}\n", "<image>", "<video>"),
+    "llava_next": Family(
+        "LlavaNextForConditionalGeneration", ("model.vision_tower",), "model.multi_modal_projector", _LLAVA_PROMPT, "{token}\n", "<image>", "<video>"
+    ),
     "video_llava": Family(
-        "VideoLlavaForConditionalGeneration", ("model.image_tower", "model.video_tower"), "model.multi_modal_projector", _LLAVA_PROMPT, "{token}\n", "<image>", "<video>"
+        "VideoLlavaForConditionalGeneration",
+        ("model.image_tower", "model.video_tower"),
+        "model.multi_modal_projector",
+        _LLAVA_PROMPT,
+        "{token}\n",
+        "<image>",
+        "<video>",
     ),
     "llava_onevision": Family(
         "LlavaOnevisionForConditionalGeneration",
@@ -87,10 +95,24 @@ FAMILIES: dict[str, Family] = {
         ("image_token_index", "video_token_index"),
     ),
     "qwen2_vl": Family(
-        "Qwen2VLForConditionalGeneration", ("model.visual",), "model.visual.merger", _QWEN_PROMPT, "<|vision_start|>{token}<|vision_end|>", "<|image_pad|>", "<|video_pad|>", ids_with_embeds=True
+        "Qwen2VLForConditionalGeneration",
+        ("model.visual",),
+        "model.visual.merger",
+        _QWEN_PROMPT,
+        "<|vision_start|>{token}<|vision_end|>",
+        "<|image_pad|>",
+        "<|video_pad|>",
+        ids_with_embeds=True,
     ),
     "qwen2_5_vl": Family(
-        "Qwen2_5_VLForConditionalGeneration", ("model.visual",), "model.visual.merger", _QWEN_PROMPT, "<|vision_start|>{token}<|vision_end|>", "<|image_pad|>", "<|video_pad|>", ids_with_embeds=True
+        "Qwen2_5_VLForConditionalGeneration",
+        ("model.visual",),
+        "model.visual.merger",
+        _QWEN_PROMPT,
+        "<|vision_start|>{token}<|vision_end|>",
+        "<|image_pad|>",
+        "<|video_pad|>",
+        ids_with_embeds=True,
     ),
 }
 #: Where an unknown family's tower and projector are looked for, in this order.
@@ -232,7 +254,9 @@ def build_processor(config: Any) -> Any:
                    vision_feature_select_strategy=config.vision_feature_select_strategy, num_additional_image_tokens=1)  # fmt: skip
     if kind == "video_llava":
         image = clip_image_processor(config.vision_config.image_size)
-        return _offline(transformers.VideoLlavaProcessor)(image_processor=image, video_processor=_FramesAsVideo(image), tokenizer=standin_tokenizer(), patch_size=config.vision_config.patch_size)
+        return _offline(transformers.VideoLlavaProcessor)(
+            image_processor=image, video_processor=_FramesAsVideo(image), tokenizer=standin_tokenizer(), patch_size=config.vision_config.patch_size
+        )
     if kind == "llava_onevision":
         side = config.vision_config.image_size
         image = transformers.LlavaOnevisionImageProcessor(size={"height": side, "width": side}, image_grid_pinpoints=config.image_grid_pinpoints)
@@ -242,7 +266,9 @@ def build_processor(config: Any) -> Any:
         cls = transformers.Qwen2VLProcessor if kind == "qwen2_vl" else transformers.Qwen2_5_VLProcessor
         image = transformers.Qwen2VLImageProcessor(patch_size=config.vision_config.patch_size, merge_size=config.vision_config.spatial_merge_size)
         return _offline(cls)(image_processor=image, tokenizer=standin_tokenizer(QWEN_TOKENS))
-    raise ValueError(f"no offline processor for model_type {kind!r}: put the processor's files (preprocessor_config.json, tokenizer.json) in the checkpoint folder")
+    raise ValueError(
+        f"no offline processor for model_type {kind!r}: put the processor's files (preprocessor_config.json, tokenizer.json) in the checkpoint folder"
+    )
 
 
 def check_safetensors_folder(folder: Path, what: str) -> None:
@@ -311,7 +337,11 @@ class GenericHFAdapter(ModelAdapter):
         """What ``extra_info`` should say about this model's stages: the family, whether vision
         is a stage of its own (``vision_split``; when False the vision stage is empty and
         prefill includes the tower), and where the prompt's tokenizer came from."""
-        note = "vision: tower and projector in the vision stage" if self.vision_split else "vision merged into prefill: no separable vision tower (vision stage empty)"
+        note = (
+            "vision: tower and projector in the vision stage"
+            if self.vision_split
+            else "vision merged into prefill: no separable vision tower (vision stage empty)"
+        )
         return {"family": self.model.config.model_type, "vision_split": self.vision_split, "stages_note": note, "tokenizer": self.tokenizer_note}
 
     def hooks(self, clock: Any = None) -> VisionTimingHooks:
@@ -456,7 +486,9 @@ def standin_token_ids(model_type: str) -> dict[str, int]:
     tok = standin_tokenizer(extra)
     ids = {a: int(tok.convert_tokens_to_ids(t)) for a, t in zip(family.token_attributes, (family.image_token, family.video_token), strict=True)}
     if model_type.startswith("qwen2"):
-        ids.update(vision_start_token_id=int(tok.convert_tokens_to_ids("<|vision_start|>")), vision_end_token_id=int(tok.convert_tokens_to_ids("<|vision_end|>")))
+        ids.update(
+            vision_start_token_id=int(tok.convert_tokens_to_ids("<|vision_start|>")), vision_end_token_id=int(tok.convert_tokens_to_ids("<|vision_end|>"))
+        )
     return ids
 
 

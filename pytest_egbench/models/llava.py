@@ -101,7 +101,9 @@ class _HFLlavaAdapter(ModelAdapter):
         ).eval()
         found = getattr(model.config, cls.token_attribute)
         if found != cls.token_id:
-            raise ValueError(f"{cls.name} checkpoint {folder}: config {cls.token_attribute} is {found}, the bundled tokenizer's {cls.placeholder} is {cls.token_id}")
+            raise ValueError(
+                f"{cls.name} checkpoint {folder}: config {cls.token_attribute} is {found}, the bundled tokenizer's {cls.placeholder} is {cls.token_id}"
+            )
         return model
 
 

@@ -122,11 +122,11 @@ def _bnb_linear(linear: nn.Linear, weight: torch.Tensor, bias: torch.Tensor | No
                 quant_type=config.bnb_4bit_quant_type,
             )
         else:
-            new = bnb.nn.Linear8bitLt(linear.in_features, linear.out_features, bias=bias is not None, has_fp16_weights=False, threshold=config.llm_int8_threshold)
+            new = bnb.nn.Linear8bitLt(
+                linear.in_features, linear.out_features, bias=bias is not None, has_fp16_weights=False, threshold=config.llm_int8_threshold
+            )
     if nf4:
-        param = bnb.nn.Params4bit(
-            weight, requires_grad=False, compress_statistics=new.weight.compress_statistics, quant_type=new.weight.quant_type, module=new
-        )
+        param = bnb.nn.Params4bit(weight, requires_grad=False, compress_statistics=new.weight.compress_statistics, quant_type=new.weight.quant_type, module=new)
         new.weight = param.to(device)  # not yet quantised: .to() quantises on the device
     else:
         cb, scb, _ = bnb.functional.int8_vectorwise_quant(weight.to(torch.float16))
