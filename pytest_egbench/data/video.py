@@ -223,9 +223,9 @@ def probe_video(path: str | Path, *, decode: bool = False) -> VideoIndex:
     return VideoIndex(src, pts_arr, np.asarray(key, dtype=bool)[order], time_base, counted_by="demux", **info)
 
 
-def _stream_info(stream: Any) -> tuple[dict[str, Any], Fraction, int | None]:
+def _stream_info(stream: Any) -> tuple[dict[str, Any], Fraction, float | None]:
     ctx = stream.codec_context
-    info = dict(width=int(ctx.width), height=int(ctx.height), header_frames=int(stream.frames or 0), codec=str(ctx.name))
+    info: dict[str, Any] = dict(width=int(ctx.width), height=int(ctx.height), header_frames=int(stream.frames or 0), codec=str(ctx.name))
     time_base = Fraction(stream.time_base) if stream.time_base else Fraction(1, 1)
     # Declared length in seconds: the stream's duration, or its frame count over its frame rate
     # (AVI's header count is in frame periods), whichever is longer.
@@ -606,7 +606,7 @@ def remux_clip(src: str | Path, dst: str | Path, end_us: int) -> int:
     try:
         with av.open(str(src)) as inp, av.open(str(dst), "w") as out:
             if not inp.streams.video:
-                raise VideoFileError(f"{src}: no video stream")
+                raise VideoFileError(src, "no video stream")
             stream = inp.streams.video[0]
             target = out.add_stream_from_template(stream)
             for packet in inp.demux(stream):
@@ -618,5 +618,5 @@ def remux_clip(src: str | Path, dst: str | Path, end_us: int) -> int:
                 out.mux(packet)
                 written += 1
     except av.FFmpegError as exc:
-        raise VideoFileError(f"{src}: cannot be remuxed ({exc})") from None
+        raise VideoFileError(src, f"cannot be remuxed ({exc})") from None
     return written
