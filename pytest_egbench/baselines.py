@@ -482,7 +482,7 @@ def _v2_to_v3(path: Path, doc: Mapping[str, Any]) -> dict[str, Any]:
             by_position[n - len(runs) + i][key] = run
     ids = [_content_id("schema 2 run", p, created, commit, samples) for p, samples in enumerate(by_position)]
     converted = {key: ({**raw, "run_ids": ids[n - len(runs_of[key]) :]} if key in runs_of else raw) for key, raw in entries.items()}
-    records = [{"id": i, "created": created, "commit": commit, "settings": {}, "calibration": None} for i in ids]
+    records: list[dict[str, Any]] = [{"id": i, "created": created, "commit": commit, "settings": {}, "calibration": None} for i in ids]
     return {**doc, "schema_version": 3, "runs": records, "entries": converted}
 
 

@@ -17,7 +17,7 @@ import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import pytest
 
@@ -485,10 +485,11 @@ def register(parser: pytest.Parser) -> None:
                 kwargs["action"] = "append"
         group.addoption(spec.flag, **kwargs)
         if spec.ini:
+            ini_type: Literal["linelist", "bool", "string"] = "linelist" if spec.repeat else ("bool" if spec.parse is None else "string")
             parser.addini(
                 spec.ini_key,
                 spec.help,
-                type="linelist" if spec.repeat else ("bool" if spec.parse is None else "string"),
+                type=ini_type,
                 default=[] if spec.repeat else None,
             )
 

@@ -129,12 +129,10 @@ def pytest_configure(config: pytest.Config) -> None:
             with lockstep.turn("machine calibration"):
                 session.calibration = calibrate(device)
         judged = not settings.untimed and session.own_baseline() is not None
-        if settings.ignore_machine and judged and session.machine_check().reason:
-            _run_note(
-                config,
-                session,
-                f"--egbench-ignore-machine: latency judged against the baseline although {session.machine_check().reason.split('. Compare')[0]}",
-            )
+        if settings.ignore_machine and judged:
+            reason = session.machine_check().reason
+            if reason:
+                _run_note(config, session, f"--egbench-ignore-machine: latency judged against the baseline although {reason.split('. Compare')[0]}")
         if settings.fallback_ref and not settings.ref and judged and session.machine_check().reason:
             settings = _fall_back_to_ref(config, session)
         config.stash[SESSION_KEY] = session
@@ -159,14 +157,17 @@ def _fall_back_to_ref(config: pytest.Config, session: EgbenchSession) -> options
 
     own = session.own_baseline()
     commit = baseline_commit(own) if own else None
+    reason = session.machine_check().reason
     if not commit:
         raise pytest.UsageError(
-            f"--egbench-fallback-ref: {session.machine_check().reason}; but the baseline {session.fingerprint_name()} records no commit to compare with: give --egbench-ref REV"
+            f"--egbench-fallback-ref: {reason}; but the baseline {session.fingerprint_name()} records no commit to compare with: give --egbench-ref REV"
         )
+    if reason is None:  # called only when the machine check gave a reason
+        raise RuntimeError("--egbench-fallback-ref: the machine matches the baseline's, nothing to fall back from")
     _run_note(
         config,
         session,
-        f"--egbench-fallback-ref: {session.machine_check().reason.split('. Compare')[0]}; judging by a same-machine A/B against the baseline's commit {commit[:12]} instead",
+        f"--egbench-fallback-ref: {reason.split('. Compare')[0]}; judging by a same-machine A/B against the baseline's commit {commit[:12]} instead",
     )
     session.settings = replace(session.settings, ref=commit)
     return session.settings
@@ -260,9 +261,12 @@ def _run_ab(config: pytest.Config, egb: EgbenchSession, benchmarks: int) -> None
             for part in wrap(line):
                 reporter.write_line(part)
 
+    ref = egb.settings.ref
+    if not ref:  # pytest_runtestloop runs the A/B only with --egbench-ref
+        raise RuntimeError("the A/B run needs --egbench-ref")
     try:
         cpus = ab.pinned_cpus(egb.settings.ref_cpus)
-        reference = ab.prepare(egb.settings.ref, config.rootpath)
+        reference = ab.prepare(ref, config.rootpath)
     except ab.RefError as exc:
         raise pytest.UsageError(str(exc)) from None
     egb.ab_reference = reference
@@ -320,17 +324,18 @@ def pytest_runtest_call(item: pytest.Item) -> Generator[None, None, None]:
     or in the terminal summary)."""
     egb = item.config.stash.get(SESSION_KEY, None)
     benchmark = egb is not None and not egb.settings.untimed and item.get_closest_marker("egbench") is not None and not getattr(item, "original_nodeid", None)
-    on_gpu = benchmark and egb.device is not None and egb.device.type == "cuda"
-    if on_gpu:
+    if egb is None or not benchmark:
+        return (yield)
+    device = egb.device  # set once, when the session is made
+    gpu_index = (device.index or 0) if device is not None and device.type == "cuda" else None
+    if gpu_index is not None:
         from .machine import gpu_state
 
-        before = gpu_state(egb.device.index or 0)
+        before = gpu_state(gpu_index)
     result = yield  # a failing body raises here, and nothing is recorded
-    if not benchmark:
-        return result
     state = None
-    if on_gpu:
-        state = {"before": before, "after": gpu_state(egb.device.index or 0)}
+    if gpu_index is not None:
+        state = {"before": before, "after": gpu_state(gpu_index)}
     _record_and_judge(egb, item, state)
     return result
 

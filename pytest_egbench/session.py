@@ -112,10 +112,9 @@ def measurements_from_timing(
     benchmark's ``egbench(alternatives=True)``). Stage and derived metrics carry their control
     rounds' values too (empty without control rounds).
     """
-    common = dict(nodeid=nodeid, test=test, group=group, model=model)
     out: list[Measurement] = []
     for stage in results.stages:
-        cold = results.cold.get(stage)
+        cold_ns = results.cold.get(stage)
         out.append(
             Measurement(
                 metric=stage,
@@ -123,26 +122,33 @@ def measurements_from_timing(
                 kind=LATENCY,
                 stage=stage,
                 samples=[ns * 1e-9 for ns in results.steady[stage]],
-                cold=None if cold is None else cold * 1e-9,
+                cold=None if cold_ns is None else cold_ns * 1e-9,
                 warmup=[ns * 1e-9 for ns in results.warmup.get(stage, [])],
                 control=[ns * 1e-9 for ns in results.control.get(stage, [])],
                 params=dict(params),
                 extra_info=dict(extra_info),
-                **common,
+                nodeid=nodeid,
+                test=test,
+                group=group,
+                model=model,
             )
         )
         counts = results.tokens.get(stage, [])
-        if counts and all(c is not None for c in counts):
+        known = [c for c in counts if c is not None]
+        if counts and len(known) == len(counts):
             out.append(
                 Measurement(
                     metric=f"tokens.{stage}",
                     unit=TOKENS,
                     kind=EXACT,
                     stage=stage,
-                    samples=[float(c) for c in counts],
+                    samples=[float(c) for c in known],
                     params=dict(params),
                     extra_info=dict(extra_info),
-                    **common,
+                    nodeid=nodeid,
+                    test=test,
+                    group=group,
+                    model=model,
                 )
             )
     cold_derived = results.derived_cold(alternatives=alternatives)
@@ -161,7 +167,10 @@ def measurements_from_timing(
                 control=[v * scale for v in control_derived.get(metric, [])],
                 params=dict(params),
                 extra_info=dict(extra_info),
-                **common,
+                nodeid=nodeid,
+                test=test,
+                group=group,
+                model=model,
             )
         )
     return out

@@ -34,7 +34,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import TextIO
+from typing import Any, TextIO
 
 import numpy as np
 
@@ -263,13 +263,24 @@ def _write_all(tmp: Path, plan: _Plan, opts: BuildOptions, say: Callable[[str], 
     samples: list[Sample] = []
     taken: set[str] = set()
     total, done = plan.samples, 0
-    common = dict(root=tmp, split=opts.split, conversations=_conversation(opts.question))
+    conversations = _conversation(opts.question)
     for path, events in plan.events:
         sid = _sample_id(path.stem, taken)
         done += 1
         say(f"[{done}/{total}] {sid}: {len(events)} events from {path.name}, {opts.frames} event frame(s)")
         event_rel, images = _write_event_outputs(tmp, sid, events, opts.frames)
-        samples.append(Sample(id=sid, event_data=event_rel, event_image=images, duration_ms=events.duration_us / 1000, extra={"source": path.name}, **common))
+        samples.append(
+            Sample(
+                id=sid,
+                event_data=event_rel,
+                event_image=images,
+                duration_ms=events.duration_us / 1000,
+                extra={"source": path.name},
+                root=tmp,
+                split=opts.split,
+                conversations=conversations,
+            )
+        )
     for job in plan.videos:
         for k, (start, end) in enumerate(job.clips):
             sid = _sample_id(job.source.stem if job.whole else f"{job.source.stem}_{k:04d}", taken)
@@ -291,11 +302,23 @@ def _write_all(tmp: Path, plan: _Plan, opts: BuildOptions, say: Callable[[str], 
             events = sim.events()
             events = EventStream(events.x, events.y, events.t, events.p, events.sensor, start, None, events.metadata)
             event_rel, images = _write_event_outputs(tmp, sid, events, opts.frames)
-            extra = {"source": job.source.name, "clip_start_ms": start / 1000, "simulated_events": True}
+            extra: dict[str, Any] = {"source": job.source.name, "clip_start_ms": start / 1000, "simulated_events": True}
             repairs = job.index.repairs(start, end)
             if repairs is not None:  # the source's frames came out of order or repeated
                 extra["video_timestamps"] = repairs
-            samples.append(Sample(id=sid, event_data=event_rel, mp4_data=mp4_rel, event_image=images, duration_ms=(end - start) / 1000, extra=extra, **common))
+            samples.append(
+                Sample(
+                    id=sid,
+                    event_data=event_rel,
+                    mp4_data=mp4_rel,
+                    event_image=images,
+                    duration_ms=(end - start) / 1000,
+                    extra=extra,
+                    root=tmp,
+                    split=opts.split,
+                    conversations=conversations,
+                )
+            )
     return samples
 
 

@@ -172,6 +172,7 @@ def clip_image_processor(size: int) -> Any:
 
     import transformers
 
+    cls: type[transformers.CLIPImageProcessor | transformers.CLIPImageProcessorPil]
     if importlib.util.find_spec("torchvision") is None and hasattr(transformers, "CLIPImageProcessorPil"):
         cls = transformers.CLIPImageProcessorPil
     else:
@@ -273,7 +274,8 @@ class ModelAdapter(ABC):
     def embed_prompt(self, inputs: Inputs, visual: torch.Tensor) -> torch.Tensor:
         """``[1, L, hidden]``: the prompt's token embeddings with ``visual`` ``[V, hidden]`` written
         at ``inputs.positions``. Raises ``ValueError`` when V differs from the placeholders."""
-        return splice_visual(self.lm.get_input_embeddings()(inputs.input_ids), inputs.positions, visual)
+        embed = self.lm.get_input_embeddings()  # type: ignore[operator]  # a transformers method, typed Tensor | Module by nn.Module.__getattr__
+        return splice_visual(embed(inputs.input_ids), inputs.positions, visual)
 
     def prefill(self, inputs: Inputs, visual: torch.Tensor) -> PrefillState:
         """Stage 4: prompt embeddings with stage 3's ``visual`` spliced in, one LM forward through

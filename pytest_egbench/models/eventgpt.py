@@ -113,6 +113,7 @@ class EventGPTAdapter(ModelAdapter):
     input_kind = "event_stream"
     #: 5 event frames, as in the origin runs
     default_frames = 5
+    model: EventGPTModel
 
     @classmethod
     def load(cls, spec: ModelSpec) -> EventGPTAdapter:

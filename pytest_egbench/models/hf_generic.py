@@ -229,7 +229,7 @@ def _offline(processor_class: type) -> type:
     checks each sub-processor's class, and looking up the video processors' base class fails
     without torchvision (transformers 5.24)."""
 
-    class Offline(processor_class):  # type: ignore[misc, valid-type]
+    class Offline(processor_class):
         def check_argument_for_proper_class(self, argument_name: str, argument: Any) -> Any:
             if argument is None or isinstance(argument, _FramesAsVideo):
                 return type(argument)
@@ -263,9 +263,9 @@ def build_processor(config: Any) -> Any:
         return _offline(transformers.LlavaOnevisionProcessor)(image_processor=image, tokenizer=standin_tokenizer(QWEN_TOKENS), num_image_tokens=(side // config.vision_config.patch_size) ** 2,
                                                     vision_feature_select_strategy=config.vision_feature_select_strategy, vision_aspect_ratio=config.vision_aspect_ratio)  # fmt: skip
     if kind in ("qwen2_vl", "qwen2_5_vl"):
-        cls = transformers.Qwen2VLProcessor if kind == "qwen2_vl" else transformers.Qwen2_5_VLProcessor
+        qwen_cls = transformers.Qwen2VLProcessor if kind == "qwen2_vl" else transformers.Qwen2_5_VLProcessor
         image = transformers.Qwen2VLImageProcessor(patch_size=config.vision_config.patch_size, merge_size=config.vision_config.spatial_merge_size)
-        return _offline(cls)(image_processor=image, tokenizer=standin_tokenizer(QWEN_TOKENS))
+        return _offline(qwen_cls)(image_processor=image, tokenizer=standin_tokenizer(QWEN_TOKENS))
     raise ValueError(
         f"no offline processor for model_type {kind!r}: put the processor's files (preprocessor_config.json, tokenizer.json) in the checkpoint folder"
     )
@@ -300,10 +300,10 @@ class GenericHFAdapter(ModelAdapter):
     placeholder: ClassVar[str] = ""
     input_kind: ClassVar[str] = "images"
     default_frames: ClassVar[int] = 1
-    build_config: ClassVar[Callable[[str], Any]]
+    build_config: ClassVar[staticmethod[[str], Any]]
 
     def __init__(self, model: torch.nn.Module, spec: ModelSpec, processor: Any, tokenizer_note: str) -> None:
-        config = model.config
+        config: Any = model.config  # a transformers config (nn.Module.__getattr__ types it Tensor | Module)
         self.model = self.lm = model
         self.spec = spec
         self.text_config = config.text_config
@@ -316,7 +316,7 @@ class GenericHFAdapter(ModelAdapter):
         self.family = family_of(config)
         self.tokenizer_note = tokenizer_note
         token = self.family.video_token if self.input_kind == "video" else self.family.image_token
-        self.placeholder = token
+        self.placeholder = token  # type: ignore[misc]  # the instance's family token, declared per class for the registry
         self.fill_id = int(self.tokenizer.convert_tokens_to_ids(token))
         self.towers = [m for m in (_submodule(model, p) for p in self.family.towers) if m is not None]
         self.projector = next((m for m in (_submodule(model, p) for p in self.family.projector.split("|")) if m is not None), None)
@@ -342,7 +342,8 @@ class GenericHFAdapter(ModelAdapter):
             if self.vision_split
             else "vision merged into prefill: no separable vision tower (vision stage empty)"
         )
-        return {"family": self.model.config.model_type, "vision_split": self.vision_split, "stages_note": note, "tokenizer": self.tokenizer_note}
+        config: Any = self.model.config  # a transformers config (typed Tensor | Module by nn.Module.__getattr__)
+        return {"family": config.model_type, "vision_split": self.vision_split, "stages_note": note, "tokenizer": self.tokenizer_note}
 
     def hooks(self, clock: Any = None) -> VisionTimingHooks:
         """:class:`VisionTimingHooks` on this model's tower(s) and projector (``clock``: default
@@ -415,7 +416,8 @@ class GenericHFAdapter(ModelAdapter):
         if not self.vision_split:
             token, cache, logits = prefill_with_logits(self.model, **inputs.features)
             return PrefillState(token=token, cache=cache, logits=logits, prompt_tokens=inputs.prompt_tokens)
-        embeds = splice_visual(self.model.get_input_embeddings()(inputs.input_ids), inputs.positions, visual)
+        embed = self.model.get_input_embeddings()  # type: ignore[operator]  # a transformers method, typed Tensor | Module by nn.Module.__getattr__
+        embeds = splice_visual(embed(inputs.input_ids), inputs.positions, visual)
         token, cache, logits = prefill_with_logits(self.model, inputs_embeds=embeds, **self._prefill_kwargs(inputs))
         return PrefillState(token=token, cache=cache, logits=logits, prompt_tokens=inputs.prompt_tokens)
 

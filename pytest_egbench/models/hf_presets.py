@@ -109,7 +109,7 @@ def hf_config(name: str, preset: str, token_ids: dict[str, int]) -> Any:
         raise ValueError(f"no config preset for {name!r}: known are {', '.join(REAL)}")
     if preset not in ("tiny", "7b", "real"):
         raise ValueError(f"unknown preset {preset!r}: choose from tiny, 7b")
-    fields = {k: (dict(v) if isinstance(v, dict) else v) for k, v in REAL[name].items()}
+    fields: dict[str, Any] = {k: (dict(v) if isinstance(v, dict) else v) for k, v in REAL[name].items()}
     if preset == "tiny":
         fields["text_config"].update(_TINY_TEXT, **_TINY_EXTRA[name])
         fields["vision_config"].update(_TINY_VISION[name])
