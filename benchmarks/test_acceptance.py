@@ -37,7 +37,9 @@ from pytest_egbench.pipeline import load_sample, visual_input
 
 GAMMAS = (1, 2, 4, 8)
 #: The stages timed besides the pipeline's, declared so that --egbench-inject and tolerances accept them.
-pytestmark = pytest.mark.egbench(group="acceptance", stages=["draft_decode", "target_decode", *(f"speculative_g{gamma}" for gamma in GAMMAS)], alternatives=True)
+pytestmark = pytest.mark.egbench(
+    group="acceptance", stages=["draft_decode", "target_decode", *(f"speculative_g{gamma}" for gamma in GAMMAS)], alternatives=True
+)
 DRAFT, DRAFT_FRAMES = "eventgpt", 5
 TARGETS = [("video_llava", 8), ("llava", 1)]
 #: Tokens after the first on a CPU (gamma 8 with alpha near 0 costs 9 forwards a token).
@@ -80,7 +82,9 @@ def test_acceptance(stage_timer, egbench_model, egbench_settings, egbench_sample
     # exactness properties are tested in fp32 in tests/spec.
     exact = target.dtype == torch.float32
     label = f"{DRAFT}->{target_name}"
-    stage_timer.extra_info.update(model=label, sample=egbench_sample.id, steps=steps, draft_prompt_tokens=d.prompt_tokens, target_prompt_tokens=t.prompt_tokens, gammas=list(GAMMAS))
+    stage_timer.extra_info.update(
+        model=label, sample=egbench_sample.id, steps=steps, draft_prompt_tokens=d.prompt_tokens, target_prompt_tokens=t.prompt_tokens, gammas=list(GAMMAS)
+    )
     results = {}
     for rnd in stage_timer.rounds():
         with rnd.stage("draft_decode", tokens=steps):
@@ -99,12 +103,25 @@ def test_acceptance(stage_timer, egbench_model, egbench_settings, egbench_sample
     steady = stage_timer.results().steady
     per_token = {stage: statistics.median(ns) / steps for stage, ns in steady.items()}
     c = per_token["draft_decode"] / per_token["target_decode"]
-    egbench_record("cost_ratio_c", c, unit="ratio", kind="info", model=label, draft_ns_per_token=per_token["draft_decode"], target_ns_per_token=per_token["target_decode"])
+    egbench_record(
+        "cost_ratio_c", c, unit="ratio", kind="info", model=label, draft_ns_per_token=per_token["draft_decode"], target_ns_per_token=per_token["target_decode"]
+    )
     for gamma, result in results.items():
         match = output_agreement(result.tokens, reference)
-        egbench_record(f"greedy_match.g{gamma}", match.rate, unit="fraction", kind="info", model=label, first_divergence=match.common_prefix, exact_arithmetic=exact)
+        egbench_record(
+            f"greedy_match.g{gamma}", match.rate, unit="fraction", kind="info", model=label, first_divergence=match.common_prefix, exact_arithmetic=exact
+        )
     agreement = output_agreement([d_first, *draft_own], [first, *reference])
-    egbench_record(METRIC_NAME, agreement.rate, unit="fraction", kind="rate", model=label, matches=agreement.matches, positions=agreement.positions, common_prefix=agreement.common_prefix)
+    egbench_record(
+        METRIC_NAME,
+        agreement.rate,
+        unit="fraction",
+        kind="rate",
+        model=label,
+        matches=agreement.matches,
+        positions=agreement.positions,
+        common_prefix=agreement.common_prefix,
+    )
     lines = [f"{label} on {egbench_sample.id}: c = {c:.3f}, output agreement {agreement.rate:.3f} (not acceptance)"]
     for gamma, result in results.items():
         s = result.stats

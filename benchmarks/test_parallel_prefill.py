@@ -31,7 +31,9 @@ import pytest
 from pytest_egbench.pipeline import load_sample, visual_input
 
 #: stages: the ones timed besides the pipeline's, declared so that --egbench-inject and tolerances accept them
-pytestmark = pytest.mark.egbench(group="parallel_prefill", stages=["draft_prefill", "draft_decode", "target_prefill", "target_alone", "sequential_e2e", "parallel_e2e"], alternatives=True)
+pytestmark = pytest.mark.egbench(
+    group="parallel_prefill", stages=["draft_prefill", "draft_decode", "target_prefill", "target_alone", "sequential_e2e", "parallel_e2e"], alternatives=True
+)
 
 DRAFT, DRAFT_FRAMES = "eventgpt", 5
 #: LLaVA-1.5 with 8 images (4643-token prefills) is GPU-only: on a 2-core CPU a round takes seconds.
@@ -40,7 +42,11 @@ TARGETS = [pytest.param("video_llava", 8, id="video_llava-8"), pytest.param("lla
 CPU_STEPS = 4
 HIDDEN = 8
 GAMMA = 4
-LANES = [pytest.param("sequential", id="sequential"), pytest.param("streams", id="streams", marks=pytest.mark.gpu), pytest.param("devices", id="devices", marks=pytest.mark.gpu)]
+LANES = [
+    pytest.param("sequential", id="sequential"),
+    pytest.param("streams", id="streams", marks=pytest.mark.gpu),
+    pytest.param("devices", id="devices", marks=pytest.mark.gpu),
+]
 
 
 def _embeds(adapter, name, sample, frames):
@@ -85,7 +91,9 @@ def test_parallel_prefill(stage_timer, egbench_model, egbench_settings, egbench_
     if lanes != "sequential":
         runs.append(("parallel_e2e", Lanes(lanes, draft.device, target.device)))
     label = f"{DRAFT}->{target_name}"
-    stage_timer.extra_info.update(model=label, sample=egbench_sample.id, lanes=lanes, steps=steps, hidden=HIDDEN, gamma=GAMMA, draft_prompt_tokens=d_len, target_prompt_tokens=t_len)
+    stage_timer.extra_info.update(
+        model=label, sample=egbench_sample.id, lanes=lanes, steps=steps, hidden=HIDDEN, gamma=GAMMA, draft_prompt_tokens=d_len, target_prompt_tokens=t_len
+    )
 
     for rnd in stage_timer.rounds():
         with rnd.stage("draft_prefill", tokens=d_len):
@@ -102,7 +110,17 @@ def test_parallel_prefill(stage_timer, egbench_model, egbench_settings, egbench_
         reference = own[0].tolist()
         for stage, lanes_now in runs:
             with rnd.stage(stage, tokens=steps):
-                result = parallel_prefill_decode(draft.lm, {"inputs_embeds": d_embeds}, target.lm, {"inputs_embeds": t_embeds}, steps=steps, gamma=GAMMA, hidden=HIDDEN, lanes=lanes_now, vocab_size=vocab)
+                result = parallel_prefill_decode(
+                    draft.lm,
+                    {"inputs_embeds": d_embeds},
+                    target.lm,
+                    {"inputs_embeds": t_embeds},
+                    steps=steps,
+                    gamma=GAMMA,
+                    hidden=HIDDEN,
+                    lanes=lanes_now,
+                    vocab_size=vocab,
+                )
             if exact:  # see benchmarks/test_acceptance.py: exact in fp32, recorded in bf16 / NF4
                 assert result.tokens == reference, f"{stage}: parallel-prefill speculative output differs from the target's greedy output"
             matches[stage] = output_agreement(result.tokens, reference)
@@ -111,10 +129,35 @@ def test_parallel_prefill(stage_timer, egbench_model, egbench_settings, egbench_
     predicted = predicted_hidden_tokens(med["target_prefill"], med["draft_prefill"], med["draft_decode"] / (HIDDEN - 1))
     e2e = runs[-1][0]
     for stage, match in matches.items():
-        egbench_record(f"greedy_match.{stage}", match.rate, unit="fraction", kind="info", model=label, first_divergence=match.common_prefix, exact_arithmetic=exact)
-    egbench_record("hidden_before_target", result.hidden_before_target, unit="tokens", kind="info", model=label, draft_token_end_ns=result.draft_token_end_ns, target_prefill_end_ns=result.target_prefill_end_ns)
-    egbench_record("predicted_hidden", predicted, unit="tokens", kind="info", model=label, formula="floor((target prefill - draft prefill) / draft time per token), sequential medians")
-    egbench_record("overlap_window_ms", result.overlap_ns / 1e6, unit="ms", kind="info", model=label, draft_start_ns=result.draft_start_ns, draft_prefill_end_ns=result.draft_prefill_end_ns)
+        egbench_record(
+            f"greedy_match.{stage}", match.rate, unit="fraction", kind="info", model=label, first_divergence=match.common_prefix, exact_arithmetic=exact
+        )
+    egbench_record(
+        "hidden_before_target",
+        result.hidden_before_target,
+        unit="tokens",
+        kind="info",
+        model=label,
+        draft_token_end_ns=result.draft_token_end_ns,
+        target_prefill_end_ns=result.target_prefill_end_ns,
+    )
+    egbench_record(
+        "predicted_hidden",
+        predicted,
+        unit="tokens",
+        kind="info",
+        model=label,
+        formula="floor((target prefill - draft prefill) / draft time per token), sequential medians",
+    )
+    egbench_record(
+        "overlap_window_ms",
+        result.overlap_ns / 1e6,
+        unit="ms",
+        kind="info",
+        model=label,
+        draft_start_ns=result.draft_start_ns,
+        draft_prefill_end_ns=result.draft_prefill_end_ns,
+    )
     egbench_record("hidden_accepted", result.hidden_accepted, unit="tokens", kind="info", model=label, hidden_proposed=result.hidden_proposed)
     egbench_record("speedup_vs_target_alone", med["target_alone"] / med[e2e], unit="x", kind="info", model=label, run=e2e)
     egbench_record("speedup_vs_sequential", med["sequential_e2e"] / med[e2e], unit="x", kind="info", model=label, run=e2e)

@@ -30,7 +30,9 @@ def test_timer_overhead(egbench_record, egbench_device):
     device_clock, host_clock = clocks_for(egbench_device)
     readings, host_ns = timer_overhead(device_clock, host_clock, rounds=2000)
     s = summarize(readings)
-    egbench_record("empty_stage_reading", [r * 1e-9 for r in readings], unit="s", kind="info", model="timer", clock=device_clock.name, host_ns_per_stage=host_ns)
+    egbench_record(
+        "empty_stage_reading", [r * 1e-9 for r in readings], unit="s", kind="info", model="timer", clock=device_clock.name, host_ns_per_stage=host_ns
+    )
     print(f"\n{device_clock.name}: empty stage reads {s.median / 1e3:.2f} us median [IQR {s.iqr / 1e3:.2f}], host cost {host_ns / 1e3:.2f} us per stage")
     # The floor of every reading must be far below the shortest stage we time (decode steps are
     # milliseconds on a GPU, ~1 ms on the tiny CPU preset).
@@ -113,5 +115,9 @@ def test_timer_ground_truth(kernel, egbench_record, egbench_device):
         error_rel=error / truth,
         bound_s=bound,
     )
-    print(f"\n{kernel}: truth {truth * 1e6:.1f} us (bulk before {truth_s * 1e6:.1f}, after {truth_after * 1e6:.1f}); timer median {s.median * 1e6:.1f} us [IQR {s.iqr * 1e6:.2f}], error {error * 1e6:+.2f} us ({100 * error / truth:+.3f} %), bound {bound * 1e6:.1f} us")
-    assert abs(error) <= bound, f"{kernel}: timer reads {s.median * 1e6:.1f} us for a {truth * 1e6:.1f} us kernel ({error * 1e6:+.1f} us > {bound * 1e6:.1f} us)"
+    print(
+        f"\n{kernel}: truth {truth * 1e6:.1f} us (bulk before {truth_s * 1e6:.1f}, after {truth_after * 1e6:.1f}); timer median {s.median * 1e6:.1f} us [IQR {s.iqr * 1e6:.2f}], error {error * 1e6:+.2f} us ({100 * error / truth:+.3f} %), bound {bound * 1e6:.1f} us"
+    )
+    assert abs(error) <= bound, (
+        f"{kernel}: timer reads {s.median * 1e6:.1f} us for a {truth * 1e6:.1f} us kernel ({error * 1e6:+.1f} us > {bound * 1e6:.1f} us)"
+    )

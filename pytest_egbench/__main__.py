@@ -29,7 +29,9 @@ def _parser() -> argparse.ArgumentParser:
     compare = sub.add_parser("compare", help="judge results file B against results file A; exit status 1 on a regression")
     compare.add_argument("reference", type=Path, help="A: the reference (a results file, or a baseline file)")
     compare.add_argument("current", type=Path, help="B: the current results file")
-    compare.add_argument("--ignore-machine", action="store_true", help="judge latency even where the calibrations of A and B differ (as --egbench-ignore-machine)")
+    compare.add_argument(
+        "--ignore-machine", action="store_true", help="judge latency even where the calibrations of A and B differ (as --egbench-ignore-machine)"
+    )
     return parser
 
 

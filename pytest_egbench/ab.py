@@ -203,7 +203,10 @@ def run(
     for pair in range(pairs):
         order = turn_order(pair)
         progress(f"egbench A/B: pair {pair + 1}/{pairs}: {sides['ref'].label} and the current code, in lockstep ({sides[order[0]].label} first) ...")
-        commands = [(name, *process_command(side.root, rel_root, rel_cwd, base, empty, workdir / f"{name}-{pair}.json"), workdir / f"{name}-{pair}.log") for name, side in sides.items()]
+        commands = [
+            (name, *process_command(side.root, rel_root, rel_cwd, base, empty, workdir / f"{name}-{pair}.json"), workdir / f"{name}-{pair}.log")
+            for name, side in sides.items()
+        ]
         done, paired = lockstep.run_pair(commands, order, cpus)
         for name, side in sides.items():
             status, seconds = done[name]
@@ -233,7 +236,20 @@ def process_command(root: Path, rel_root: Path, rel_cwd: Path, args: Sequence[st
     env["PYTHONPATH"] = os.pathsep.join([str(root), *([env["PYTHONPATH"]] if env.get("PYTHONPATH") else [])])
     env.pop("PYTEST_ADDOPTS", None)
     env.pop(lockstep.ENV, None)
-    cmd = [sys.executable, "-m", "pytest", *args, "-p", "no:cacheprovider", "-rfE", f"--rootdir={child_root}", "--egbench-json", str(out), "--egbench-baseline-dir", str(baseline_dir)]
+    cmd = [
+        sys.executable,
+        "-m",
+        "pytest",
+        *args,
+        "-p",
+        "no:cacheprovider",
+        "-rfE",
+        f"--rootdir={child_root}",
+        "--egbench-json",
+        str(out),
+        "--egbench-baseline-dir",
+        str(baseline_dir),
+    ]
     return cmd, cwd, env
 
 
@@ -242,7 +258,9 @@ def pin_to(cpus: frozenset[int] | None) -> Callable[[], None] | None:
     return (lambda: os.sched_setaffinity(0, cpus)) if cpus else None
 
 
-def run_process(root: Path, rel_root: Path, rel_cwd: Path, args: Sequence[str], baseline_dir: Path, out: Path, log: Path, cpus: frozenset[int] | None = None) -> tuple[int, float]:
+def run_process(
+    root: Path, rel_root: Path, rel_cwd: Path, args: Sequence[str], baseline_dir: Path, out: Path, log: Path, cpus: frozenset[int] | None = None
+) -> tuple[int, float]:
     """One benchmark process of the checkout at ``root`` on its own (:func:`_command`), output to
     ``log``, pinned to ``cpus`` when given. Returns ``(exit status, seconds)``."""
     cmd, cwd, env = process_command(root, rel_root, rel_cwd, args, baseline_dir, out)
@@ -286,7 +304,9 @@ def pinned_cpus(spec: str) -> frozenset[int] | None:
     except ValueError:
         raise RefError(f"--egbench-ref-cpus {spec}: not a CPU list such as 4-7 or 4,5,6,7") from None
     if not cpus or not cpus <= set(allowed):
-        raise RefError(f"--egbench-ref-cpus {spec}: CPUs {sorted(cpus - set(allowed)) or '(none)'} are not among this process's CPUs {allowed[0]}-{allowed[-1]}")
+        raise RefError(
+            f"--egbench-ref-cpus {spec}: CPUs {sorted(cpus - set(allowed)) or '(none)'} are not among this process's CPUs {allowed[0]}-{allowed[-1]}"
+        )
     return frozenset(cpus)
 
 
@@ -419,14 +439,24 @@ def judge_item(item: AbItem, egb: EgbenchSession, sides: dict[str, Side]) -> Non
         common = sorted(set(cur_runs[fullname]) & set(ref_runs.get(fullname, {})))
         if not common:
             broke = item.original_nodeid in sides["ref"].failed
-            why = f"the benchmark failed in the reference's process (see {sides['ref'].failed[item.original_nodeid]})" if broke else f"the reference ({reference.name}) did not produce this metric"
+            why = (
+                f"the benchmark failed in the reference's process (see {sides['ref'].failed[item.original_nodeid]})"
+                if broke
+                else f"the reference ({reference.name}) did not produce this metric"
+            )
             egb.record_verdict(m, NOT_COMPARED, reference, f"{m.metric}: not compared: {why}", why)
             egb.add(m)
             continue
         v = judge_ab(
-            m.metric, m.kind, m.unit,
-            [ref_runs[fullname][i] for i in common], [cur_runs[fullname][i] for i in common],
-            reference=reference, tolerance=egb.tolerance_for(m.metric, RefKind.AB, marked), tolerance_abs=egb.settings.tolerance_abs, alpha=egb.settings.pvalue,
+            m.metric,
+            m.kind,
+            m.unit,
+            [ref_runs[fullname][i] for i in common],
+            [cur_runs[fullname][i] for i in common],
+            reference=reference,
+            tolerance=egb.tolerance_for(m.metric, RefKind.AB, marked),
+            tolerance_abs=egb.settings.tolerance_abs,
+            alpha=egb.settings.pvalue,
         )
         egb.record_verdict(m, v.status, v.reference, v.message)
         egb.add(m)

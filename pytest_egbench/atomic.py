@@ -31,7 +31,17 @@ def _target(path: Path) -> Path:
     except (FileNotFoundError, NotADirectoryError):  # a missing file, or a parent that is a file (reported below)
         return target
     if not stat.S_ISREG(mode):
-        what = "a folder" if stat.S_ISDIR(mode) else "a device node" if stat.S_ISCHR(mode) or stat.S_ISBLK(mode) else "a FIFO" if stat.S_ISFIFO(mode) else "a socket" if stat.S_ISSOCK(mode) else "a special file"
+        what = (
+            "a folder"
+            if stat.S_ISDIR(mode)
+            else "a device node"
+            if stat.S_ISCHR(mode) or stat.S_ISBLK(mode)
+            else "a FIFO"
+            if stat.S_ISFIFO(mode)
+            else "a socket"
+            if stat.S_ISSOCK(mode)
+            else "a special file"
+        )
         via = f" (the target of the link {path})" if target != path else ""
         raise NotARegularFileError(f"{target}{via} is {what}, not a regular file: refusing to replace it")
     return target

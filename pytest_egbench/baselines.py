@@ -154,7 +154,14 @@ class Entry:
     def with_run(self, samples: list[float], run_id: str) -> Entry:
         """This entry with one more run (the oldest dropped beyond :data:`MAX_RUNS`)."""
         return Entry(
-            self.metric, self.unit, self.kind, (self.runs + [list(samples)])[-MAX_RUNS:], self.model, self.stage, dict(self.params), (self.run_ids + [run_id])[-MAX_RUNS:]
+            self.metric,
+            self.unit,
+            self.kind,
+            (self.runs + [list(samples)])[-MAX_RUNS:],
+            self.model,
+            self.stage,
+            dict(self.params),
+            (self.run_ids + [run_id])[-MAX_RUNS:],
         )
 
 
@@ -181,7 +188,16 @@ class Baseline:
             "commit": self.commit,
             "runs": [asdict(r) for r in self.runs],
             "entries": {
-                k: {"metric": e.metric, "unit": e.unit, "kind": e.kind, "runs": e.runs, "run_ids": e.run_ids, "model": e.model, "stage": e.stage, "params": e.params}
+                k: {
+                    "metric": e.metric,
+                    "unit": e.unit,
+                    "kind": e.kind,
+                    "runs": e.runs,
+                    "run_ids": e.run_ids,
+                    "model": e.model,
+                    "stage": e.stage,
+                    "params": e.params,
+                }
                 for k, e in sorted(self.entries.items())
             },
         }
@@ -243,13 +259,17 @@ def check_fingerprint(fp: Mapping[str, Any], source: object = None) -> None:
     where = "" if source is None else f"{source}: "
     device = fp.get("device")
     if not isinstance(device, str) or not device.strip() or len(device) > 256 or not _SAFE_DEVICE_SLUG.fullmatch(_slug(device)):
-        raise BaselineError(f"{where}fingerprint field 'device' = {device!r} cannot name a baseline file (a string of at most 256 characters with a letter or digit first)")
+        raise BaselineError(
+            f"{where}fingerprint field 'device' = {device!r} cannot name a baseline file (a string of at most 256 characters with a letter or digit first)"
+        )
     for key in _NAME_FIELDS:
         value = fp.get(key)
         if value is None and key not in ("preset", "quant"):
             continue
         if not isinstance(value, str) or not _SAFE_FIELD.fullmatch(value) or ".." in value:
-            raise BaselineError(f"{where}fingerprint field {key!r} = {value!r} cannot go into a baseline file name (1-64 characters of A-Z a-z 0-9 . _ + -, no '..')")
+            raise BaselineError(
+                f"{where}fingerprint field {key!r} = {value!r} cannot go into a baseline file name (1-64 characters of A-Z a-z 0-9 . _ + -, no '..')"
+            )
 
 
 def fingerprint_name(fp: Mapping[str, Any], source: object = None) -> str:
@@ -462,7 +482,7 @@ def _v2_to_v3(path: Path, doc: Mapping[str, Any]) -> dict[str, Any]:
             by_position[n - len(runs) + i][key] = run
     ids = [_content_id("schema 2 run", p, created, commit, samples) for p, samples in enumerate(by_position)]
     converted = {key: ({**raw, "run_ids": ids[n - len(runs_of[key]) :]} if key in runs_of else raw) for key, raw in entries.items()}
-    records = [{"id": i, "created": created, "commit": commit, "settings": {}, "calibration": None} for i in ids]
+    records: list[dict[str, Any]] = [{"id": i, "created": created, "commit": commit, "settings": {}, "calibration": None} for i in ids]
     return {**doc, "schema_version": 3, "runs": records, "entries": converted}
 
 
@@ -718,7 +738,13 @@ def _parser() -> Any:
     pins.add_argument("file", type=Path)
     history = sub.add_parser("history", help="a metric's trend over the saved runs, with change points (pytest_egbench/history.py)")
     history.add_argument("file", type=Path)
-    history.add_argument("--metric", action="append", default=[], metavar="NAME", help="a metric name (decode), a full entry key or a glob; repeatable (default: every latency and throughput metric)")
+    history.add_argument(
+        "--metric",
+        action="append",
+        default=[],
+        metavar="NAME",
+        help="a metric name (decode), a full entry key or a glob; repeatable (default: every latency and throughput metric)",
+    )
     history.add_argument("--plot", type=Path, metavar="PNG", help="also draw the trends into this PNG (needs matplotlib)")
     return parser
 
@@ -769,7 +795,9 @@ def main(argv: list[str] | None = None) -> int:
         else:
             for b in load_dir(args.dir):
                 runs = max((len(e.runs) for e in b.entries.values()), default=0)
-                print(f"{(b.path or Path('?')).name}: {len(b.entries)} metrics, up to {runs} run(s), {len(b.run_records_in_window())} in the window of {len(b.runs)} recorded, created {b.created}")
+                print(
+                    f"{(b.path or Path('?')).name}: {len(b.entries)} metrics, up to {runs} run(s), {len(b.run_records_in_window())} in the window of {len(b.runs)} recorded, created {b.created}"
+                )
     except (BaselineError, OSError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

@@ -139,7 +139,7 @@ def _launch(torch: Any, device: Any, n: int = 200) -> float:
     return elapsed / n / 1e3
 
 
-def _timed(torch: Any, device: Any, work: Callable[[], None], reps: int) -> float:
+def _timed(torch: Any, device: Any, work: Callable[[], object], reps: int) -> float:
     """Seconds per call of ``work`` (CUDA events on the GPU, ``perf_counter`` on the CPU)."""
     if device.type == "cuda":
         start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
@@ -214,8 +214,11 @@ class _Probes:
         return 2 * self.src.numel() / seconds / 1e9
 
     def h2d(self) -> float:
-        seconds = _timed(self.torch, self.device, lambda: self.dev.copy_(self.host, non_blocking=True), 10)
-        return self.host.numel() / seconds / 1e9
+        host, dev = self.host, self.dev
+        if host is None or dev is None:  # allocated on CUDA only, and h2d is measured on CUDA only
+            raise RuntimeError("h2d needs a CUDA device: no pinned host buffer or device buffer was allocated")
+        seconds = _timed(self.torch, self.device, lambda: dev.copy_(host, non_blocking=True), 10)
+        return host.numel() / seconds / 1e9
 
     def sm_clock(self) -> float | None:
         """SM clock (MHz) read from NVML while about 100 ms of matmuls are queued."""

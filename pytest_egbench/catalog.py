@@ -213,7 +213,9 @@ def metric_stages(metric: str, stages: Sequence[str]) -> list[str]:
     return [metric] if metric in stages else []
 
 
-def derive(stages: Sequence[str], durations: Mapping[str, Sequence[int]], tokens: Mapping[str, Sequence[int | None]], *, alternatives: bool = False) -> dict[str, list[float]]:
+def derive(
+    stages: Sequence[str], durations: Mapping[str, Sequence[int]], tokens: Mapping[str, Sequence[int | None]], *, alternatives: bool = False
+) -> dict[str, list[float]]:
     """Every :data:`DERIVED` metric that applies, per round, in its computed unit (ns, ns/token,
     tokens/s; multiply by :attr:`Derived.scale` for its :attr:`Derived.unit`).
 

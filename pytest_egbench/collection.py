@@ -118,11 +118,18 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     if settings.ref and xdist_worker(config) is None:
         theirs = [i.nodeid for i in items if not i.get_closest_marker("egbench")]
         if theirs:
-            raise pytest.UsageError(f"--egbench-ref judges egbench benchmarks only; drop --benchmark-only or these pytest-benchmark tests from the command line: {', '.join(theirs)}")
+            raise pytest.UsageError(
+                f"--egbench-ref judges egbench benchmarks only; drop --benchmark-only or these pytest-benchmark tests from the command line: {', '.join(theirs)}"
+            )
         from .ab import AbItem
 
         # the benchmarks run in the A/B processes; here each becomes the item that judges it
-        items[:] = [AbItem.from_parent(i.parent, name=i.name, original=i) for i in items]
+        judged = []
+        for i in items:
+            if i.parent is None:  # a collected item always has its collector as parent
+                raise RuntimeError(f"{i.nodeid}: collected item without a parent collector")
+            judged.append(AbItem.from_parent(i.parent, name=i.name, original=i))
+        items[:] = judged
 
 
 @pytest.hookimpl(trylast=True, specname="pytest_collection_modifyitems")

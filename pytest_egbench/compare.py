@@ -76,8 +76,15 @@ def compare(reference: Path, current: Path, *, ignore_machine: bool = False) -> 
     run = eg.get("settings") or {}
     device = (doc.get("machine_info") or {}).get("egbench", {}).get("gpu_name")
     settings = Settings(
-        enabled=True, preset=run.get("preset"), quant=run.get("quant"), rounds=int(run.get("rounds", 8)), warmup=int(run.get("warmup", 2)),
-        max_new_tokens=int(run.get("max_new_tokens", 16)), baseline_dir=reference, ignore_machine=ignore_machine, device_type="cuda" if device else "cpu",
+        enabled=True,
+        preset=run.get("preset"),
+        quant=run.get("quant"),
+        rounds=int(run.get("rounds", 8)),
+        warmup=int(run.get("warmup", 2)),
+        max_new_tokens=int(run.get("max_new_tokens", 16)),
+        baseline_dir=reference,
+        ignore_machine=ignore_machine,
+        device_type="cuda" if device else "cpu",
     )
     session = EgbenchSession.replay(settings, doc.get("machine_info") or {}, eg.get("calibration"), [ref])
     by_test: dict[str, list[Measurement]] = defaultdict(list)

@@ -30,7 +30,9 @@ def resolve_device(settings: Settings, worker: tuple[int, int] | None = None) ->
         index, workers = worker
         count = torch.cuda.device_count()
         if workers > count:
-            raise pytest.UsageError(f"pytest-xdist started {workers} workers but this machine has {count} CUDA device(s): use -n {count} or fewer, so that no two workers share a GPU")
+            raise pytest.UsageError(
+                f"pytest-xdist started {workers} workers but this machine has {count} CUDA device(s): use -n {count} or fewer, so that no two workers share a GPU"
+            )
         torch.cuda.set_device(index)
         return torch.device("cuda", index)
     if name == "auto":
@@ -38,7 +40,9 @@ def resolve_device(settings: Settings, worker: tuple[int, int] | None = None) ->
     if name == "cpu":
         return torch.device("cpu")
     if not torch.cuda.is_available():
-        raise pytest.UsageError(f"--egbench-device {name} ({source}): no CUDA device is available (torch {torch.__version__}, torch.cuda.is_available() is False)")
+        raise pytest.UsageError(
+            f"--egbench-device {name} ({source}): no CUDA device is available (torch {torch.__version__}, torch.cuda.is_available() is False)"
+        )
     device = torch.device(name)
     index = 0 if device.index is None else device.index
     count = torch.cuda.device_count()

@@ -79,4 +79,3 @@ def write_github_action_benchmark(results_path: Path, prefix: Path) -> list[tupl
         write_text_atomic(path, json.dumps(entries, indent=2) + "\n")
         written.append((path, len(entries)))
     return written
-

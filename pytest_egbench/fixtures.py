@@ -26,6 +26,7 @@ if TYPE_CHECKING:
     from .session import EgbenchSession
     from .timing import StageTimer
 
+
 def _session(config: pytest.Config) -> EgbenchSession:
     session = config.stash.get(SESSION_KEY, None)
     if session is None:

@@ -149,14 +149,18 @@ def trend_lines(t: Trend) -> list[str]:
     if not t.points:
         return [f"{t.key}: no run has figures for it"]
     scale, unit = _scaled(t.points[0].summary)
-    lines = [f"{t.key} ({t.points[0].summary.kind}, {unit}): {len(t.points)} run(s)" + (f"; {t.missing} other run(s) without figures for it" if t.missing else "")]
+    lines = [
+        f"{t.key} ({t.points[0].summary.kind}, {unit}): {len(t.points)} run(s)" + (f"; {t.missing} other run(s) without figures for it" if t.missing else "")
+    ]
     lines.append(f"{'run':>4}  {'date':<16}  {'commit':<10}  {'median':>10}  {'IQR':>9}  {'n':>3}  machine")
     starts = set(t.change_points or [])
     for i, p in enumerate(t.points):
         s = p.summary
         mark = "  <- change point" if i in starts else ""
         date = (p.run.created or "-")[:16].replace("T", " ")
-        lines.append(f"{p.number:>4}  {date:<16}  {(p.run.commit or '-')[:10]:<10}  {s.median * scale:>10.4g}  {s.iqr * scale:>9.3g}  {s.n:>3}  {machine(p.run)}{mark}")
+        lines.append(
+            f"{p.number:>4}  {date:<16}  {(p.run.commit or '-')[:10]:<10}  {s.median * scale:>10.4g}  {s.iqr * scale:>9.3g}  {s.n:>3}  {machine(p.run)}{mark}"
+        )
     if t.change_points is None:
         lines.append(f"change points: not looked for: {t.why}")
     elif not t.change_points:
@@ -165,7 +169,9 @@ def trend_lines(t: Trend) -> list[str]:
     for k, i in enumerate(t.change_points or [], start=1):
         before, after = _level(t, bounds[k - 1], i), _level(t, i, bounds[k + 1])
         run = t.points[i]
-        lines.append(f"change point at run {run.number} ({(run.run.created or '-')[:10]}, commit {(run.run.commit or '-')[:10]}): segment median {before * scale:.4g} -> {after * scale:.4g} {unit} ({after / before - 1:+.1%})")
+        lines.append(
+            f"change point at run {run.number} ({(run.run.created or '-')[:10]}, commit {(run.run.commit or '-')[:10]}): segment median {before * scale:.4g} -> {after * scale:.4g} {unit} ({after / before - 1:+.1%})"
+        )
     return lines
 
 

@@ -140,4 +140,3 @@ def _busy_wait_ns(ns: float) -> None:
     end = time.perf_counter_ns() + int(ns)
     while time.perf_counter_ns() < end:
         pass
-

@@ -50,7 +50,9 @@ def _smi_query(fields: str, *args: str, timeout_s: float = 10.0) -> list[str] | 
     if smi is None:
         return None
     try:
-        out = subprocess.run([smi, *args, f"--query-gpu={fields}", "--format=csv,noheader,nounits"], capture_output=True, text=True, timeout=timeout_s, check=True)
+        out = subprocess.run(
+            [smi, *args, f"--query-gpu={fields}", "--format=csv,noheader,nounits"], capture_output=True, text=True, timeout=timeout_s, check=True
+        )
     except (OSError, subprocess.SubprocessError):
         return None
     lines = out.stdout.strip().splitlines()
@@ -137,7 +139,15 @@ def gpu_state(index: int) -> dict[str, Any] | None:
     def read(nv: Any) -> dict[str, Any]:
         h = nv.nvmlDeviceGetHandleByIndex(index)
         reasons = getattr(nv, "nvmlDeviceGetCurrentClocksEventReasons", None) or nv.nvmlDeviceGetCurrentClocksThrottleReasons
-        return _state(nv.nvmlDeviceGetClockInfo(h, nv.NVML_CLOCK_SM), nv.nvmlDeviceGetMaxClockInfo(h, nv.NVML_CLOCK_SM), nv.nvmlDeviceGetClockInfo(h, nv.NVML_CLOCK_MEM), nv.nvmlDeviceGetTemperature(h, nv.NVML_TEMPERATURE_GPU), nv.nvmlDeviceGetPowerUsage(h) / 1000.0, int(reasons(h)), "nvml")
+        return _state(
+            nv.nvmlDeviceGetClockInfo(h, nv.NVML_CLOCK_SM),
+            nv.nvmlDeviceGetMaxClockInfo(h, nv.NVML_CLOCK_SM),
+            nv.nvmlDeviceGetClockInfo(h, nv.NVML_CLOCK_MEM),
+            nv.nvmlDeviceGetTemperature(h, nv.NVML_TEMPERATURE_GPU),
+            nv.nvmlDeviceGetPowerUsage(h) / 1000.0,
+            int(reasons(h)),
+            "nvml",
+        )
 
     state = _nvml(read)
     if state is not None:
@@ -164,7 +174,15 @@ def sm_clock_mhz(index: int) -> float | None:
 
 
 def _state(sm: float, sm_max: float, mem: float, temp: float, power: float, mask: int, source: str) -> dict[str, Any]:
-    return {"sm_mhz": sm, "sm_max_mhz": sm_max, "mem_mhz": mem, "temperature_c": temp, "power_w": power, "slowdown": [t for bit, t in _SLOWDOWN_REASONS.items() if mask & bit], "source": source}
+    return {
+        "sm_mhz": sm,
+        "sm_max_mhz": sm_max,
+        "mem_mhz": mem,
+        "temperature_c": temp,
+        "power_w": power,
+        "slowdown": [t for bit, t in _SLOWDOWN_REASONS.items() if mask & bit],
+        "source": source,
+    }
 
 
 def throttled(after: dict[str, Any] | None) -> str | None:

@@ -63,7 +63,8 @@ class Producible:
         """What one benchmark declares in its ``egbench`` markers (``stages=``, ``metrics=``, all
         of its markers together: module and function). Raises ``ValueError`` for a declaration
         that is not a list of names, or an ``alternatives=`` that is not ``True`` or ``False``."""
-        stages, metrics = list(STAGES), []
+        stages: list[str] = list(STAGES)
+        metrics: list[str] = []
         for mark in markers:
             if not isinstance(mark.kwargs.get("alternatives", False), bool):
                 raise ValueError(f"alternatives= must be True or False, got {mark.kwargs['alternatives']!r}")

@@ -89,7 +89,8 @@ class SettingsWarning(EgbenchWarning):
 
 #: Every kind of note, by class name (for pytest-xdist's wire format).
 KINDS: dict[str, type[EgbenchWarning]] = {
-    c.__name__: c for c in (UnsettledWarning, ThrottledWarning, NotDeclaredWarning, FewRoundsWarning, ImprovementWarning, InjectionMissedWarning, SettingsWarning)
+    c.__name__: c
+    for c in (UnsettledWarning, ThrottledWarning, NotDeclaredWarning, FewRoundsWarning, ImprovementWarning, InjectionMissedWarning, SettingsWarning)
 }
 #: Benchmarks named in a folded line before "and N more".
 FIRST_FEW = 3

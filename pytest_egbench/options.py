@@ -17,7 +17,7 @@ import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import pytest
 
@@ -146,8 +146,6 @@ def parse_output_file(value: str) -> Path:
     return path
 
 
-
-
 def parse_percent(value: str) -> float:
     """``5%``, ``5`` (both 5 percent) -> 0.05. Must lie in [0, 1000] percent."""
     text = str(value).strip()
@@ -241,31 +239,146 @@ class OptionSpec:
 
 OPTIONS: tuple[OptionSpec, ...] = (
     OptionSpec("enabled", "--egbench", "run the egbench benchmark suite (tests marked egbench); without it they are skipped", ini=False),
-    OptionSpec("device", "--egbench-device", "device to benchmark on: auto (CUDA if present, else CPU), cpu, cuda or cuda:N (default auto)", parse_device, "auto", metavar="DEVICE"),
+    OptionSpec(
+        "device",
+        "--egbench-device",
+        "device to benchmark on: auto (CUDA if present, else CPU), cpu, cuda or cuda:N (default auto)",
+        parse_device,
+        "auto",
+        metavar="DEVICE",
+    ),
     OptionSpec("preset", "--egbench-preset", "model sizes: tiny or 7b (default: tiny on CPU, 7b on CUDA)", parse_preset, metavar="PRESET"),
     OptionSpec("quant", "--egbench-quant", "weights: nf4, int8, bf16, fp16 or fp32 (default: nf4 on CUDA, fp32 on CPU)", parse_quant, metavar="QUANT"),
-    OptionSpec("models", "--egbench-models", f"comma-separated models to run: built-in {', '.join(BUILTIN_MODELS)}, or the name of an adapter registered by an entry point or a conftest hook (docs/adapters.md), or all (default all)", parse_models, ALL_MODELS, metavar="LIST"),
-    OptionSpec("checkpoints", "--egbench-checkpoint", "use real weights from a local folder for one model, NAME=DIR (repeatable)", parse_checkpoint, (), repeat=True, metavar="NAME=DIR"),
+    OptionSpec(
+        "models",
+        "--egbench-models",
+        f"comma-separated models to run: built-in {', '.join(BUILTIN_MODELS)}, or the name of an adapter registered by an entry point or a conftest hook (docs/adapters.md), or all (default all)",
+        parse_models,
+        ALL_MODELS,
+        metavar="LIST",
+    ),
+    OptionSpec(
+        "checkpoints",
+        "--egbench-checkpoint",
+        "use real weights from a local folder for one model, NAME=DIR (repeatable)",
+        parse_checkpoint,
+        (),
+        repeat=True,
+        metavar="NAME=DIR",
+    ),
     OptionSpec("data", "--egbench-data", "dataset folder (default: the bundled real samples)", parse_existing_dir, metavar="DIR"),
-    OptionSpec("samples", "--egbench-samples", "samples per kind: the first N with events and the first N with video, from the dataset's index (default 1)", parse_positive_int, 1, metavar="N"),
-    OptionSpec("rounds", "--egbench-rounds", "steady-state rounds per configuration (default 8, from the A/A study: docs/aa-study-h100-nf4-warm.md)", parse_positive_int, 8, metavar="N"),
+    OptionSpec(
+        "samples",
+        "--egbench-samples",
+        "samples per kind: the first N with events and the first N with video, from the dataset's index (default 1)",
+        parse_positive_int,
+        1,
+        metavar="N",
+    ),
+    OptionSpec(
+        "rounds",
+        "--egbench-rounds",
+        "steady-state rounds per configuration (default 8, from the A/A study: docs/aa-study-h100-nf4-warm.md)",
+        parse_positive_int,
+        8,
+        metavar="N",
+    ),
     OptionSpec("warmup", "--egbench-warmup", "warm-up rounds after the cold first round, discarded (default 2)", parse_non_negative_int, 2, metavar="N"),
-    OptionSpec("max_new_tokens", "--egbench-max-new-tokens", "tokens generated per round: 1 from prefill, the rest in decode (default 16)", parse_positive_int, 16, metavar="N"),
-    OptionSpec("json", "--egbench-json", "write results in pytest-benchmark's JSON layout to PATH (needs --egbench)", parse_output_file, ini=False, metavar="PATH"),
+    OptionSpec(
+        "max_new_tokens",
+        "--egbench-max-new-tokens",
+        "tokens generated per round: 1 from prefill, the rest in decode (default 16)",
+        parse_positive_int,
+        16,
+        metavar="N",
+    ),
+    OptionSpec(
+        "json", "--egbench-json", "write results in pytest-benchmark's JSON layout to PATH (needs --egbench)", parse_output_file, ini=False, metavar="PATH"
+    ),
     OptionSpec("report", "--egbench-report", "write a markdown report to PATH (needs --egbench)", parse_output_file, ini=False, metavar="PATH"),
-    OptionSpec("baseline_dir", "--egbench-baseline-dir", "folder of baseline files (default: baselines/ under the rootdir, which may be missing; a folder given here must exist unless --egbench-save creates it)", parse_dir, metavar="DIR"),
+    OptionSpec(
+        "baseline_dir",
+        "--egbench-baseline-dir",
+        "folder of baseline files (default: baselines/ under the rootdir, which may be missing; a folder given here must exist unless --egbench-save creates it)",
+        parse_dir,
+        metavar="DIR",
+    ),
     OptionSpec("save", "--egbench-save", "save this run's results as the baseline of this machine's fingerprint (needs --egbench)", ini=False),
-    OptionSpec("tolerance", "--egbench-tolerance", "relative latency tolerance before a slowdown fails (default: 10% on CUDA with 5% for prefill, 100% on the CPU, 5% against the control rounds of --egbench-inject; see the README)", parse_percent, metavar="PCT"),
-    OptionSpec("metric_tolerances", "--egbench-metric-tolerance", "per-metric latency tolerance METRIC=PCT, e.g. decode=8% (repeatable); METRIC: a stage, derived or declared metric of the collected benchmarks (docs/options.md#names)", parse_metric_tolerance, (), repeat=True, metavar="METRIC=PCT"),
-    OptionSpec("tolerance_abs", "--egbench-tolerance-abs", "absolute tolerance for rates such as acceptance (default 0.02)", parse_abs_tolerance, 0.02, metavar="X"),
-    OptionSpec("inject", "--egbench-inject", "add a calibrated delay of PCT to every steady-state round of STAGE, e.g. decode=20% (repeatable), each after an unchanged control round, to check that the gate catches a slowdown (without a baseline it is judged against the control rounds); STAGE: a stage the collected benchmarks time (docs/options.md#names); such a run cannot be saved; needs --egbench", parse_injection, (), ini=False, repeat=True, metavar="STAGE=PCT"),
-    OptionSpec("require_baseline", "--egbench-require-baseline", f"fail the session (exit status {EXIT_NOT_COMPARED}) when any latency or throughput metric was not compared: no baseline entry, or inconclusive because the machine differs from the baseline's and no --egbench-ref was given"),
-    OptionSpec("ref", "--egbench-ref", "judge every latency by a same-machine A/B against REV: a git revision (run from a temporary git worktree; your checkout is not touched) or a folder holding another checkout; the reference's code and this code run in interleaved processes on this machine", parse_ref, metavar="REV"),
-    OptionSpec("ref_pairs", "--egbench-ref-pairs", "with --egbench-ref: pairs of processes (reference, current), the two of a pair run in lockstep (default 4; docs/machines.md#same-machine-ab)", parse_positive_int, 4, metavar="N"),
-    OptionSpec("ref_cpus", "--egbench-ref-cpus", "with --egbench-ref: pin every A/B process to these CPUs: auto (the last 4 this process may use), none, or a list such as 4-7 (default auto; Linux)", str, "auto", metavar="CPUS"),
-    OptionSpec("ignore_machine", "--egbench-ignore-machine", "judge latency against a saved baseline even where this machine's calibration differs from the baseline's runs (or they carry none); the difference is still reported. For a machine you own and keep unchanged"),
-    OptionSpec("fallback_ref", "--egbench-fallback-ref", "against a saved baseline: where this machine differs from the baseline's runs (or they carry no calibration), judge by a same-machine A/B (as --egbench-ref) against the commit of the baseline's newest run instead of calling latency inconclusive (the nightly job's switch)"),
-    OptionSpec("pvalue", "--egbench-pvalue", "significance level of the one-sided test: Mann-Whitney U against a baseline, Wilcoxon signed-rank against control rounds (default 0.01)", parse_probability, 0.01, metavar="P"),
+    OptionSpec(
+        "tolerance",
+        "--egbench-tolerance",
+        "relative latency tolerance before a slowdown fails (default: 10% on CUDA with 5% for prefill, 100% on the CPU, 5% against the control rounds of --egbench-inject; see the README)",
+        parse_percent,
+        metavar="PCT",
+    ),
+    OptionSpec(
+        "metric_tolerances",
+        "--egbench-metric-tolerance",
+        "per-metric latency tolerance METRIC=PCT, e.g. decode=8% (repeatable); METRIC: a stage, derived or declared metric of the collected benchmarks (docs/options.md#names)",
+        parse_metric_tolerance,
+        (),
+        repeat=True,
+        metavar="METRIC=PCT",
+    ),
+    OptionSpec(
+        "tolerance_abs", "--egbench-tolerance-abs", "absolute tolerance for rates such as acceptance (default 0.02)", parse_abs_tolerance, 0.02, metavar="X"
+    ),
+    OptionSpec(
+        "inject",
+        "--egbench-inject",
+        "add a calibrated delay of PCT to every steady-state round of STAGE, e.g. decode=20% (repeatable), each after an unchanged control round, to check that the gate catches a slowdown (without a baseline it is judged against the control rounds); STAGE: a stage the collected benchmarks time (docs/options.md#names); such a run cannot be saved; needs --egbench",
+        parse_injection,
+        (),
+        ini=False,
+        repeat=True,
+        metavar="STAGE=PCT",
+    ),
+    OptionSpec(
+        "require_baseline",
+        "--egbench-require-baseline",
+        f"fail the session (exit status {EXIT_NOT_COMPARED}) when any latency or throughput metric was not compared: no baseline entry, or inconclusive because the machine differs from the baseline's and no --egbench-ref was given",
+    ),
+    OptionSpec(
+        "ref",
+        "--egbench-ref",
+        "judge every latency by a same-machine A/B against REV: a git revision (run from a temporary git worktree; your checkout is not touched) or a folder holding another checkout; the reference's code and this code run in interleaved processes on this machine",
+        parse_ref,
+        metavar="REV",
+    ),
+    OptionSpec(
+        "ref_pairs",
+        "--egbench-ref-pairs",
+        "with --egbench-ref: pairs of processes (reference, current), the two of a pair run in lockstep (default 4; docs/machines.md#same-machine-ab)",
+        parse_positive_int,
+        4,
+        metavar="N",
+    ),
+    OptionSpec(
+        "ref_cpus",
+        "--egbench-ref-cpus",
+        "with --egbench-ref: pin every A/B process to these CPUs: auto (the last 4 this process may use), none, or a list such as 4-7 (default auto; Linux)",
+        str,
+        "auto",
+        metavar="CPUS",
+    ),
+    OptionSpec(
+        "ignore_machine",
+        "--egbench-ignore-machine",
+        "judge latency against a saved baseline even where this machine's calibration differs from the baseline's runs (or they carry none); the difference is still reported. For a machine you own and keep unchanged",
+    ),
+    OptionSpec(
+        "fallback_ref",
+        "--egbench-fallback-ref",
+        "against a saved baseline: where this machine differs from the baseline's runs (or they carry no calibration), judge by a same-machine A/B (as --egbench-ref) against the commit of the baseline's newest run instead of calling latency inconclusive (the nightly job's switch)",
+    ),
+    OptionSpec(
+        "pvalue",
+        "--egbench-pvalue",
+        "significance level of the one-sided test: Mann-Whitney U against a baseline, Wilcoxon signed-rank against control rounds (default 0.01)",
+        parse_probability,
+        0.01,
+        metavar="P",
+    ),
 )
 
 
@@ -352,8 +465,7 @@ class Settings:
         quant = self.quant or ("nf4" if on_cuda else "fp32")
         if not on_cuda and quant in ("nf4", "int8"):
             raise pytest.UsageError(
-                f"--egbench-quant {quant} ({self.sources.get('quant', 'default')}) needs a CUDA device; "
-                "this run is on the CPU: use fp32, bf16 or fp16"
+                f"--egbench-quant {quant} ({self.sources.get('quant', 'default')}) needs a CUDA device; this run is on the CPU: use fp32, bf16 or fp16"
             )
         # an injected run takes at least CONTROL_MIN_ROUNDS pairs of control and steady rounds
         rounds = max(self.rounds, CONTROL_MIN_ROUNDS) if self.inject else self.rounds
@@ -373,10 +485,11 @@ def register(parser: pytest.Parser) -> None:
                 kwargs["action"] = "append"
         group.addoption(spec.flag, **kwargs)
         if spec.ini:
+            ini_type: Literal["linelist", "bool", "string"] = "linelist" if spec.repeat else ("bool" if spec.parse is None else "string")
             parser.addini(
                 spec.ini_key,
                 spec.help,
-                type="linelist" if spec.repeat else ("bool" if spec.parse is None else "string"),
+                type=ini_type,
                 default=[] if spec.repeat else None,
             )
 
@@ -440,7 +553,9 @@ def _beside_pytest_benchmark(config: pytest.Config, values: dict[str, Any], sour
     theirs, ours = config.getoption("benchmark_json", None), values.get("json")
     theirs = getattr(theirs, "name", theirs)  # a Path, or an open file before pytest-benchmark 5.3
     if theirs is not None and ours is not None and Path(theirs).resolve() == Path(ours).resolve():
-        raise pytest.UsageError(f"--egbench-json and --benchmark-json both name {ours}: each writes its own benchmarks (egbench's, pytest-benchmark's); give two files")
+        raise pytest.UsageError(
+            f"--egbench-json and --benchmark-json both name {ours}: each writes its own benchmarks (egbench's, pytest-benchmark's); give two files"
+        )
 
 
 #: Options that act only in a benchmark run: without ``--egbench`` they would do nothing.
@@ -472,9 +587,13 @@ def check(settings: Settings, inipath: Path | None = None) -> None:
         for dest in ("save", "json", "report", "inject", "ref"):
             if getattr(settings, dest):
                 flag = by_dest[dest].flag
-                raise pytest.UsageError(f"{flag} with --benchmark-disable: an untimed run measures nothing, so {flag} has nothing to act on; drop one, or add --benchmark-enable")
+                raise pytest.UsageError(
+                    f"{flag} with --benchmark-disable: an untimed run measures nothing, so {flag} has nothing to act on; drop one, or add --benchmark-enable"
+                )
     if settings.ref and (settings.save or settings.inject):
-        raise pytest.UsageError(f"--egbench-ref with {'--egbench-save' if settings.save else '--egbench-inject'}: an A/B run is judged against the reference's processes; it is never saved and injects nothing")
+        raise pytest.UsageError(
+            f"--egbench-ref with {'--egbench-save' if settings.save else '--egbench-inject'}: an A/B run is judged against the reference's processes; it is never saved and injects nothing"
+        )
     source = settings.sources.get("baseline_dir", "default")
     path = settings.baseline_dir
     if settings.enabled and not settings.save and source != "default" and path is not None and not path.is_dir():

@@ -48,7 +48,10 @@ def load_sample(model: str, sample: Sample, frames: int) -> Any:
     if kind.name == "event_stream":
         from .data.events import read_events
 
-        return read_events(sample.event_path)
+        event_path = sample.event_path
+        if event_path is None:  # lacks() above found the field set
+            raise RuntimeError(f"sample {sample.id}: no event_data although it was checked for {kind.need}")
+        return read_events(event_path)
     if kind.name == "event_images":
         from .data.frames import read_pngs
 
@@ -58,7 +61,10 @@ def load_sample(model: str, sample: Sample, frames: int) -> Any:
         return read_pngs(paths[:frames])
     from .data.video import read_video_frames
 
-    return read_video_frames(sample.mp4_path or sample.video_path, frames)
+    video_path = sample.mp4_path or sample.video_path
+    if video_path is None:  # lacks() above found one of them set
+        raise RuntimeError(f"sample {sample.id}: no mp4_data or video_data although it was checked for {kind.need}")
+    return read_video_frames(video_path, frames)
 
 
 def visual_input(model: str, loaded: Any, frames: int, question: str) -> VisualInput:
@@ -72,4 +78,5 @@ def visual_input(model: str, loaded: Any, frames: int, question: str) -> VisualI
 
         loaded = event_frames(loaded, frames)
     value = list(loaded) if kind.field == "images" else loaded
-    return VisualInput(question=question, **{kind.field: value})
+    field: dict[str, Any] = {kind.field: value}  # the field's name depends on the model
+    return VisualInput(question=question, **field)

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING
 import pytest
 
 from . import fixtures, inject, names, options
+from .layout import wrap
 from .stash import (
     NAMES_CHECKED_KEY,
     OUTPUT_ERRORS_KEY,
@@ -26,7 +27,6 @@ from .stash import (
     item_labels,
     xdist_worker,
 )
-from .layout import wrap
 
 if TYPE_CHECKING:
     from .notes import Note
@@ -81,7 +81,9 @@ def _with_registry(config: pytest.Config, settings: options.Settings) -> options
         raise pytest.UsageError(f"{by_dest['models'].flag} ({settings.sources.get('models', 'default')}): {exc}") from None
     for name, _ in settings.checkpoints:
         if name not in registry.names:
-            raise pytest.UsageError(f"{by_dest['checkpoints'].flag} ({settings.sources.get('checkpoints', 'default')}): unknown model {name!r}: known are {', '.join(registry.names)}")
+            raise pytest.UsageError(
+                f"{by_dest['checkpoints'].flag} ({settings.sources.get('checkpoints', 'default')}): unknown model {name!r}: known are {', '.join(registry.names)}"
+            )
     return replace(settings, models=models)
 
 
@@ -127,8 +129,10 @@ def pytest_configure(config: pytest.Config) -> None:
             with lockstep.turn("machine calibration"):
                 session.calibration = calibrate(device)
         judged = not settings.untimed and session.own_baseline() is not None
-        if settings.ignore_machine and judged and session.machine_check().reason:
-            _run_note(config, session, f"--egbench-ignore-machine: latency judged against the baseline although {session.machine_check().reason.split('. Compare')[0]}")
+        if settings.ignore_machine and judged:
+            reason = session.machine_check().reason
+            if reason:
+                _run_note(config, session, f"--egbench-ignore-machine: latency judged against the baseline although {reason.split('. Compare')[0]}")
         if settings.fallback_ref and not settings.ref and judged and session.machine_check().reason:
             settings = _fall_back_to_ref(config, session)
         config.stash[SESSION_KEY] = session
@@ -137,7 +141,7 @@ def pytest_configure(config: pytest.Config) -> None:
     config.stash[SETTINGS_KEY] = settings
     config.stash[OUTPUT_ERRORS_KEY] = []
     config.stash[OUTPUT_WRITTEN_KEY] = []
-    from . import collection, fixtures
+    from . import collection
 
     for name, module in (("egbench-collection", collection), ("egbench-fixtures", fixtures)):
         if not config.pluginmanager.is_registered(module):
@@ -153,9 +157,18 @@ def _fall_back_to_ref(config: pytest.Config, session: EgbenchSession) -> options
 
     own = session.own_baseline()
     commit = baseline_commit(own) if own else None
+    reason = session.machine_check().reason
     if not commit:
-        raise pytest.UsageError(f"--egbench-fallback-ref: {session.machine_check().reason}; but the baseline {session.fingerprint_name()} records no commit to compare with: give --egbench-ref REV")
-    _run_note(config, session, f"--egbench-fallback-ref: {session.machine_check().reason.split('. Compare')[0]}; judging by a same-machine A/B against the baseline's commit {commit[:12]} instead")
+        raise pytest.UsageError(
+            f"--egbench-fallback-ref: {reason}; but the baseline {session.fingerprint_name()} records no commit to compare with: give --egbench-ref REV"
+        )
+    if reason is None:  # called only when the machine check gave a reason
+        raise RuntimeError("--egbench-fallback-ref: the machine matches the baseline's, nothing to fall back from")
+    _run_note(
+        config,
+        session,
+        f"--egbench-fallback-ref: {reason.split('. Compare')[0]}; judging by a same-machine A/B against the baseline's commit {commit[:12]} instead",
+    )
     session.settings = replace(session.settings, ref=commit)
     return session.settings
 
@@ -208,7 +221,9 @@ def pytest_report_header(config: pytest.Config) -> list[str] | None:
     where = f"{session.device} ({gpu})" if gpu else str(session.device)
     from .calibration import summary_line
 
-    lines = wrap(f"egbench: device {where}, preset {s.preset}, weights {s.quant}, rounds {s.rounds} after 1 cold + {s.warmup} warm-up, max new tokens {s.max_new_tokens}")
+    lines = wrap(
+        f"egbench: device {where}, preset {s.preset}, weights {s.quant}, rounds {s.rounds} after 1 cold + {s.warmup} warm-up, max new tokens {s.max_new_tokens}"
+    )
     if session.calibration:
         lines += wrap(f"egbench: {summary_line(session.calibration)}")
     return lines
@@ -246,18 +261,33 @@ def _run_ab(config: pytest.Config, egb: EgbenchSession, benchmarks: int) -> None
             for part in wrap(line):
                 reporter.write_line(part)
 
+    ref = egb.settings.ref
+    if not ref:  # pytest_runtestloop runs the A/B only with --egbench-ref
+        raise RuntimeError("the A/B run needs --egbench-ref")
     try:
         cpus = ab.pinned_cpus(egb.settings.ref_cpus)
-        reference = ab.prepare(egb.settings.ref, config.rootpath)
+        reference = ab.prepare(ref, config.rootpath)
     except ab.RefError as exc:
         raise pytest.UsageError(str(exc)) from None
     egb.ab_reference = reference
     workdir = Path(tempfile.mkdtemp(prefix="egbench-ab-"))
     pinned = f", each pinned to CPUs {','.join(map(str, sorted(cpus)))}" if cpus else ", not pinned to CPUs"
-    progress(f"egbench A/B: {benchmarks} benchmark(s), {egb.settings.ref_pairs} pair(s) of processes{pinned}: {reference.label} (checkout {reference.root}) against the current code; logs in {workdir}")
+    progress(
+        f"egbench A/B: {benchmarks} benchmark(s), {egb.settings.ref_pairs} pair(s) of processes{pinned}: {reference.label} (checkout {reference.root}) against the current code; logs in {workdir}"
+    )
     try:
         current_root = reference.worktree_of or config.rootpath
-        sides = ab.run(reference, current_root, config.rootpath, config.invocation_params.dir, config.invocation_params.args, egb.settings.ref_pairs, workdir, progress, cpus)
+        sides = ab.run(
+            reference,
+            current_root,
+            config.rootpath,
+            config.invocation_params.dir,
+            config.invocation_params.args,
+            egb.settings.ref_pairs,
+            workdir,
+            progress,
+            cpus,
+        )
     except ab.RefError as exc:
         egb.ab_outcome = str(exc)
         return
@@ -265,8 +295,14 @@ def _run_ab(config: pytest.Config, egb: EgbenchSession, benchmarks: int) -> None
     egb.ab_runs = {name: ab.runs_by_metric(side) for name, side in sides.items()}
     first = sides["current"].results[0] if sides["current"].results else {}
     egb.calibration = ((first.get("machine_info") or {}).get("egbench") or {}).get("calibration")
-    egb.device_block = {k: v for k, v in ((first.get("machine_info") or {}).get("egbench") or {}).items() if k in ("device", "gpu_name", "gpu_memory_bytes", "gpu_capability", "gpu_count", "driver", "cuda", "torch_cuda")} or egb.device_block
-    egb.notes.append(f"A/B against {reference.label}: {2 * egb.settings.ref_pairs} processes, {sum(sides['ref'].seconds):.0f} s reference + {sum(sides['current'].seconds):.0f} s current (logs in {workdir})")
+    egb.device_block = {
+        k: v
+        for k, v in ((first.get("machine_info") or {}).get("egbench") or {}).items()
+        if k in ("device", "gpu_name", "gpu_memory_bytes", "gpu_capability", "gpu_count", "driver", "cuda", "torch_cuda")
+    } or egb.device_block
+    egb.notes.append(
+        f"A/B against {reference.label}: {2 * egb.settings.ref_pairs} processes, {sum(sides['ref'].seconds):.0f} s reference + {sum(sides['current'].seconds):.0f} s current (logs in {workdir})"
+    )
 
 
 def pytest_runtest_setup(item: pytest.Item) -> None:
@@ -288,17 +324,18 @@ def pytest_runtest_call(item: pytest.Item) -> Generator[None, None, None]:
     or in the terminal summary)."""
     egb = item.config.stash.get(SESSION_KEY, None)
     benchmark = egb is not None and not egb.settings.untimed and item.get_closest_marker("egbench") is not None and not getattr(item, "original_nodeid", None)
-    on_gpu = benchmark and egb.device is not None and egb.device.type == "cuda"
-    if on_gpu:
+    if egb is None or not benchmark:
+        return (yield)
+    device = egb.device  # set once, when the session is made
+    gpu_index = (device.index or 0) if device is not None and device.type == "cuda" else None
+    if gpu_index is not None:
         from .machine import gpu_state
 
-        before = gpu_state(egb.device.index or 0)
+        before = gpu_state(gpu_index)
     result = yield  # a failing body raises here, and nothing is recorded
-    if not benchmark:
-        return result
     state = None
-    if on_gpu:
-        state = {"before": before, "after": gpu_state(egb.device.index or 0)}
+    if gpu_index is not None:
+        state = {"before": before, "after": gpu_state(gpu_index)}
     _record_and_judge(egb, item, state)
     return result
 
@@ -399,13 +436,20 @@ def _fail_on_regression(verdicts: list[Verdict], notes: list[Note]) -> None:
     regressed = [v for v in verdicts if v.status == REGRESSION]
     if not regressed:
         return
-    caveat = "".join(f"\n  NOTE: the GPU was slowed down during this benchmark ({n.detail}); the regression may be the machine's" for n in notes if n.kind is ThrottledWarning)
+    caveat = "".join(
+        f"\n  NOTE: the GPU was slowed down during this benchmark ({n.detail}); the regression may be the machine's"
+        for n in notes
+        if n.kind is ThrottledWarning
+    )
     unsettled = [name for n in notes if n.kind is UnsettledWarning for name in n.names]
     if unsettled:
         caveat += f"\n  NOTE: not warm yet when statistics began: {', '.join(unsettled)} (see the summary); the regression may be too short a warm-up"
     order = list(RefKind)
     against = dict.fromkeys(v.reference.against for v in sorted(regressed, key=lambda v: order.index(v.reference.kind)))
-    pytest.fail(f"egbench: {len(regressed)} metric(s) regressed against {' and '.join(against)}:\n  " + "\n  ".join(v.message for v in regressed) + caveat, pytrace=False)
+    pytest.fail(
+        f"egbench: {len(regressed)} metric(s) regressed against {' and '.join(against)}:\n  " + "\n  ".join(v.message for v in regressed) + caveat,
+        pytrace=False,
+    )
 
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
@@ -433,7 +477,9 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
         session.exitstatus = pytest.ExitCode.INTERNAL_ERROR
     unjudged = [u for u in egb.unjudged if u["kind"] in ("latency", "throughput")]
     if egb.settings.require_baseline and unjudged and session.exitstatus == pytest.ExitCode.OK:
-        config.stash[OUTPUT_ERRORS_KEY].append(f"--egbench-require-baseline: {len(unjudged)} latency/throughput metric(s) got no verdict (listed above); exit status {options.EXIT_NOT_COMPARED}")
+        config.stash[OUTPUT_ERRORS_KEY].append(
+            f"--egbench-require-baseline: {len(unjudged)} latency/throughput metric(s) got no verdict (listed above); exit status {options.EXIT_NOT_COMPARED}"
+        )
         session.exitstatus = options.EXIT_NOT_COMPARED
 
 

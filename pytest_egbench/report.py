@@ -10,9 +10,8 @@ else). No torch here.
 from __future__ import annotations
 
 from collections import defaultdict
-from dataclasses import dataclass
-from functools import partial
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -53,7 +52,8 @@ def benchmark_json(session: EgbenchSession, machine_info: dict[str, Any], commit
     run = session.run_info()
     device = (session.device_block or {}).get("device")
     peer = lockstep.client()
-    benchmarks, other = [], []
+    benchmarks: list[dict[str, Any]] = []
+    other: list[dict[str, Any]] = []
     for m in session.measurements:
         entry = {
             "group": m.group,
@@ -72,7 +72,14 @@ def benchmark_json(session: EgbenchSession, machine_info: dict[str, Any], commit
         "benchmarks": benchmarks,
         "datetime": datetime.now(timezone.utc).isoformat(),
         "version": pb_version,
-        "egbench": {"schema_version": RESULTS_SCHEMA_VERSION, "run_id": session.run_id, "settings": run, "calibration": session.calibration, "metrics": other, **({"lockstep": peer.summary()} if peer else {})},
+        "egbench": {
+            "schema_version": RESULTS_SCHEMA_VERSION,
+            "run_id": session.run_id,
+            "settings": run,
+            "calibration": session.calibration,
+            "metrics": other,
+            **({"lockstep": peer.summary()} if peer else {}),
+        },
     }
 
 
@@ -188,8 +195,8 @@ def scaling_table(measurements: Sequence[Measurement], param: str = "frames") ->
             tokens = got.get("tokens.prefill")
             row.append(f"{summarize(tokens.samples).median:.0f}" if tokens else "-")
             for metric in ("prefill", "vision"):
-                m = got.get(metric)
-                row.append(f"{_fmt_ms(summarize(m.samples).median)} [{_fmt_ms(summarize(m.samples).iqr)}]" if m else "-")
+                found = got.get(metric)
+                row.append(f"{_fmt_ms(summarize(found.samples).median)} [{_fmt_ms(summarize(found.samples).iqr)}]" if found else "-")
         rows.append(row)
     return StageTable(header, rows)
 
@@ -232,8 +239,8 @@ def figures_table(measurements: Sequence[Measurement]) -> StageTable | None:
     for metric, per in cells.items():
         row = [metric]
         for model in models:
-            m = per.get(model)
-            row.append("-" if m is None else f"{_fmt(summarize(m.samples).median)} {m.unit}")
+            cell = per.get(model)
+            row.append("-" if cell is None else f"{_fmt(summarize(cell.samples).median)} {cell.unit}")
         rows.append(row)
     return StageTable(["figure", *models], rows)
 
@@ -359,7 +366,19 @@ def _metric_row(session: EgbenchSession, m: Measurement, config: str, title: str
     scale, unit = (1e3, "ms") if m.unit == SECONDS else (1.0, m.unit)
     s = summarize(m.samples)
     verdict = m.extra_info.get("verdict") or {}
-    row = MetricRow(m.group, config, m.metric, title, m.stage, unit, s.median * scale, s.iqr * scale, verdict.get("status"), verdict.get("reference"), cold=None if m.cold is None else m.cold * scale)
+    row = MetricRow(
+        m.group,
+        config,
+        m.metric,
+        title,
+        m.stage,
+        unit,
+        s.median * scale,
+        s.iqr * scale,
+        verdict.get("status"),
+        verdict.get("reference"),
+        cold=None if m.cold is None else m.cold * scale,
+    )
     if not references:
         return row
     from dataclasses import replace
@@ -425,7 +444,8 @@ def verdict_grids(rows: Sequence[MetricRow]) -> list[tuple[str, Grid]]:
         for config, label in zip(configs, labels):
             row = [label] + [_cell(cells[(config, metric)]) if (config, metric) in cells else "" for metric, _, _ in metrics]
             if len(header) > len(metrics) + 1:
-                row.append("" if cold.get(config) is None else _fmt(cold[config]))
+                cold_total = cold.get(config)
+                row.append("" if cold_total is None else _fmt(cold_total))
             grid_rows.append(row)
         stages = sum(1 for _, _, stage in metrics if stage)
         title = f"{group}{f' ({common})' if common else ''}"
@@ -555,8 +575,8 @@ def plot_stage_bars(session: EgbenchSession, path: Path) -> Path | None:
         for m in ms:
             if m.stage and m.unit == SECONDS:
                 columns[_column_label(m)][m.stage] = summarize(m.samples).median * 1e3
-        for label, stages in columns.items():
-            bars.append((f"{group}: {label}", [(s, stages[s]) for s in order if s in stages]))
+        for label, medians in columns.items():
+            bars.append((f"{group}: {label}", [(s, medians[s]) for s in order if s in medians]))
     if not bars:
         return None
     stage_names = session.stage_order({s for _, stages in bars for s, _ in stages})
@@ -570,11 +590,11 @@ def plot_stage_bars(session: EgbenchSession, path: Path) -> Path | None:
 
     segments: dict[str, list[list[tuple[float, float]]]] = {s: [] for s in stage_names}
     longest = 0.0
-    for y, (_, stages) in enumerate(bars):
+    for y, (_, bar) in enumerate(bars):
         left = 0.0
-        for stage, ms in stages:
-            segments[stage].append([(left, y - 0.4), (left + ms, y - 0.4), (left + ms, y + 0.4), (left, y + 0.4)])
-            left += ms
+        for stage, width in bar:
+            segments[stage].append([(left, y - 0.4), (left + width, y - 0.4), (left + width, y + 0.4), (left, y + 0.4)])
+            left += width
         longest = max(longest, left)
     handles = []
     for stage, rects in segments.items():
@@ -641,7 +661,9 @@ def plot_against_reference(rows: Sequence[MetricRow], title: str, path: Path) ->
     cells = {(r.config, r.metric): r for r in rows}
     ncols = min(3, len(metrics))
     nrows = -(-len(metrics) // ncols)
-    fig, axes = plt.subplots(nrows, ncols, figsize=(3.6 * ncols + 3, min(nrows * (0.45 * len(configs) + 1.2), 300)), sharey=True, squeeze=False, layout="constrained")
+    fig, axes = plt.subplots(
+        nrows, ncols, figsize=(3.6 * ncols + 3, min(nrows * (0.45 * len(configs) + 1.2), 300)), sharey=True, squeeze=False, layout="constrained"
+    )
     (now_colour, _), (ref_colour, _) = _styles(2)
     references = sorted({r.reference for r in rows if r.ref_value is not None and r.reference})
     for ax, (metric, label, unit) in zip(axes.flat, metrics):
@@ -656,7 +678,7 @@ def plot_against_reference(rows: Sequence[MetricRow], title: str, path: Path) ->
                 ax.barh(y + 0.2, r.ref_value, height=0.4, color=ref_colour, xerr=[[r.ref_value - q1], [q3 - r.ref_value]], capsize=3)
         ax.set_title(label, fontsize="medium")
         ax.set_xlabel(unit)
-    for ax in axes.flat[len(metrics):]:
+    for ax in axes.flat[len(metrics) :]:
         ax.set_visible(False)
     axes[0][0].set_yticks(range(len(configs)), configs)
     for row in axes:

@@ -13,8 +13,8 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from .baselines import Baseline, Entry, RunRecord, find, fingerprint, fingerprint_name, load_dir, same_config
-from .names import STAGES
 from .catalog import DERIVED_BY_NAME, Kind, Unit, metric_stages
+from .names import STAGES
 from .notes import Note
 from .options import Settings
 from .verdict import AB_TOLERANCE, CONTROL_REFERENCE, INCONCLUSIVE, SETTINGS_DIFFER, Reference, RefKind, Verdict, judge
@@ -112,10 +112,9 @@ def measurements_from_timing(
     benchmark's ``egbench(alternatives=True)``). Stage and derived metrics carry their control
     rounds' values too (empty without control rounds).
     """
-    common = dict(nodeid=nodeid, test=test, group=group, model=model)
     out: list[Measurement] = []
     for stage in results.stages:
-        cold = results.cold.get(stage)
+        cold_ns = results.cold.get(stage)
         out.append(
             Measurement(
                 metric=stage,
@@ -123,15 +122,35 @@ def measurements_from_timing(
                 kind=LATENCY,
                 stage=stage,
                 samples=[ns * 1e-9 for ns in results.steady[stage]],
-                cold=None if cold is None else cold * 1e-9,
+                cold=None if cold_ns is None else cold_ns * 1e-9,
                 warmup=[ns * 1e-9 for ns in results.warmup.get(stage, [])],
                 control=[ns * 1e-9 for ns in results.control.get(stage, [])],
-                params=dict(params), extra_info=dict(extra_info), **common,
+                params=dict(params),
+                extra_info=dict(extra_info),
+                nodeid=nodeid,
+                test=test,
+                group=group,
+                model=model,
             )
         )
         counts = results.tokens.get(stage, [])
-        if counts and all(c is not None for c in counts):
-            out.append(Measurement(metric=f"tokens.{stage}", unit=TOKENS, kind=EXACT, stage=stage, samples=[float(c) for c in counts], params=dict(params), extra_info=dict(extra_info), **common))
+        known = [c for c in counts if c is not None]
+        if counts and len(known) == len(counts):
+            out.append(
+                Measurement(
+                    metric=f"tokens.{stage}",
+                    unit=TOKENS,
+                    kind=EXACT,
+                    stage=stage,
+                    samples=[float(c) for c in known],
+                    params=dict(params),
+                    extra_info=dict(extra_info),
+                    nodeid=nodeid,
+                    test=test,
+                    group=group,
+                    model=model,
+                )
+            )
     cold_derived = results.derived_cold(alternatives=alternatives)
     control_derived = results.derived_control(alternatives=alternatives)
     for metric, values in results.derived(alternatives=alternatives).items():
@@ -146,7 +165,12 @@ def measurements_from_timing(
                 samples=[v * scale for v in values],
                 cold=None if cold is None else cold * scale,
                 control=[v * scale for v in control_derived.get(metric, [])],
-                params=dict(params), extra_info=dict(extra_info), **common,
+                params=dict(params),
+                extra_info=dict(extra_info),
+                nodeid=nodeid,
+                test=test,
+                group=group,
+                model=model,
             )
         )
     return out
@@ -248,7 +272,9 @@ class EgbenchSession:
         if not self.calibration or not self.calibration.get("probes"):
             return MachineCheck("this run has no machine calibration, so nothing shows it is the machine of the baseline's runs")
         if not calibrated:
-            return MachineCheck(f"the baseline's runs carry no machine calibration (saved before pytest-egbench measured machines), so nothing shows this is the same machine: re-save the baseline, or compare on this machine with --egbench-ref {rev}")
+            return MachineCheck(
+                f"the baseline's runs carry no machine calibration (saved before pytest-egbench measured machines), so nothing shows this is the same machine: re-save the baseline, or compare on this machine with --egbench-ref {rev}"
+            )
         per_run = {r.id: compare(self.calibration, [r.calibration])[0] for r in calibrated}
         matching = frozenset(rid for rid, diffs in per_run.items() if not diffs)
         if matching:
@@ -256,7 +282,11 @@ class EgbenchSession:
         diffs, _ = compare(self.calibration, [r.calibration for r in calibrated])
         if not diffs:  # inside the range of all runs, but like none of them: name the nearest
             diffs = min(per_run.values(), key=len)
-        return MachineCheck("machine differs: " + "; ".join(d.describe() for d in diffs) + f". Compare on this machine instead: --egbench-ref {rev}", len(calibrated), frozenset())
+        return MachineCheck(
+            "machine differs: " + "; ".join(d.describe() for d in diffs) + f". Compare on this machine instead: --egbench-ref {rev}",
+            len(calibrated),
+            frozenset(),
+        )
 
     def settings_differ(self, baseline: Baseline) -> str | None:
         """How this run's settings differ from those of ``baseline``'s runs (``None`` if they do
@@ -273,29 +303,29 @@ class EgbenchSession:
     def judge(self, measurements: list[Measurement], tolerances: dict[str, float] | None = None) -> tuple[list[Verdict], list[str]]:
         """Verdicts for one test's measurements, and the metrics that had nothing to compare with.
 
-        Latency, throughput and rate metrics are compared only with the baseline of this machine's
-        fingerprint; exact metrics with that one, else with any baseline of the same preset and
-        quantisation (token counts do not depend on the machine). ``tolerances``: per-metric
-        relative tolerances from the test's ``egbench`` marker (they win over the ini/command line;
-:meth:`tolerance_for`). Each verdict carries its :class:`~pytest_egbench.verdict.Reference`:
-the baseline's fingerprint name, commit and the run ids compared with.
+                Latency, throughput and rate metrics are compared only with the baseline of this machine's
+                fingerprint; exact metrics with that one, else with any baseline of the same preset and
+                quantisation (token counts do not depend on the machine). ``tolerances``: per-metric
+                relative tolerances from the test's ``egbench`` marker (they win over the ini/command line;
+        :meth:`tolerance_for`). Each verdict carries its :class:`~pytest_egbench.verdict.Reference`:
+        the baseline's fingerprint name, commit and the run ids compared with.
 
-        With ``--egbench-inject``, a latency or throughput metric that this fingerprint's baseline
-        lacks is judged against its own control rounds instead (as a baseline of one run, verdict
-        reference :data:`~pytest_egbench.verdict.CONTROL_REFERENCE`, paired: each steady round
-        with the control round just before it), if it has control samples
-        and is made of an injected stage (:func:`~pytest_egbench.timing.metric_stages`: the stage,
-        ``total``, and the derived metrics that include it); with the tolerance the user gave, else
-        :data:`~pytest_egbench.options.CONTROL_TOLERANCE` (:meth:`tolerance_for`).
-        A baseline entry, when there is one, is used as without injection and the control ignored
-        (unless the baseline cannot decide: then the control rounds do).
+                With ``--egbench-inject``, a latency or throughput metric that this fingerprint's baseline
+                lacks is judged against its own control rounds instead (as a baseline of one run, verdict
+                reference :data:`~pytest_egbench.verdict.CONTROL_REFERENCE`, paired: each steady round
+                with the control round just before it), if it has control samples
+                and is made of an injected stage (:func:`~pytest_egbench.timing.metric_stages`: the stage,
+                ``total``, and the derived metrics that include it); with the tolerance the user gave, else
+                :data:`~pytest_egbench.options.CONTROL_TOLERANCE` (:meth:`tolerance_for`).
+                A baseline entry, when there is one, is used as without injection and the control ignored
+                (unless the baseline cannot decide: then the control rounds do).
 
-        Before the code, the machine: a latency or throughput metric against this fingerprint's
-        baseline is :data:`~pytest_egbench.verdict.INCONCLUSIVE` when :meth:`machine_check` gives
-        a reason (the message says it). A baseline whose runs had other settings
-        (:meth:`settings_differ`) gives :data:`~pytest_egbench.verdict.SETTINGS_DIFFER` for every
-        metric. Exact metrics, memory and rates are judged whatever the machine. With
-        ``--egbench-ignore-machine`` latency is judged in any case (the plugin notes the difference).
+                Before the code, the machine: a latency or throughput metric against this fingerprint's
+                baseline is :data:`~pytest_egbench.verdict.INCONCLUSIVE` when :meth:`machine_check` gives
+                a reason (the message says it). A baseline whose runs had other settings
+                (:meth:`settings_differ`) gives :data:`~pytest_egbench.verdict.SETTINGS_DIFFER` for every
+                metric. Exact metrics, memory and rates are judged whatever the machine. With
+                ``--egbench-ignore-machine`` latency is judged in any case (the plugin notes the difference).
         """
         injected = {stage for stage, _ in self.settings.inject}
         stages = [m.metric for m in measurements if m.stage == m.metric and m.unit == SECONDS]
@@ -338,10 +368,23 @@ the baseline's fingerprint name, commit and the run ids compared with.
             ids = tuple(rid for _, rid in runs)
             reference = Reference(RefKind.BASELINE, fingerprint_name(source.fingerprint), baseline_commit(source), ids)
             tol = self.tolerance_for(m.metric, RefKind.BASELINE, marked)
-            return judge(m.metric, m.kind, m.unit, [run for run, _ in runs], m.samples, tolerance=tol, tolerance_abs=s.tolerance_abs, alpha=s.pvalue, reference=reference)
+            return judge(
+                m.metric, m.kind, m.unit, [run for run, _ in runs], m.samples, tolerance=tol, tolerance_abs=s.tolerance_abs, alpha=s.pvalue, reference=reference
+            )
         if control:
             tol = self.tolerance_for(m.metric, RefKind.CONTROL, marked)
-            return judge(m.metric, m.kind, m.unit, [m.control], m.samples, tolerance=tol, tolerance_abs=s.tolerance_abs, alpha=s.pvalue, reference=CONTROL_REFERENCE, paired=True)
+            return judge(
+                m.metric,
+                m.kind,
+                m.unit,
+                [m.control],
+                m.samples,
+                tolerance=tol,
+                tolerance_abs=s.tolerance_abs,
+                alpha=s.pvalue,
+                reference=CONTROL_REFERENCE,
+                paired=True,
+            )
         if entry is not None:
             return Verdict(m.metric, INCONCLUSIVE, f"{m.metric}: inconclusive against baseline {fingerprint_name(self.fingerprint)}: {blocked}")
         return None
@@ -373,7 +416,10 @@ the baseline's fingerprint name, commit and the run ids compared with.
             return runs, None
         runs = [(run, rid) for run, rid in runs if rid in check.matching]
         if not runs:
-            return runs, f"none of this metric's runs in the baseline was measured on a machine like this one (matching runs: {len(check.matching)} of {check.calibrated_runs} calibrated)"
+            return (
+                runs,
+                f"none of this metric's runs in the baseline was measured on a machine like this one (matching runs: {len(check.matching)} of {check.calibrated_runs} calibrated)",
+            )
         return runs, None
 
     def record_verdict(self, m: Measurement, status: str, reference: Reference | None, message: str, why: str | None = None) -> None:
@@ -382,7 +428,12 @@ the baseline's fingerprint name, commit and the run ids compared with.
         ``reference_data`` (:meth:`Reference.as_dict`) and ``message``. An outcome that is neither
         pass nor failure (:data:`UNJUDGED`) is also listed in :attr:`unjudged`, with ``why``
         (default: ``message`` after its ``metric: `` prefix)."""
-        m.extra_info["verdict"] = {"status": status, "reference": reference.name if reference else None, "reference_data": reference.as_dict() if reference else None, "message": message}
+        m.extra_info["verdict"] = {
+            "status": status,
+            "reference": reference.name if reference else None,
+            "reference_data": reference.as_dict() if reference else None,
+            "message": message,
+        }
         if status in UNJUDGED:
             self.unjudged.append({"test": m.test, "metric": m.metric, "status": status, "kind": str(m.kind), "why": why or message.split(": ", 1)[1]})
 
@@ -395,7 +446,11 @@ the baseline's fingerprint name, commit and the run ids compared with.
         by_metric = {m.metric: m for m in measurements}
         for v in verdicts:
             self.record_verdict(by_metric[v.metric], v.status, v.reference, v.message)
-        where = f"no entry in baseline {self.fingerprint_name()}" if self.own_baseline() is not None else f"no baseline for this machine's fingerprint {self.fingerprint_name()} in {self.settings.baseline_dir}"
+        where = (
+            f"no entry in baseline {self.fingerprint_name()}"
+            if self.own_baseline() is not None
+            else f"no baseline for this machine's fingerprint {self.fingerprint_name()} in {self.settings.baseline_dir}"
+        )
         for metric in missing:
             self.record_verdict(by_metric[metric], NOT_COMPARED, None, f"{metric}: not compared: {where}", where)
         return verdicts
@@ -430,10 +485,7 @@ the baseline's fingerprint name, commit and the run ids compared with.
 
     def baseline_entries(self) -> dict[str, Entry]:
         """This run's measurements as baseline entries, keyed by full name."""
-        return {
-            m.fullname: Entry(m.metric, m.unit, m.kind, [list(m.samples)], m.model, m.stage, _jsonable(m.params))
-            for m in self.measurements
-        }
+        return {m.fullname: Entry(m.metric, m.unit, m.kind, [list(m.samples)], m.model, m.stage, _jsonable(m.params)) for m in self.measurements}
 
     def fingerprint_name(self) -> str:
         return fingerprint_name(self.fingerprint)
@@ -461,7 +513,10 @@ the baseline's fingerprint name, commit and the run ids compared with.
         from dataclasses import asdict
 
         return {
-            "measurements": [{**asdict(m), "kind": str(m.kind), "unit": str(m.unit), "params": _jsonable(m.params), "extra_info": _plain(m.extra_info)} for m in self.measurements],
+            "measurements": [
+                {**asdict(m), "kind": str(m.kind), "unit": str(m.unit), "params": _jsonable(m.params), "extra_info": _plain(m.extra_info)}
+                for m in self.measurements
+            ],
             "notes": list(self.notes),
             "warned": [n.to_wire() for n in self.warned],
             "unjudged": list(self.unjudged),
@@ -534,4 +589,3 @@ def _plain(value: Any) -> Any:
 def _jsonable(params: dict[str, Any]) -> dict[str, Any]:
     """Parameter values as JSON scalars (others by ``str``)."""
     return {k: v if isinstance(v, (str, int, float, bool)) or v is None else str(v) for k, v in params.items()}
-

@@ -15,8 +15,8 @@ if TYPE_CHECKING:
     from .options import Settings
     from .session import EgbenchSession
 
-SETTINGS_KEY = pytest.StashKey["Settings"]()
-SESSION_KEY = pytest.StashKey["EgbenchSession"]()
+SETTINGS_KEY: pytest.StashKey[Settings] = pytest.StashKey()
+SESSION_KEY: pytest.StashKey[EgbenchSession] = pytest.StashKey()
 #: an item's stage timers, recorded when its body passed
 TIMERS_KEY = pytest.StashKey[list]()
 OUTPUT_ERRORS_KEY = pytest.StashKey[list]()
@@ -24,7 +24,7 @@ OUTPUT_WRITTEN_KEY = pytest.StashKey[list]()
 #: Set once the stage and metric names the user gave were checked against the collected benchmarks.
 NAMES_CHECKED_KEY = pytest.StashKey[bool]()
 #: The model registry that was current before this run's (restored at ``pytest_unconfigure``).
-PREVIOUS_REGISTRY_KEY = pytest.StashKey["Registry"]()
+PREVIOUS_REGISTRY_KEY: pytest.StashKey[Registry] = pytest.StashKey()
 
 
 def item_labels(item: pytest.Item) -> dict[str, Any]:

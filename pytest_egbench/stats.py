@@ -211,7 +211,9 @@ def wilcoxon_signed_rank(x: Sequence[float], y: Sequence[float], *, exact_limit:
 # --------------------------------------------------------------------------- bootstrap
 
 
-def bootstrap_ratio_ci(current: Sequence[float], baseline: Sequence[float], *, confidence: float = 0.95, resamples: int = 2000, seed: int = 0) -> tuple[float, float, float]:
+def bootstrap_ratio_ci(
+    current: Sequence[float], baseline: Sequence[float], *, confidence: float = 0.95, resamples: int = 2000, seed: int = 0
+) -> tuple[float, float, float]:
     """Percentile bootstrap confidence interval of ``median(current) / median(baseline)``.
 
     Each resample draws both samples with replacement, independently (Efron & Tibshirani, *An

@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -269,8 +269,6 @@ class TimingResults:
         stages = [s for s in self.stages if s in self.cold]
         derived = derive(stages, {k: [v] for k, v in self.cold.items()}, {k: [self.cold_tokens.get(k)] for k in self.cold}, alternatives=alternatives)
         return {k: v[0] for k, v in derived.items()}
-
-
 
 
 def timer_overhead(device_clock: Clock, host_clock: Clock | None = None, *, rounds: int = 2000) -> tuple[list[int], float]:

@@ -39,7 +39,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from .catalog import Kind, _StrEnum, parse_kind
-from .stats import Summary, bootstrap_median_ci, bootstrap_ratio_ci, mann_whitney_u, summarize, wilcoxon_signed_rank
+from .stats import bootstrap_median_ci, bootstrap_ratio_ci, mann_whitney_u, summarize, wilcoxon_signed_rank
 
 MIN_ROUNDS = 6
 PASS, REGRESSION, IMPROVEMENT, NOISE_ONLY = "pass", "regression", "improvement", "pass (not significant)"
@@ -281,7 +281,9 @@ class SpeedCheck:
     def __call__(self, c: Comparison) -> Verdict:
         base, current = c.reference_pooled, c.current_pooled
         if c.paired and (len(c.reference_runs) != len(c.current_runs) or any(len(a) != len(b) for a, b in zip(c.reference_runs, c.current_runs))):
-            raise ValueError(f"{c.name}: a paired comparison needs reference runs as long as the current ones, got {[len(r) for r in c.reference_runs]} and {[len(r) for r in c.current_runs]}")
+            raise ValueError(
+                f"{c.name}: a paired comparison needs reference runs as long as the current ones, got {[len(r) for r in c.reference_runs]} and {[len(r) for r in c.current_runs]}"
+            )
         if c.reference.kind is RefKind.AB and (not base or min(base) <= 0 or min(current) <= 0):
             raise ValueError(f"{c.name}: an A/B comparison needs positive rounds on both sides, got {len(base)} reference and {len(current)} current")
         if summarize(base).median == 0:
@@ -314,7 +316,9 @@ class SpeedCheck:
         p = wilcoxon_signed_rank(*self._one_sided(change, ref, cur)).p
         if c.reference.kind is not RefKind.AB:
             shortfall = f"only {len(cur)} pairs: the Wilcoxon test cannot reach p < {c.alpha}"
-            return _Shift(change, low, high, "Wilcoxon signed-rank", p, f" (median of {len(cur)} paired ratios)", enough=2.0 ** -len(cur) < c.alpha, shortfall=shortfall)
+            return _Shift(
+                change, low, high, "Wilcoxon signed-rank", p, f" (median of {len(cur)} paired ratios)", enough=2.0 ** -len(cur) < c.alpha, shortfall=shortfall
+            )
         per_pair = [summarize(b).median / summarize(a).median - 1 for a, b in zip(c.reference_runs, c.current_runs)]
         agree = all(x > 0 for x in per_pair) or all(x < 0 for x in per_pair)
         pairs = ", per process pair " + ", ".join(f"{x:+.1%}" for x in per_pair)
@@ -396,7 +400,9 @@ def judge(
     measured next to ``baseline_runs[0][i]`` (interleaved control rounds), so that a drift of the
     machine that moves both rounds of a pair cancels; raises ``ValueError`` when there is not
     exactly one reference run as long as ``current``."""
-    return judge_runs(name, kind, unit, baseline_runs, [current], reference=reference, tolerance=tolerance, tolerance_abs=tolerance_abs, alpha=alpha, paired=paired)
+    return judge_runs(
+        name, kind, unit, baseline_runs, [current], reference=reference, tolerance=tolerance, tolerance_abs=tolerance_abs, alpha=alpha, paired=paired
+    )
 
 
 def judge_ab(

@@ -49,12 +49,51 @@ def test_one_odd_process_pair_cannot_decide_alone():
 
 
 def test_exact_metrics_are_judged_as_exact():
-    assert judge_ab("tokens.prefill", "exact", "tokens", [[637.0] * 3] * 2, [[637.0] * 3] * 2, reference=ab_reference("r"), tolerance=0.03, tolerance_abs=0.02, alpha=ALPHA).status == PASS
-    assert judge_ab("tokens.prefill", "exact", "tokens", [[637.0] * 3] * 2, [[641.0] * 3] * 2, reference=ab_reference("r"), tolerance=0.03, tolerance_abs=0.02, alpha=ALPHA).status == REGRESSION
+    assert (
+        judge_ab(
+            "tokens.prefill",
+            "exact",
+            "tokens",
+            [[637.0] * 3] * 2,
+            [[637.0] * 3] * 2,
+            reference=ab_reference("r"),
+            tolerance=0.03,
+            tolerance_abs=0.02,
+            alpha=ALPHA,
+        ).status
+        == PASS
+    )
+    assert (
+        judge_ab(
+            "tokens.prefill",
+            "exact",
+            "tokens",
+            [[637.0] * 3] * 2,
+            [[641.0] * 3] * 2,
+            reference=ab_reference("r"),
+            tolerance=0.03,
+            tolerance_abs=0.02,
+            alpha=ALPHA,
+        ).status
+        == REGRESSION
+    )
 
 
 def test_child_arguments_drop_the_parent_only_options():
-    args = ["--egbench", "-k", "lm", "--egbench-ref", "HEAD", "--egbench-ref-pairs=3", "--egbench-json", "out.json", "--egbench-require-baseline", "--egbench-baseline-dir=b", "--egbench-rounds", "8"]
+    args = [
+        "--egbench",
+        "-k",
+        "lm",
+        "--egbench-ref",
+        "HEAD",
+        "--egbench-ref-pairs=3",
+        "--egbench-json",
+        "out.json",
+        "--egbench-require-baseline",
+        "--egbench-baseline-dir=b",
+        "--egbench-rounds",
+        "8",
+    ]
     assert ab.child_args(args) == ["--egbench", "-k", "lm", "--egbench-rounds", "8"]
 
 
@@ -139,7 +178,10 @@ def test_ab_against_a_slower_and_an_equal_reference_folder(pytester, tmp_path_fa
     unwrapped(result).fnmatch_lines(["*egbench A/B: 1 benchmark(s), 1 pair(s) of processes*REV HEAD (*) (checkout *egbench-ref-*/checkout)*"])
     doc = __import__("json").loads((pytester.path / "ab.json").read_text())
     decode = next(b for b in doc["benchmarks"] if b["name"] == "test_toy::decode")
-    assert decode["extra_info"]["verdict"]["reference"].startswith("REV HEAD (") and decode["extra_info"]["verdict"]["status"] in ("pass", "pass (not significant)")
+    assert decode["extra_info"]["verdict"]["reference"].startswith("REV HEAD (") and decode["extra_info"]["verdict"]["status"] in (
+        "pass",
+        "pass (not significant)",
+    )
     assert len(decode["stats"]["data"]) == 8  # the current side's rounds: 1 process x 8 rounds
     listed = subprocess.run([*git, "worktree", "list"], capture_output=True, text=True).stdout.strip().splitlines()
     assert len(listed) == 1  # the temporary worktree is gone
@@ -157,7 +199,23 @@ def test_a_benchmark_skipped_by_its_mark_is_reported_skipped_in_an_ab(pytester, 
     ref = tmp_path_factory.mktemp("same")
     _project(ref, 0.002)
     (ref / "test_skipped.py").write_text((pytester.path / "test_skipped.py").read_text())
-    result = pytester.runpytest_subprocess("--egbench", "--egbench-device", "cpu", "--egbench-rounds", "3", "--egbench-warmup", "0", "--egbench-ref-pairs", "1", "--egbench-tolerance", "50%", "-p", "no:cacheprovider", "-rs", f"--egbench-ref={ref}")
+    result = pytester.runpytest_subprocess(
+        "--egbench",
+        "--egbench-device",
+        "cpu",
+        "--egbench-rounds",
+        "3",
+        "--egbench-warmup",
+        "0",
+        "--egbench-ref-pairs",
+        "1",
+        "--egbench-tolerance",
+        "50%",
+        "-p",
+        "no:cacheprovider",
+        "-rs",
+        f"--egbench-ref={ref}",
+    )
     assert "INTERNALERROR" not in result.stdout.str() + result.stderr.str()
     result.assert_outcomes(passed=1, skipped=1)
     result.stdout.fnmatch_lines(["SKIPPED * test_skipped.py:*: no such sample here"])
@@ -182,10 +240,17 @@ def test_fallback_ref_turns_a_machine_that_differs_into_an_ab_against_the_baseli
         probe["median"] *= 20
         probe["samples"] = [v * 20 for v in probe["samples"]]
     path.write_text(__import__("json").dumps(doc))
-    result = pytester.runpytest_subprocess(*common, "--egbench-fallback-ref", "--egbench-ref-pairs", "1", "--egbench-tolerance", "25%", "--egbench-require-baseline")
+    result = pytester.runpytest_subprocess(
+        *common, "--egbench-fallback-ref", "--egbench-ref-pairs", "1", "--egbench-tolerance", "25%", "--egbench-require-baseline"
+    )
     result.assert_outcomes(passed=1)
     assert result.ret == 0  # every latency got a verdict from the A/B
-    unwrapped(result).fnmatch_lines([f"*egbench A/B: 1 benchmark(s), 1 pair(s) of processes*REV {head[:12]}*", f"*--egbench-fallback-ref: machine differs: *; judging by a same-machine A/B against the baseline's commit {head[:12]} instead*"])
+    unwrapped(result).fnmatch_lines(
+        [
+            f"*egbench A/B: 1 benchmark(s), 1 pair(s) of processes*REV {head[:12]}*",
+            f"*--egbench-fallback-ref: machine differs: *; judging by a same-machine A/B against the baseline's commit {head[:12]} instead*",
+        ]
+    )
 
 
 @pytest.mark.skipif(not hasattr(__import__("os"), "sched_getaffinity"), reason="needs Linux sched_getaffinity")
@@ -204,7 +269,9 @@ def test_cpu_lists_for_pinning():
 
 def test_failed_benchmarks_are_read_from_a_process_log(tmp_path):
     log = tmp_path / "p.log"
-    log.write_text("== short test summary info ==\nFAILED benchmarks/test_x.py::test_y[a-1] - AssertionError: no\nERROR benchmarks/test_x.py::test_z - RuntimeError\nSKIPPED [1] x\n")
+    log.write_text(
+        "== short test summary info ==\nFAILED benchmarks/test_x.py::test_y[a-1] - AssertionError: no\nERROR benchmarks/test_x.py::test_z - RuntimeError\nSKIPPED [1] x\n"
+    )
     assert ab.failed_nodeids(log) == ["benchmarks/test_x.py::test_y[a-1]", "benchmarks/test_x.py::test_z"]
     assert ab.failed_nodeids(tmp_path / "missing.log") == []
 
@@ -213,6 +280,19 @@ def test_a_benchmark_that_fails_in_the_current_code_fails_the_ab(pytester, tmp_p
     _project(pytester.path, -1)  # time.sleep(-1) raises: the current code is broken
     ref = tmp_path_factory.mktemp("ref-ok")
     _project(ref, 0.002)
-    result = pytester.runpytest_subprocess("--egbench", "--egbench-device", "cpu", "--egbench-rounds", "2", "--egbench-warmup", "0", "--egbench-ref-pairs", "1", "-p", "no:cacheprovider", f"--egbench-ref={ref}")
+    result = pytester.runpytest_subprocess(
+        "--egbench",
+        "--egbench-device",
+        "cpu",
+        "--egbench-rounds",
+        "2",
+        "--egbench-warmup",
+        "0",
+        "--egbench-ref-pairs",
+        "1",
+        "-p",
+        "no:cacheprovider",
+        f"--egbench-ref={ref}",
+    )
     result.assert_outcomes(failed=1)
     unwrapped(result).fnmatch_lines(["*egbench: the benchmark failed in a process of the current code (see *current-0.log)*"])

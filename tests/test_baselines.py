@@ -16,12 +16,28 @@ FP = {"device": "NVIDIA H200", "preset": "7b", "quant": "nf4", "torch": "2.11", 
 
 
 def test_fingerprint_from_machine_info():
-    machine = {"egbench": {"gpu_name": "NVIDIA H100 80GB HBM3", "cuda": "13.0", "libraries": {"torch": "2.11.0+cu130", "transformers": "5.17.0", "bitsandbytes": "0.50.2"}}}
+    machine = {
+        "egbench": {
+            "gpu_name": "NVIDIA H100 80GB HBM3",
+            "cuda": "13.0",
+            "libraries": {"torch": "2.11.0+cu130", "transformers": "5.17.0", "bitsandbytes": "0.50.2"},
+        }
+    }
     fp = baselines.fingerprint(machine, "7b", "nf4")
-    assert fp == {"device": "NVIDIA H100 80GB HBM3", "preset": "7b", "quant": "nf4", "torch": "2.11", "transformers": "5.17", "bitsandbytes": "0.50", "cuda": "13.0"}
+    assert fp == {
+        "device": "NVIDIA H100 80GB HBM3",
+        "preset": "7b",
+        "quant": "nf4",
+        "torch": "2.11",
+        "transformers": "5.17",
+        "bitsandbytes": "0.50",
+        "cuda": "13.0",
+    }
     assert baselines.fingerprint_name(fp) == "nvidia-h100-80gb-hbm3__7b-nf4__torch2.11-transformers5.17-bnb0.50-cuda13.0"
     # bitsandbytes does not matter for unquantised weights; a CPU is named by brand and cores
-    cpu = baselines.fingerprint({"node": "ci-42", "cpu": {"brand_raw": "AMD EPYC 9554", "count": 2}, "egbench": {"libraries": {"torch": "2.13.0"}}}, "tiny", "fp32")
+    cpu = baselines.fingerprint(
+        {"node": "ci-42", "cpu": {"brand_raw": "AMD EPYC 9554", "count": 2}, "egbench": {"libraries": {"torch": "2.13.0"}}}, "tiny", "fp32"
+    )
     assert cpu["device"] == "CPU AMD EPYC 9554 x2 on ci-42" and cpu["bitsandbytes"] is None
 
 
@@ -37,7 +53,13 @@ def test_save_merges_and_keeps_other_entries(tmp_path):
     assert loaded.created == "c2" and loaded.commit == "y" and loaded.fingerprint == FP
     assert loaded.entries["t::prefill"].run_ids == ["r1", "r2"] and loaded.entries["t::vision"].run_ids == ["r1"]
     first = loaded.runs[0]
-    assert [r.id for r in loaded.runs] == ["r1", "r2"] and (first.id, first.created, first.commit, first.settings, first.calibration) == ("r1", "c1", "x", {}, None)
+    assert [r.id for r in loaded.runs] == ["r1", "r2"] and (first.id, first.created, first.commit, first.settings, first.calibration) == (
+        "r1",
+        "c1",
+        "x",
+        {},
+        None,
+    )
     # each run keeps its own summary of what it measured: r1's prefill was [1, 2] (median 1.5), r2's [5]
     assert (first.summaries["t::prefill"].median, first.summaries["t::prefill"].n) == (1.5, 2) and set(first.summaries) == {"t::prefill", "t::vision"}
     assert loaded.runs[1].summaries["t::prefill"].median == 5.0 and set(loaded.runs[1].summaries) == {"t::decode", "t::prefill"}
@@ -58,10 +80,22 @@ def test_save_refuses_to_merge_into_a_broken_file_and_keeps_it(tmp_path):
         ("[]", "top level is not a JSON object"),
         ('{"schema_version": 99}', "newer than this pytest-egbench understands"),
         ('{"schema_version": 1, "entries": {}}', "fingerprint missing"),
-        ('{"schema_version": 2, "fingerprint": {"device": "d", "preset": "p", "quant": "q"}, "entries": {"k": {"metric": "m"}}}', "entry 'k' lacks unit, kind, runs"),
-        ('{"schema_version": 2, "fingerprint": {"device": "d", "preset": "p", "quant": "q"}, "entries": {"k": {"metric": "m", "unit": "s", "kind": "latency", "runs": [[]]}}}', "non-empty lists of finite numbers"),
-        ('{"schema_version": 2, "fingerprint": {"device": "d", "preset": "p", "quant": "q"}, "entries": {"k": {"metric": "m", "unit": "s", "kind": "latency", "runs": [["1"]]}}}', "non-empty lists of finite numbers"),
-        ('{"schema_version": 1, "fingerprint": {"device": "d", "preset": "p", "quant": "q"}, "entries": {"k": {"metric": "m"}}}', "entry 'k' lacks samples (schema_version 1)"),
+        (
+            '{"schema_version": 2, "fingerprint": {"device": "d", "preset": "p", "quant": "q"}, "entries": {"k": {"metric": "m"}}}',
+            "entry 'k' lacks unit, kind, runs",
+        ),
+        (
+            '{"schema_version": 2, "fingerprint": {"device": "d", "preset": "p", "quant": "q"}, "entries": {"k": {"metric": "m", "unit": "s", "kind": "latency", "runs": [[]]}}}',
+            "non-empty lists of finite numbers",
+        ),
+        (
+            '{"schema_version": 2, "fingerprint": {"device": "d", "preset": "p", "quant": "q"}, "entries": {"k": {"metric": "m", "unit": "s", "kind": "latency", "runs": [["1"]]}}}',
+            "non-empty lists of finite numbers",
+        ),
+        (
+            '{"schema_version": 1, "fingerprint": {"device": "d", "preset": "p", "quant": "q"}, "entries": {"k": {"metric": "m"}}}',
+            "entry 'k' lacks samples (schema_version 1)",
+        ),
         ('{"machine_info": {}}', "neither a baseline"),
     ],
 )
@@ -120,7 +154,11 @@ def test_same_samples_pass():
 def test_clear_slowdown_is_a_regression_with_the_numbers():
     v = judge("decode", "latency", "s", [BASE], [x * 1.2 for x in BASE], **KW)
     assert v.status == REGRESSION and v.change == pytest.approx(0.2, abs=0.01) and v.p == pytest.approx(1 / 924)
-    assert v.message.startswith("decode: baseline 1.001e+04 ms [IQR 100 ms, n=6], current 1.201e+04 ms") and "change +20.0%" in v.message and "p=0.00108" in v.message
+    assert (
+        v.message.startswith("decode: baseline 1.001e+04 ms [IQR 100 ms, n=6], current 1.201e+04 ms")
+        and "change +20.0%" in v.message
+        and "p=0.00108" in v.message
+    )
 
 
 def test_the_message_names_the_reference():

@@ -27,7 +27,13 @@ CUSTOM_FORMAT = {
     "items": {
         "type": "object",
         "required": ["name", "unit", "value"],
-        "properties": {"name": {"type": "string"}, "unit": {"type": "string"}, "value": {"type": "number"}, "range": {"type": "string"}, "extra": {"type": "string"}},
+        "properties": {
+            "name": {"type": "string"},
+            "unit": {"type": "string"},
+            "value": {"type": "number"},
+            "range": {"type": "string"},
+            "extra": {"type": "string"},
+        },
         "additionalProperties": False,
     },
 }
@@ -85,5 +91,7 @@ def test_compare_names_a_file_it_cannot_use(tmp_path, capsys):
 
 def test_the_command_line_does_not_import_torch(tmp_path):
     code = f"import sys; from pytest_egbench.__main__ import main; main(['compare', {str(GOLDEN)!r}, {str(GOLDEN)!r}]); main(['export', {str(GOLDEN)!r}, '--github-action-benchmark', {str(tmp_path / 'x')!r}]); print('torch' in sys.modules)"
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=ROOT, env={"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin"}).stdout
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=ROOT, env={"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin"}
+    ).stdout
     assert out.strip().splitlines()[-1] == "False"

@@ -25,7 +25,10 @@ def _history(tmp_path: Path, levels: list[float], noise: float, seed: int = 0) -
     path = None
     for i, level in enumerate(levels):
         rounds = [level * (1 + rng.gauss(0, noise)) for _ in range(8)]
-        entries = {KEY: Entry("decode", "s", "latency", [rounds]), "benchmarks/test_lm_stages.py::test_lm_stages::tokens.decode": Entry("tokens.decode", "tokens", "exact", [[15.0] * 8])}
+        entries = {
+            KEY: Entry("decode", "s", "latency", [rounds]),
+            "benchmarks/test_lm_stages.py::test_lm_stages::tokens.decode": Entry("tokens.decode", "tokens", "exact", [[15.0] * 8]),
+        }
         path, _ = baselines.save(tmp_path, FP, entries, run=RunRecord(f"run{i}", f"2026-11-{i + 1:02d}T06:00:00+00:00", f"{i:07x}"))
     assert path is not None
     return path
@@ -94,7 +97,18 @@ def test_a_schema_3_file_shows_what_it_has(tmp_path):
         "created": None,
         "commit": None,
         "runs": [{"id": i, "created": None, "commit": None, "settings": {}, "calibration": None} for i in ids],
-        "entries": {KEY: {"metric": "decode", "unit": "s", "kind": "latency", "runs": [[0.1, 0.3, 0.2]] * 5, "run_ids": ids[2:], "model": None, "stage": "decode", "params": {}}},
+        "entries": {
+            KEY: {
+                "metric": "decode",
+                "unit": "s",
+                "kind": "latency",
+                "runs": [[0.1, 0.3, 0.2]] * 5,
+                "run_ids": ids[2:],
+                "model": None,
+                "stage": "decode",
+                "params": {},
+            }
+        },
     }
     path = tmp_path / "old.json"
     path.write_text(json.dumps(doc))

@@ -18,7 +18,15 @@ def test_gpu_state_parses_nvidia_smi(monkeypatch):
 
     monkeypatch.setattr(machine.subprocess, "run", fake_run)
     state = machine.gpu_state(1)
-    assert state == {"sm_mhz": 1410.0, "sm_max_mhz": 1980.0, "mem_mhz": 3201.0, "temperature_c": 71.0, "power_w": 640.5, "slowdown": ["software power cap", "software thermal slowdown"], "source": "nvidia-smi"}
+    assert state == {
+        "sm_mhz": 1410.0,
+        "sm_max_mhz": 1980.0,
+        "mem_mhz": 3201.0,
+        "temperature_c": 71.0,
+        "power_w": 640.5,
+        "slowdown": ["software power cap", "software thermal slowdown"],
+        "source": "nvidia-smi",
+    }
     assert machine.throttled(state) == "software power cap, software thermal slowdown (SM clock 1410 of 1980 MHz, 71 C, 640 W)"
 
 

@@ -27,7 +27,9 @@ def test_notes_fold_into_one_line_per_kind_with_an_exact_count(pytester, unwrapp
     result = pytester.runpytest(*RUN)
     result.assert_outcomes(passed=4, warnings=4)
     # 4 benchmarks x 2 metrics; the first three named, then how many more
-    unwrapped(result).fnmatch_lines([LINE + "8 metric(s) in 4 benchmark(s): test_rec[[]1[]] (a_s, b_s); test_rec[[]2[]] (a_s, b_s); test_rec[[]3[]] (a_s, b_s); and 1 more benchmark(s)"])
+    unwrapped(result).fnmatch_lines(
+        [LINE + "8 metric(s) in 4 benchmark(s): test_rec[[]1[]] (a_s, b_s); test_rec[[]2[]] (a_s, b_s); test_rec[[]3[]] (a_s, b_s); and 1 more benchmark(s)"]
+    )
     out = result.stdout.str()
     assert out.count("[NotDeclaredWarning]") == 1
     # pytest's own warnings summary folds them too: the same text, given once for the four tests
@@ -50,13 +52,15 @@ def test_an_ignored_kind_of_note_is_left_out_of_the_summary(pytester):
 
 
 def test_a_typo_in_a_recorded_kind_fails_the_benchmark_and_saves_nothing(pytester, tmp_path):
-    pytester.makepyfile(test_typo="""
+    pytester.makepyfile(
+        test_typo="""
         import pytest
         pytestmark = pytest.mark.egbench(group="g", metrics=["x"])
 
         def test_typo(egbench_record):
             egbench_record("x", 0.5, unit="s", kind="latncy")
-    """)
+    """
+    )
     result = pytester.runpytest(*RUN, "--egbench-save", f"--egbench-baseline-dir={tmp_path}")
     result.assert_outcomes(failed=1)
     result.stdout.fnmatch_lines(["*ValueError: egbench_record('x'): unknown kind 'latncy' (allowed: latency, throughput, exact, rate, memory, info)*"])

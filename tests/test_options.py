@@ -60,7 +60,9 @@ def test_output_file_option_refuses_a_folder(pytester):
 def test_defaults(pytester):
     pytester.makepyfile(test_show=SHOW)
     result = pytester.runpytest("-s")
-    result.stdout.fnmatch_lines(["*SETTINGS auto 8 2 None ('eventgpt', 'video_llava', 'llava', 'hf_llava', 'hf_video_llava', 'qwen2_vl', 'llava_onevision') 16 default ()"])
+    result.stdout.fnmatch_lines(
+        ["*SETTINGS auto 8 2 None ('eventgpt', 'video_llava', 'llava', 'hf_llava', 'hf_video_llava', 'qwen2_vl', 'llava_onevision') 16 default ()"]
+    )
 
 
 def test_ini_values_apply_and_command_line_wins(pytester):
@@ -173,7 +175,6 @@ def test_parsers_raise_argument_type_errors():
         options.parse_output_file(str(Path.cwd()))
 
 
-
 def test_an_injected_run_takes_at_least_the_control_minimum_of_rounds():
     assert options.Settings(enabled=True, rounds=6).for_device("cpu").rounds == 6
     assert options.Settings(enabled=True, rounds=6, inject=(("decode", 0.2),)).for_device("cpu").rounds == options.CONTROL_MIN_ROUNDS
@@ -279,7 +280,10 @@ def test_a_typo_in_an_injected_stage_is_a_usage_error_listing_the_stages(pyteste
     result = pytester.runpytest(*NAMED_RUN, "--egbench-inject", "decod=50%")
     assert result.ret == pytest.ExitCode.USAGE_ERROR
     err = result.stderr.str()
-    assert "--egbench-inject decod=50%: no collected benchmark times a stage 'decod' (did you mean 'decode'?): the stages they time are load, preprocess, vision, prefill, decode (" in err
+    assert (
+        "--egbench-inject decod=50%: no collected benchmark times a stage 'decod' (did you mean 'decode'?): the stages they time are load, preprocess, vision, prefill, decode ("
+        in err
+    )
     # nothing ran, and nothing claimed an injection that would not happen
     assert "injected slowdown" not in result.stdout.str() and "test_named.py" not in result.stdout.str()
 
@@ -298,7 +302,11 @@ def test_a_stage_is_injectable_once_its_benchmark_declares_it(pytester):
 def test_an_undeclared_stage_or_recorded_metric_is_named_in_the_summary(pytester, unwrapped):
     _named(pytester)
     result = pytester.runpytest(*NAMED_RUN)
-    unwrapped(result).fnmatch_lines(["egbench: not declared in its egbench marker (stages=[[]...[]] for a stage, metrics=[[]...[]] for a recorded metric)* [[]NotDeclaredWarning[]]: 2 metric(s) in 1 benchmark(s): test_named (my_bytes, render)"])
+    unwrapped(result).fnmatch_lines(
+        [
+            "egbench: not declared in its egbench marker (stages=[[]...[]] for a stage, metrics=[[]...[]] for a recorded metric)* [[]NotDeclaredWarning[]]: 2 metric(s) in 1 benchmark(s): test_named (my_bytes, render)"
+        ]
+    )
     _named(pytester, "stages=['render'], metrics=['my_bytes']")
     assert "not declared in its egbench marker" not in pytester.runpytest(*NAMED_RUN).stdout.str()
 

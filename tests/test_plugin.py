@@ -92,8 +92,6 @@ def test_json_is_pytest_benchmark_format_and_compare_reads_it(pytester, unwrappe
     assert "test_toy[slow]::prefill" in compare.stdout
 
 
-
-
 def test_write_error_exit_status(pytester):
     pytester.makepyfile(
         test_bench="""
@@ -160,7 +158,9 @@ def test_fixtures_skip_without_flag(pytester):
 
 def test_markers_are_registered_with_help(pytester):
     result = pytester.runpytest("--markers")
-    result.stdout.fnmatch_lines(["@pytest.mark.egbench(group=None, stages=(), metrics=(), tolerances=None, alternatives=False): a benchmark*", "@pytest.mark.gpu: needs a CUDA device*"])
+    result.stdout.fnmatch_lines(
+        ["@pytest.mark.egbench(group=None, stages=(), metrics=(), tolerances=None, alternatives=False): a benchmark*", "@pytest.mark.gpu: needs a CUDA device*"]
+    )
 
 
 def test_options_are_in_one_group(pytester):
@@ -232,7 +232,9 @@ def test_more_stages_than_colours_end_in_a_report_not_an_internal_error(pytester
     names zipped onto tab10's ten colours) and lost the report; now every file is written."""
     pytester.makepyfile(test_many=MANY_STAGES)
     out = pytester.path / "report.md"
-    result = pytester.runpytest("--egbench", "--egbench-rounds", "2", "--egbench-device", "cpu", f"--egbench-report={out}", f"--egbench-json={pytester.path / 'run.json'}")
+    result = pytester.runpytest(
+        "--egbench", "--egbench-rounds", "2", "--egbench-device", "cpu", f"--egbench-report={out}", f"--egbench-json={pytester.path / 'run.json'}"
+    )
     assert result.ret == pytest.ExitCode.OK
     assert "INTERNALERROR" not in result.stdout.str() + result.stderr.str()
     assert "speculative_g12" in out.read_text() and (pytester.path / "report-stages.png").stat().st_size > 0
@@ -320,7 +322,12 @@ def test_a_machine_that_differs_from_the_baselines_is_inconclusive_not_a_failure
     result = pytester.runpytest(*RUN, f"--egbench-json={out}")
     result.assert_outcomes(passed=1)
     assert result.ret == pytest.ExitCode.OK
-    unwrapped(result).fnmatch_lines(["verdicts: *7 inconclusive*", "inconclusive: inconclusive against baseline cpu-*: machine differs: *kernel launch *. Compare on this machine instead: --egbench-ref *: 7 metric(s) in 1 benchmark(s): test_gate (prefill, decode, *)"])
+    unwrapped(result).fnmatch_lines(
+        [
+            "verdicts: *7 inconclusive*",
+            "inconclusive: inconclusive against baseline cpu-*: machine differs: *kernel launch *. Compare on this machine instead: --egbench-ref *: 7 metric(s) in 1 benchmark(s): test_gate (prefill, decode, *)",
+        ]
+    )
     results = json.loads(out.read_text())
     verdicts = {b["name"]: b["extra_info"]["verdict"]["status"] for b in results["benchmarks"] + results["egbench"]["metrics"]}
     assert verdicts["test_gate::decode"] == "inconclusive" and verdicts["test_gate::tokens.decode"] == "pass"
@@ -379,7 +386,13 @@ def test_injected_slowdown_without_baseline_fails_against_the_control_rounds(pyt
     # p to 0.017; 24 pairs stay below alpha 0.01 with the three largest flipped
     result = pytester.runpytest(*RUN, *PAIRS, "--egbench-inject", "decode=100%", f"--egbench-json={out}")
     result.assert_outcomes(failed=1)
-    unwrapped(result).fnmatch_lines(["egbench: device cpu*rounds 24 after*", "collected 1 item", "egbench: injected slowdown decode=+100%, each steady round after an unchanged control round (at least 12 rounds when injecting)"])
+    unwrapped(result).fnmatch_lines(
+        [
+            "egbench: device cpu*rounds 24 after*",
+            "collected 1 item",
+            "egbench: injected slowdown decode=+100%, each steady round after an unchanged control round (at least 12 rounds when injecting)",
+        ]
+    )
     result.stdout.fnmatch_lines(
         [
             # decode, TPOT and decode tok/s; total too unless a stall in prefill (a 2 ms sleep
@@ -482,7 +495,20 @@ def test_xdist_workers_merge_into_one_json_and_table(pytester):
     pytest.importorskip("xdist")
     pytester.makepyfile(test_bench=BENCH)
     out = pytester.path / "merged.json"
-    result = pytester.runpytest_subprocess("--egbench", "-n", "2", "--egbench-device", "cpu", "--egbench-rounds", "2", "--egbench-warmup", "0", f"--egbench-json={out}", "-p", "pytest_egbench.plugin" if "pytest_egbench.plugin" not in _entry_points() else "no:cacheprovider")
+    result = pytester.runpytest_subprocess(
+        "--egbench",
+        "-n",
+        "2",
+        "--egbench-device",
+        "cpu",
+        "--egbench-rounds",
+        "2",
+        "--egbench-warmup",
+        "0",
+        f"--egbench-json={out}",
+        "-p",
+        "pytest_egbench.plugin" if "pytest_egbench.plugin" not in _entry_points() else "no:cacheprovider",
+    )
     result.assert_outcomes(skipped=2)
     result.stdout.fnmatch_lines(["*= egbench =*", "[[]toy[]]", "configuration *load*", "fast *", "slow *"])
     doc = json.loads(out.read_text())

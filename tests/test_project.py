@@ -29,7 +29,9 @@ def test_workflow_passes_the_github_workflow_schema(workflow):
 def test_the_linter_rejects_a_broken_workflow(tmp_path):
     broken = tmp_path / "broken.yml"
     broken.write_text("on: push\njobs:\n  a:\n    steps: not-a-list\n")
-    result = subprocess.run([shutil.which("check-jsonschema"), "--builtin-schema", "vendor.github-workflows", str(broken)], capture_output=True, text=True, timeout=120)
+    result = subprocess.run(
+        [shutil.which("check-jsonschema"), "--builtin-schema", "vendor.github-workflows", str(broken)], capture_output=True, text=True, timeout=120
+    )
     assert result.returncode != 0
 
 
@@ -199,5 +201,5 @@ def test_citations_of_the_docs_resolve():
                 problems.append(f"{path.relative_to(ROOT)}: {why}")
         for section in re.findall(r"README(?:\.md)?,? \(?\"([^\"]+)\"", text):
             if section not in readme_sections:
-                problems.append(f"{path.relative_to(ROOT)}: README has no section \"{section}\"")
+                problems.append(f'{path.relative_to(ROOT)}: README has no section "{section}"')
     assert not problems, "\n".join(problems)

@@ -11,7 +11,6 @@ stats are reported.") extended to egbench's benchmarks as docs/pytest-benchmark.
 from __future__ import annotations
 
 import json
-import sys
 
 import pytest
 
@@ -128,7 +127,9 @@ def test_benchmark_disable_runs_the_egbench_body_once_untimed(pytester, unwrappe
     result = pytester.runpytest("-p", "no:cacheprovider", "--egbench", "--benchmark-disable", *FAST, "test_mixed.py::test_egb")
     result.assert_outcomes(passed=1)
     assert _calls(pytester) == (1, 2)  # one call; its loop: the cold round and one steady round
-    unwrapped(result).fnmatch_lines(["no benchmark recorded a measurement", "egbench: --benchmark-disable: each benchmark ran its body once*--benchmark-enable overrides*"])
+    unwrapped(result).fnmatch_lines(
+        ["no benchmark recorded a measurement", "egbench: --benchmark-disable: each benchmark ran its body once*--benchmark-enable overrides*"]
+    )
     assert "[toy]" not in result.stdout.str()
     # --benchmark-enable overrides it (pytest-benchmark's own rule): timed and tabled again
     result = pytester.runpytest("-p", "no:cacheprovider", "--egbench", "--benchmark-disable", "--benchmark-enable", *FAST, "test_mixed.py::test_egb")
@@ -138,7 +139,10 @@ def test_benchmark_disable_runs_the_egbench_body_once_untimed(pytester, unwrappe
     assert "--benchmark-disable" not in result.stdout.str()
 
 
-@pytest.mark.parametrize("option", [("--egbench-save",), ("--egbench-json", "out.json"), ("--egbench-report", "r.md"), ("--egbench-inject", "prefill=20%"), ("--egbench-ref", "HEAD")])
+@pytest.mark.parametrize(
+    "option",
+    [("--egbench-save",), ("--egbench-json", "out.json"), ("--egbench-report", "r.md"), ("--egbench-inject", "prefill=20%"), ("--egbench-ref", "HEAD")],
+)
 def test_an_untimed_run_refuses_what_needs_measurements(pytester, option):
     pytester.makepyfile(test_mixed=MIXED)
     result = pytester.runpytest("--egbench", "--benchmark-disable", *FAST, *option)
@@ -168,7 +172,9 @@ def test_an_ab_run_refuses_pytest_benchmark_tests(pytester):
 
 
 def test_egbench_runs_without_pytest_benchmark_loaded(pytester):
-    pytester.makepyfile(test_mixed=MIXED.replace("def test_micro(benchmark):\n    assert benchmark.pedantic(sum, args=(range(10),), rounds=2, iterations=1) == 45\n", ""))
+    pytester.makepyfile(
+        test_mixed=MIXED.replace("def test_micro(benchmark):\n    assert benchmark.pedantic(sum, args=(range(10),), rounds=2, iterations=1) == 45\n", "")
+    )
     assert _outcomes(pytester, "-p", "no:benchmark", "--egbench", *FAST) == {"test_plain": "deselected", "test_egb": "passed"}
 
 

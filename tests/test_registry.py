@@ -35,7 +35,20 @@ def test_example_adapter_runs_under_egbench_models_example(pytester):
 
     _copy_example(pytester)
     out = pytester.path / "results.json"
-    result = pytester.runpytest("--egbench", "--egbench-models", "example", "--egbench-device", "cpu", "--egbench-rounds", "1", "--egbench-warmup", "0", "--egbench-max-new-tokens", "2", f"--egbench-json={out}")
+    result = pytester.runpytest(
+        "--egbench",
+        "--egbench-models",
+        "example",
+        "--egbench-device",
+        "cpu",
+        "--egbench-rounds",
+        "1",
+        "--egbench-warmup",
+        "0",
+        "--egbench-max-new-tokens",
+        "2",
+        f"--egbench-json={out}",
+    )
     result.assert_outcomes(passed=2)
     benchmarks = json.loads(out.read_text())["benchmarks"]
     decode = [b["extra_info"] for b in benchmarks if b["extra_info"]["metric"] == "decode"]
@@ -63,13 +76,19 @@ def test_an_unknown_model_is_a_usage_error_listing_every_registered_name(pyteste
     _copy_example(pytester)
     result = pytester.runpytest("--egbench-models", "llava,exampel")
     assert result.ret == pytest.ExitCode.USAGE_ERROR
-    assert "--egbench-models (command line --egbench-models): unknown model(s) exampel: known are eventgpt, video_llava, llava, hf_llava, hf_video_llava, qwen2_vl, llava_onevision, example" in result.stderr.str()
+    assert (
+        "--egbench-models (command line --egbench-models): unknown model(s) exampel: known are eventgpt, video_llava, llava, hf_llava, hf_video_llava, qwen2_vl, llava_onevision, example"
+        in result.stderr.str()
+    )
 
 
 def test_an_unknown_checkpoint_model_is_a_usage_error(pytester, tmp_path):
     result = pytester.runpytest("--egbench-checkpoint", f"bert={tmp_path}")
     assert result.ret == pytest.ExitCode.USAGE_ERROR
-    assert "--egbench-checkpoint (command line --egbench-checkpoint): unknown model 'bert': known are eventgpt, video_llava, llava, hf_llava, hf_video_llava, qwen2_vl, llava_onevision" in result.stderr.str()
+    assert (
+        "--egbench-checkpoint (command line --egbench-checkpoint): unknown model 'bert': known are eventgpt, video_llava, llava, hf_llava, hf_video_llava, qwen2_vl, llava_onevision"
+        in result.stderr.str()
+    )
 
 
 def test_a_hook_taking_a_built_in_name_is_a_usage_error_naming_both(pytester):
@@ -78,7 +97,10 @@ def test_a_hook_taking_a_built_in_name_is_a_usage_error_naming_both(pytester):
     result = pytester.runpytest()
     assert result.ret == pytest.ExitCode.USAGE_ERROR
     err = result.stderr.str()
-    assert "pytest_egbench_adapters in" in err and "conftest.py: model 'llava' is already registered by built-in (pytest_egbench.models.llava:LlavaAdapter), not mine:MyLlava" in err
+    assert (
+        "pytest_egbench_adapters in" in err
+        and "conftest.py: model 'llava' is already registered by built-in (pytest_egbench.models.llava:LlavaAdapter), not mine:MyLlava" in err
+    )
 
 
 def test_an_adapter_from_an_entry_point_is_registered(pytester, monkeypatch):
@@ -158,8 +180,13 @@ def test_built_in_adapters_declare_the_origin_runs_inputs():
     # the origin runs: EventGPT 5 event frames, Video-LLaVA 8 video frames, LLaVA-1.5 one image; the
     # generic adapter's LLaVA-family and Qwen2-VL rows one image, its Video-LLaVA 8 video frames
     assert declared == {
-        "eventgpt": ("event_stream", 5), "video_llava": ("video", 8), "llava": ("images", 1),
-        "hf_llava": ("images", 1), "hf_video_llava": ("video", 8), "qwen2_vl": ("images", 1), "llava_onevision": ("images", 1),
+        "eventgpt": ("event_stream", 5),
+        "video_llava": ("video", 8),
+        "llava": ("images", 1),
+        "hf_llava": ("images", 1),
+        "hf_video_llava": ("video", 8),
+        "qwen2_vl": ("images", 1),
+        "llava_onevision": ("images", 1),
     }
     assert [model_needs(n) for n in registry.names] == ["events"] + ["video"] * 6
     assert "torch" in sys.modules

@@ -7,8 +7,8 @@ import re
 
 import pytest
 
-from pytest_egbench.options import Settings
 from pytest_egbench.atomic import _umask, write_json_atomic
+from pytest_egbench.options import Settings
 from pytest_egbench.report import benchmark_json, markdown_report, render_markdown, render_text, stage_table, terminal_lines
 from pytest_egbench.session import EgbenchSession, Measurement, measurements_from_timing
 from pytest_egbench.timing import TimingResults
@@ -31,7 +31,15 @@ def session_with(*models: str) -> EgbenchSession:
     session = EgbenchSession(Settings(enabled=True, preset="tiny", quant="fp32"), "cpu")
     session.device_block = {"device": "cpu", "gpu_name": None}
     for i, model in enumerate(models, start=1):
-        session.add_timing(timing(i), nodeid=f"benchmarks/test_x.py::test_stages[{model}]", test=f"test_stages[{model}]", group="stages", model=model, params={"model": model}, extra_info={"model": model})
+        session.add_timing(
+            timing(i),
+            nodeid=f"benchmarks/test_x.py::test_stages[{model}]",
+            test=f"test_stages[{model}]",
+            group="stages",
+            model=model,
+            params={"model": model},
+            extra_info={"model": model},
+        )
     return session
 
 
@@ -61,7 +69,15 @@ def test_benchmark_json_layout():
     assert prefill["group"] == "stages" and prefill["fullname"] == "benchmarks/test_x.py::test_stages[eventgpt]::prefill"
     assert prefill["stats"]["data"] == pytest.approx([0.004, 0.005, 0.006]) and prefill["stats"]["median"] == pytest.approx(0.005)
     extra = prefill["extra_info"]
-    assert (extra["model"], extra["stage"], extra["metric"], extra["unit"], extra["preset"], extra["quant"], extra["device"]) == ("eventgpt", "prefill", "prefill", "s", "tiny", "fp32", "cpu")
+    assert (extra["model"], extra["stage"], extra["metric"], extra["unit"], extra["preset"], extra["quant"], extra["device"]) == (
+        "eventgpt",
+        "prefill",
+        "prefill",
+        "s",
+        "tiny",
+        "fp32",
+        "cpu",
+    )
     other = {m["name"]: m for m in doc["egbench"]["metrics"]}
     assert other["test_stages[eventgpt]::tokens.prefill"]["stats"]["median"] == 637
     assert doc["egbench"]["schema_version"] == 1
@@ -137,7 +153,17 @@ def test_markdown_report_is_built_from_measurements():
 
 
 def _m(metric, value, unit, model, frames=None, kind="latency"):
-    return Measurement(nodeid="n", test=f"t[{model}-{frames}]", group="g", metric=metric, unit=unit, kind=kind, samples=[value] * 3, model=model, params={} if frames is None else {"frames": frames})
+    return Measurement(
+        nodeid="n",
+        test=f"t[{model}-{frames}]",
+        group="g",
+        metric=metric,
+        unit=unit,
+        kind=kind,
+        samples=[value] * 3,
+        model=model,
+        params={} if frames is None else {"frames": frames},
+    )
 
 
 def test_scaling_table_rows_are_frames_and_columns_models():
@@ -154,7 +180,13 @@ def test_scaling_table_rows_are_frames_and_columns_models():
 def test_memory_table_in_mib():
     from pytest_egbench.report import memory_table
 
-    table = memory_table([_m("footprint_bytes", 4 * 2**30, "bytes", "eventgpt", kind="exact"), _m("kv_bytes_per_token", 2**19, "bytes", "eventgpt", kind="exact"), _m("peak.prefill", 2**30, "bytes", "eventgpt", kind="memory")])
+    table = memory_table(
+        [
+            _m("footprint_bytes", 4 * 2**30, "bytes", "eventgpt", kind="exact"),
+            _m("kv_bytes_per_token", 2**19, "bytes", "eventgpt", kind="exact"),
+            _m("peak.prefill", 2**30, "bytes", "eventgpt", kind="memory"),
+        ]
+    )
     assert table.header == ["model", "weights MiB", "KV KiB/token", "KV cache MiB", "peak prefill MiB"]
     assert table.rows == [["eventgpt", "4096.0", "512.0", "-", "1024.0"]]
 
@@ -164,14 +196,18 @@ def test_figures_table_puts_recorded_figures_side_by_side():
     from pytest_egbench.session import Measurement
 
     def m(metric, value, unit, kind, model, stage=None):
-        return Measurement(nodeid="n", test="test_acceptance", group="acceptance", metric=metric, unit=unit, kind=kind, samples=[value], model=model, stage=stage)
+        return Measurement(
+            nodeid="n", test="test_acceptance", group="acceptance", metric=metric, unit=unit, kind=kind, samples=[value], model=model, stage=stage
+        )
 
-    table = figures_table([
-        m("decode", 0.01, "s", "latency", "a", stage="decode"),
-        m("alpha_g2", 0.5, "fraction", "rate", "a"),
-        m("predicted_speedup_g2", 1.25, "x", "info", "a"),
-        m("alpha_g2", 0.25, "fraction", "rate", "b"),
-    ])
+    table = figures_table(
+        [
+            m("decode", 0.01, "s", "latency", "a", stage="decode"),
+            m("alpha_g2", 0.5, "fraction", "rate", "a"),
+            m("predicted_speedup_g2", 1.25, "x", "info", "a"),
+            m("alpha_g2", 0.25, "fraction", "rate", "b"),
+        ]
+    )
     assert table.header == ["figure", "a", "b"]
     assert table.rows == [["alpha_g2", "0.5 fraction", "0.25 fraction"], ["predicted_speedup_g2", "1.25 x", "-"]]
     assert figures_table([m("decode", 0.01, "s", "latency", "a", stage="decode")]) is None
@@ -189,7 +225,19 @@ def _crowded_session(stages=25, configurations=12, groups=6):
     for g in range(groups):
         for c in range(configurations):
             for k, stage in enumerate(names):
-                session.add(Measurement(nodeid=f"n{g}-{c}", test=f"test_g{g}[cfg{c}]", group=f"group{g}", metric=stage, unit="s", kind="latency", samples=[1e-3 * (1 + k % 5)] * 3, model=f"model{c}", stage=stage))
+                session.add(
+                    Measurement(
+                        nodeid=f"n{g}-{c}",
+                        test=f"test_g{g}[cfg{c}]",
+                        group=f"group{g}",
+                        metric=stage,
+                        unit="s",
+                        kind="latency",
+                        samples=[1e-3 * (1 + k % 5)] * 3,
+                        model=f"model{c}",
+                        stage=stage,
+                    )
+                )
     return session
 
 
@@ -217,7 +265,19 @@ def test_token_scaling_plot_takes_many_models(tmp_path):
     session = EgbenchSession(Settings(enabled=True, preset="tiny", quant="fp32"), "cpu")
     for model in range(15):
         for frames in (1, 2, 4, 8):
-            session.add(Measurement(nodeid=f"n[{model}-{frames}]", test=f"t[{model}-{frames}]", group="token_scaling", metric="prefill", unit="s", kind="latency", samples=[1e-3 * frames] * 3, model=f"model{model}", params={"frames": frames}))
+            session.add(
+                Measurement(
+                    nodeid=f"n[{model}-{frames}]",
+                    test=f"t[{model}-{frames}]",
+                    group="token_scaling",
+                    metric="prefill",
+                    unit="s",
+                    kind="latency",
+                    samples=[1e-3 * frames] * 3,
+                    model=f"model{model}",
+                    params={"frames": frames},
+                )
+            )
     png = plot_token_scaling(session, tmp_path / "scaling.png")
     assert png.stat().st_size > 1000
 
@@ -277,14 +337,31 @@ def _judged_session(long_names: bool = False) -> EgbenchSession:
     rest not compared (statuses set as the plugin sets them)."""
     session = session_with("eventgpt", "llava")
     for m in session.measurements:
-        status = {("eventgpt", "prefill"): "regression", ("llava", "decode"): "improvement", ("eventgpt", "tpot"): "pass"}.get((m.model, m.metric), "not compared")
+        status = {("eventgpt", "prefill"): "regression", ("llava", "decode"): "improvement", ("eventgpt", "tpot"): "pass"}.get(
+            (m.model, m.metric), "not compared"
+        )
         session.record_verdict(m, status, BASELINE_REFERENCE if status != "not compared" else None, f"{m.metric}: x: y")
     if long_names:
         stages = [f"speculative_gamma_{g}_with_a_long_name" for g in range(1, 9)]
         for k in range(3):
-            res = TimingResults(stages=stages, steady={s: [1_000_000 * (g + 1)] * 3 for g, s in enumerate(stages)}, cold={s: 1_000_000 for s in stages}, warmup={}, tokens={s: [None] * 3 for s in stages}, cold_tokens={})
+            res = TimingResults(
+                stages=stages,
+                steady={s: [1_000_000 * (g + 1)] * 3 for g, s in enumerate(stages)},
+                cold={s: 1_000_000 for s in stages},
+                warmup={},
+                tokens={s: [None] * 3 for s in stages},
+                cold_tokens={},
+            )
             params = {"sample": "dsec_sample1_50ms_and_a_much_longer_sample_name", "target_name": "video_llava", "frames": 8 * k}
-            session.add_timing(res, nodeid=f"n::t[{k}]", test=f"test_acceptance_with_a_long_name[{k}]", group="acceptance_with_a_long_group_name_" + "x" * 100, model="eventgpt->video_llava", params=params, extra_info={})
+            session.add_timing(
+                res,
+                nodeid=f"n::t[{k}]",
+                test=f"test_acceptance_with_a_long_name[{k}]",
+                group="acceptance_with_a_long_group_name_" + "x" * 100,
+                model="eventgpt->video_llava",
+                params=params,
+                extra_info={},
+            )
     return session
 
 
@@ -359,7 +436,6 @@ def test_the_report_lands_in_the_github_step_summary_with_plots_beside_it(tmp_pa
 
 def test_metric_rows_carry_the_ci_and_the_reference_they_were_judged_against():
     from pytest_egbench.report import metric_rows
-    from pytest_egbench.verdict import CONTROL_REFERENCE
 
     session = session_with("eventgpt")
     decode = next(m for m in session.measurements if m.metric == "decode")

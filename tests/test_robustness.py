@@ -107,7 +107,10 @@ def test_concurrent_saves_keep_both_runs(tmp_path):
     expected = _run_ids(path)
     for attempt in range(5):
         go = tmp_path / f"go{attempt}"
-        procs = [_start({"mode": "save", "dir": str(folder), "fp": FP, "run_id": f"a{attempt}p{i}", "samples": str(tmp_path / f"s{i}.json"), "go": str(go)}) for i in range(2)]
+        procs = [
+            _start({"mode": "save", "dir": str(folder), "fp": FP, "run_id": f"a{attempt}p{i}", "samples": str(tmp_path / f"s{i}.json"), "go": str(go)})
+            for i in range(2)
+        ]
         go.touch()
         for proc in procs:
             assert proc.wait(timeout=120) == 0, proc.stderr.read()
@@ -179,7 +182,11 @@ def test_kill_9_leaves_the_old_or_the_new_file_and_a_later_write_cleans_up(tmp_p
     rng = random.Random(1)
     old, old_ids = path.read_bytes(), _run_ids(path)
     new_ids = ["k"] if mode == "save" else ["new0", "new1", "new2"]
-    job = {"mode": "save", "dir": str(folder), "fp": FP, "run_id": "k", "samples": str(tmp_path / "s.json")} if mode == "save" else {"mode": "add", "dir": str(folder), "files": [str(source)]}
+    job = (
+        {"mode": "save", "dir": str(folder), "fp": FP, "run_id": "k", "samples": str(tmp_path / "s.json")}
+        if mode == "save"
+        else {"mode": "add", "dir": str(folder), "files": [str(source)]}
+    )
     outcomes = []
     for _ in range(8):
         path.write_bytes(old)  # every try starts from the old file (no writer is alive now)
@@ -292,7 +299,9 @@ def _session(tmp_path: Path, torch_version: str = "2.13.0"):
     from pytest_egbench.options import Settings
     from pytest_egbench.session import EgbenchSession, Measurement
 
-    egb = EgbenchSession(Settings(enabled=True, preset="tiny", quant="fp32", baseline_dir=tmp_path / "baselines", json=tmp_path / "results.json").for_device("cpu"), "cpu")
+    egb = EgbenchSession(
+        Settings(enabled=True, preset="tiny", quant="fp32", baseline_dir=tmp_path / "baselines", json=tmp_path / "results.json").for_device("cpu"), "cpu"
+    )
     egb._machine = {"node": "test-host", "cpu": {"brand_raw": "Test CPU", "count": 2}, "egbench": {"libraries": {"torch": torch_version}}}
     egb.add(Measurement(nodeid="t.py::t", test="t", group="g", metric="prefill", unit="s", kind="latency", samples=[0.1, 0.2]))
     return egb
@@ -386,7 +395,17 @@ def test_committed_baselines_keep_every_sample_through_add(tmp_path):
 def test_schema_2_runs_with_equal_samples_get_distinct_ids(tmp_path):
     path = tmp_path / "b.json"
     fp = {"device": "d", "preset": "p", "quant": "q"}
-    path.write_text(json.dumps({"schema_version": 2, "fingerprint": fp, "created": "c", "commit": None, "entries": {"k": {"metric": "m", "unit": "tokens", "kind": "exact", "runs": [[5.0], [5.0]]}}}))
+    path.write_text(
+        json.dumps(
+            {
+                "schema_version": 2,
+                "fingerprint": fp,
+                "created": "c",
+                "commit": None,
+                "entries": {"k": {"metric": "m", "unit": "tokens", "kind": "exact", "runs": [[5.0], [5.0]]}},
+            }
+        )
+    )
     b = baselines.load(path)
     assert len({r.id for r in b.runs}) == 2 and b.entries["k"].run_ids == [r.id for r in b.runs]
 
@@ -396,7 +415,10 @@ def test_schema_2_runs_are_aligned_from_the_newest(tmp_path):
     later): its runs share the ids of the newest positions."""
     path = tmp_path / "b.json"
     fp = {"device": "d", "preset": "p", "quant": "q"}
-    entries = {"old": {"metric": "a", "unit": "s", "kind": "latency", "runs": [[1.0], [2.0], [3.0]]}, "new": {"metric": "b", "unit": "s", "kind": "latency", "runs": [[4.0]]}}
+    entries = {
+        "old": {"metric": "a", "unit": "s", "kind": "latency", "runs": [[1.0], [2.0], [3.0]]},
+        "new": {"metric": "b", "unit": "s", "kind": "latency", "runs": [[4.0]]},
+    }
     path.write_text(json.dumps({"schema_version": 2, "fingerprint": fp, "created": "c", "commit": "x", "entries": entries}))
     b = baselines.load(path)
     assert b.entries["new"].run_ids == b.entries["old"].run_ids[-1:] and [r.id for r in b.runs] == b.entries["old"].run_ids
@@ -419,7 +441,10 @@ def _results_text(**change) -> str:
 
 BAD_INPUT = {
     "deeply nested JSON": ("[" * 100_000 + "]" * 100_000, "nested too deeply"),
-    "deeply nested inside a results file": (_results_text(commit_info={"id": "x", "deep": "@@"}).replace('"@@"', "[" * 50_000 + "]" * 50_000), "nested too deeply"),
+    "deeply nested inside a results file": (
+        _results_text(commit_info={"id": "x", "deep": "@@"}).replace('"@@"', "[" * 50_000 + "]" * 50_000),
+        "nested too deeply",
+    ),
     "a huge float (1e999 parses to inf)": (_results_text().replace('"data": [', '"data": [1e999, ', 1), "finite numbers"),
     # Python >= 3.10.7 refuses to read an integer of more than 4300 digits; older ones read it
     "a huge integer": (_results_text().replace('"data": [', '"data": [' + "9" * 5000 + ", ", 1), "not readable JSON|finite numbers"),
@@ -427,7 +452,10 @@ BAD_INPUT = {
     "non-UTF-8 bytes": (b'{"schema_version": 2, "fingerprint": "\xff\xfe"}', "not UTF-8"),
     "a results file with no entries": (_results_text(benchmarks=[], egbench={"settings": {"preset": "7b", "quant": "bf16"}}), "no entries"),
     "a baseline with no entries": (json.dumps({"schema_version": 3, "fingerprint": FP, "runs": [], "entries": {}}), "no entries"),
-    "an unknown kind": (json.dumps({"schema_version": 2, "fingerprint": FP, "entries": {"k": {"metric": "m", "unit": "s", "kind": "vibes", "runs": [[1.0]]}}}), "unknown kind"),
+    "an unknown kind": (
+        json.dumps({"schema_version": 2, "fingerprint": FP, "entries": {"k": {"metric": "m", "unit": "s", "kind": "vibes", "runs": [[1.0]]}}}),
+        "unknown kind",
+    ),
     "benchmarks that are not objects": (_results_text(benchmarks=[1, 2]), "not an object with a fullname"),
 }
 

@@ -9,7 +9,7 @@ from pytest_egbench.baselines import Baseline, Entry, RunRecord
 from pytest_egbench.options import Settings
 from pytest_egbench.session import EgbenchSession, measurements_from_timing
 from pytest_egbench.timing import TimingResults
-from pytest_egbench.verdict import CONTROL_REFERENCE, RefKind, INCONCLUSIVE, PASS, REGRESSION, SETTINGS_DIFFER
+from pytest_egbench.verdict import CONTROL_REFERENCE, INCONCLUSIVE, PASS, REGRESSION, SETTINGS_DIFFER, RefKind
 
 MACHINE = {"node": "test-host", "cpu": {"brand_raw": "Test CPU", "count": 2}, "egbench": {"libraries": {"torch": "2.13.0"}}}
 NODE = "benchmarks/test_x.py::test_lm"
@@ -32,10 +32,18 @@ def results(decode_factor: float = 1.2) -> TimingResults:
 
 
 def calibration(launch_us: float = 4.4) -> dict:
-    return {"version": 1, "probes": {"launch": {"unit": "us", "median": launch_us, "spread": 0.01, "samples": [launch_us]}, "python_ops": {"unit": "ns/op", "median": 30.0, "spread": 0.01, "samples": [30.0]}}}
+    return {
+        "version": 1,
+        "probes": {
+            "launch": {"unit": "us", "median": launch_us, "spread": 0.01, "samples": [launch_us]},
+            "python_ops": {"unit": "ns/op", "median": 30.0, "spread": 0.01, "samples": [30.0]},
+        },
+    }
 
 
-def session(inject=(("decode", 0.2),), baseline_entries: dict[str, Entry] | None = None, baseline_calibration=calibration(), baseline_settings=None, **settings) -> EgbenchSession:
+def session(
+    inject=(("decode", 0.2),), baseline_entries: dict[str, Entry] | None = None, baseline_calibration=calibration(), baseline_settings=None, **settings
+) -> EgbenchSession:
     """A CPU session on MACHINE whose calibration is :func:`calibration`; its baseline (one run,
     id ``r1``) has ``baseline_entries``, ``baseline_calibration`` and ``baseline_settings``."""
     s = EgbenchSession(Settings(enabled=True, preset="tiny", quant="fp32", inject=tuple(inject), **settings).for_device("cpu"), "cpu")
@@ -46,7 +54,13 @@ def session(inject=(("decode", 0.2),), baseline_entries: dict[str, Entry] | None
     else:
         for e in baseline_entries.values():
             e.run_ids = ["r1"] * len(e.runs)
-        s._baselines = [Baseline(s.fingerprint, baseline_entries, runs=[RunRecord("r1", commit="abc1234def5678", settings=baseline_settings or {}, calibration=baseline_calibration)])]
+        s._baselines = [
+            Baseline(
+                s.fingerprint,
+                baseline_entries,
+                runs=[RunRecord("r1", commit="abc1234def5678", settings=baseline_settings or {}, calibration=baseline_calibration)],
+            )
+        ]
     return s
 
 
@@ -77,7 +91,9 @@ def test_without_baseline_injected_metrics_are_judged_against_the_control():
     message = by_metric["decode"].message
     assert message.startswith("decode: control (this run's interleaved unchanged rounds) 30.04 ms [IQR ")
     # paired: every steady round with the control round before it; 8 of 8 slower gives p = 2**-8
-    assert "n=8], current 36.04 ms" in message and "change +20.0% (median of 8 paired ratios)" in message and "one-sided Wilcoxon signed-rank p=0.0039" in message
+    assert (
+        "n=8], current 36.04 ms" in message and "change +20.0% (median of 8 paired ratios)" in message and "one-sided Wilcoxon signed-rank p=0.0039" in message
+    )
     assert "(tolerance 5.0%, alpha 0.01): slower" in message  # CONTROL_TOLERANCE, not the CPU's 100 %
 
 
@@ -180,12 +196,16 @@ def test_a_baseline_without_calibration_cannot_vouch_for_the_machine():
 
 
 def test_other_settings_are_not_compared():
-    egb = session(inject=(), baseline_entries=_baseline_of(session(inject=())), baseline_settings={"preset": "tiny", "quant": "fp32", "max_new_tokens": 32, "rounds": 3})
+    egb = session(
+        inject=(), baseline_entries=_baseline_of(session(inject=())), baseline_settings={"preset": "tiny", "quant": "fp32", "max_new_tokens": 32, "rounds": 3}
+    )
     verdicts, _ = egb.judge(measured(egb))
     assert {v.status for v in verdicts} == {SETTINGS_DIFFER}
     assert "max_new_tokens 16 against 32" in verdicts[0].message
     # rounds alone do not make settings differ
-    egb = session(inject=(), baseline_entries=_baseline_of(session(inject=())), baseline_settings={"preset": "tiny", "quant": "fp32", "max_new_tokens": 16, "rounds": 3})
+    egb = session(
+        inject=(), baseline_entries=_baseline_of(session(inject=())), baseline_settings={"preset": "tiny", "quant": "fp32", "max_new_tokens": 16, "rounds": 3}
+    )
     assert SETTINGS_DIFFER not in {v.status for v in egb.judge(measured(egb))[0]}
 
 
@@ -197,7 +217,11 @@ def test_latency_is_judged_only_against_the_runs_from_machines_like_this_one():
     decode = next(m for m in measured(egb) if m.metric == "decode")
     fast, slow = [v * 1.0 for v in decode.samples], [v * 2.0 for v in decode.samples]
     entry = Entry("decode", "s", "latency", [fast, slow], run_ids=["fast", "slow"])
-    egb._baselines = [Baseline(egb.fingerprint, {decode.fullname: entry}, runs=[RunRecord("fast", calibration=calibration(4.4)), RunRecord("slow", calibration=calibration(9.7))])]
+    egb._baselines = [
+        Baseline(
+            egb.fingerprint, {decode.fullname: entry}, runs=[RunRecord("fast", calibration=calibration(4.4)), RunRecord("slow", calibration=calibration(9.7))]
+        )
+    ]
     assert egb.machine_check().matching == frozenset({"fast"})
     current = [measurements_from_timing(results(decode_factor=1.0), nodeid=NODE, test="test_lm", group="lm", model="llama", params={}, extra_info={})]
     slower = [m for m in current[0] if m.metric == "decode"]

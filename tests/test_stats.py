@@ -36,7 +36,26 @@ def test_empty_or_non_finite_is_refused(bad):
 
 def test_benchmark_stats_has_pytest_benchmark_fields_and_raw_data():
     block = benchmark_stats([0.002, 0.001, 0.003])
-    for key in ("min", "max", "mean", "stddev", "rounds", "median", "iqr", "q1", "q3", "iqr_outliers", "stddev_outliers", "outliers", "ld15iqr", "hd15iqr", "ops", "total", "iterations", "data"):
+    for key in (
+        "min",
+        "max",
+        "mean",
+        "stddev",
+        "rounds",
+        "median",
+        "iqr",
+        "q1",
+        "q3",
+        "iqr_outliers",
+        "stddev_outliers",
+        "outliers",
+        "ld15iqr",
+        "hd15iqr",
+        "ops",
+        "total",
+        "iterations",
+        "data",
+    ):
         assert key in block
     assert block["data"] == [0.002, 0.001, 0.003] and block["rounds"] == 3 and block["median"] == 0.002
 
@@ -216,7 +235,14 @@ def test_wilcoxon_hand_computed():
 
 
 @settings(max_examples=100, deadline=None)
-@given(st.integers(1, 20).flatmap(lambda n: st.tuples(st.lists(st.floats(0, 10).map(lambda v: round(v, 1)), min_size=n, max_size=n), st.lists(st.floats(0, 10).map(lambda v: round(v, 1)), min_size=n, max_size=n))))
+@given(
+    st.integers(1, 20).flatmap(
+        lambda n: st.tuples(
+            st.lists(st.floats(0, 10).map(lambda v: round(v, 1)), min_size=n, max_size=n),
+            st.lists(st.floats(0, 10).map(lambda v: round(v, 1)), min_size=n, max_size=n),
+        )
+    )
+)
 def test_wilcoxon_matches_scipy(pair):
     scipy_stats = pytest.importorskip("scipy.stats")
     x, y = pair

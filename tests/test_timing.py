@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from pytest_egbench import inject, timing
+from pytest_egbench import inject
 from pytest_egbench.inject import SlowdownInjector
 from pytest_egbench.timing import (
     COLD,
@@ -435,4 +435,3 @@ def test_injector_on_cuda_events_treats_control_as_a_zero_delay(monkeypatch):
     assert injector._calibration == calibration  # control rounds never feed the calibration
     # stages that were not injected are never touched
     assert stage(STEADY, "prefill") == [] and stage(CONTROL, "prefill") == []
-

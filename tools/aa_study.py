@@ -110,9 +110,9 @@ def worker(args: argparse.Namespace) -> dict:
     where ``rounds[stage]`` is every round after the cold one (the warm-up round first)."""
     import torch
 
+    from pytest_egbench.inject import SlowdownInjector
     from pytest_egbench.models.generation import decode, prefill
     from pytest_egbench.models.llama import dummy_llama
-    from pytest_egbench.inject import SlowdownInjector
     from pytest_egbench.timing import StageTimer, clocks_for
 
     device = torch.device(args.device)
@@ -122,7 +122,11 @@ def worker(args: argparse.Namespace) -> dict:
     device_clock, host_clock = clocks_for(device)
     if args.device_warmup and device.type == "cuda":
         done = warm_up_device(device, args.device_warmup)
-        print(f"  process {args.process}: device warm-up {done.seconds:.1f} s, one iteration {done.first_ms:.2f} ms at the start, {done.last_ms:.2f} ms at the end", file=sys.stderr, flush=True)
+        print(
+            f"  process {args.process}: device warm-up {done.seconds:.1f} s, one iteration {done.first_ms:.2f} ms at the start, {done.last_ms:.2f} ms at the end",
+            file=sys.stderr,
+            flush=True,
+        )
     out = []
     plan = conditions(_floats(args.prefill_slowdowns), _floats(args.decode_slowdowns), args.aa_per_cycle)
     for cycle in range(args.cycles):
@@ -138,7 +142,9 @@ def worker(args: argparse.Namespace) -> dict:
                     decode(model, first, cache, steps)
             res = timer.results()
             rounds = {s: [ns * 1e-9 for ns in res.warmup[s] + res.steady[s]] for s in METRICS}
-            out.append({"condition": name, "stage": stage, "fraction": fraction, "cycle": cycle, "cold": {s: res.cold[s] * 1e-9 for s in METRICS}, "rounds": rounds})
+            out.append(
+                {"condition": name, "stage": stage, "fraction": fraction, "cycle": cycle, "cold": {s: res.cold[s] * 1e-9 for s in METRICS}, "rounds": rounds}
+            )
         print(f"  process {args.process}: cycle {cycle + 1}/{args.cycles} done", file=sys.stderr, flush=True)
     return {"process": args.process, "runs": out}
 
@@ -156,7 +162,16 @@ def flag_rate(pairs: list[tuple[dict, dict]], metric: str, warmup: int, rounds: 
 
     flagged = 0
     for base, cur in pairs:
-        v = judge(metric, "latency", "s", [_window(base, metric, warmup, rounds)], _window(cur, metric, warmup, rounds), tolerance=tolerance, tolerance_abs=0.02, alpha=0.01)
+        v = judge(
+            metric,
+            "latency",
+            "s",
+            [_window(base, metric, warmup, rounds)],
+            _window(cur, metric, warmup, rounds),
+            tolerance=tolerance,
+            tolerance_abs=0.02,
+            alpha=0.01,
+        )
         flagged += v.status == REGRESSION
     return flagged, len(pairs)
 
@@ -178,7 +193,9 @@ def cold_excess(runs: list[dict], metric: str, tail: int) -> float:
     return statistics.median(r["cold"][metric] / statistics.median(r["rounds"][metric][-tail:]) - 1 for r in runs)
 
 
-def analyse(raw: dict, tolerances: list[float], settings: list[tuple[int, int]], defaults: dict[str, float], default_setting: tuple[int, int], skip_first_runs: int = 0) -> list[str]:
+def analyse(
+    raw: dict, tolerances: list[float], settings: list[tuple[int, int]], defaults: dict[str, float], default_setting: tuple[int, int], skip_first_runs: int = 0
+) -> list[str]:
     runs = [dict(run, process=p["process"]) for p in raw["processes"] for run in p["runs"][skip_first_runs:]]
     aa = [r for r in runs if r["stage"] is None]
     injected = sorted({(r["stage"], r["fraction"]) for r in runs if r["stage"]})
@@ -195,11 +212,24 @@ def analyse(raw: dict, tolerances: list[float], settings: list[tuple[int, int]],
         f"{n_proc} processes one after the other, {len(runs)} runs in all ({len(aa)} unchanged), each of 1 cold + {1 + meta['max_rounds']} further rounds, all kept; {meta['seconds']:.0f} s in all (model loading included). "
         f"Every comparison judges a run against a baseline run **from another process** with the suite's verdict (tolerance and one-sided Mann-Whitney p < 0.01). Raw rounds: `{meta['raw_name']}`.",
         "",
-        *([f"**The first {skip_first_runs} runs of every process are left out here** (`--skip-first-runs {skip_first_runs}`: the machine warm-up seen at the start of a process), so this table describes a warmed-up machine.", ""] if skip_first_runs else []),
+        *(
+            [
+                f"**The first {skip_first_runs} runs of every process are left out here** (`--skip-first-runs {skip_first_runs}`: the machine warm-up seen at the start of a process), so this table describes a warmed-up machine.",
+                "",
+            ]
+            if skip_first_runs
+            else []
+        ),
         f"Within-run coefficient of variation of unchanged runs (median; warm-up {w0}, {r0} rounds): "
-        + ", ".join(f"{m} {100 * statistics.median(statistics.pstdev(_window(r, m, w0, r0)) / statistics.mean(_window(r, m, w0, r0)) for r in aa):.2f} %" for m in METRICS)
+        + ", ".join(
+            f"{m} {100 * statistics.median(statistics.pstdev(_window(r, m, w0, r0)) / statistics.mean(_window(r, m, w0, r0)) for r in aa):.2f} %"
+            for m in METRICS
+        )
         + ". Between processes, the spread of unchanged runs' medians (max / min - 1): "
-        + ", ".join(f"{m} {100 * (max(statistics.median(_window(r, m, w0, r0)) for r in aa) / min(statistics.median(_window(r, m, w0, r0)) for r in aa) - 1):.2f} %" for m in METRICS)
+        + ", ".join(
+            f"{m} {100 * (max(statistics.median(_window(r, m, w0, r0)) for r in aa) / min(statistics.median(_window(r, m, w0, r0)) for r in aa) - 1):.2f} %"
+            for m in METRICS
+        )
         + ".",
         "",
         "## Warm-up: how much slower each round is than the run's last rounds",
@@ -231,8 +261,18 @@ def analyse(raw: dict, tolerances: list[float], settings: list[tuple[int, int]],
             cells = [flag_rate(cross_pairs(aa, cur), metric, w0, r0, t) for t in tolerances]
             what = "detection" if metric == stage else "cross-talk"
             lines.append(f"| {stage} +{100 * fraction:g}% | {metric} ({what}) | " + " | ".join(f"{f}/{n}" for f, n in cells) + " |")
-    lines += ["", "## Rounds and warm-up", "", f"At the default tolerances ({', '.join(f'{m} {defaults[m]:.0%}' for m in METRICS)}): false alarms, detection of each injected slowdown, and the smallest slowdown detected at least {TARGET_DETECTION:.0%} of the time. Cost: rounds per run (1 cold + warm-up + rounds).", ""]
-    header = "| warm-up | rounds | cost | " + " | ".join(f"{m}: false alarms | {m}: " + " / ".join(f"+{100 * f:g}%" for s, f in injected if s == m) + f" | {m}: smallest 90 %" for m in METRICS) + " |"
+    lines += [
+        "",
+        "## Rounds and warm-up",
+        "",
+        f"At the default tolerances ({', '.join(f'{m} {defaults[m]:.0%}' for m in METRICS)}): false alarms, detection of each injected slowdown, and the smallest slowdown detected at least {TARGET_DETECTION:.0%} of the time. Cost: rounds per run (1 cold + warm-up + rounds).",
+        "",
+    ]
+    header = (
+        "| warm-up | rounds | cost | "
+        + " | ".join(f"{m}: false alarms | {m}: " + " / ".join(f"+{100 * f:g}%" for s, f in injected if s == m) + f" | {m}: smallest 90 %" for m in METRICS)
+        + " |"
+    )
     lines += [header, "|---:|---:|---:|" + "---:|---:|---:|" * len(METRICS)]
     summary: dict[tuple[int, int], dict[str, tuple[float, float | None]]] = {}
     for w, r in settings:
@@ -291,7 +331,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--settings", default="1x6,2x6,4x6,1x8,2x8,4x8,2x10", help="WARMUPxROUNDS to replay")
     parser.add_argument("--default-setting", default="2x6", help="WARMUPxROUNDS of the suite's defaults")
     parser.add_argument("--default-tolerances", default="prefill=3,decode=10", help="percent, as the suite's defaults")
-    parser.add_argument("--device-warmup", type=float, default=0.0, help="seconds of bf16 matmul and kernel-launch work at the start of each process (a trial: it did not remove the slow first runs, docs/studies.md)")
+    parser.add_argument(
+        "--device-warmup",
+        type=float,
+        default=0.0,
+        help="seconds of bf16 matmul and kernel-launch work at the start of each process (a trial: it did not remove the slow first runs, docs/studies.md)",
+    )
     parser.add_argument("--out", type=Path, required=True)
     parser.add_argument("--analyse", type=Path, help="replay a saved raw file instead of measuring")
     parser.add_argument("--skip-first-runs", type=int, default=0, help="leave out each process's first N runs from the analysis (machine warm-up)")
@@ -318,7 +363,11 @@ def main(argv: list[str] | None = None) -> int:
             parts.append(part)
         import torch
 
-        device_name = torch.cuda.get_device_name(args.device) if args.device.startswith("cuda") else f"CPU {platform.processor() or platform.machine()}, {os.cpu_count()} cores"
+        device_name = (
+            torch.cuda.get_device_name(args.device)
+            if args.device.startswith("cuda")
+            else f"CPU {platform.processor() or platform.machine()}, {os.cpu_count()} cores"
+        )
         shown = [a for a in (argv if argv is not None else sys.argv[1:])]
         raw = {
             "meta": {

@@ -41,7 +41,7 @@ sys.path.insert(0, str(ROOT))
 from pytest_egbench import ab, lockstep  # noqa: E402
 from pytest_egbench.verdict import IMPROVEMENT, REGRESSION, ab_reference, judge_ab  # noqa: E402
 
-SLOWDOWN = '''
+SLOWDOWN = """
 
 # --- tools/ab_study.py: a deliberate slowdown of the code under test ---------------------------
 _EXTRA_PREFILL_S, _EXTRA_DECODE_S = {prefill!r}, {decode!r}
@@ -81,7 +81,7 @@ def decode(model, token, cache, steps, **kwargs):  # noqa: F811
     produced = _unchanged_decode(model, token, cache, steps, **kwargs)
     _extra_work(_EXTRA_DECODE_S, token.device)
     return produced
-'''
+"""
 
 
 def copy_tree(dest: Path) -> Path:
@@ -118,7 +118,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--metrics", default="prefill,decode")
     parser.add_argument("--cpus", default="auto", help="pin every process to these CPUs (as --egbench-ref-cpus): auto, none or a list")
     parser.add_argument("--no-same", action="store_true", help="no A/A arm (saves a process per round)")
-    parser.add_argument("--replay", type=Path, action="append", help="judge the processes of earlier raw.json files (repeatable: their rounds are concatenated) instead of running any")
+    parser.add_argument(
+        "--replay",
+        type=Path,
+        action="append",
+        help="judge the processes of earlier raw.json files (repeatable: their rounds are concatenated) instead of running any",
+    )
     parser.add_argument("pytest_args", nargs=argparse.REMAINDER)
     args = parser.parse_args(argv)
     from pytest_egbench.verdict import AB_TOLERANCE
@@ -156,12 +161,37 @@ def main(argv: list[str] | None = None) -> int:
                 groups = [list(range(i, i + k)) for i in range(0, rounds - k + 1, k)]
                 if not groups:
                     continue
-                verdicts = [judge_ab(metric, "latency", "s", [ref_runs[i] for i in g], [runs[i] for i in g], reference=ab_reference("ref"), tolerance=tolerance, tolerance_abs=0.02, alpha=args.alpha) for g in groups]
+                verdicts = [
+                    judge_ab(
+                        metric,
+                        "latency",
+                        "s",
+                        [ref_runs[i] for i in g],
+                        [runs[i] for i in g],
+                        reference=ab_reference("ref"),
+                        tolerance=tolerance,
+                        tolerance_abs=0.02,
+                        alpha=args.alpha,
+                    )
+                    for g in groups
+                ]
                 slower = sum(v.status == REGRESSION for v in verdicts)
                 faster = sum(v.status == IMPROVEMENT for v in verdicts)
                 change = statistics.median(v.change for v in verdicts)
                 lines.append(f"| {metric} | {n} | {k} | {len(groups)} | {slower} | {faster} | {change:+.1%} |")
-                summary.append({"metric": metric, "arm": n, "k": k, "tries": len(groups), "slower": slower, "faster": faster, "changes": [v.change for v in verdicts], "p": [v.p for v in verdicts], "status": [v.status for v in verdicts]})
+                summary.append(
+                    {
+                        "metric": metric,
+                        "arm": n,
+                        "k": k,
+                        "tries": len(groups),
+                        "slower": slower,
+                        "faster": faster,
+                        "changes": [v.change for v in verdicts],
+                        "p": [v.p for v in verdicts],
+                        "status": [v.status for v in verdicts],
+                    }
+                )
     text = "\n".join(lines) + "\n"
     (args.out / "ab-study.md").write_text(text)
     (args.out / "summary.json").write_text(json.dumps(summary, indent=1) + "\n")
@@ -204,7 +234,19 @@ def run_arms(args: argparse.Namespace, pytest_args: list[str]) -> tuple[dict[str
         lock.append(paired)
         print(f"round {r + 1}/{args.rounds}: {len(names)} processes in lockstep, {time.perf_counter() - t0:.1f} s; {paired}", file=sys.stderr)
         # after every round, so that a run cut short keeps what it measured
-        (args.out / "raw.json").write_text(json.dumps({"args": {k: str(v) for k, v in vars(args).items()}, "base_seconds": base, "rounds_done": r + 1, "seconds": seconds, "lockstep": lock, "docs": docs}) + "\n")
+        (args.out / "raw.json").write_text(
+            json.dumps(
+                {
+                    "args": {k: str(v) for k, v in vars(args).items()},
+                    "base_seconds": base,
+                    "rounds_done": r + 1,
+                    "seconds": seconds,
+                    "lockstep": lock,
+                    "docs": docs,
+                }
+            )
+            + "\n"
+        )
     shutil.rmtree(work, ignore_errors=True)
     return docs, seconds, args.rounds
 

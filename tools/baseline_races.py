@@ -66,7 +66,9 @@ def entries(s: dict[str, list[float]]) -> dict[str, Entry]:
 
 
 def baseline(folder: Path, runs: int, n_entries: int, n_samples: int, prefix: str) -> Path:
-    path, _ = baselines.save_runs(folder, FP, [(RunRecord(f"{prefix}{r}", f"t{r}"), entries(samples(n_entries, n_samples, hash((prefix, r)) % 2**32))) for r in range(runs)])
+    path, _ = baselines.save_runs(
+        folder, FP, [(RunRecord(f"{prefix}{r}", f"t{r}"), entries(samples(n_entries, n_samples, hash((prefix, r)) % 2**32))) for r in range(runs)]
+    )
     return path
 
 
@@ -115,7 +117,10 @@ def concurrent_add(work: Path, tries: int, n_entries: int, runs: int, n_samples:
     lost = partial = 0
     for t in range(tries):
         sources = [baseline(work / f"src-{label}-{t}-{i}", 1, n_entries, n_samples, f"t{t}p{i}-") for i in range(2)]
-        procs = [subprocess.Popen([sys.executable, "-m", "pytest_egbench.baselines", "add", str(src), "--dir", str(folder)], stdout=subprocess.DEVNULL, env=ENV) for src in sources]
+        procs = [
+            subprocess.Popen([sys.executable, "-m", "pytest_egbench.baselines", "add", str(src), "--dir", str(folder)], stdout=subprocess.DEVNULL, env=ENV)
+            for src in sources
+        ]
         for proc in procs:
             proc.wait()
         ids = run_ids(path)
@@ -142,7 +147,9 @@ def kills(work: Path, n: int, mode: str) -> str:
         new_ids = [r.id for r in baselines.load(source).runs]
 
         def start() -> subprocess.Popen:
-            return subprocess.Popen([sys.executable, "-m", "pytest_egbench.baselines", "add", str(source), "--dir", str(folder)], stdout=subprocess.DEVNULL, env=ENV)
+            return subprocess.Popen(
+                [sys.executable, "-m", "pytest_egbench.baselines", "add", str(source), "--dir", str(folder)], stdout=subprocess.DEVNULL, env=ENV
+            )
 
     # how long an unkilled writer lives, to spread the kills over its life
     t0 = time.perf_counter()

@@ -44,9 +44,11 @@ def main(argv: list[str] | None = None) -> int:
             "within_process_spread_max": max(r["probes"][probe]["spread"] for r in runs if probe in r["probes"]),
             "seconds": [r["seconds"] for r in runs],
         }
-    lines = [f"| probe | unit | median | between-process spread | largest within-process spread |", "|---|---|---:|---:|---:|"]
+    lines = ["| probe | unit | median | between-process spread | largest within-process spread |", "|---|---|---:|---:|---:|"]
     for probe, row in table.items():
-        lines.append(f"| {probe} | {row['unit']} | {statistics.median(row['process_medians']):.4g} | {row['between_process_spread']:.1%} | {row['within_process_spread_max']:.1%} |")
+        lines.append(
+            f"| {probe} | {row['unit']} | {statistics.median(row['process_medians']):.4g} | {row['between_process_spread']:.1%} | {row['within_process_spread_max']:.1%} |"
+        )
     print("\n".join(lines))
     if args.out:
         args.out.parent.mkdir(parents=True, exist_ok=True)

@@ -36,11 +36,11 @@ def main() -> None:
 
     import torch
 
+    from pytest_egbench.inject import SlowdownInjector
     from pytest_egbench.models.generation import decode, prefill
     from pytest_egbench.models.llama import dummy_llama
     from pytest_egbench.options import Settings
     from pytest_egbench.session import EgbenchSession, measurements_from_timing
-    from pytest_egbench.inject import SlowdownInjector
     from pytest_egbench.timing import StageTimer, clocks_for
     from pytest_egbench.verdict import REGRESSION
 
@@ -70,7 +70,9 @@ def main() -> None:
             verdicts, _ = session.judge(measurements_from_timing(timer.results(), **labels))
             for v in verdicts:
                 flagged[(fraction, v.metric)] = flagged.get((fraction, v.metric), 0) + (v.status == REGRESSION)
-    print(f"{args.runs} runs per condition, {args.rounds} control + {args.rounds} steady rounds after {args.warmup} warm-up, torch threads {torch.get_num_threads()}, {time.time() - start:.0f} s")
+    print(
+        f"{args.runs} runs per condition, {args.rounds} control + {args.rounds} steady rounds after {args.warmup} warm-up, torch threads {torch.get_num_threads()}, {time.time() - start:.0f} s"
+    )
     for (fraction, metric), n in flagged.items():
         print(f"decode +{fraction:.0%}: {metric} flagged in {n}/{args.runs}")
 

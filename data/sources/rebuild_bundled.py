@@ -18,11 +18,16 @@ if __name__ == "__main__":
             [
                 "build",
                 str(ROOT / "pytest_egbench" / "data" / "bundled"),
-                "--events", str(SOURCES / "dsec_sample1_50ms.npy"),
-                "--video", str(SOURCES / "cup.mp4"),
-                "--clip-ms", "1000",
-                "--max-clips", "1",
-                "--copy", str(SOURCES / "PROVENANCE.md"),
+                "--events",
+                str(SOURCES / "dsec_sample1_50ms.npy"),
+                "--video",
+                str(SOURCES / "cup.mp4"),
+                "--clip-ms",
+                "1000",
+                "--max-clips",
+                "1",
+                "--copy",
+                str(SOURCES / "PROVENANCE.md"),
                 "--force",
             ]
         )

@@ -20,11 +20,31 @@ from typing import Any
 
 _EXPORTS = {
     "errors": ("DataFileError", "EventFileError", "VideoFileError", "DatasetError", "MissingDependencyError"),
-    "events": ("SensorSize", "DSEC_SENSOR", "EventStream", "events_from_arrays", "read_events", "read_dsec_h5", "write_events_npz", "safe_unpickle", "RestrictedUnpickler"),
+    "events": (
+        "SensorSize",
+        "DSEC_SENSOR",
+        "EventStream",
+        "events_from_arrays",
+        "read_events",
+        "read_dsec_h5",
+        "write_events_npz",
+        "safe_unpickle",
+        "RestrictedUnpickler",
+    ),
     "frames": ("event_chunk_bounds", "render_event_frame", "event_frames", "event_frames_by_time", "time_window_bounds", "write_png", "read_png", "read_pngs"),
     "video": ("VideoIndex", "probe_video", "sample_frame_indices", "read_video_frames", "read_all_frames", "iter_video_frames", "write_mp4"),
     "simulate": ("EventSimulator", "simulate_events", "log_intensity"),
-    "dataset": ("Sample", "Dataset", "load_dataset", "write_index", "duration_bucket", "bucket_label", "bundled_dataset_dir", "DURATION_BUCKETS_MS", "INDEX_NAME"),
+    "dataset": (
+        "Sample",
+        "Dataset",
+        "load_dataset",
+        "write_index",
+        "duration_bucket",
+        "bucket_label",
+        "bundled_dataset_dir",
+        "DURATION_BUCKETS_MS",
+        "INDEX_NAME",
+    ),
     "build": ("BuildOptions", "build_dataset"),
 }
 _WHERE = {name: module for module, names in _EXPORTS.items() for name in names}

@@ -51,8 +51,17 @@ def add_cli_args(parser: argparse.ArgumentParser) -> None:
     sub = parser.add_subparsers(dest="command", required=True)
     build = sub.add_parser("build", help="make a dataset folder from videos and event files")
     build.add_argument("out_dir", type=Path, metavar="OUT_DIR", help="dataset folder to create")
-    build.add_argument("--video", action="append", default=[], type=Path, metavar="FILE", help="a video (any container FFmpeg reads); repeatable. Gives paired samples with simulated events")
-    build.add_argument("--events", action="append", default=[], type=Path, metavar="FILE", help="an event file (.npy, .npz, .h5); repeatable. Gives an event-only sample")
+    build.add_argument(
+        "--video",
+        action="append",
+        default=[],
+        type=Path,
+        metavar="FILE",
+        help="a video (any container FFmpeg reads); repeatable. Gives paired samples with simulated events",
+    )
+    build.add_argument(
+        "--events", action="append", default=[], type=Path, metavar="FILE", help="an event file (.npy, .npz, .h5); repeatable. Gives an event-only sample"
+    )
     build.add_argument("--clip-ms", type=parse_positive_int, metavar="MS", help="cut each video into clips of MS milliseconds (default: keep it whole)")
     build.add_argument("--max-clips", type=parse_positive_int, metavar="K", help="keep at most K clips per video, from its start")
     build.add_argument("--frames", type=parse_positive_int, default=5, metavar="N", help="event-frame PNGs per sample (default 5, as EventGPT)")
@@ -60,7 +69,9 @@ def add_cli_args(parser: argparse.ArgumentParser) -> None:
     build.add_argument("--seed", type=int, default=0, metavar="S", help="seed of the simulator's per-pixel thresholds (default 0)")
     build.add_argument("--sensor", type=_parse_sensor, metavar="WxH", help="sensor size of the event files (default: from the file, else 640x480)")
     build.add_argument("--split", default="test", help="split name written in the index (default test)")
-    build.add_argument("--copy", action="append", default=[], type=Path, metavar="FILE", help="copy FILE into OUT_DIR unchanged (a provenance or licence note); repeatable")
+    build.add_argument(
+        "--copy", action="append", default=[], type=Path, metavar="FILE", help="copy FILE into OUT_DIR unchanged (a provenance or licence note); repeatable"
+    )
     build.add_argument("--force", action="store_true", help="replace OUT_DIR if it exists and is not empty")
     build.add_argument("--quiet", action="store_true", help="no progress lines")
     build.add_argument("--traceback", action="store_true", help="on an unexpected failure (a bug, not a bad file or a full disk), show Python's traceback")

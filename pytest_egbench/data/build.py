@@ -34,7 +34,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import TextIO
+from typing import Any, TextIO
 
 import numpy as np
 
@@ -136,7 +136,10 @@ def _plan_video(path: Path, opts: BuildOptions) -> _VideoJob:
     for start, end in clips:
         held = int(np.count_nonzero((times >= start) & (times < end)))
         if held < max(2, opts.min_video_frames):
-            raise VideoFileError(path, f"clip {start / 1000:.0f}-{end / 1000:.0f} ms holds {held} frame(s); each clip needs at least {max(2, opts.min_video_frames)} (use a longer --clip-ms)")
+            raise VideoFileError(
+                path,
+                f"clip {start / 1000:.0f}-{end / 1000:.0f} ms holds {held} frame(s); each clip needs at least {max(2, opts.min_video_frames)} (use a longer --clip-ms)",
+            )
     whole = opts.clip_ms is None
     return _VideoJob(path, index, clips, whole)
 
@@ -260,13 +263,24 @@ def _write_all(tmp: Path, plan: _Plan, opts: BuildOptions, say: Callable[[str], 
     samples: list[Sample] = []
     taken: set[str] = set()
     total, done = plan.samples, 0
-    common = dict(root=tmp, split=opts.split, conversations=_conversation(opts.question))
+    conversations = _conversation(opts.question)
     for path, events in plan.events:
         sid = _sample_id(path.stem, taken)
         done += 1
         say(f"[{done}/{total}] {sid}: {len(events)} events from {path.name}, {opts.frames} event frame(s)")
         event_rel, images = _write_event_outputs(tmp, sid, events, opts.frames)
-        samples.append(Sample(id=sid, event_data=event_rel, event_image=images, duration_ms=events.duration_us / 1000, extra={"source": path.name}, **common))
+        samples.append(
+            Sample(
+                id=sid,
+                event_data=event_rel,
+                event_image=images,
+                duration_ms=events.duration_us / 1000,
+                extra={"source": path.name},
+                root=tmp,
+                split=opts.split,
+                conversations=conversations,
+            )
+        )
     for job in plan.videos:
         for k, (start, end) in enumerate(job.clips):
             sid = _sample_id(job.source.stem if job.whole else f"{job.source.stem}_{k:04d}", taken)
@@ -288,11 +302,23 @@ def _write_all(tmp: Path, plan: _Plan, opts: BuildOptions, say: Callable[[str], 
             events = sim.events()
             events = EventStream(events.x, events.y, events.t, events.p, events.sensor, start, None, events.metadata)
             event_rel, images = _write_event_outputs(tmp, sid, events, opts.frames)
-            extra = {"source": job.source.name, "clip_start_ms": start / 1000, "simulated_events": True}
+            extra: dict[str, Any] = {"source": job.source.name, "clip_start_ms": start / 1000, "simulated_events": True}
             repairs = job.index.repairs(start, end)
             if repairs is not None:  # the source's frames came out of order or repeated
                 extra["video_timestamps"] = repairs
-            samples.append(Sample(id=sid, event_data=event_rel, mp4_data=mp4_rel, event_image=images, duration_ms=(end - start) / 1000, extra=extra, **common))
+            samples.append(
+                Sample(
+                    id=sid,
+                    event_data=event_rel,
+                    mp4_data=mp4_rel,
+                    event_image=images,
+                    duration_ms=(end - start) / 1000,
+                    extra=extra,
+                    root=tmp,
+                    split=opts.split,
+                    conversations=conversations,
+                )
+            )
     return samples
 
 
@@ -424,4 +450,3 @@ def progress_printer(stream: TextIO | None = None) -> Callable[[str], None]:
         print(message, file=stream or sys.stderr, flush=True)
 
     return say
-

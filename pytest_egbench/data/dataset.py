@@ -208,7 +208,18 @@ def sample_from_json(entry: Any, root: Path, position: int, problems: list[str])
     if len(problems) > before:
         return None
     extra = {k: v for k, v in entry.items() if k not in _KNOWN}
-    return Sample(sid, root, str(entry.get("split") or "test"), paths["event_data"], paths["video_data"], paths["mp4_data"], image_paths, tuple(dict(t) for t in conversations), duration, extra)
+    return Sample(
+        sid,
+        root,
+        str(entry.get("split") or "test"),
+        paths["event_data"],
+        paths["video_data"],
+        paths["mp4_data"],
+        image_paths,
+        tuple(dict(t) for t in conversations),
+        duration,
+        extra,
+    )
 
 
 @dataclass(frozen=True)

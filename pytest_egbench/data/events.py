@@ -31,10 +31,10 @@ import ast
 import io
 import math
 import pickle
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Any, ClassVar, NamedTuple
 
 import numpy as np
 
@@ -227,7 +227,8 @@ class RestrictedUnpickler(pickle._Unpickler):  # the Python unpickler: its BUILD
     event DSEC clip reads in about 12 ms).
     """
 
-    dispatch = dict(pickle._Unpickler.dispatch)
+    dispatch: ClassVar[dict[int, Callable[[Any], None]]] = dict(pickle._Unpickler.dispatch)
+    stack: list[Any]  # the pure-Python unpickler's working stack (undocumented, so absent from typeshed)
 
     def find_class(self, module: str, name: str) -> Any:
         key = (_PY2_MODULES.get(module, module), name)
@@ -250,7 +251,7 @@ class RestrictedUnpickler(pickle._Unpickler):  # the Python unpickler: its BUILD
             _check_dtype_state(inst, state)
         else:
             raise pickle.UnpicklingError(f"refused state for a {type(inst).__name__}: numpy pickles set the state of arrays and dtypes only")
-        super().load_build()
+        super().load_build()  # type: ignore[misc]  # typeshed omits the undocumented _Unpickler.load_build
 
     dispatch[pickle.BUILD[0]] = load_build
 
@@ -271,16 +272,20 @@ def _canonical_dtype_state(dtype: np.dtype, state: Any) -> Any:
         return np.dtype((base, shape)).__reduce__()[2] if isinstance(base, np.dtype) else None
     if subarray is not None or not isinstance(names, tuple) or not isinstance(fields, dict) or not all(n in fields for n in names):
         return None
-    spec: dict[str, list[Any]] = {"names": [], "formats": [], "offsets": [], "titles": []}
+    field_names: list[str] = []
+    formats: list[np.dtype] = []
+    offsets: list[int] = []
+    titles: list[Any] = []
     for name in names:
         entry = fields[name]  # (dtype, offset) or (dtype, offset, title); titles are keys too
         if not isinstance(entry, tuple) or len(entry) not in (2, 3) or not isinstance(entry[0], np.dtype):
             return None
-        spec["names"].append(name)
-        spec["formats"].append(entry[0])
-        spec["offsets"].append(int(entry[1]))
-        spec["titles"].append(entry[2] if len(entry) == 3 else None)
-    return np.dtype({**spec, "itemsize": int(itemsize)}, align=bool(state[7] & 0x80) if isinstance(state[7], int) else False).__reduce__()[2]
+        field_names.append(name)
+        formats.append(entry[0])
+        offsets.append(int(entry[1]))
+        titles.append(entry[2] if len(entry) == 3 else None)
+    align = bool(state[7] & 0x80) if isinstance(state[7], int) else False
+    return np.dtype({"names": field_names, "formats": formats, "offsets": offsets, "titles": titles, "itemsize": int(itemsize)}, align=align).__reduce__()[2]
 
 
 def _empty_array_only(reconstruct: Any) -> Any:
@@ -325,9 +330,13 @@ def _check_array_state(state: Any) -> None:
             size = math.prod(shape)
             if dtype.hasobject:
                 if not isinstance(data, list) or len(data) != size:
-                    problem = f"an object array of {size} element(s) needs a list of as many, got {type(data).__name__}" + (f" of {len(data)}" if isinstance(data, list) else "")
+                    problem = f"an object array of {size} element(s) needs a list of as many, got {type(data).__name__}" + (
+                        f" of {len(data)}" if isinstance(data, list) else ""
+                    )
             elif not isinstance(data, (bytes, bytearray, str)) or len(data) != size * dtype.itemsize:
-                problem = f"{size} element(s) of {dtype.itemsize} byte(s) need {size * dtype.itemsize} bytes of data, got {type(data).__name__}" + (f" of {len(data)}" if isinstance(data, (bytes, bytearray, str)) else "")
+                problem = f"{size} element(s) of {dtype.itemsize} byte(s) need {size * dtype.itemsize} bytes of data, got {type(data).__name__}" + (
+                    f" of {len(data)}" if isinstance(data, (bytes, bytearray, str)) else ""
+                )
     if problem:
         raise pickle.UnpicklingError(f"refused array state: {problem}")
 
@@ -338,7 +347,12 @@ def _check_dtype_state(dtype: np.dtype, state: Any) -> None:
         ok = isinstance(state, tuple) and len(state) in (8, 9) and state[1] in ("<", ">", "|", "=")
         canonical = _canonical_dtype_state(dtype, state) if ok else None
         # Byte order may differ from the constructor's native order ('>f8' pickles as 'f8' + '>').
-        ok = canonical is not None and state[0] == canonical[0] and state[2:] == canonical[2:] and (state[1] == canonical[1] or (canonical[1] != "|" and state[1] != "|"))
+        ok = (
+            canonical is not None
+            and state[0] == canonical[0]
+            and state[2:] == canonical[2:]
+            and (state[1] == canonical[1] or (canonical[1] != "|" and state[1] != "|"))
+        )
     except Exception:  # noqa: BLE001 -- a state numpy cannot even compare is not numpy's
         ok = False
     if not ok:
@@ -444,7 +458,9 @@ def _read_npy(src: Path) -> tuple[dict[str, Any], dict[str, Any]]:
         raise EventFileError(src, f"truncated or corrupt .npy ({exc})") from None
     if arr.dtype.names:
         return _fields_from_structured(arr, src), {}
-    raise EventFileError(src, f"holds a plain {arr.dtype} array of shape {arr.shape}: the column order is ambiguous; save a dict or a structured array with fields x, y, t, p")
+    raise EventFileError(
+        src, f"holds a plain {arr.dtype} array of shape {arr.shape}: the column order is ambiguous; save a dict or a structured array with fields x, y, t, p"
+    )
 
 
 def _read_npz(src: Path) -> tuple[dict[str, Any], dict[str, Any]]:

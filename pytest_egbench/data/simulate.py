@@ -98,6 +98,8 @@ class EventSimulator:
             self._last_log, self._last_t = log_i, t_us
             self.frames_seen = 1
             return 0
+        if self._last_log is None or self._last_t is None:  # set with _ref by the first frame
+            raise RuntimeError("EventSimulator has a reference but no previous frame")
         if log_i.shape != self._ref.shape:
             raise ValueError(f"frame {self.frames_seen} is {np.asarray(frame).shape[:2]}, expected {(self.height, self.width)}")
         if t_us <= self._last_t:
@@ -109,6 +111,8 @@ class EventSimulator:
 
     def _interval(self, l0: np.ndarray, l1: np.ndarray, t0: int, t1: int) -> int:
         ref = self._ref
+        if ref is None:
+            raise RuntimeError("EventSimulator._interval called before the first frame set the references")
         delta = l1 - ref
         up = delta > 0
         crossings = np.floor(np.abs(delta) / np.where(up, self._c_pos, self._c_neg)).astype(np.int64)  # thresholds crossed per pixel
@@ -145,7 +149,15 @@ class EventSimulator:
         else:
             t, pix, p = np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0, np.uint8)
         y, x = np.divmod(pix, self.width)
-        return events_from_arrays(x, y, t, p, sensor=SensorSize(self.width, self.height), allow_empty=True, metadata={"simulated": "esim-v2e", "threshold": self.threshold, "threshold_sigma": self.threshold_sigma, "seed": self.seed})
+        return events_from_arrays(
+            x,
+            y,
+            t,
+            p,
+            sensor=SensorSize(self.width, self.height),
+            allow_empty=True,
+            metadata={"simulated": "esim-v2e", "threshold": self.threshold, "threshold_sigma": self.threshold_sigma, "seed": self.seed},
+        )
 
 
 def simulate_events(

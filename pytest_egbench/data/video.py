@@ -223,9 +223,9 @@ def probe_video(path: str | Path, *, decode: bool = False) -> VideoIndex:
     return VideoIndex(src, pts_arr, np.asarray(key, dtype=bool)[order], time_base, counted_by="demux", **info)
 
 
-def _stream_info(stream: Any) -> tuple[dict[str, Any], Fraction, int | None]:
+def _stream_info(stream: Any) -> tuple[dict[str, Any], Fraction, float | None]:
     ctx = stream.codec_context
-    info = dict(width=int(ctx.width), height=int(ctx.height), header_frames=int(stream.frames or 0), codec=str(ctx.name))
+    info: dict[str, Any] = dict(width=int(ctx.width), height=int(ctx.height), header_frames=int(stream.frames or 0), codec=str(ctx.name))
     time_base = Fraction(stream.time_base) if stream.time_base else Fraction(1, 1)
     # Declared length in seconds: the stream's duration, or its frame count over its frame rate
     # (AVI's header count is in frame periods), whichever is longer.
@@ -455,7 +455,9 @@ def read_all_frames(path: str | Path) -> np.ndarray:
     return np.stack([rgb for _, rgb in iter_video_frames(src)])
 
 
-def iter_video_frames(path: str | Path, start_us: int | None = None, end_us: int | None = None, *, index: VideoIndex | None = None) -> Iterator[tuple[int, np.ndarray]]:
+def iter_video_frames(
+    path: str | Path, start_us: int | None = None, end_us: int | None = None, *, index: VideoIndex | None = None
+) -> Iterator[tuple[int, np.ndarray]]:
     """Decode frames one at a time, in strictly increasing time: ``(t_us, [H, W, 3] uint8 RGB)``.
 
     ``t_us``: microseconds from the stream's first frame. Only frames with
@@ -493,7 +495,9 @@ def iter_video_frames(path: str | Path, start_us: int | None = None, end_us: int
                 if end_us is not None and t_us >= end_us:
                     break
                 if last is not None and t_us <= last:
-                    raise VideoFileError(src, f"frame timestamps go backwards: a frame at {t_us} us follows one at {last} us; index it with probe_video(path, decode=True)")
+                    raise VideoFileError(
+                        src, f"frame timestamps go backwards: a frame at {t_us} us follows one at {last} us; index it with probe_video(path, decode=True)"
+                    )
                 last = t_us
                 yielded += 1
                 yield t_us, _to_rgb(frame)
@@ -602,7 +606,7 @@ def remux_clip(src: str | Path, dst: str | Path, end_us: int) -> int:
     try:
         with av.open(str(src)) as inp, av.open(str(dst), "w") as out:
             if not inp.streams.video:
-                raise VideoFileError(f"{src}: no video stream")
+                raise VideoFileError(src, "no video stream")
             stream = inp.streams.video[0]
             target = out.add_stream_from_template(stream)
             for packet in inp.demux(stream):
@@ -614,5 +618,5 @@ def remux_clip(src: str | Path, dst: str | Path, end_us: int) -> int:
                 out.mux(packet)
                 written += 1
     except av.FFmpegError as exc:
-        raise VideoFileError(f"{src}: cannot be remuxed ({exc})") from None
+        raise VideoFileError(src, f"cannot be remuxed ({exc})") from None
     return written

@@ -179,7 +179,9 @@ def _device_of(model: Any) -> Any:
     return next(model.parameters()).device
 
 
-def speculative_decode(draft: Continuation, target: Continuation, first_token: int, steps: int, gamma: int, *, vocab_size: int | None = None) -> SpeculativeResult:
+def speculative_decode(
+    draft: Continuation, target: Continuation, first_token: int, steps: int, gamma: int, *, vocab_size: int | None = None
+) -> SpeculativeResult:
     """Greedy speculative decoding of ``steps`` tokens after ``first_token`` (the token the
     target's prefill chose), ``gamma`` proposals per verification step.
 
@@ -197,7 +199,9 @@ def speculative_decode(draft: Continuation, target: Continuation, first_token: i
     return SpeculativeResult(out[1 : steps + 1], AcceptanceStats(gamma, tuple(accepted)), draft_forwards, len(accepted))
 
 
-def continue_speculating(draft: Continuation, target: Continuation, out: list[int], total: int, gamma: int, *, vocab_size: int | None = None) -> tuple[list[int], int]:
+def continue_speculating(
+    draft: Continuation, target: Continuation, out: list[int], total: int, gamma: int, *, vocab_size: int | None = None
+) -> tuple[list[int], int]:
     """Verification steps until ``out`` (the generated tokens so far, at least one; extended in
     place) holds ``total`` tokens or more. The target's cache must hold its prompt and
     ``out[:-1]``; the draft's cache its prompt and a prefix of ``out`` (it is fed what it lacks).
@@ -246,7 +250,9 @@ def rewind(*continuations: Continuation) -> None:
         truncate_cache(c.cache, c.prompt_tokens)
 
 
-def acceptance_sweep(draft: Continuation, target: Continuation, first_token: int, steps: int, gammas: Sequence[int], *, vocab_size: int | None = None) -> dict[int, SpeculativeResult]:
+def acceptance_sweep(
+    draft: Continuation, target: Continuation, first_token: int, steps: int, gammas: Sequence[int], *, vocab_size: int | None = None
+) -> dict[int, SpeculativeResult]:
     """:func:`speculative_decode` once per gamma from the same prefill (caches rewound before
     each and after the last): ``{gamma: result}``."""
     results = {}

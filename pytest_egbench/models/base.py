@@ -68,7 +68,9 @@ class InputKind:
 INPUT_KINDS: dict[str, InputKind] = {
     k.name: k
     for k in (
-        InputKind("event_stream", "events", "events", "raw events, rendered in preprocess into T event frames [T, H, W, 3] uint8 (equal event counts per frame)"),
+        InputKind(
+            "event_stream", "events", "events", "raw events, rendered in preprocess into T event frames [T, H, W, 3] uint8 (equal event counts per frame)"
+        ),
         InputKind("event_images", "event_image", "events", "the sample's pre-rendered event-frame PNGs, the first T, as [T, H, W, 3] uint8"),
         InputKind("video", "video", "video", "N video frames sampled uniformly, as one [N, H, W, 3] uint8 array"),
         InputKind("images", "video", "images", "N video frames sampled uniformly, as a list of N [H, W, 3] uint8 images"),
@@ -76,7 +78,9 @@ INPUT_KINDS: dict[str, InputKind] = {
 }
 
 
-def synthetic_sample(model: str, frames: int | None = None, *, height: int = 480, width: int = 640, seed: int = 0, question: str = DEFAULT_QUESTION) -> VisualInput:
+def synthetic_sample(
+    model: str, frames: int | None = None, *, height: int = 480, width: int = 640, seed: int = 0, question: str = DEFAULT_QUESTION
+) -> VisualInput:
     """A deterministic stand-in for a real sample: seeded random uint8 RGB arrays of the shape
     ``model``'s adapter takes (``frames`` of them, default the adapter's
     :attr:`~ModelAdapter.default_frames`), 480 x 640 as the DSEC sensor and the bundled video, in
@@ -168,6 +172,7 @@ def clip_image_processor(size: int) -> Any:
 
     import transformers
 
+    cls: type[transformers.CLIPImageProcessor | transformers.CLIPImageProcessorPil]
     if importlib.util.find_spec("torchvision") is None and hasattr(transformers, "CLIPImageProcessorPil"):
         cls = transformers.CLIPImageProcessorPil
     else:
@@ -269,7 +274,8 @@ class ModelAdapter(ABC):
     def embed_prompt(self, inputs: Inputs, visual: torch.Tensor) -> torch.Tensor:
         """``[1, L, hidden]``: the prompt's token embeddings with ``visual`` ``[V, hidden]`` written
         at ``inputs.positions``. Raises ``ValueError`` when V differs from the placeholders."""
-        return splice_visual(self.lm.get_input_embeddings()(inputs.input_ids), inputs.positions, visual)
+        embed = self.lm.get_input_embeddings()  # type: ignore[operator]  # a transformers method, typed Tensor | Module by nn.Module.__getattr__
+        return splice_visual(embed(inputs.input_ids), inputs.positions, visual)
 
     def prefill(self, inputs: Inputs, visual: torch.Tensor) -> PrefillState:
         """Stage 4: prompt embeddings with stage 3's ``visual`` spliced in, one LM forward through

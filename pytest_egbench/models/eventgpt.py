@@ -113,6 +113,7 @@ class EventGPTAdapter(ModelAdapter):
     input_kind = "event_stream"
     #: 5 event frames, as in the origin runs
     default_frames = 5
+    model: EventGPTModel
 
     @classmethod
     def load(cls, spec: ModelSpec) -> EventGPTAdapter:
@@ -309,6 +310,10 @@ def load_eventgpt_checkpoint(folder: Path | str, quant: QuantSpec, device: torch
     unexpected = tensors.unmapped + [to_checkpoint_key(n) for n in tensors if n not in expected]
     wrong = [f"{to_checkpoint_key(n)} {tensors.shape(n)} (expected {s})" for n, s in expected.items() if n in tensors and tensors.shape(n) != s]
     if missing or unexpected or wrong:
-        parts = [f"{len(missing)} missing key(s): {_show(missing)}" if missing else "", f"{len(unexpected)} unexpected key(s): {_show(unexpected)}" if unexpected else "", f"{len(wrong)} of the wrong shape: {_show(wrong)}" if wrong else ""]
+        parts = [
+            f"{len(missing)} missing key(s): {_show(missing)}" if missing else "",
+            f"{len(unexpected)} unexpected key(s): {_show(unexpected)}" if unexpected else "",
+            f"{len(wrong)} of the wrong shape: {_show(wrong)}" if wrong else "",
+        ]
         raise CheckpointError(f"EventGPT checkpoint {folder}: " + "; ".join(p for p in parts if p))
     return materialise(model, device, quant, TensorWeights(tensors))

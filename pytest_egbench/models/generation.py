@@ -21,7 +21,7 @@ PAST_KEY_VALUES = "past_key_values"
 
 
 @functools.cache
-def cache_keyword(model_class: type) -> str:
+def cache_keyword(model_class: type[Any]) -> str:
     """The keyword under which ``model_class.forward`` takes the KV cache: ``"cache"`` where its
     signature names it (transformers >= 5.24, and this project's EventGPT), else
     ``"past_key_values"`` where it names that (transformers 5.0-5.23). A forward naming neither
@@ -40,7 +40,8 @@ def cache_keyword(model_class: type) -> str:
 def cache_kwargs(model: Any, cache: Any) -> dict[str, Any]:
     """``{keyword: cache}`` for ``model(...)`` under the name its forward accepts (see
     :func:`cache_keyword`), so that no call passes a deprecated name."""
-    return {cache_keyword(type(model)): cache}
+    model_class: type = type(model)  # plain ``type``: mypy does not take ``type[Any]`` for Hashable
+    return {cache_keyword(model_class): cache}
 
 
 def output_cache(output: Any) -> Any:

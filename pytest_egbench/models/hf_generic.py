@@ -72,9 +72,17 @@ _LLAVA_PROMPT = "USER: {visual}{question} ASSISTANT:"
 _QWEN_PROMPT = "<|im_start|>user\n{visual}{question}<|im_end|>\n<|im_start|>assistant\n"
 FAMILIES: dict[str, Family] = {
     "llava": Family("LlavaForConditionalGeneration", ("model.vision_tower",), "model.multi_modal_projector", _LLAVA_PROMPT, "{token}\n", "<image>", "<video>"),
-    "llava_next": Family("LlavaNextForConditionalGeneration", ("model.vision_tower",), "model.multi_modal_projector", _LLAVA_PROMPT, "{token}\n", "<image>", "<video>"),
+    "llava_next": Family(
+        "LlavaNextForConditionalGeneration", ("model.vision_tower",), "model.multi_modal_projector", _LLAVA_PROMPT, "{token}\n", "<image>", "<video>"
+    ),
     "video_llava": Family(
-        "VideoLlavaForConditionalGeneration", ("model.image_tower", "model.video_tower"), "model.multi_modal_projector", _LLAVA_PROMPT, "{token}\n", "<image>", "<video>"
+        "VideoLlavaForConditionalGeneration",
+        ("model.image_tower", "model.video_tower"),
+        "model.multi_modal_projector",
+        _LLAVA_PROMPT,
+        "{token}\n",
+        "<image>",
+        "<video>",
     ),
     "llava_onevision": Family(
         "LlavaOnevisionForConditionalGeneration",
@@ -87,10 +95,24 @@ FAMILIES: dict[str, Family] = {
         ("image_token_index", "video_token_index"),
     ),
     "qwen2_vl": Family(
-        "Qwen2VLForConditionalGeneration", ("model.visual",), "model.visual.merger", _QWEN_PROMPT, "<|vision_start|>{token}<|vision_end|>", "<|image_pad|>", "<|video_pad|>", ids_with_embeds=True
+        "Qwen2VLForConditionalGeneration",
+        ("model.visual",),
+        "model.visual.merger",
+        _QWEN_PROMPT,
+        "<|vision_start|>{token}<|vision_end|>",
+        "<|image_pad|>",
+        "<|video_pad|>",
+        ids_with_embeds=True,
     ),
     "qwen2_5_vl": Family(
-        "Qwen2_5_VLForConditionalGeneration", ("model.visual",), "model.visual.merger", _QWEN_PROMPT, "<|vision_start|>{token}<|vision_end|>", "<|image_pad|>", "<|video_pad|>", ids_with_embeds=True
+        "Qwen2_5_VLForConditionalGeneration",
+        ("model.visual",),
+        "model.visual.merger",
+        _QWEN_PROMPT,
+        "<|vision_start|>{token}<|vision_end|>",
+        "<|image_pad|>",
+        "<|video_pad|>",
+        ids_with_embeds=True,
     ),
 }
 #: Where an unknown family's tower and projector are looked for, in this order.
@@ -207,7 +229,7 @@ def _offline(processor_class: type) -> type:
     checks each sub-processor's class, and looking up the video processors' base class fails
     without torchvision (transformers 5.24)."""
 
-    class Offline(processor_class):  # type: ignore[misc, valid-type]
+    class Offline(processor_class):
         def check_argument_for_proper_class(self, argument_name: str, argument: Any) -> Any:
             if argument is None or isinstance(argument, _FramesAsVideo):
                 return type(argument)
@@ -232,17 +254,21 @@ def build_processor(config: Any) -> Any:
                    vision_feature_select_strategy=config.vision_feature_select_strategy, num_additional_image_tokens=1)  # fmt: skip
     if kind == "video_llava":
         image = clip_image_processor(config.vision_config.image_size)
-        return _offline(transformers.VideoLlavaProcessor)(image_processor=image, video_processor=_FramesAsVideo(image), tokenizer=standin_tokenizer(), patch_size=config.vision_config.patch_size)
+        return _offline(transformers.VideoLlavaProcessor)(
+            image_processor=image, video_processor=_FramesAsVideo(image), tokenizer=standin_tokenizer(), patch_size=config.vision_config.patch_size
+        )
     if kind == "llava_onevision":
         side = config.vision_config.image_size
         image = transformers.LlavaOnevisionImageProcessor(size={"height": side, "width": side}, image_grid_pinpoints=config.image_grid_pinpoints)
         return _offline(transformers.LlavaOnevisionProcessor)(image_processor=image, tokenizer=standin_tokenizer(QWEN_TOKENS), num_image_tokens=(side // config.vision_config.patch_size) ** 2,
                                                     vision_feature_select_strategy=config.vision_feature_select_strategy, vision_aspect_ratio=config.vision_aspect_ratio)  # fmt: skip
     if kind in ("qwen2_vl", "qwen2_5_vl"):
-        cls = transformers.Qwen2VLProcessor if kind == "qwen2_vl" else transformers.Qwen2_5_VLProcessor
+        qwen_cls = transformers.Qwen2VLProcessor if kind == "qwen2_vl" else transformers.Qwen2_5_VLProcessor
         image = transformers.Qwen2VLImageProcessor(patch_size=config.vision_config.patch_size, merge_size=config.vision_config.spatial_merge_size)
-        return _offline(cls)(image_processor=image, tokenizer=standin_tokenizer(QWEN_TOKENS))
-    raise ValueError(f"no offline processor for model_type {kind!r}: put the processor's files (preprocessor_config.json, tokenizer.json) in the checkpoint folder")
+        return _offline(qwen_cls)(image_processor=image, tokenizer=standin_tokenizer(QWEN_TOKENS))
+    raise ValueError(
+        f"no offline processor for model_type {kind!r}: put the processor's files (preprocessor_config.json, tokenizer.json) in the checkpoint folder"
+    )
 
 
 def check_safetensors_folder(folder: Path, what: str) -> None:
@@ -274,10 +300,10 @@ class GenericHFAdapter(ModelAdapter):
     placeholder: ClassVar[str] = ""
     input_kind: ClassVar[str] = "images"
     default_frames: ClassVar[int] = 1
-    build_config: ClassVar[Callable[[str], Any]]
+    build_config: ClassVar[staticmethod[[str], Any]]
 
     def __init__(self, model: torch.nn.Module, spec: ModelSpec, processor: Any, tokenizer_note: str) -> None:
-        config = model.config
+        config: Any = model.config  # a transformers config (nn.Module.__getattr__ types it Tensor | Module)
         self.model = self.lm = model
         self.spec = spec
         self.text_config = config.text_config
@@ -290,7 +316,7 @@ class GenericHFAdapter(ModelAdapter):
         self.family = family_of(config)
         self.tokenizer_note = tokenizer_note
         token = self.family.video_token if self.input_kind == "video" else self.family.image_token
-        self.placeholder = token
+        self.placeholder = token  # type: ignore[misc]  # the instance's family token, declared per class for the registry
         self.fill_id = int(self.tokenizer.convert_tokens_to_ids(token))
         self.towers = [m for m in (_submodule(model, p) for p in self.family.towers) if m is not None]
         self.projector = next((m for m in (_submodule(model, p) for p in self.family.projector.split("|")) if m is not None), None)
@@ -311,8 +337,13 @@ class GenericHFAdapter(ModelAdapter):
         """What ``extra_info`` should say about this model's stages: the family, whether vision
         is a stage of its own (``vision_split``; when False the vision stage is empty and
         prefill includes the tower), and where the prompt's tokenizer came from."""
-        note = "vision: tower and projector in the vision stage" if self.vision_split else "vision merged into prefill: no separable vision tower (vision stage empty)"
-        return {"family": self.model.config.model_type, "vision_split": self.vision_split, "stages_note": note, "tokenizer": self.tokenizer_note}
+        note = (
+            "vision: tower and projector in the vision stage"
+            if self.vision_split
+            else "vision merged into prefill: no separable vision tower (vision stage empty)"
+        )
+        config: Any = self.model.config  # a transformers config (typed Tensor | Module by nn.Module.__getattr__)
+        return {"family": config.model_type, "vision_split": self.vision_split, "stages_note": note, "tokenizer": self.tokenizer_note}
 
     def hooks(self, clock: Any = None) -> VisionTimingHooks:
         """:class:`VisionTimingHooks` on this model's tower(s) and projector (``clock``: default
@@ -385,7 +416,8 @@ class GenericHFAdapter(ModelAdapter):
         if not self.vision_split:
             token, cache, logits = prefill_with_logits(self.model, **inputs.features)
             return PrefillState(token=token, cache=cache, logits=logits, prompt_tokens=inputs.prompt_tokens)
-        embeds = splice_visual(self.model.get_input_embeddings()(inputs.input_ids), inputs.positions, visual)
+        embed = self.model.get_input_embeddings()  # type: ignore[operator]  # a transformers method, typed Tensor | Module by nn.Module.__getattr__
+        embeds = splice_visual(embed(inputs.input_ids), inputs.positions, visual)
         token, cache, logits = prefill_with_logits(self.model, inputs_embeds=embeds, **self._prefill_kwargs(inputs))
         return PrefillState(token=token, cache=cache, logits=logits, prompt_tokens=inputs.prompt_tokens)
 
@@ -456,7 +488,9 @@ def standin_token_ids(model_type: str) -> dict[str, int]:
     tok = standin_tokenizer(extra)
     ids = {a: int(tok.convert_tokens_to_ids(t)) for a, t in zip(family.token_attributes, (family.image_token, family.video_token), strict=True)}
     if model_type.startswith("qwen2"):
-        ids.update(vision_start_token_id=int(tok.convert_tokens_to_ids("<|vision_start|>")), vision_end_token_id=int(tok.convert_tokens_to_ids("<|vision_end|>")))
+        ids.update(
+            vision_start_token_id=int(tok.convert_tokens_to_ids("<|vision_start|>")), vision_end_token_id=int(tok.convert_tokens_to_ids("<|vision_end|>"))
+        )
     return ids
 
 

@@ -56,7 +56,14 @@ ONEVISION_05B: dict[str, Any] = dict(
         tie_word_embeddings=True,
     ),
     vision_config=dict(
-        model_type="siglip_vision_model", hidden_size=1152, intermediate_size=4304, num_hidden_layers=26, num_attention_heads=16, image_size=384, patch_size=14, vision_use_head=False
+        model_type="siglip_vision_model",
+        hidden_size=1152,
+        intermediate_size=4304,
+        num_hidden_layers=26,
+        num_attention_heads=16,
+        image_size=384,
+        patch_size=14,
+        vision_use_head=False,
     ),
     projector_hidden_act="gelu",
     vision_feature_layer=-1,
@@ -68,7 +75,16 @@ ONEVISION_05B: dict[str, Any] = dict(
 
 #: The tiny shrink of each family: LM and tower widths and depths, vocabulary (the stand-in
 #: tokenizer's 32k ids fit), image and patch sizes untouched.
-_TINY_TEXT = dict(vocab_size=presets.LLAVA_VOCAB, hidden_size=64, intermediate_size=176, num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2, bos_token_id=1, eos_token_id=2)
+_TINY_TEXT = dict(
+    vocab_size=presets.LLAVA_VOCAB,
+    hidden_size=64,
+    intermediate_size=176,
+    num_hidden_layers=2,
+    num_attention_heads=4,
+    num_key_value_heads=2,
+    bos_token_id=1,
+    eos_token_id=2,
+)
 _TINY_VISION: dict[str, dict[str, Any]] = {
     # head_dim 16, mrope sections of head_dim/2 = 8 rotary pairs: [2, 3, 3]
     "qwen2_vl": dict(depth=2, embed_dim=32, num_heads=2, hidden_size=64),
@@ -93,7 +109,7 @@ def hf_config(name: str, preset: str, token_ids: dict[str, int]) -> Any:
         raise ValueError(f"no config preset for {name!r}: known are {', '.join(REAL)}")
     if preset not in ("tiny", "7b", "real"):
         raise ValueError(f"unknown preset {preset!r}: choose from tiny, 7b")
-    fields = {k: (dict(v) if isinstance(v, dict) else v) for k, v in REAL[name].items()}
+    fields: dict[str, Any] = {k: (dict(v) if isinstance(v, dict) else v) for k, v in REAL[name].items()}
     if preset == "tiny":
         fields["text_config"].update(_TINY_TEXT, **_TINY_EXTRA[name])
         fields["vision_config"].update(_TINY_VISION[name])

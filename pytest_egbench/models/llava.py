@@ -15,7 +15,6 @@ load, with the same modules left unquantised as for dummy weights.
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -49,7 +48,7 @@ class _HFLlavaAdapter(ModelAdapter):
     #: modules transformers must leave unquantised (besides the LLaMA decoder, everything)
     skip_modules: ClassVar[tuple[str, ...]]
     #: the preset's config (a function of the preset name)
-    build_config: ClassVar[Callable[[str], Any]]
+    build_config: ClassVar[staticmethod[[str], Any]]
     #: the method of the base model (``model.model``) giving projected visual features
     features_method: ClassVar[str]
 
@@ -101,7 +100,9 @@ class _HFLlavaAdapter(ModelAdapter):
         ).eval()
         found = getattr(model.config, cls.token_attribute)
         if found != cls.token_id:
-            raise ValueError(f"{cls.name} checkpoint {folder}: config {cls.token_attribute} is {found}, the bundled tokenizer's {cls.placeholder} is {cls.token_id}")
+            raise ValueError(
+                f"{cls.name} checkpoint {folder}: config {cls.token_attribute} is {found}, the bundled tokenizer's {cls.placeholder} is {cls.token_id}"
+            )
         return model
 
 

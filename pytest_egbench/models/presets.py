@@ -43,6 +43,7 @@ CLIP_VISION: dict[str, dict[str, Any]] = {
 #: LLaVA-1.5-hf and Video-LLaVA-hf pad the LM vocabulary to 32064 rows (32000 + added tokens).
 LLAVA_VOCAB = 32064
 
+
 def _check(preset: str, table: dict[str, Any]) -> None:
     if preset not in table:
         raise ValueError(f"unknown preset {preset!r}: choose from {', '.join(table)}")

@@ -95,7 +95,7 @@ class Registry:
             raise RegistryError(f"{source}: model {key!r} is already registered by {self._sources[key]} ({_label(self._targets[key])}), not {_label(target)}")
         self._targets[key], self._sources[key] = target, source
 
-    def add_all(self, mapping: Mapping[str, Target] | None, source: str) -> None:
+    def add_all(self, mapping: Mapping[str, Target] | object, source: str) -> None:
         """:meth:`add` every item of ``mapping`` (``None`` adds nothing). Raises
         :class:`RegistryError` when ``mapping`` is not a mapping."""
         if mapping is None:
@@ -150,6 +150,7 @@ class Registry:
         from .base import ModelAdapter
 
         target, source = self._targets[key], self._sources[key]
+        obj: object
         if isinstance(target, str):
             module, _, attr = target.partition(":")
             try:

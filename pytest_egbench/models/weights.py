@@ -16,12 +16,15 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar, cast
 
 import torch
 from torch import nn
 
 from .quant import QUANTISED_BLOCKS, QuantSpec
+
+#: A module type that :func:`build_empty` and :func:`materialise` hand back as they got it.
+ModuleT = TypeVar("ModuleT", bound=nn.Module)
 
 #: Standard deviation of dummy weights (transformers' ``initializer_range`` for LLaMA and CLIP).
 INIT_STD = 0.02
@@ -32,10 +35,10 @@ def _parameters_on_meta() -> Iterator[None]:
     """Inside: every ``nn.Parameter`` a module registers is moved to ``meta`` at once."""
     register = nn.Module.register_parameter
 
-    def register_on_meta(module: nn.Module, name: str, param: nn.Parameter | None) -> None:
+    def register_on_meta(self: nn.Module, name: str, param: nn.Parameter | None) -> None:
         if param is not None and param.device.type != "meta":
             param = nn.Parameter(param.to("meta"), requires_grad=param.requires_grad)
-        register(module, name, param)
+        register(self, name, param)
 
     nn.Module.register_parameter = register_on_meta  # type: ignore[method-assign]
     try:
@@ -44,7 +47,7 @@ def _parameters_on_meta() -> Iterator[None]:
         nn.Module.register_parameter = register  # type: ignore[method-assign]
 
 
-def build_empty(factory: Callable[[], nn.Module], device: torch.device | str) -> nn.Module:
+def build_empty(factory: Callable[[], ModuleT], device: torch.device | str) -> ModuleT:
     """``factory()`` with every parameter on ``meta`` and every buffer made on ``device``.
 
     Initialisation code that runs inside ``factory`` touches meta tensors only, so it costs
@@ -110,10 +113,10 @@ def _bnb_linear(linear: nn.Linear, weight: torch.Tensor, bias: torch.Tensor | No
     as the ``BitsAndBytesConfig`` ``config`` says (4-bit or 8-bit)."""
     import bitsandbytes as bnb
 
-    nf4 = config.load_in_4bit
-    with torch.device("meta"):
-        if nf4:
-            new = bnb.nn.Linear4bit(
+    new: nn.Module
+    if config.load_in_4bit:
+        with torch.device("meta"):
+            new4 = bnb.nn.Linear4bit(
                 linear.in_features,
                 linear.out_features,
                 bias=bias is not None,
@@ -121,23 +124,28 @@ def _bnb_linear(linear: nn.Linear, weight: torch.Tensor, bias: torch.Tensor | No
                 compress_statistics=config.bnb_4bit_use_double_quant,
                 quant_type=config.bnb_4bit_quant_type,
             )
-        else:
-            new = bnb.nn.Linear8bitLt(linear.in_features, linear.out_features, bias=bias is not None, has_fp16_weights=False, threshold=config.llm_int8_threshold)
-    if nf4:
+        meta_weight = cast("bnb.nn.Params4bit", new4.weight)  # a Params4bit, typed as the Tensor of nn.Linear
         param = bnb.nn.Params4bit(
-            weight, requires_grad=False, compress_statistics=new.weight.compress_statistics, quant_type=new.weight.quant_type, module=new
+            weight, requires_grad=False, compress_statistics=meta_weight.compress_statistics, quant_type=meta_weight.quant_type, module=new4
         )
-        new.weight = param.to(device)  # not yet quantised: .to() quantises on the device
+        # not yet quantised: .to() quantises on the device
+        new4.weight = param.to(device)  # type: ignore[misc]  # bitsandbytes types Params4bit.to's self as an nn.Module
+        new = new4
     else:
+        with torch.device("meta"):
+            new8 = bnb.nn.Linear8bitLt(
+                linear.in_features, linear.out_features, bias=bias is not None, has_fp16_weights=False, threshold=config.llm_int8_threshold
+            )
         cb, scb, _ = bnb.functional.int8_vectorwise_quant(weight.to(torch.float16))
-        new.weight = bnb.nn.Int8Params(cb, requires_grad=False, has_fp16_weights=False, CB=cb, SCB=scb)
+        new8.weight = bnb.nn.Int8Params(cb, requires_grad=False, has_fp16_weights=False, CB=cb, SCB=scb)
+        new = new8
     if bias is not None:
         new.bias = nn.Parameter(bias, requires_grad=False)
     return new
 
 
 @torch.no_grad()
-def materialise(model: nn.Module, device: torch.device | str, quant: QuantSpec, source: WeightSource) -> nn.Module:
+def materialise(model: ModuleT, device: torch.device | str, quant: QuantSpec, source: WeightSource) -> ModuleT:
     """Give every meta parameter of ``model`` its value on ``device``; quantise as it goes.
 
     Parameters become ``quant.compute_dtype`` tensors from ``source``; the Linear layers listed by

@@ -323,7 +323,10 @@ def test_unwritable_folder_is_one_line_simulated(tmp_path, dsec_npy, monkeypatch
     assert list(parent.iterdir()) == []
 
 
-@pytest.mark.skipif(not hasattr(os, "geteuid") or os.geteuid() == 0, reason="running as root (or without POSIX permissions): chmod does not stop root's writes; test_unwritable_folder_is_one_line_simulated covers EACCES")
+@pytest.mark.skipif(
+    not hasattr(os, "geteuid") or os.geteuid() == 0,
+    reason="running as root (or without POSIX permissions): chmod does not stop root's writes; test_unwritable_folder_is_one_line_simulated covers EACCES",
+)
 def test_read_only_folder_is_one_line(tmp_path, dsec_npy, capsys):
     parent = tmp_path / "ro"
     parent.mkdir()

@@ -44,14 +44,26 @@ def test_samples_resolve_paths_and_report_missing_files_by_id_and_field(tmp_path
     root = _index(
         tmp_path / "ds",
         [
-            {"id": "a", "split": "test", "event_data": "events/a.npz", "mp4_data": "mp4/a.mp4", "event_image": ["img/a_0.png"], "conversations": [{"from": "human", "value": "<event>\nWhat is here?"}]},
+            {
+                "id": "a",
+                "split": "test",
+                "event_data": "events/a.npz",
+                "mp4_data": "mp4/a.mp4",
+                "event_image": ["img/a_0.png"],
+                "conversations": [{"from": "human", "value": "<event>\nWhat is here?"}],
+            },
             {"id": "b", "event_data": "events/b.npy", "video_data": None, "mp4_data": None},
         ],
     )
     with pytest.raises(DatasetError) as err:
         load_dataset(root)
     text = str(err.value)
-    for line in ("sample a: field event_data: events/a.npz does not exist", "sample a: field mp4_data: mp4/a.mp4 does not exist", "sample a: field event_image[0]: img/a_0.png does not exist", "sample b: field event_data: events/b.npy does not exist"):
+    for line in (
+        "sample a: field event_data: events/a.npz does not exist",
+        "sample a: field mp4_data: mp4/a.mp4 does not exist",
+        "sample a: field event_image[0]: img/a_0.png does not exist",
+        "sample b: field event_data: events/b.npy does not exist",
+    ):
         assert line in text
     dataset = load_dataset(root, check_files=False)
     a, b = dataset.samples

@@ -156,7 +156,9 @@ def test_inconsistent_events_are_refused_with_the_reason(fields, message):
 
 
 def test_inconsistent_file_names_file_and_problem(tmp_path):
-    path = _write_npy_dict(tmp_path / "bad.npy", x=np.array([1, 700], np.uint16), y=np.array([1, 2], np.uint16), t=np.array([1, 2]), p=np.array([0, 1], np.uint8))
+    path = _write_npy_dict(
+        tmp_path / "bad.npy", x=np.array([1, 700], np.uint16), y=np.array([1, 2], np.uint16), t=np.array([1, 2]), p=np.array([0, 1], np.uint8)
+    )
     with pytest.raises(EventFileError) as err:
         read_events(path)
     assert str(err.value).startswith(f"{path}: event 1 has x=700")

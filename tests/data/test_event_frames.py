@@ -22,7 +22,6 @@ from pytest_egbench.data.frames import (
     write_png,
 )
 
-
 # Expected colours written as literal RGB from EventGPT's definition (``generate_event_image`` in
 # its common/common.py: a white canvas, polarity 1 red, polarity 0 blue, events drawn in order),
 # never taken from the module's constants, so a swap in the module is a failure here.

@@ -15,8 +15,10 @@ MODELS = ["eventgpt", "video_llava", "llava"]
 
 def _vision_and_lm(adapter):
     """(vision tower module, first LLaMA decoder layer) of an adapter's model."""
-    vision = adapter.model.vision_tower if adapter.name == "eventgpt" else (
-        adapter.model.model.video_tower if adapter.name == "video_llava" else adapter.model.model.vision_tower
+    vision = (
+        adapter.model.vision_tower
+        if adapter.name == "eventgpt"
+        else (adapter.model.model.video_tower if adapter.name == "video_llava" else adapter.model.model.vision_tower)
     )
     layer = next(m for m in adapter.model.modules() if type(m).__name__ == "LlamaDecoderLayer")
     return vision, layer

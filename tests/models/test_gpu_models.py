@@ -38,7 +38,9 @@ def test_7b_dummy_model_on_cuda(record_property, name, quant):
     footprint = adapter.footprint_bytes()
     record_property("load_seconds", adapter.load_seconds)
     record_property("footprint_bytes", footprint)
-    print(f"\n{name} 7b {quant}: created and quantised on cuda in {adapter.load_seconds:.2f} s, weights {footprint / GiB:.2f} GiB, host RSS +{rss_growth / GiB:.2f} GiB")
+    print(
+        f"\n{name} 7b {quant}: created and quantised on cuda in {adapter.load_seconds:.2f} s, weights {footprint / GiB:.2f} GiB, host RSS +{rss_growth / GiB:.2f} GiB"
+    )
     assert {p.device.type for p in adapter.model.parameters()} == {"cuda"}
     # no round trip through host memory: the host never held the weights (14 GB in bf16)
     assert rss_growth < 2 * GiB

@@ -86,7 +86,13 @@ def test_quant_spec_formats():
     int8 = QuantSpec("int8").bnb_config()
     assert int8.load_in_8bit and int8.llm_int8_threshold == 6.0
     assert QuantSpec("bf16").bnb_config() is None and not QuantSpec("fp32").quantised
-    assert [QuantSpec(q).compute_dtype for q in ("nf4", "int8", "bf16", "fp16", "fp32")] == [torch.bfloat16, torch.float16, torch.bfloat16, torch.float16, torch.float32]
+    assert [QuantSpec(q).compute_dtype for q in ("nf4", "int8", "bf16", "fp16", "fp32")] == [
+        torch.bfloat16,
+        torch.float16,
+        torch.bfloat16,
+        torch.float16,
+        torch.float32,
+    ]
     with pytest.raises(ValueError, match="unknown weight format 'q4'"):
         QuantSpec("q4")
 

@@ -25,11 +25,10 @@ import pytest
 import torch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from tiny_lms import VOCAB, tiny_lm
 
 from pytest_egbench.metrics.speculative import prefill_ids, speculative_decode
 from pytest_egbench.models.generation import decode
-
-from tiny_lms import VOCAB, tiny_lm
 
 
 class ForwardLog:

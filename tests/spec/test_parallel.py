@@ -8,12 +8,11 @@ import pytest
 import torch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from tiny_lms import VOCAB, tiny_lm
 
 from pytest_egbench.metrics.parallel import Lanes, parallel_prefill_decode, predicted_hidden_tokens
 from pytest_egbench.metrics.speculative import prefill_ids
 from pytest_egbench.models.generation import decode
-
-from tiny_lms import VOCAB, tiny_lm
 
 
 def greedy_reference(model, ids, steps):
@@ -134,7 +133,20 @@ def test_structure_target_queued_first_then_draft_then_join():
     target, draft = tiny_lm(0), tiny_lm(3, layers=1)
     lanes = RecordingLanes()
     run(draft, target, [1, 2, 3], [1, 2, 3, 4, 5, 6], lanes, steps=6, gamma=2, hidden=3)
-    assert lanes.log == ["enter target", "mark target", "exit target", "enter draft", "mark draft", "mark draft", "mark draft", "mark draft", "mark draft", "exit draft", "join", "mark after"]
+    assert lanes.log == [
+        "enter target",
+        "mark target",
+        "exit target",
+        "enter draft",
+        "mark draft",
+        "mark draft",
+        "mark draft",
+        "mark draft",
+        "mark draft",
+        "exit draft",
+        "join",
+        "mark after",
+    ]
 
 
 class SlowPrefill(torch.nn.Module):

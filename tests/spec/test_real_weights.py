@@ -20,12 +20,11 @@ import os
 
 import pytest
 import torch
+from tiny_lms import tiny_lm
 
 from pytest_egbench.metrics.speculative import AcceptanceStats, early_exit_draft, prefill_ids, speculative_decode
 from pytest_egbench.models.generation import decode
 from pytest_egbench.models.smollm2 import INSTALL, chat_ids, load_smollm2, smollm2_missing
-
-from tiny_lms import tiny_lm
 
 EXTRA_QUESTIONS = ("Describe what is happening in this video.", "Is anything moving, and in which direction?")
 LAYERS = (8, 16, 24, 28)

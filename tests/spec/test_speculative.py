@@ -12,6 +12,7 @@ import pytest
 import torch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from tiny_lms import VOCAB, tiny_lm
 
 from pytest_egbench.metrics.speculative import (
     AcceptanceStats,
@@ -21,8 +22,6 @@ from pytest_egbench.metrics.speculative import (
     truncate_cache,
 )
 from pytest_egbench.models.generation import decode
-
-from tiny_lms import VOCAB, tiny_lm
 
 
 def target_greedy(model, ids, steps, vocab_size=None):
@@ -100,10 +99,16 @@ def test_equals_transformers_assisted_generation(gamma, draft_seed):
     draft.generation_config.num_assistant_tokens_schedule = "constant"
     draft.generation_config.assistant_confidence_threshold = 0.0
     out = target.generate(
-        torch.tensor([ids]), assistant_model=draft, do_sample=False, max_new_tokens=steps + 1,
-        num_assistant_tokens=gamma, num_assistant_tokens_schedule="constant", eos_token_id=None, pad_token_id=0,
+        torch.tensor([ids]),
+        assistant_model=draft,
+        do_sample=False,
+        max_new_tokens=steps + 1,
+        num_assistant_tokens=gamma,
+        num_assistant_tokens_schedule="constant",
+        eos_token_id=None,
+        pad_token_id=0,
     )
-    assert out[0, len(ids):].tolist() == [first, *result.tokens]
+    assert out[0, len(ids) :].tolist() == [first, *result.tokens]
 
 
 def test_sweep_rewinds_between_gammas():
