@@ -112,11 +112,16 @@ def measurements_from_timing(
     benchmark's ``egbench(alternatives=True)``). Stage and derived metrics carry their control
     rounds' values too (empty without control rounds).
     """
+
+    def labelled(**fields: Any) -> Measurement:
+        """A measurement of this test, with its own copies of the parameters and extra info."""
+        return Measurement(**fields, params=dict(params), extra_info=dict(extra_info), nodeid=nodeid, test=test, group=group, model=model)
+
     out: list[Measurement] = []
     for stage in results.stages:
         cold_ns = results.cold.get(stage)
         out.append(
-            Measurement(
+            labelled(
                 metric=stage,
                 unit=SECONDS,
                 kind=LATENCY,
@@ -125,52 +130,25 @@ def measurements_from_timing(
                 cold=None if cold_ns is None else cold_ns * 1e-9,
                 warmup=[ns * 1e-9 for ns in results.warmup.get(stage, [])],
                 control=[ns * 1e-9 for ns in results.control.get(stage, [])],
-                params=dict(params),
-                extra_info=dict(extra_info),
-                nodeid=nodeid,
-                test=test,
-                group=group,
-                model=model,
             )
         )
         counts = results.tokens.get(stage, [])
         known = [c for c in counts if c is not None]
         if counts and len(known) == len(counts):
-            out.append(
-                Measurement(
-                    metric=f"tokens.{stage}",
-                    unit=TOKENS,
-                    kind=EXACT,
-                    stage=stage,
-                    samples=[float(c) for c in known],
-                    params=dict(params),
-                    extra_info=dict(extra_info),
-                    nodeid=nodeid,
-                    test=test,
-                    group=group,
-                    model=model,
-                )
-            )
+            out.append(labelled(metric=f"tokens.{stage}", unit=TOKENS, kind=EXACT, stage=stage, samples=[float(c) for c in known]))
     cold_derived = results.derived_cold(alternatives=alternatives)
     control_derived = results.derived_control(alternatives=alternatives)
     for metric, values in results.derived(alternatives=alternatives).items():
         derived = DERIVED_BY_NAME[metric]
-        scale = derived.scale
         cold = cold_derived.get(metric)
         out.append(
-            Measurement(
+            labelled(
                 metric=metric,
                 unit=derived.unit,
                 kind=derived.kind,
-                samples=[v * scale for v in values],
-                cold=None if cold is None else cold * scale,
-                control=[v * scale for v in control_derived.get(metric, [])],
-                params=dict(params),
-                extra_info=dict(extra_info),
-                nodeid=nodeid,
-                test=test,
-                group=group,
-                model=model,
+                samples=[v * derived.scale for v in values],
+                cold=None if cold is None else cold * derived.scale,
+                control=[v * derived.scale for v in control_derived.get(metric, [])],
             )
         )
     return out

@@ -259,6 +259,44 @@ def _write_error(out: Path, rel: str, error: OSError) -> DataWriteError:
     return DataWriteError(out, f"{what}: {reason}{f' ({code})' if code else ''}; nothing was written{kept}", error.errno)
 
 
+def _write_clip(tmp: Path, job: _VideoJob, sid: str, span: tuple[int, int], opts: BuildOptions, conversations: Any) -> Sample:
+    """One clip of a video job as a sample: its MP4 (the source copied when whole and H.264 in
+    order, else re-encoded), events simulated from its frames, their event frames, and the
+    sample's index entry."""
+    start, end = span
+    mp4_rel = f"mp4/{sid}.mp4"
+    sim = EventSimulator(threshold=opts.threshold, seed=opts.seed)
+    frames = _clip_frames(job, start, end, sim)
+    if job.whole and job.source.suffix.lower() == ".mp4" and job.index.codec == "h264" and not job.index.out_of_order:
+        with _writing(mp4_rel):
+            shutil.copy2(job.source, tmp / mp4_rel)
+        for _ in frames:  # the simulator still sees every frame
+            pass
+    else:
+        times = job.index.timestamps_us()
+        held = np.count_nonzero((times >= start) & (times < end))
+        with _writing(mp4_rel):
+            write_mp4(tmp / mp4_rel, frames, fps=held * 1_000_000 / (end - start))
+    events = sim.events()
+    events = EventStream(events.x, events.y, events.t, events.p, events.sensor, start, None, events.metadata)
+    event_rel, images = _write_event_outputs(tmp, sid, events, opts.frames)
+    extra: dict[str, Any] = {"source": job.source.name, "clip_start_ms": start / 1000, "simulated_events": True}
+    repairs = job.index.repairs(start, end)
+    if repairs is not None:  # the source's frames came out of order or repeated
+        extra["video_timestamps"] = repairs
+    return Sample(
+        id=sid,
+        event_data=event_rel,
+        mp4_data=mp4_rel,
+        event_image=images,
+        duration_ms=(end - start) / 1000,
+        extra=extra,
+        root=tmp,
+        split=opts.split,
+        conversations=conversations,
+    )
+
+
 def _write_all(tmp: Path, plan: _Plan, opts: BuildOptions, say: Callable[[str], None]) -> list[Sample]:
     samples: list[Sample] = []
     taken: set[str] = set()
@@ -286,39 +324,7 @@ def _write_all(tmp: Path, plan: _Plan, opts: BuildOptions, say: Callable[[str], 
             sid = _sample_id(job.source.stem if job.whole else f"{job.source.stem}_{k:04d}", taken)
             done += 1
             say(f"[{done}/{total}] {sid}: {job.source.name} {start / 1000:.0f}-{end / 1000:.0f} ms: decode, simulate events, encode")
-            mp4_rel = f"mp4/{sid}.mp4"
-            sim = EventSimulator(threshold=opts.threshold, seed=opts.seed)
-            frames = _clip_frames(job, start, end, sim)
-            if job.whole and job.source.suffix.lower() == ".mp4" and job.index.codec == "h264" and not job.index.out_of_order:
-                with _writing(mp4_rel):
-                    shutil.copy2(job.source, tmp / mp4_rel)
-                for _ in frames:  # the simulator still sees every frame
-                    pass
-            else:
-                times = job.index.timestamps_us()
-                held = np.count_nonzero((times >= start) & (times < end))
-                with _writing(mp4_rel):
-                    write_mp4(tmp / mp4_rel, frames, fps=held * 1_000_000 / (end - start))
-            events = sim.events()
-            events = EventStream(events.x, events.y, events.t, events.p, events.sensor, start, None, events.metadata)
-            event_rel, images = _write_event_outputs(tmp, sid, events, opts.frames)
-            extra: dict[str, Any] = {"source": job.source.name, "clip_start_ms": start / 1000, "simulated_events": True}
-            repairs = job.index.repairs(start, end)
-            if repairs is not None:  # the source's frames came out of order or repeated
-                extra["video_timestamps"] = repairs
-            samples.append(
-                Sample(
-                    id=sid,
-                    event_data=event_rel,
-                    mp4_data=mp4_rel,
-                    event_image=images,
-                    duration_ms=(end - start) / 1000,
-                    extra=extra,
-                    root=tmp,
-                    split=opts.split,
-                    conversations=conversations,
-                )
-            )
+            samples.append(_write_clip(tmp, job, sid, (start, end), opts, conversations))
     return samples
 
 

@@ -176,6 +176,40 @@ def _prefill(model: Any, inputs: dict[str, Any]) -> tuple[Any, Any]:
     return cache, logits
 
 
+def _draft_lane(draft_model: Any, draft_inputs: dict[str, Any], hidden: int, lanes: Lanes, vocab_size: int | None) -> tuple[Any, Any, Any, Any, list[Any]]:
+    """The draft's side of :func:`parallel_prefill_decode`, inside its lane: its prefill, then
+    ``hidden`` draft tokens (the first from the prefill's logits, ``hidden - 1`` decode steps).
+    Returns the lane's marks at the prefill's start and end, the draft's KV cache, the proposals
+    ``[1, hidden]`` on the device and each token's end mark."""
+    import torch
+
+    from ..models.generation import cache_kwargs
+
+    d_start = lanes.mark("draft")
+    d_cache, d_logits = _prefill(draft_model, draft_inputs)
+    d_end = lanes.mark("draft")
+    token = greedy(d_logits[:, None], vocab_size)  # [1, 1]
+    produced, ends = [token], [lanes.mark("draft")]
+    for _ in range(hidden - 1):
+        token = greedy(draft_model(input_ids=token, **cache_kwargs(draft_model, d_cache), use_cache=True).logits[:, -1:], vocab_size)
+        produced.append(token)
+        ends.append(lanes.mark("draft"))
+    return d_start, d_end, d_cache, torch.cat(produced, dim=1), ends
+
+
+def _accept_hidden(target: Continuation, first: int, proposals: list[int], steps: int, vocab_size: int | None) -> tuple[list[int], int]:
+    """The target's first token and the hidden draft tokens it accepts: the first hidden token
+    against the target's first token, the rest verified in the target's first forward (when there
+    are more and any steps are asked for). Returns ``(tokens so far, hidden tokens accepted)``."""
+    out = [first]
+    if proposals[0] != first:
+        return out, 0
+    if len(proposals) == 1 or steps == 0:
+        return out, 1
+    n, nxt = verify(target, first, proposals[1:], vocab_size)
+    return out + proposals[1 : 1 + n] + [nxt], 1 + n
+
+
 def parallel_prefill_decode(
     draft_model: Any,
     draft_inputs: dict[str, Any],
@@ -200,8 +234,6 @@ def parallel_prefill_decode(
     """
     import torch
 
-    from ..models.generation import cache_kwargs
-
     if hidden < 1 or gamma < 1 or steps < 0:
         raise ValueError(f"need hidden >= 1, gamma >= 1, steps >= 0; got hidden={hidden}, gamma={gamma}, steps={steps}")
     with torch.inference_mode():
@@ -211,28 +243,12 @@ def parallel_prefill_decode(
             t_first = greedy(t_logits[0], vocab_size)
             t_end = lanes.mark("target")
         with lanes.lane("draft"):
-            d_start = lanes.mark("draft")
-            d_cache, d_logits = _prefill(draft_model, draft_inputs)
-            d_end = lanes.mark("draft")
-            token = greedy(d_logits[:, None], vocab_size)  # [1, 1]
-            produced, ends = [token], [lanes.mark("draft")]
-            for _ in range(hidden - 1):
-                token = greedy(draft_model(input_ids=token, **cache_kwargs(draft_model, d_cache), use_cache=True).logits[:, -1:], vocab_size)
-                produced.append(token)
-                ends.append(lanes.mark("draft"))
-            proposals_dev = torch.cat(produced, dim=1)
+            d_start, d_end, d_cache, proposals_dev, ends = _draft_lane(draft_model, draft_inputs, hidden, lanes, vocab_size)
         lanes.join()
         first, proposals = int(t_first), proposals_dev[0].tolist()  # host reads: waits for both lanes
         target = Continuation(target_model, t_cache, int(t_cache.get_seq_length()))
         draft = Continuation(draft_model, d_cache, int(d_cache.get_seq_length()) - (hidden - 1))
-        out = [first]
-        accepted_hidden = 0
-        if proposals[0] == first:
-            accepted_hidden = 1
-            if hidden > 1 and steps > 0:
-                n, nxt = verify(target, first, proposals[1:], vocab_size)
-                out += proposals[1 : 1 + n] + [nxt]
-                accepted_hidden += n
+        out, accepted_hidden = _accept_hidden(target, first, proposals, steps, vocab_size)
         truncate_cache(draft.cache, draft.prompt_tokens + len(out) - 1)
         accepted, _ = continue_speculating(draft, target, out, steps + 1, gamma, vocab_size=vocab_size)
         finish = lanes.mark_after()
