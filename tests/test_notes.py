@@ -9,7 +9,19 @@ import pytest
 
 # pytest's own notice that the already imported plugin cannot be assert-rewritten (seen with a
 # fresh editable install) is not one of ours: these tests count egbench's warnings
-RUN = ("--egbench", "--egbench-device", "cpu", "--egbench-rounds", "2", "--egbench-warmup", "0", "-p", "no:cacheprovider", "-W", "ignore::pytest.PytestAssertRewriteWarning")
+RUN = (
+    "--egbench",
+    "--egbench-device",
+    "cpu",
+    "--egbench-rounds",
+    "2",
+    "--egbench-warmup",
+    "0",
+    "-p",
+    "no:cacheprovider",
+    "-W",
+    "ignore::pytest.PytestAssertRewriteWarning",
+)
 #: Four benchmarks, each recording two latency metrics its marker does not declare.
 UNDECLARED = """
 import pytest

@@ -562,7 +562,9 @@ def test_the_whole_output_fits_120_columns_with_long_names(pytester):
     pytester.makepyfile(test_long=LONG_NAMES)
     # pytest's own notice that the already imported plugin cannot be assert-rewritten (a fresh
     # editable install) is pytest's line, not egbench's output
-    result = pytester.runpytest("--egbench", "--egbench-rounds", "2", "--egbench-warmup", "1", "--egbench-device", "cpu", "-W", "ignore::pytest.PytestAssertRewriteWarning")
+    result = pytester.runpytest(
+        "--egbench", "--egbench-rounds", "2", "--egbench-warmup", "1", "--egbench-device", "cpu", "-W", "ignore::pytest.PytestAssertRewriteWarning"
+    )
     result.assert_outcomes(passed=4)
     lines = result.stdout.lines
     widest = max(lines, key=len)
