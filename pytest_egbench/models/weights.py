@@ -129,7 +129,9 @@ def _bnb_linear(linear: nn.Linear, weight: torch.Tensor, bias: torch.Tensor | No
             weight, requires_grad=False, compress_statistics=meta_weight.compress_statistics, quant_type=meta_weight.quant_type, module=new4
         )
         # not yet quantised: .to() quantises on the device
-        new4.weight = param.to(device)  # type: ignore[misc]  # bitsandbytes types Params4bit.to's self as an nn.Module
+        # bitsandbytes types Params4bit.to's self as an nn.Module: call it untyped, so that mypy
+        # agrees with and without bitsandbytes installed
+        new4.weight = cast(Any, param).to(device)
         new = new4
     else:
         with torch.device("meta"):
