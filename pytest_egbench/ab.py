@@ -153,8 +153,6 @@ class Side:
     seconds: list[float] = field(default_factory=list)
     #: node id -> the first log in which that benchmark failed or errored
     failed: dict[str, Path] = field(default_factory=dict)
-    #: per pair, :func:`pytest_egbench.lockstep.run_pair`'s summary (kept on the ``ref`` side)
-    lockstep: list[dict[str, Any]] = field(default_factory=list)
 
 
 def turn_order(pair: int) -> list[str]:
@@ -221,7 +219,6 @@ def run(
         side_text = ", ".join(f"{s.label} {s.seconds[-1]:.1f} s (exit status {done[n][0]})" for n, s in sides.items())
         how = f"{paired['paired_turns']} turns paired" + (f", then unpaired: {paired['unpaired']}" if paired["unpaired"] else "")
         progress(f"egbench A/B: pair {pair + 1}/{pairs}: {side_text}; {how}")
-        sides["ref"].lockstep.append(paired)
     return sides
 
 
@@ -253,11 +250,6 @@ def process_command(root: Path, rel_root: Path, rel_cwd: Path, args: Sequence[st
     return cmd, cwd, env
 
 
-def pin_to(cpus: frozenset[int] | None) -> Callable[[], None] | None:
-    """A ``preexec_fn`` pinning the child to ``cpus`` (Linux ``sched_setaffinity``), or None."""
-    return (lambda: os.sched_setaffinity(0, cpus)) if cpus else None
-
-
 def run_process(
     root: Path, rel_root: Path, rel_cwd: Path, args: Sequence[str], baseline_dir: Path, out: Path, log: Path, cpus: frozenset[int] | None = None
 ) -> tuple[int, float]:
@@ -266,7 +258,7 @@ def run_process(
     cmd, cwd, env = process_command(root, rel_root, rel_cwd, args, baseline_dir, out)
     t0 = time.perf_counter()
     with open(log, "w", encoding="utf-8") as fh:
-        proc = subprocess.run(cmd, cwd=cwd, env=env, stdout=fh, stderr=subprocess.STDOUT, preexec_fn=pin_to(cpus))
+        proc = subprocess.run(cmd, cwd=cwd, env=env, stdout=fh, stderr=subprocess.STDOUT, preexec_fn=lockstep.pin_preexec(cpus))
     return proc.returncode, time.perf_counter() - t0
 
 

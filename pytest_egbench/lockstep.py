@@ -39,7 +39,7 @@ import os
 import select
 import subprocess
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -230,6 +230,12 @@ class Mediator:
             c.proc.wait()
 
 
+def pin_preexec(cpus: frozenset[int] | None) -> Callable[[], None] | None:
+    """A ``preexec_fn`` pinning a child process to ``cpus`` (Linux ``sched_setaffinity``), or
+    ``None`` for no pinning."""
+    return (lambda: os.sched_setaffinity(0, cpus)) if cpus else None
+
+
 def run_pair(
     commands: Sequence[tuple[str, list[str], Path, dict[str, str], Path]],
     order: Sequence[str],
@@ -256,9 +262,10 @@ def run_pair(
             to_r, to_w = os.pipe()
             from_r, from_w = os.pipe()
             child_env = dict(env, **{ENV: f"{to_r},{from_w}" + (f",{max(cpus)}" if cpus else "")})
-            preexec = (lambda: os.sched_setaffinity(0, cpus)) if cpus else None
             with open(log, "w", encoding="utf-8") as fh:
-                proc = subprocess.Popen(argv, cwd=cwd, env=child_env, stdout=fh, stderr=subprocess.STDOUT, pass_fds=(to_r, from_w), preexec_fn=preexec)
+                proc = subprocess.Popen(
+                    argv, cwd=cwd, env=child_env, stdout=fh, stderr=subprocess.STDOUT, pass_fds=(to_r, from_w), preexec_fn=pin_preexec(cpus)
+                )
             os.close(to_r)
             os.close(from_w)
             children.append(_Child(name, proc, to_w, io.open(from_r, "rb", buffering=0), time.perf_counter()))
