@@ -33,6 +33,7 @@ import statistics
 
 import pytest
 
+from pytest_egbench.fixtures import require_eager
 from pytest_egbench.pipeline import load_sample, visual_input
 
 GAMMAS = (1, 2, 4, 8)
@@ -49,6 +50,7 @@ CPU_STEPS = 6
 @pytest.mark.egbench_needs("events", "video")
 @pytest.mark.parametrize(("target_name", "frames"), TARGETS, ids=[t for t, _ in TARGETS])
 def test_acceptance(stage_timer, egbench_model, egbench_settings, egbench_sample, egbench_record, target_name, frames):
+    require_eager(egbench_settings, "speculative decoding runs eagerly only (it rewinds a growing KV cache)")
     pytest.importorskip("torch")
     import torch
 

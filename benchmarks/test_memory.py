@@ -38,7 +38,9 @@ def test_memory(egbench_record, egbench_model, egbench_settings, egbench_sample,
         state = adapter.prefill(inputs, visual)
     with peaks.stage("decode"):
         adapter.decode(state, steps)
-    tokens = inputs.prompt_tokens + steps
+    # positions the cache holds memory for: prompt + decode (eager), the static cache's length (compiled)
+    tokens = adapter.runtime.cache_positions(state.cache)
+    assert tokens >= inputs.prompt_tokens + steps
     computed = kv_cache_bytes(adapter.text_config, tokens, adapter.dtype)
     measured = measured_kv_cache_bytes(state.cache)
     assert measured == computed, f"KV cache: {measured} bytes in the tensors, {computed} from the config"

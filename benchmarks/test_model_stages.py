@@ -12,7 +12,9 @@ with 8 images (the origin's "8 frames" run), on each selected sample that has wh
 
 Recorded beside the timings (``extra_info``): prompt and visual tokens, KV-cache bytes computed
 from the config and measured from the cache (they must agree), the weights' footprint, the model's
-load time (cold, reported apart) and peak device memory per stage (CUDA; ``None`` on the CPU).
+load time (cold, reported apart), the runtime (``--egbench-runtime``) and its compile time (done
+before the rounds on this prompt's length, reported apart; ``None`` for eager), and peak device
+memory per stage (CUDA; ``None`` on the CPU).
 """
 
 from __future__ import annotations
@@ -34,6 +36,7 @@ CASES += [("qwen2_vl", 1), ("llava_onevision", 1)]
 @pytest.mark.parametrize(("model", "frames"), CASES, ids=[f"{m}-{n}" for m, n in CASES])
 def test_model_stages(stage_timer, egbench_model, egbench_settings, egbench_sample, model, frames):
     pytest.importorskip("torch")
+    from pytest_egbench import roofline
     from pytest_egbench.models.memory import PeakMemory, kv_cache_bytes, measured_kv_cache_bytes
 
     require_sample(egbench_sample, model_needs(model))
@@ -41,6 +44,9 @@ def test_model_stages(stage_timer, egbench_model, egbench_settings, egbench_samp
     steps = egbench_settings.max_new_tokens - 1
     peaks = PeakMemory(adapter.device)
     stage_timer.extra_info.update(model=model, sample=egbench_sample.id, frames=frames)
+    if adapter.runtime.name != "eager":  # compile outside the rounds, on this prompt's length
+        prompt_tokens = adapter.preprocess(visual_input(model, load_sample(model, egbench_sample, frames), frames, egbench_sample.question)).prompt_tokens
+        adapter.runtime.prepare(prompt_tokens, steps)
     hooks = adapter.hooks() if hasattr(adapter, "hooks") else None
     vision_parts: dict[str, list[float]] = {"tower": [], "projector": []}
 
@@ -66,7 +72,9 @@ def test_model_stages(stage_timer, egbench_model, egbench_settings, egbench_samp
         hooks.remove()
         stage_timer.extra_info.update(adapter.stage_note(), vision_tower_ms=vision_parts["tower"], vision_projector_ms=vision_parts["projector"])
 
-    kv_computed = kv_cache_bytes(adapter.text_config, inputs.prompt_tokens + steps, adapter.dtype)
+    kv_positions = adapter.runtime.cache_positions(state.cache)  # prompt + steps, or the static cache's length
+    attended = inputs.prompt_tokens + steps / 2 if adapter.runtime.name == "eager" else kv_positions
+    kv_computed = kv_cache_bytes(adapter.text_config, kv_positions, adapter.dtype)
     kv_measured = measured_kv_cache_bytes(state.cache)
     assert kv_measured == kv_computed
     stage_timer.extra_info.update(
@@ -76,6 +84,11 @@ def test_model_stages(stage_timer, egbench_model, egbench_settings, egbench_samp
         kv_bytes_per_token=adapter.kv_bytes_per_token,
         footprint_bytes=adapter.footprint_bytes(),
         model_load_s=adapter.load_seconds,
+        runtime=adapter.runtime.name,
+        compile_s=adapter.runtime.compile_seconds,
+        decode_bytes_per_token=roofline.decode_bytes_per_token(adapter.lm, adapter.kv_bytes_per_token, attended),
+        prefill_flops=roofline.prefill_flops(adapter.lm, inputs.prompt_tokens),
+        kv_cache_positions=kv_positions,
         peak_memory_bytes=dict(peaks.bytes),
     )
     results = stage_timer.results()

@@ -69,11 +69,11 @@ from . import catalog
 SCHEMA_VERSION = 4
 #: Saved runs kept per metric; an older run drops out when a newer one is saved.
 MAX_RUNS = 5
-_FINGERPRINT_KEYS = ("device", "preset", "quant", "torch", "transformers", "bitsandbytes", "cuda")
+_FINGERPRINT_KEYS = ("device", "preset", "quant", "runtime", "torch", "transformers", "bitsandbytes", "cuda")
 #: Metric kinds a baseline entry may have (:class:`pytest_egbench.catalog.Kind`).
 KINDS = catalog.KINDS
 #: Fingerprint fields that go into the file name as they are, and what they may hold.
-_NAME_FIELDS = ("preset", "quant", "torch", "transformers", "bitsandbytes", "cuda")
+_NAME_FIELDS = ("preset", "quant", "runtime", "torch", "transformers", "bitsandbytes", "cuda")
 _SAFE_FIELD = re.compile(r"[A-Za-z0-9._+-]{1,64}")
 _SAFE_DEVICE_SLUG = re.compile(r"[a-z0-9][a-z0-9.-]*")
 _RUN_ID = re.compile(r"[A-Za-z0-9._:+-]{1,128}")
@@ -215,13 +215,15 @@ def _mapping(value: Any) -> Mapping[str, Any]:
     return value if isinstance(value, Mapping) else {}
 
 
-def fingerprint(machine_info: Mapping[str, Any], preset: str, quant: str) -> dict[str, Any]:
+def fingerprint(machine_info: Mapping[str, Any], preset: str, quant: str, runtime: str = "eager") -> dict[str, Any]:
     """What must be equal for two latency figures to be comparable.
 
     From ``machine_info`` (see :mod:`pytest_egbench.machine`): the GPU name, or for a CPU run the
     CPU brand, core count, host name and machine id (``/etc/machine-id``; VMs cloned from one
     image often share a host name); the major.minor versions of torch, transformers, and (for NF4/int8)
-    bitsandbytes; the CUDA version on a GPU. Plus the preset and quantisation.
+    bitsandbytes; the CUDA version on a GPU. Plus the preset, the quantisation and, for any runtime
+    but the default ``eager``, the runtime (``--egbench-runtime``): absent means eager, so that the
+    fingerprints and file names of baselines saved before runtimes existed stay what they were.
     """
     eg = _mapping(machine_info.get("egbench"))
     libs = _mapping(eg.get("libraries"))
@@ -236,7 +238,7 @@ def fingerprint(machine_info: Mapping[str, Any], preset: str, quant: str) -> dic
         host = machine_info.get("node") or "unknown host"
         machine_id = eg.get("machine_id")
         device = f"CPU {brand} x{cpu.get('count', '?')} on {host}" + (f" [{machine_id}]" if machine_id else "")
-    return {
+    fp = {
         "device": device,
         "preset": preset,
         "quant": quant,
@@ -245,6 +247,18 @@ def fingerprint(machine_info: Mapping[str, Any], preset: str, quant: str) -> dic
         "bitsandbytes": _major_minor(libs.get("bitsandbytes")) if quant in ("nf4", "int8") else None,
         "cuda": _major_minor(eg.get("cuda")),
     }
+    if runtime != "eager":
+        fp["runtime"] = runtime
+    return fp
+
+
+def normalised_fingerprint(fp: Mapping[str, Any]) -> dict[str, Any]:
+    """``fp`` with exactly the fingerprint fields (missing ones ``None``), except ``runtime``,
+    which is there only for a runtime other than eager (:func:`fingerprint`)."""
+    out = {k: fp.get(k) for k in _FINGERPRINT_KEYS}
+    if out["runtime"] in (None, "eager"):
+        del out["runtime"]
+    return out
 
 
 def _slug(text: str) -> str:
@@ -264,7 +278,7 @@ def check_fingerprint(fp: Mapping[str, Any], source: object = None) -> None:
         )
     for key in _NAME_FIELDS:
         value = fp.get(key)
-        if value is None and key not in ("preset", "quant"):
+        if value is None and key not in ("preset", "quant"):  # runtime: absent means eager
             continue
         if not isinstance(value, str) or not _SAFE_FIELD.fullmatch(value) or ".." in value:
             raise BaselineError(
@@ -280,12 +294,14 @@ def fingerprint_name(fp: Mapping[str, Any], source: object = None) -> str:
     """
     check_fingerprint(fp, source)
     libs = [f"{k if k != 'bitsandbytes' else 'bnb'}{fp[k]}" for k in ("torch", "transformers", "bitsandbytes", "cuda") if fp.get(k)]
-    return f"{_slug(str(fp['device']))}__{fp['preset']}-{fp['quant']}__{'-'.join(libs)}"
+    runtime = f"-{fp['runtime']}" if fp.get("runtime") else ""
+    return f"{_slug(str(fp['device']))}__{fp['preset']}-{fp['quant']}{runtime}__{'-'.join(libs)}"
 
 
 def same_config(a: Mapping[str, Any], b: Mapping[str, Any]) -> bool:
-    """Same preset and quantisation: exact metrics (token counts, KV bytes) must then agree."""
-    return a.get("preset") == b.get("preset") and a.get("quant") == b.get("quant")
+    """Same preset, quantisation and runtime: exact metrics (token counts, KV bytes) must then
+    agree (the compiled runtime's static KV cache holds more positions than the eager one's)."""
+    return a.get("preset") == b.get("preset") and a.get("quant") == b.get("quant") and a.get("runtime", "eager") == b.get("runtime", "eager")
 
 
 # --------------------------------------------------------------------------- reading
@@ -444,7 +460,7 @@ def _from_results_file(path: Path, doc: Mapping[str, Any]) -> dict[str, Any]:
     record = {"id": run_id, "created": created, "commit": commit, "settings": dict(settings), "calibration": eg.get("calibration")}
     return {
         "schema_version": 3,
-        "fingerprint": fingerprint(machine, settings["preset"], settings["quant"]),
+        "fingerprint": fingerprint(machine, settings["preset"], settings["quant"], settings.get("runtime", "eager")),
         "created": created,
         "commit": commit,
         "runs": [record],
@@ -512,7 +528,7 @@ def _from_document(path: Path, doc: Mapping[str, Any]) -> Baseline:
     fp = doc.get("fingerprint")
     if not isinstance(fp, Mapping) or any(k not in fp for k in ("device", "preset", "quant")):
         raise BaselineError(f"{path}: fingerprint missing or lacking device/preset/quant")
-    fp = {k: fp.get(k) for k in _FINGERPRINT_KEYS}
+    fp = normalised_fingerprint(fp)
     check_fingerprint(fp, path)
     if not _opt_str(doc.get("created")) or not _opt_str(doc.get("commit")):
         raise BaselineError(f"{path}: created and commit must be strings or null")
@@ -645,7 +661,7 @@ def save_runs(directory: Path, fp: Mapping[str, Any], runs: Sequence[tuple[RunRe
     from .atomic import write_json_atomic
 
     directory = Path(directory)
-    fp = {k: fp.get(k) for k in _FINGERPRINT_KEYS}
+    fp = normalised_fingerprint(fp)
     path = directory / f"{fingerprint_name(fp, directory)}.json"
     directory.mkdir(parents=True, exist_ok=True)
     if path.resolve().parent != directory.resolve():

@@ -83,6 +83,7 @@ def egbench_model(pytestconfig: pytest.Config, egbench_session: EgbenchSession) 
     """
     from .models.base import ModelSpec
     from .models.registry import load_model
+    from .models.runtime import RuntimeUnsupportedError
 
     settings = egbench_session.settings
     device = egbench_session.device
@@ -99,6 +100,11 @@ def egbench_model(pytestconfig: pytest.Config, egbench_session: EgbenchSession) 
             write(f"egbench: loading {name} ({spec.preset}, {spec.quant}, {weights}) on {device} ...")
             try:
                 adapter = load_model(spec)
+                adapter.use_runtime(settings.runtime)
+            except RuntimeUnsupportedError as exc:
+                loaded[name] = exc
+                write(f"egbench: {name} skipped: {exc}")
+                pytest.skip(f"--egbench-runtime {settings.runtime}: {exc}")
             except Exception as exc:
                 loaded[name] = exc
                 write(f"egbench: loading {name} failed: {exc}")
@@ -106,6 +112,8 @@ def egbench_model(pytestconfig: pytest.Config, egbench_session: EgbenchSession) 
             loaded[name] = adapter
             write(f"egbench: loaded {name} in {adapter.load_seconds:.2f} s, weights {adapter.footprint_bytes() / 2**20:.1f} MiB")
         entry = loaded[name]
+        if isinstance(entry, RuntimeUnsupportedError):
+            pytest.skip(f"--egbench-runtime {settings.runtime}: {entry}")
         if isinstance(entry, BaseException):
             raise entry
         return entry
@@ -219,3 +227,11 @@ def require_sample(sample: Sample, *needs: str) -> Sample:
         if reason:
             pytest.skip(reason)
     return sample
+
+
+def require_eager(settings: Settings, why: str) -> None:
+    """Skip the calling test, with ``why``, unless the run's runtime (``--egbench-runtime``) is
+    eager: for benchmarks whose code runs only eagerly, so that a compiled run never reports
+    eager figures under the compiled runtime's fingerprint."""
+    if settings.runtime != "eager":
+        pytest.skip(f"--egbench-runtime {settings.runtime}: {why}; run it with --egbench-runtime eager")

@@ -25,6 +25,7 @@ from . import names
 from .argtypes import parse_non_negative_int, parse_positive_int
 from .models.quant import QUANTS
 from .models.registry import BUILTIN as _BUILTIN
+from .models.runtime import RUNTIMES
 
 #: ``--egbench-models all``: every model of the run's registry (:mod:`pytest_egbench.models.registry`).
 ALL_MODELS: tuple[str, ...] = ("all",)
@@ -86,6 +87,7 @@ def _choice(name: str, choices: Sequence[str]) -> Callable[[str], str]:
 
 parse_preset = _choice("preset", PRESETS)
 parse_quant = _choice("quantisation", QUANTS)
+parse_runtime = _choice("runtime", RUNTIMES)
 
 
 def _model_name(name: str) -> str:
@@ -250,6 +252,16 @@ OPTIONS: tuple[OptionSpec, ...] = (
     OptionSpec("preset", "--egbench-preset", "model sizes: tiny or 7b (default: tiny on CPU, 7b on CUDA)", parse_preset, metavar="PRESET"),
     OptionSpec("quant", "--egbench-quant", "weights: nf4, int8, bf16, fp16 or fp32 (default: nf4 on CUDA, fp32 on CPU)", parse_quant, metavar="QUANT"),
     OptionSpec(
+        "runtime",
+        "--egbench-runtime",
+        "how the LM runs prefill and decode: eager (a growing KV cache, one eager forward per token), compiled (a static KV cache and "
+        "a torch.compile'd decode step, CUDA graphs) or compiled-tuned (compiled with inductor's coordinate-descent tuning: faster "
+        "decode, 3x the compile time); the compiled ones need CUDA; docs/gpu.md#runtimes (default eager)",
+        parse_runtime,
+        "eager",
+        metavar="RUNTIME",
+    ),
+    OptionSpec(
         "models",
         "--egbench-models",
         f"comma-separated models to run: built-in {', '.join(BUILTIN_MODELS)}, or the name of an adapter registered by an entry point or a conftest hook (docs/adapters.md), or all (default all)",
@@ -390,6 +402,7 @@ class Settings:
     device: str = "auto"
     preset: str | None = None
     quant: str | None = None
+    runtime: str = "eager"
     #: registered model names once the plugin completed the registry (:data:`ALL_MODELS` before)
     models: tuple[str, ...] = ALL_MODELS
     checkpoints: tuple[tuple[str, Path], ...] = ()
@@ -466,6 +479,10 @@ class Settings:
         if not on_cuda and quant in ("nf4", "int8"):
             raise pytest.UsageError(
                 f"--egbench-quant {quant} ({self.sources.get('quant', 'default')}) needs a CUDA device; this run is on the CPU: use fp32, bf16 or fp16"
+            )
+        if not on_cuda and self.runtime != "eager":
+            raise pytest.UsageError(
+                f"--egbench-runtime {self.runtime} ({self.sources.get('runtime', 'default')}) needs a CUDA device (its point is CUDA graphs); this run is on the CPU: use eager"
             )
         # an injected run takes at least CONTROL_MIN_ROUNDS pairs of control and steady rounds
         rounds = max(self.rounds, CONTROL_MIN_ROUNDS) if self.inject else self.rounds

@@ -18,6 +18,7 @@ from typing import Any
 
 from .catalog import DERIVED, Unit
 from .layout import WIDTH, Grid, fit, render, wrap
+from .roofline import Peaks, calibrated_peaks, datasheet_peaks, roofline
 from .session import NOT_COMPARED, SECONDS, EgbenchSession, Measurement, _jsonable
 from .stats import benchmark_stats, summarize
 from .verdict import CONTROL_REFERENCE, IMPROVEMENT, INCONCLUSIVE, NOISE_ONLY, PASS, REGRESSION, SETTINGS_DIFFER
@@ -245,6 +246,61 @@ def figures_table(measurements: Sequence[Measurement]) -> StageTable | None:
     return StageTable(["figure", *models], rows)
 
 
+def roofline_table(measurements: Sequence[Measurement], peaks: Peaks | None) -> StageTable | None:
+    """Per configuration that recorded ``decode_bytes_per_token`` and ``prefill_flops`` in its
+    ``extra_info`` (the LM and model-stage benchmarks): the runtime and its compile time, the
+    median TPOT and the decode bandwidth it achieves (GB/s, and its share of ``peaks``), the
+    median prefill and its TFLOP/s (and share); :mod:`pytest_egbench.roofline`. ``None`` when no
+    measurement carries those figures."""
+    per: dict[str, dict[str, Any]] = {}
+    for m in measurements:
+        if "decode_bytes_per_token" not in m.extra_info:
+            continue
+        entry = per.setdefault(_column_label(m), {"extra": m.extra_info})
+        if m.metric in ("tpot", "prefill"):
+            entry[m.metric] = summarize(m.samples).median
+    if not per:
+        return None
+
+    def share(x: float | None) -> str:
+        return "-" if x is None else f"{x:.0%}"
+
+    rows = []
+    for label, e in per.items():
+        extra, tpot, prefill = e["extra"], e.get("tpot"), e.get("prefill")
+        r = roofline(extra, tpot, prefill, peaks)
+        compile_s = extra.get("compile_s")
+        rows.append(
+            [
+                label,
+                str(extra.get("runtime", "eager")),
+                "-" if compile_s is None else f"{compile_s:.1f}",
+                "-" if tpot is None else _fmt_ms(tpot),
+                "-" if r.decode_bandwidth is None else f"{r.decode_bandwidth / 1e9:.0f}",
+                share(r.decode_share),
+                "-" if prefill is None else _fmt_ms(prefill),
+                "-" if r.prefill_flops_per_s is None else _fmt(r.prefill_flops_per_s / 1e12),
+                share(r.prefill_share),
+            ]
+        )
+    header = ["configuration", "runtime", "compile s", "TPOT ms", "decode GB/s", "of peak", "prefill ms", "TFLOP/s", "of peak"]
+    return StageTable(header, rows)
+
+
+def roofline_title(group: str, peaks: Peaks | None) -> str:
+    """The roofline table's title: the group and the peaks its shares are of, with their source."""
+    if peaks is None:
+        return f"{group} roofline (no peak known for this device: shares not shown)"
+    return f"{group} roofline (peaks: {peaks.bandwidth / 1e9:.0f} GB/s, {peaks.flops / 1e12:.0f} TFLOP/s bf16, from the {peaks.source})"
+
+
+def session_peaks(session: EgbenchSession) -> Peaks | None:
+    """The peaks the roofline shares are of: this run's CUDA calibration where it measured them,
+    else the datasheet of a known GPU (:mod:`pytest_egbench.roofline`), else ``None``."""
+    gpu = (session.device_block or {}).get("gpu_name")
+    return calibrated_peaks(session.calibration) or datasheet_peaks(gpu)
+
+
 def render_text(table: StageTable) -> list[str]:
     """Fixed-width lines for the terminal: first column left-aligned, the others right-aligned."""
     return render(Grid(table.header, table.rows))
@@ -276,6 +332,10 @@ def _groups(session: EgbenchSession) -> list[tuple[str, StageTable]]:
         figures = figures_table(ms) if group in _FIGURE_GROUPS else None
         if figures is not None:
             out.append((f"{group} figures", figures))
+        peaks = session_peaks(session)
+        roof = roofline_table(ms, peaks)
+        if roof is not None:
+            out.append((roofline_title(group, peaks), roof))
     return out
 
 
@@ -475,10 +535,13 @@ def terminal_lines(session: EgbenchSession, width: int = WIDTH) -> list[str]:
             lines += ["", *wrap(f"[{title}]", width), *fit(grid, width)]
         own = _OWN_TABLES[group](ms) if group in _OWN_TABLES else None
         figures = figures_table(ms) if group in _FIGURE_GROUPS else None
+        peaks = session_peaks(session)
+        roof = roofline_table(ms, peaks)
         # the token-scaling table has three columns a model: split between models first
-        for title, table, step in ((group, own, 3 if group == "token_scaling" else 1), (f"{group} figures", figures, 1)):
+        tables = ((group, own, 3 if group == "token_scaling" else 1), (f"{group} figures", figures, 1), (roofline_title(group, peaks), roof, 1))
+        for title, table, step in tables:
             if table is not None:
-                lines += ["", f"[{title}]", *fit(Grid(table.header, table.rows, list(range(1, len(table.header), step))), width)]
+                lines += ["", *wrap(f"[{title}]", width), *fit(Grid(table.header, table.rows, list(range(1, len(table.header), step))), width)]
     return lines + [""] + verdict_lines(session, width)
 
 

@@ -71,8 +71,8 @@ class Measurement:
 
 
 #: Settings that must be equal for a baseline's numbers to measure the same work (rounds and
-#: warm-up aside; preset and quantisation are in the fingerprint too).
-COMPARED_SETTINGS = ("preset", "quant", "max_new_tokens")
+#: warm-up aside; preset, quantisation and runtime are in the fingerprint too).
+COMPARED_SETTINGS = ("preset", "quant", "runtime", "max_new_tokens")
 
 
 @dataclass(frozen=True)
@@ -210,7 +210,7 @@ class EgbenchSession:
 
     @property
     def fingerprint(self) -> dict[str, Any]:
-        return fingerprint(self.machine, self.settings.preset or "", self.settings.quant or "")
+        return fingerprint(self.machine, self.settings.preset or "", self.settings.quant or "", self.settings.runtime)
 
     @property
     def baselines(self) -> list[Baseline]:
@@ -522,11 +522,12 @@ class EgbenchSession:
         self._machine = None
 
     def run_info(self) -> dict[str, Any]:
-        """Settings that make two runs comparable: preset, quant, rounds, warm-up, tokens."""
+        """Settings that make two runs comparable: preset, quant, runtime, rounds, warm-up, tokens."""
         s = self.settings
         return {
             "preset": s.preset,
             "quant": s.quant,
+            "runtime": s.runtime,
             "rounds": s.rounds,
             "warmup": s.warmup,
             "max_new_tokens": s.max_new_tokens,

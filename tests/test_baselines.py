@@ -300,3 +300,19 @@ def test_constraints_pin_the_libraries_of_the_fingerprint(tmp_path, capsys):
     # a CPU fingerprint has no bitsandbytes and no CUDA
     cpu = baselines.constraints(baselines.Baseline({**fp, "device": "CPU x", "quant": "fp32", "bitsandbytes": None, "cuda": None}, {}))
     assert [line for line in cpu.splitlines() if not line.startswith("#")] == ["torch==2.11.*", "transformers==5.17.*"]
+
+
+def test_the_runtime_joins_the_fingerprint_only_when_it_is_not_eager():
+    machine = {"egbench": {"gpu_name": "NVIDIA H200", "cuda": "13.0", "libraries": {"torch": "2.11.0", "transformers": "5.17.0", "bitsandbytes": "0.50.2"}}}
+    eager = baselines.fingerprint(machine, "7b", "nf4")
+    assert eager == baselines.fingerprint(machine, "7b", "nf4", "eager") and "runtime" not in eager
+    # a baseline saved before runtimes existed keeps its name; a compiled one gets its own file
+    assert baselines.fingerprint_name(eager) == "nvidia-h200__7b-nf4__torch2.11-transformers5.17-bnb0.50-cuda13.0"
+    compiled = baselines.fingerprint(machine, "7b", "nf4", "compiled")
+    assert compiled == {**eager, "runtime": "compiled"}
+    assert baselines.fingerprint_name(compiled) == "nvidia-h200__7b-nf4-compiled__torch2.11-transformers5.17-bnb0.50-cuda13.0"
+    # exact metrics (KV bytes: the static cache holds more positions) compare only within one runtime
+    assert baselines.same_config(eager, {**eager, "runtime": "eager"})
+    assert not baselines.same_config(eager, compiled)
+    with pytest.raises(BaselineError, match="'runtime'"):
+        baselines.fingerprint_name({**eager, "runtime": "../x"})

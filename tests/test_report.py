@@ -454,3 +454,52 @@ def test_metric_rows_carry_the_ci_and_the_reference_they_were_judged_against():
     assert row.ref_value == pytest.approx(13.0) and row.ref_spread == pytest.approx((oracle.q1, oracle.q3))
     load = next(r for r in metric_rows(session, references=True) if r.metric == "load")
     assert load.ref_value is None and load.status is None  # not judged: nothing to draw beside it
+
+
+def _roofline_session(calibration=None, gpu="NVIDIA H200"):
+    session = EgbenchSession(Settings(enabled=True, preset="7b", quant="bf16", runtime="compiled"), "cuda")
+    session.device_block = {"device": "cuda", "gpu_name": gpu}
+    session.calibration = calibration
+    ms = 1_000_000
+    results = TimingResults(
+        stages=["prefill", "decode"],
+        steady={"prefill": [20 * ms] * 3, "decode": [75 * ms] * 3},
+        cold={"prefill": 30 * ms, "decode": 80 * ms},
+        warmup={"prefill": [21 * ms], "decode": [76 * ms]},
+        tokens={"prefill": [637] * 3, "decode": [15] * 3},
+        cold_tokens={"prefill": 637, "decode": 15},
+    )
+    extra = {"runtime": "compiled", "compile_s": 31.25, "decode_bytes_per_token": 1.2e10, "prefill_flops": 8.0e12}
+    session.add_timing(results, nodeid="b.py::test_lm_stages", test="test_lm_stages", group="lm", model=None, params={}, extra_info=extra)
+    return session
+
+
+def test_roofline_table_by_hand():
+    from pytest_egbench.report import roofline_table, session_peaks
+
+    session = _roofline_session()
+    peaks = session_peaks(session)
+    assert peaks is not None and peaks.source == "datasheet H200"  # no calibration in this run
+    table = roofline_table(session.measurements, peaks)
+    assert table.header == ["configuration", "runtime", "compile s", "TPOT ms", "decode GB/s", "of peak", "prefill ms", "TFLOP/s", "of peak"]
+    # TPOT 75 ms / 15 tokens = 5 ms; 1.2e10 B / 5 ms = 2400 GB/s = 50 % of 4.8 TB/s;
+    # 8e12 FLOPs / 20 ms = 400 TFLOP/s = 40 % of 989.4
+    assert table.rows == [["lm_stages", "compiled", "31.2", "5.00", "2400", "50%", "20.0", "400", "40%"]]
+    lines = terminal_lines(session)
+    assert "[lm roofline (peaks: 4800 GB/s, 989 TFLOP/s bf16, from the datasheet H200)]" in lines
+    # the calibration wins where it measured the device; shares of 4000 GB/s and 800 TFLOP/s
+    calibrated = _roofline_session({"device": "cuda", "probes": {"device_copy": {"median": 4000.0}, "matmul": {"median": 800.0}}})
+    row = roofline_table(calibrated.measurements, session_peaks(calibrated)).rows[0]
+    assert row[5] == "60%" and row[8] == "50%"
+    # no peak known: figures without shares, and the title says so
+    unknown = _roofline_session(gpu="Some GPU")
+    assert roofline_table(unknown.measurements, session_peaks(unknown)).rows[0][4:6] == ["2400", "-"]
+    assert any("no peak known for this device" in line for line in terminal_lines(unknown))
+    assert "## lm roofline (peaks: 4800 GB/s" in markdown_report(session, {"egbench": {}})
+
+
+def test_no_roofline_table_without_its_figures():
+    from pytest_egbench.report import roofline_table
+
+    assert roofline_table(session_with("eventgpt").measurements, None) is None
+    assert not any("roofline" in line for line in terminal_lines(session_with("eventgpt")))

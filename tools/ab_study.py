@@ -6,7 +6,8 @@ Arms, each a copy of this checkout in a temporary folder:
 * ``ref`` -- the code as it is (the reference);
 * ``same`` -- the code as it is again (an A/A: every flag on it is a false alarm);
 * ``slowP`` -- for each ``--slow P``: the code under test made slower on purpose, in
-  ``pytest_egbench/models/generation.py`` (``prefill_with_logits`` and ``decode``), by extra work of
+  ``pytest_egbench/models/generation.py`` (``prefill_with_logits`` and ``decode``; for
+  ``--egbench-runtime compiled``, ``CompiledLM.prefill`` and ``decode`` in ``runtime.py``), by extra work of
   ``P`` times the prefill and decode time that a first, unchanged process measured: a
   ``torch.cuda._sleep`` spin kernel on the GPU (its cycles per second measured in the process), a
   busy wait on the CPU. Not the plugin's injector: the code that the benchmark runs.
@@ -81,6 +82,34 @@ def decode(model, token, cache, steps, **kwargs):  # noqa: F811
     produced = _unchanged_decode(model, token, cache, steps, **kwargs)
     _extra_work(_EXTRA_DECODE_S, token.device)
     return produced
+"""
+
+
+#: The same slowdown in the compiled runtime's prefill and decode (``--egbench-runtime compiled``),
+#: appended to ``pytest_egbench/models/runtime.py``; the work itself is generation.py's.
+RUNTIME_SLOWDOWN = """
+
+# --- tools/ab_study.py: the slowdown in the compiled runtime ------------------------------------
+_unchanged_compiled_prefill, _unchanged_compiled_decode = CompiledLM.prefill, CompiledLM.decode
+
+
+def _slowed_prefill(self, **kwargs):
+    from . import generation
+
+    out = _unchanged_compiled_prefill(self, **kwargs)
+    generation._extra_work(generation._EXTRA_PREFILL_S, out[0].device)
+    return out
+
+
+def _slowed_decode(self, token, cache, steps):
+    from . import generation
+
+    produced = _unchanged_compiled_decode(self, token, cache, steps)
+    generation._extra_work(generation._EXTRA_DECODE_S, token.device)
+    return produced
+
+
+CompiledLM.prefill, CompiledLM.decode = _slowed_prefill, _slowed_decode
 """
 
 
@@ -217,6 +246,8 @@ def run_arms(args: argparse.Namespace, pytest_args: list[str]) -> tuple[dict[str
         arms[name] = copy_tree(work / name)
         gen = arms[name] / "pytest_egbench" / "models" / "generation.py"
         gen.write_text(gen.read_text() + SLOWDOWN.format(prefill=frac * base["prefill"], decode=frac * base["decode"]))
+        runtime = arms[name] / "pytest_egbench" / "models" / "runtime.py"
+        runtime.write_text(runtime.read_text() + RUNTIME_SLOWDOWN)
     names = list(arms)
     lock: list[dict] = []
     docs: dict[str, list[dict]] = {n: [] for n in names}

@@ -25,9 +25,9 @@ from typing import Any, ClassVar
 import numpy as np
 import torch
 
-from .generation import decode, prefill_with_logits
 from .memory import footprint_bytes, kv_bytes_per_token
 from .quant import QuantSpec
+from .runtime import LM, EagerLM, lm_runtime
 from .tokenization import DEFAULT_QUESTION, expand_placeholder, load_tokenizer
 
 
@@ -224,6 +224,15 @@ class ModelAdapter(ABC):
         self.image_processor = clip_image_processor(vision_config.image_size)
         #: seconds :meth:`load` took (set by it; None when built otherwise)
         self.load_seconds: float | None = None
+        #: how :meth:`prefill` and :meth:`decode` run the LM (:meth:`use_runtime`)
+        self.runtime: LM = EagerLM(lm)
+
+    def use_runtime(self, name: str) -> None:
+        """Run :meth:`prefill` and :meth:`decode` in runtime ``name`` (:data:`.runtime.RUNTIMES`):
+        eager forwards on a growing cache, or a static cache and a compiled decode step
+        (:mod:`.runtime`). ``ValueError`` for an unknown name; an adapter whose model cannot run
+        compiled raises :class:`.runtime.RuntimeUnsupportedError` saying why."""
+        self.runtime = lm_runtime(name, self.lm)
 
     # ------------------------------------------------------------------ per model
     @classmethod
@@ -280,13 +289,13 @@ class ModelAdapter(ABC):
     def prefill(self, inputs: Inputs, visual: torch.Tensor) -> PrefillState:
         """Stage 4: prompt embeddings with stage 3's ``visual`` spliced in, one LM forward through
         ``inputs_embeds``; first token chosen greedily. No host synchronisation."""
-        token, cache, logits = prefill_with_logits(self.lm, inputs_embeds=self.embed_prompt(inputs, visual))
+        token, cache, logits = self.runtime.prefill(inputs_embeds=self.embed_prompt(inputs, visual))
         return PrefillState(token=token, cache=cache, logits=logits, prompt_tokens=inputs.prompt_tokens)
 
     def decode(self, state: PrefillState, n: int) -> torch.Tensor:
         """Stage 5: ``n`` greedy tokens ``[1, n]``, one forward each on ``state.cache`` (which
         grows by ``n``); no early stop at EOS. ``state.token`` becomes the last token."""
-        produced = decode(self.lm, state.token, state.cache, n)
+        produced = self.runtime.decode(state.token, state.cache, n)
         if n:
             state.token = produced[:, -1:]
         return produced

@@ -1,0 +1,258 @@
+"""How the language model runs prefill and decode: the runtime (``--egbench-runtime``).
+
+``eager`` (the default): a growing ``DynamicCache`` and one eager transformers forward per token,
+as the origin scripts ran (:mod:`.generation`). Eager decode of a 7B model waits on the host
+between kernels, so its time per token follows the host's Python speed (docs/gpu.md#runtimes).
+
+``compiled``: a static KV cache (transformers ``StaticCache``, allocated once for the prompt plus
+the decode steps, rounded up to :data:`CACHE_ROUNDING` positions) and the one-token decode step --
+forward, greedy choice of the next token -- compiled with ``torch.compile(mode="reduce-overhead",
+fullgraph=True)``, which on CUDA replays the step as a CUDA graph: one launch per token, no host
+work between the kernels, the next token never leaves the device. Prefill runs eagerly into the
+static cache (one forward over hundreds of tokens is a few hundred kernels of long duration; a
+CUDA graph saves little there and a compiled prefill would compile once per prompt length).
+The compilation (tracing, code generation, CUDA-graph recording) is done by :meth:`CompiledLM.prepare`,
+outside the timed rounds, and its wall time is reported apart (``compile_s``), like the model's
+load time.
+
+``compiled-tuned``: ``compiled`` with inductor's coordinate-descent tuning of the generated Triton
+kernels' launch parameters (``torch._inductor.config.coordinate_descent_tuning``, as gpt-fast
+sets it). On an H200 it took the 7B bf16 decode step from 5.16 to 4.60 ms a token (55 % to 61 % of
+the 4.8 TB/s datasheet bandwidth) for a compile of 94 s instead of 30 s
+(docs/measurements/compiled-runtime-h200.md); nothing changes on the CPU.
+
+Both runtimes give the same greedy tokens up to kernel differences (a test checks it in fp32).
+"""
+
+from __future__ import annotations
+
+import inspect
+import time
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:  # torch is imported where it is used: the option parser imports RUNTIMES
+    import torch
+
+RUNTIMES = ("eager", "compiled", "compiled-tuned")
+#: The static KV cache holds the prompt and the decode steps, rounded up to a multiple of this.
+CACHE_ROUNDING = 64
+
+
+class RuntimeUnsupportedError(RuntimeError):
+    """The adapter's model cannot run in the runtime asked for (the message says why)."""
+
+
+class EagerLM:
+    """Prefill and decode as eager forwards on a growing ``DynamicCache`` (:mod:`.generation`)."""
+
+    name = "eager"
+    #: wall seconds of :meth:`prepare` (eager: nothing to compile, 0)
+    compile_seconds: float | None = None
+
+    def __init__(self, lm: torch.nn.Module) -> None:
+        self.lm = lm
+
+    def prepare(self, prompt_tokens: int, decode_tokens: int) -> float:
+        """Nothing to compile: returns 0.0 seconds."""
+        self.compile_seconds = 0.0
+        return 0.0
+
+    def prefill(self, **inputs: Any) -> tuple[torch.Tensor, Any, torch.Tensor]:
+        """:func:`.generation.prefill_with_logits` on the LM: ``(first token [B, 1], cache, logits [B, vocab])``."""
+        from . import generation
+
+        return generation.prefill_with_logits(self.lm, **inputs)
+
+    def decode(self, token: torch.Tensor, cache: Any, steps: int) -> torch.Tensor:
+        """:func:`.generation.decode`: ``[B, steps]`` greedy tokens."""
+        from . import generation
+
+        return generation.decode(self.lm, token, cache, steps)
+
+    def cache_positions(self, cache: Any) -> int:
+        """Token positions the KV cache holds memory for: the filled length (it grows)."""
+        return int(cache.get_seq_length())
+
+
+class CompiledLM:
+    """Prefill into a static KV cache, decode by a compiled one-token step (module docstring).
+
+    ``lm``: a transformers causal LM (batch 1). :meth:`prepare` allocates the cache and compiles;
+    :meth:`prefill` and :meth:`decode` call it themselves, untimed by them, if it was not called
+    (then the first round pays the compilation). ``mode``: the ``torch.compile`` mode;
+    ``"reduce-overhead"`` records CUDA graphs on CUDA and is plain inductor code on the CPU.
+    """
+
+    def __init__(self, lm: torch.nn.Module, *, mode: str = "reduce-overhead", tuned: bool = False) -> None:
+        self.lm = lm
+        self.mode = mode
+        #: coordinate-descent tuning of the generated kernels (the ``compiled-tuned`` runtime)
+        self.tuned = tuned
+        self.name = "compiled-tuned" if tuned else "compiled"
+        self.cache: Any = None
+        self.max_cache_len = 0
+        #: wall seconds the last compilation took (tracing, code generation, graph recording)
+        self.compile_seconds: float | None = None
+        params = inspect.signature(type(lm).forward).parameters
+        #: transformers < 5.24 takes ``cache_position``; later versions track it in the cache
+        self._takes_cache_position = "cache_position" in params
+        from .generation import cache_keyword
+
+        model_class: type = type(lm)  # plain ``type``: mypy does not take ``type[Module]`` for Hashable
+        self._cache_keyword = cache_keyword(model_class)  # looked up here: dynamo would trace its functools.cache
+        self._position: torch.Tensor | None = None
+        self._step = _compile(self._eager_step, mode)
+
+    # -------------------------------------------------------------- the compiled step
+    def _eager_step(self, token: torch.Tensor, position: torch.Tensor) -> torch.Tensor:
+        extra = {"cache_position": position} if self._takes_cache_position else {}
+        out = self.lm(input_ids=token, position_ids=position.view(1, 1), use_cache=True, **{self._cache_keyword: self.cache}, **extra)
+        return out.logits[:, -1:].argmax(-1)
+
+    def _allocate(self, positions: int) -> None:
+        import torch
+        from transformers import StaticCache
+
+        length = -(-positions // CACHE_ROUNDING) * CACHE_ROUNDING
+        config: Any = self.lm.config  # a transformers PreTrainedModel
+        self.cache = _static_cache(StaticCache, config, length, self.lm)
+        self.max_cache_len = length
+        device = next(self.lm.parameters()).device
+        self._position = torch.zeros(1, dtype=torch.long, device=device)
+
+    def prepare(self, prompt_tokens: int, decode_tokens: int) -> float:
+        """Allocate the static cache for ``prompt_tokens + decode_tokens`` positions and compile
+        the decode step (three calls: torch.compile's warm-up run, the CUDA-graph recording, a
+        replay), on a prompt of token id 0. Returns the wall seconds it took, device
+        synchronised (also kept in :attr:`compile_seconds`). A larger prompt later allocates a
+        larger cache and compiles again."""
+        import torch
+
+        device = next(self.lm.parameters()).device
+        start = time.perf_counter()
+        self._allocate(prompt_tokens + decode_tokens)
+        ids = torch.zeros(1, prompt_tokens, dtype=torch.long, device=device)
+        token, cache, _ = self.prefill(input_ids=ids)
+        self.decode(token, cache, min(3, decode_tokens))
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+        self.compile_seconds = time.perf_counter() - start
+        return self.compile_seconds
+
+    # -------------------------------------------------------------- stages
+    def prefill(
+        self, *, input_ids: torch.Tensor | None = None, inputs_embeds: torch.Tensor | None = None, **model_kwargs: Any
+    ) -> tuple[torch.Tensor, Any, torch.Tensor]:
+        """One eager forward over the prompt into the static cache (reset first, in place):
+        ``(first token [1, 1], cache, last-position logits [1, vocab])``. ``ValueError`` for a
+        batch other than 1 or no input."""
+        import torch
+
+        with torch.inference_mode():
+            return self._prefill(input_ids, inputs_embeds, model_kwargs)
+
+    def _prefill(
+        self, input_ids: torch.Tensor | None, inputs_embeds: torch.Tensor | None, model_kwargs: dict[str, Any]
+    ) -> tuple[torch.Tensor, Any, torch.Tensor]:
+        import torch
+
+        from .generation import cache_kwargs
+
+        prompt = input_ids if input_ids is not None else inputs_embeds
+        if prompt is None:
+            raise ValueError("pass input_ids or inputs_embeds")
+        if prompt.shape[0] != 1:
+            raise ValueError(f"the compiled runtime decodes batch 1, got a batch of {prompt.shape[0]}")
+        length = prompt.shape[1]
+        if self.cache is None or length + 1 > self.max_cache_len:
+            self._allocate(length + CACHE_ROUNDING)
+        else:
+            self.cache.reset()
+        positions = torch.arange(length, device=prompt.device)
+        extra = {"cache_position": positions} if self._takes_cache_position else {}
+        tokens = {"input_ids": input_ids, "inputs_embeds": inputs_embeds, **model_kwargs}
+        out = self.lm(**tokens, position_ids=positions[None], use_cache=True, logits_to_keep=1, **cache_kwargs(self.lm, self.cache), **extra)
+        logits = out.logits[:, -1]
+        assert self._position is not None
+        self._position.fill_(length)
+        return logits.argmax(-1, keepdim=True), self.cache, logits
+
+    def decode(self, token: torch.Tensor, cache: Any, steps: int) -> torch.Tensor:
+        """``steps`` greedy tokens ``[1, steps]``, one compiled step each, after :meth:`prefill`.
+        ``ValueError`` when the static cache has no room for them (it was sized by
+        :meth:`prepare` or the prompt plus :data:`CACHE_ROUNDING`)."""
+        import torch
+
+        if steps < 0:
+            raise ValueError(f"steps must be >= 0, got {steps}")
+        if cache is not self.cache or self._position is None:
+            raise ValueError("decode the cache of this runtime's last prefill")
+        produced = torch.empty(1, steps, dtype=torch.long, device=token.device)
+        filled = int(cache.get_seq_length())
+        if filled + steps > self.max_cache_len:
+            raise ValueError(f"the static KV cache holds {self.max_cache_len} positions: {filled} filled, no room for {steps} decode steps")
+        with torch.inference_mode(), _inductor_settings(self.tuned):  # compilation happens in the first steps
+            for i in range(steps):
+                token = self._step(token, self._position).clone()
+                produced[:, i : i + 1] = token
+                self._position += 1
+        return produced
+
+    def cache_positions(self, cache: Any) -> int:
+        """Token positions the static cache holds memory for: all of them, filled or not."""
+        return self.max_cache_len
+
+
+LM = EagerLM | CompiledLM
+
+#: Recompilations torch.compile may make of the decode step (one per static-cache length and
+#: model) before it would fall back to eager code; past it, fail rather than time eager code.
+RECOMPILE_LIMIT = 64
+
+
+def _compile(step: Any, mode: str) -> Any:
+    """``torch.compile(step, mode=mode, fullgraph=True, dynamic=False)`` with dynamo's recompile
+    limit raised to :data:`RECOMPILE_LIMIT` and a hit of it made an error (never a silent fall
+    back to eager code)."""
+    import torch
+    import torch._dynamo.config as dynamo_config
+
+    for name in ("recompile_limit", "cache_size_limit"):  # renamed in torch 2.6
+        if hasattr(dynamo_config, name):
+            setattr(dynamo_config, name, max(getattr(dynamo_config, name), RECOMPILE_LIMIT))
+            break
+    if hasattr(dynamo_config, "fail_on_recompile_limit_hit"):
+        dynamo_config.fail_on_recompile_limit_hit = True
+    return torch.compile(step, mode=mode, fullgraph=True, dynamic=False)
+
+
+def _inductor_settings(tuned: bool) -> Any:
+    """A context in which inductor compiles with coordinate-descent tuning (``tuned``), or one that
+    leaves its settings alone."""
+    import contextlib
+
+    import torch._inductor.config as inductor
+
+    return inductor.patch(coordinate_descent_tuning=True) if tuned else contextlib.nullcontext()
+
+
+def _static_cache(cache_class: Any, config: Any, length: int, lm: torch.nn.Module) -> Any:
+    """A ``StaticCache`` of ``length`` positions under the signature of the installed
+    transformers: ``(config, max_cache_len)`` since 5.x's lazy layers, ``(config,
+    max_batch_size, max_cache_len, device, dtype)`` before."""
+    params = inspect.signature(cache_class.__init__).parameters
+    if "max_batch_size" in params or "device" in params:
+        parameter = next(lm.parameters())
+        dtype = getattr(config, "torch_dtype", None) or parameter.dtype
+        return cache_class(config=config, max_batch_size=1, max_cache_len=length, device=parameter.device, dtype=dtype)
+    return cache_class(config=config, max_cache_len=length)
+
+
+def lm_runtime(name: str, lm: torch.nn.Module) -> LM:
+    """The runtime ``name`` (one of :data:`RUNTIMES`) for the causal LM ``lm``; ``ValueError``
+    for another name."""
+    if name == "eager":
+        return EagerLM(lm)
+    if name in ("compiled", "compiled-tuned"):
+        return CompiledLM(lm, tuned=name == "compiled-tuned")
+    raise ValueError(f"unknown runtime {name!r}: choose from {', '.join(RUNTIMES)}")

@@ -1,0 +1,100 @@
+"""The compiled runtime (static KV cache, torch.compile'd decode step) against the eager one.
+
+Oracle: the eager path (a growing ``DynamicCache``, one plain forward per token), itself checked
+against one full forward in test_generation. On the CPU ``reduce-overhead`` compiles inductor code
+without CUDA graphs; the static cache, the positions and the greedy loop are the same code.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+torch = pytest.importorskip("torch")
+
+from pytest_egbench.models.base import ModelSpec  # noqa: E402
+from pytest_egbench.models.llama import dummy_llama  # noqa: E402
+from pytest_egbench.models.memory import kv_bytes_per_token, kv_cache_bytes, measured_kv_cache_bytes  # noqa: E402
+from pytest_egbench.models.runtime import CACHE_ROUNDING, CompiledLM, EagerLM, RuntimeUnsupportedError, lm_runtime  # noqa: E402
+
+PROMPT, STEPS = 37, 12
+
+
+@pytest.fixture(scope="module")
+def lm():
+    return dummy_llama("tiny", "fp32", "cpu")
+
+
+@pytest.fixture(scope="module")
+def compiled(lm):
+    runtime = CompiledLM(lm)
+    seconds = runtime.prepare(PROMPT, STEPS)
+    assert seconds > 0 and runtime.compile_seconds == seconds
+    return runtime
+
+
+def _prompt(lm, length=PROMPT, seed=0):
+    return torch.randint(3, lm.config.vocab_size, (1, length), generator=torch.Generator().manual_seed(seed))
+
+
+def test_compiled_decode_gives_the_eager_tokens(lm, compiled):
+    eager = EagerLM(lm)
+    for seed in (0, 1):  # two rounds on the same static cache: the reset between them is complete
+        ids = _prompt(lm, seed=seed)
+        first_e, cache_e, logits_e = eager.prefill(input_ids=ids)
+        first_c, cache_c, logits_c = compiled.prefill(input_ids=ids)
+        torch.testing.assert_close(logits_c, logits_e, rtol=1e-4, atol=1e-4)
+        assert first_c.tolist() == first_e.tolist()
+        tokens_e = eager.decode(first_e, cache_e, STEPS)
+        tokens_c = compiled.decode(first_c, cache_c, STEPS)
+        assert tokens_c.tolist() == tokens_e.tolist()
+        assert int(cache_c.get_seq_length()) == PROMPT + STEPS == int(cache_e.get_seq_length())
+
+
+def test_static_cache_memory_is_its_whole_length(lm, compiled):
+    _, cache, _ = compiled.prefill(input_ids=_prompt(lm))
+    positions = compiled.cache_positions(cache)
+    # allocated once for prompt + steps, rounded up: 37 + 12 = 49 -> 64
+    assert positions == CACHE_ROUNDING == 64
+    assert measured_kv_cache_bytes(cache) == kv_cache_bytes(lm.config, positions, torch.float32) == positions * kv_bytes_per_token(lm.config, torch.float32)
+
+
+def test_compiled_decode_refuses_what_the_cache_cannot_hold(lm, compiled):
+    first, cache, _ = compiled.prefill(input_ids=_prompt(lm))
+    with pytest.raises(ValueError, match="static KV cache holds 64 positions: 37 filled, no room for 28"):
+        compiled.decode(first, cache, 28)
+    with pytest.raises(ValueError, match="steps must be >= 0"):
+        compiled.decode(first, cache, -1)
+    with pytest.raises(ValueError, match="batch 1"):
+        compiled.prefill(input_ids=torch.zeros(2, 5, dtype=torch.long))
+
+
+def test_runtime_names(lm):
+    assert isinstance(lm_runtime("eager", lm), EagerLM)
+    with pytest.raises(ValueError, match="unknown runtime 'graph': choose from eager, compiled"):
+        lm_runtime("graph", lm)
+
+
+def test_generic_adapter_refuses_the_compiled_runtime():
+    from pytest_egbench.models.registry import load_model
+
+    adapter = load_model(ModelSpec("llava_onevision", preset="tiny"))
+    adapter.use_runtime("eager")
+    with pytest.raises(RuntimeUnsupportedError, match="only the eager runtime"):
+        adapter.use_runtime("compiled")
+    with pytest.raises(ValueError, match="unknown runtime"):
+        adapter.use_runtime("graph")
+
+
+def test_tuned_runtime_is_the_compiled_one_with_coordinate_descent_tuning(lm):
+    import torch._inductor.config as inductor
+
+    runtime = lm_runtime("compiled-tuned", lm)
+    assert isinstance(runtime, CompiledLM) and runtime.tuned and runtime.name == "compiled-tuned"
+    assert lm_runtime("compiled", lm).name == "compiled"
+    before = inductor.coordinate_descent_tuning
+    seen = []
+    runtime._step = lambda token, position: seen.append(inductor.coordinate_descent_tuning) or token  # the setting while compiling
+    first, cache, _ = runtime.prefill(input_ids=_prompt(lm))
+    runtime.decode(first, cache, 2)
+    assert seen == [True, True]
+    assert inductor.coordinate_descent_tuning == before
