@@ -222,14 +222,24 @@ def run(
     return sides
 
 
+#: The OpenMP thread count of an A/B process (torch's CPU ops), unless the environment sets it. The
+#: processes of a pair take turns on the same CPUs; with more than one thread, the OpenMP threads of
+#: the process waiting for its turn busy-wait on the CPUs the timed process needs. Measured on a
+#: 2-CPU VM, LM benchmark of the tiny preset: prefill 612-625 ms and decode 716-724 ms a round in
+#: lockstep against 5.4 and 16.3 ms alone, so that a 5 % slowdown read as +0.1 %; with one thread
+#: 7.0-7.8 and 15.4-17.0 ms (docs/machines.md#same-machine-ab).
+ONE_THREAD = {"OMP_NUM_THREADS": "1"}
+
+
 def process_command(root: Path, rel_root: Path, rel_cwd: Path, args: Sequence[str], baseline_dir: Path, out: Path) -> tuple[list[str], Path, dict[str, str]]:
     """``(argv, cwd, env)`` of one benchmark process of the checkout at ``root``: ``python -m
     pytest ARGS -p no:cacheprovider -rfE --rootdir ROOT/REL_ROOT --egbench-json OUT
     --egbench-baseline-dir BASELINE_DIR``, started in ``root / rel_cwd`` (or the rootdir when that
-    folder is missing), ``PYTHONPATH`` = ``root`` first."""
+    folder is missing), ``PYTHONPATH`` = ``root`` first, and torch's CPU ops on one thread
+    (:data:`ONE_THREAD`, where the environment does not set them)."""
     child_root = root / rel_root
     cwd = root / rel_cwd if (root / rel_cwd).is_dir() else child_root
-    env = dict(os.environ)
+    env = {**ONE_THREAD, **os.environ}
     env["PYTHONPATH"] = os.pathsep.join([str(root), *([env["PYTHONPATH"]] if env.get("PYTHONPATH") else [])])
     env.pop("PYTEST_ADDOPTS", None)
     env.pop(lockstep.ENV, None)

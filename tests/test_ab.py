@@ -6,6 +6,8 @@ from __future__ import annotations
 import random
 import shutil
 import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 
@@ -13,6 +15,7 @@ from pytest_egbench import ab
 from pytest_egbench.verdict import IMPROVEMENT, NOISE_ONLY, PASS, REGRESSION, RefKind, ab_reference, judge_ab
 
 ALPHA = 0.01
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def _runs(level: float, pairs: int = 4, rounds: int = 8, noise: float = 0.01, seed: int = 0, offsets=None) -> list[list[float]]:
@@ -282,3 +285,20 @@ def test_a_benchmark_that_fails_in_the_current_code_fails_the_ab(pytester, tmp_p
     )
     result.assert_outcomes(failed=1)
     unwrapped(result).fnmatch_lines(["*egbench: the benchmark failed in a process of the current code (see *current-0.log)*"])
+
+
+def test_ab_processes_run_torch_on_one_cpu_thread_unless_told_otherwise(tmp_path, monkeypatch):
+    """The process waiting for its turn must not busy-wait with OpenMP threads on the CPUs of the
+    timed one (measured: 60x slower CPU stages in lockstep); torch itself reports the count."""
+    pytest.importorskip("torch")
+    code = "import torch, pytest_egbench; print(torch.get_num_threads(), pytest_egbench.__file__)"
+
+    def child_threads() -> list[str]:
+        cmd, cwd, env = ab.process_command(ROOT, Path("."), Path("."), [], tmp_path, tmp_path / "o.json")
+        return subprocess.run([sys.executable, "-c", code], cwd=cwd, env=env, capture_output=True, text=True, check=True).stdout.split()
+
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    threads, package = child_threads()
+    assert threads == "1" and Path(package).parent == ROOT / "pytest_egbench"
+    monkeypatch.setenv("OMP_NUM_THREADS", "2")
+    assert child_threads()[0] == "2"
