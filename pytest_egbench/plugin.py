@@ -272,8 +272,10 @@ def _run_ab(config: pytest.Config, egb: EgbenchSession, benchmarks: int) -> None
     egb.ab_reference = reference
     workdir = Path(tempfile.mkdtemp(prefix="egbench-ab-"))
     pinned = f", each pinned to CPUs {','.join(map(str, sorted(cpus)))}" if cpus else ", not pinned to CPUs"
+    more_rounds = ab.rounds_args(egb.settings.rounds, egb.settings.sources.get("rounds", "default"), egb.settings.ref_pairs)
+    rounds = f", {more_rounds[-1] if more_rounds else egb.settings.rounds} steady rounds each"
     progress(
-        f"egbench A/B: {benchmarks} benchmark(s), {egb.settings.ref_pairs} pair(s) of processes{pinned}: {reference.label} (checkout {reference.root}) against the current code; logs in {workdir}"
+        f"egbench A/B: {benchmarks} benchmark(s), {egb.settings.ref_pairs} pair(s) of processes{pinned}{rounds}: {reference.label} (checkout {reference.root}) against the current code; logs in {workdir}"
     )
     try:
         current_root = reference.worktree_of or config.rootpath
@@ -282,7 +284,7 @@ def _run_ab(config: pytest.Config, egb: EgbenchSession, benchmarks: int) -> None
             current_root,
             config.rootpath,
             config.invocation_params.dir,
-            config.invocation_params.args,
+            [*config.invocation_params.args, *more_rounds],
             egb.settings.ref_pairs,
             workdir,
             progress,

@@ -302,3 +302,40 @@ def test_ab_processes_run_torch_on_one_cpu_thread_unless_told_otherwise(tmp_path
     assert threads == "1" and Path(package).parent == ROOT / "pytest_egbench"
     monkeypatch.setenv("OMP_NUM_THREADS", "2")
     assert child_threads()[0] == "2"
+
+
+def test_rounds_an_ab_gives_its_processes():
+    # at least 24 paired rounds pooled over the pairs, never fewer than the default 8 a process
+    assert ab.rounds_args(8, "default", 1) == ["--egbench-rounds", "24"]
+    assert ab.rounds_args(8, "default", 2) == ["--egbench-rounds", "12"]
+    assert ab.rounds_args(8, "default", 5) == ["--egbench-rounds", "8"]
+    assert ab.rounds_args(30, "default", 1) == ["--egbench-rounds", "30"]
+    assert ab.rounds_args(5, "command line --egbench-rounds", 1) == []  # the user's choice stands
+    assert ab.rounds_args(5, "ini egbench_rounds", 2) == []
+
+
+def test_wilcoxon_behind_the_paired_rounds_minimum():
+    """Why 24: with the largest paired difference on the wrong side, the exact one-sided test
+    reaches p < 0.01 only from 16 pairs on (scipy's exact distribution is the oracle)."""
+    scipy_stats = pytest.importorskip("scipy.stats")
+    np = pytest.importorskip("numpy")
+
+    def p(n: int, wrong: int) -> float:
+        d = np.arange(1.0, n + 1)
+        d[n - wrong :] *= -1
+        return float(scipy_stats.wilcoxon(d, alternative="greater", method="exact").pvalue)
+
+    assert p(8, 1) > 0.01 and p(16, 1) < 0.01 and p(ab.MIN_PAIRED_ROUNDS, 2) < 0.01 < p(16, 2)
+
+
+def test_an_ab_without_rounds_given_pools_24_paired_rounds(pytester, tmp_path_factory, unwrapped):
+    _project(pytester.path, 0.002)
+    ref = tmp_path_factory.mktemp("same-code")
+    _project(ref, 0.002)
+    args = ["--egbench", "--egbench-device", "cpu", "--egbench-warmup", "0", "--egbench-tolerance", "50%", "-p", "no:cacheprovider"]
+    result = pytester.runpytest_subprocess(*args, "--egbench-ref-pairs", "2", f"--egbench-ref={ref}", "--egbench-json=ab.json")
+    result.assert_outcomes(passed=1)
+    unwrapped(result).fnmatch_lines(["*egbench A/B: 1 benchmark(s), 2 pair(s) of processes*, 12 steady rounds each: folder *"])
+    doc = __import__("json").loads((pytester.path / "ab.json").read_text())
+    decode = next(b for b in doc["benchmarks"] if b["name"] == "test_toy::decode")
+    assert len(decode["stats"]["data"]) == 24  # the current side: 2 processes x 12 rounds
