@@ -42,6 +42,11 @@ class RuntimeUnsupportedError(RuntimeError):
     """The adapter's model cannot run in the runtime asked for (the message says why)."""
 
 
+class CompileError(RuntimeError):
+    """Compiling the decode step failed (the message names the runtime, the model class and the
+    compiler's error)."""
+
+
 class EagerLM:
     """Prefill and decode as eager forwards on a growing ``DynamicCache`` (:mod:`.generation`)."""
 
@@ -125,7 +130,10 @@ class CompiledLM:
         the decode step (three calls: torch.compile's warm-up run, the CUDA-graph recording, a
         replay), on a prompt of token id 0. Returns the wall seconds it took, device
         synchronised (also kept in :attr:`compile_seconds`). A larger prompt later allocates a
-        larger cache and compiles again."""
+        larger cache and compiles again. :class:`CompileError` when compiling fails (a model or
+        weight format torch.compile cannot trace in one graph, e.g. bitsandbytes int8 where its
+        matmul keeps Python state), naming the runtime and the model class; out of memory is
+        ``torch.cuda.OutOfMemoryError`` as it is."""
         import torch
 
         device = next(self.lm.parameters()).device
@@ -133,7 +141,14 @@ class CompiledLM:
         self._allocate(prompt_tokens + decode_tokens)
         ids = torch.zeros(1, prompt_tokens, dtype=torch.long, device=device)
         token, cache, _ = self.prefill(input_ids=ids)
-        self.decode(token, cache, min(3, decode_tokens))
+        try:
+            self.decode(token, cache, min(3, decode_tokens))
+        except torch.cuda.OutOfMemoryError:
+            raise
+        except Exception as exc:  # dynamo/inductor raise many types; all mean "this does not compile"
+            raise CompileError(
+                f"--egbench-runtime {self.name}: compiling the decode step of {type(self.lm).__name__} failed: {type(exc).__name__}: {exc}"
+            ) from exc
         if device.type == "cuda":
             torch.cuda.synchronize(device)
         self.compile_seconds = time.perf_counter() - start

@@ -98,3 +98,18 @@ def test_tuned_runtime_is_the_compiled_one_with_coordinate_descent_tuning(lm):
     runtime.decode(first, cache, 2)
     assert seen == [True, True]
     assert inductor.coordinate_descent_tuning == before
+
+
+def test_a_step_that_does_not_compile_is_a_clear_error(lm):
+    from pytest_egbench.models.runtime import CompileError
+
+    runtime = CompiledLM(lm)
+
+    def untraceable(token, position):
+        raise RuntimeError("data-dependent branch")  # as dynamo reports what it cannot trace in one graph
+
+    runtime._step = untraceable
+    with pytest.raises(
+        CompileError, match=r"--egbench-runtime compiled: compiling the decode step of LlamaForCausalLM failed: RuntimeError: data-dependent branch"
+    ):
+        runtime.prepare(PROMPT, STEPS)
