@@ -339,6 +339,32 @@ def probe_medians(calibration: Mapping[str, Any] | None) -> dict[str, float]:
     return {name: median for name, (median, _) in _medians(calibration).items()}
 
 
+#: The probes of the GPU itself: memory bandwidth, matmul rate, SM clock.
+GPU_PROBES = frozenset({"matmul", "device_copy", "sm_clock"})
+#: Metrics of the decode stage, which a compiled runtime replays as one CUDA graph a token.
+DECODE_METRICS = frozenset({"decode", "tpot", "decode_tokens_per_s"})
+
+
+def probes_for(metric: str, runtime: str) -> frozenset[str] | None:
+    """The probes whose difference makes ``metric`` inconclusive against a baseline of another
+    machine: ``None`` (all of them) but for decode in a compiled runtime, where only the GPU's
+    (:data:`GPU_PROBES`). There the host issues one CUDA-graph replay and three one-element
+    kernels a token, tens of microseconds, while the GPU works 4.5-5 ms: a profile of the 7B bf16
+    step on an H200 had the GPU busy 4.54 ms of every 4.81 (docs/gpu.md#runtimes). The host would
+    have to be about a hundred times slower to show. Every other stage, and eager decode, waits on
+    the host and keeps every probe."""
+    if runtime != "eager" and metric in DECODE_METRICS:
+        return GPU_PROBES
+    return None
+
+
+def only_probes(calibration: Mapping[str, Any] | None, probes: frozenset[str] | None) -> Mapping[str, Any] | None:
+    """``calibration`` with only ``probes`` (all when ``None``)."""
+    if probes is None or not isinstance(calibration, Mapping) or not isinstance(calibration.get("probes"), Mapping):
+        return calibration
+    return {**calibration, "probes": {k: v for k, v in calibration["probes"].items() if k in probes}}
+
+
 def compare(current: Mapping[str, Any] | None, references: Sequence[Mapping[str, Any] | None]) -> tuple[list[Difference], list[str]]:
     """Probes on which ``current`` lies outside the range of ``references`` (the calibrations of
     a baseline's runs), and the probes that could not be compared.

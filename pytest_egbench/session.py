@@ -194,7 +194,7 @@ class EgbenchSession:
         self.calibration: dict[str, Any] | None = None
         self._machine: dict[str, Any] | None = None
         self._baselines: list[Baseline] | None = None
-        self._machine_check: MachineCheck | None = None
+        self._machine_checks: dict[frozenset[str] | None, MachineCheck] = {}
 
     # ------------------------------------------------------------------ machine and baselines
 
@@ -224,9 +224,10 @@ class EgbenchSession:
         """The baseline of this machine's fingerprint, if there is one."""
         return find(self.baselines, self.fingerprint)
 
-    def machine_check(self) -> MachineCheck:
+    def machine_check(self, probes: frozenset[str] | None = None) -> MachineCheck:
         """Which of this fingerprint's baseline runs were measured on a machine like this one
-        (computed once; see :mod:`pytest_egbench.calibration`).
+        on ``probes`` (``None``: all of them; computed once per set; see
+        :mod:`pytest_egbench.calibration` and its :func:`~pytest_egbench.calibration.probes_for`).
 
         A baseline can hold runs from several hosts of one GPU type (leases differ from night to
         night); latency is judged only against the runs whose calibration matches this run's
@@ -235,29 +236,30 @@ class EgbenchSession:
         baseline), else why latency cannot be judged: the probes that differ, with figures, or
         that the baseline's runs (or this run) carry no calibration.
         """
-        if self._machine_check is None:
-            self._machine_check = self._check_machine()
-        return self._machine_check
+        if probes not in self._machine_checks:
+            self._machine_checks[probes] = self._check_machine(probes)
+        return self._machine_checks[probes]
 
-    def _check_machine(self) -> MachineCheck:
-        from .calibration import compare
+    def _check_machine(self, probes: frozenset[str] | None) -> MachineCheck:
+        from .calibration import compare, only_probes
 
         own = self.own_baseline()
         if own is None:
             return MachineCheck(None)
         rev = (baseline_commit(own) or "REV")[:12]
         calibrated = [r for r in own.run_records_in_window() if isinstance(r.calibration, dict) and r.calibration.get("probes")]
+        mine = only_probes(self.calibration, probes)
         if not self.calibration or not self.calibration.get("probes"):
             return MachineCheck("this run has no machine calibration, so nothing shows it is the machine of the baseline's runs")
         if not calibrated:
             return MachineCheck(
                 f"the baseline's runs carry no machine calibration (saved before pytest-egbench measured machines), so nothing shows this is the same machine: re-save the baseline, or compare on this machine with --egbench-ref {rev}"
             )
-        per_run = {r.id: compare(self.calibration, [r.calibration])[0] for r in calibrated}
+        per_run = {r.id: compare(mine, [r.calibration])[0] for r in calibrated}
         matching = frozenset(rid for rid, diffs in per_run.items() if not diffs)
         if matching:
             return MachineCheck(None, len(calibrated), matching)
-        diffs, _ = compare(self.calibration, [r.calibration for r in calibrated])
+        diffs, _ = compare(mine, [r.calibration for r in calibrated])
         if not diffs:  # inside the range of all runs, but like none of them: name the nearest
             diffs = min(per_run.values(), key=len)
         return MachineCheck(
@@ -387,7 +389,9 @@ class EgbenchSession:
         runs = list(zip(entry.runs, entry.run_ids or [""] * len(entry.runs)))
         if m.kind not in (LATENCY, THROUGHPUT) or self.settings.ignore_machine:
             return runs, None
-        check = self.machine_check()
+        from .calibration import probes_for
+
+        check = self.machine_check(probes_for(m.metric, self.settings.runtime))
         if check.reason:
             return runs, check.reason
         if source is not self.own_baseline() or check.matching is None:

@@ -234,3 +234,38 @@ def test_latency_is_judged_only_against_the_runs_from_machines_like_this_one():
     odd._baselines = egb._baselines
     (v,) = odd.judge(slower)[0]
     assert v.status == INCONCLUSIVE and "kernel launch 7 us against" in v.message
+
+
+def _gpu_calibration(launch_us: float, copy_gbps: float) -> dict:
+    cal = calibration(launch_us)
+    cal["probes"]["device_copy"] = {"unit": "GB/s", "median": copy_gbps, "spread": 0.01, "samples": [copy_gbps]}
+    return cal
+
+
+def _compiled_session(runtime: str, baseline_calibration: dict) -> EgbenchSession:
+    """A CUDA session in ``runtime`` whose own calibration is a fast host (launch 4.4 us) and a
+    4200 GB/s device copy; its baseline holds this run's own figures under ``baseline_calibration``."""
+    entries = _baseline_of(session(inject=()), metrics=("decode", "tpot", "prefill"))
+    for e in entries.values():
+        e.run_ids = ["r1"]
+    s = EgbenchSession(Settings(enabled=True, preset="tiny", quant="fp32", runtime=runtime).for_device("cuda"), "cuda")
+    s._machine = MACHINE
+    s.calibration = _gpu_calibration(4.4, 4200.0)
+    s._baselines = [Baseline(s.fingerprint, entries, runs=[RunRecord("r1", commit="abc1234def5678", calibration=baseline_calibration)])]
+    return s
+
+
+def test_a_compiled_decode_is_judged_when_only_the_host_differs():
+    """The baseline's host launched kernels in 9.7 us, this one in 4.4 us; the GPU's copy rate is
+    the same. Eagerly every latency waits on the host: all inconclusive. In a compiled runtime
+    decode replays a CUDA graph: decode and TPOT are judged; prefill (eager there too) is not."""
+    slow_host = _gpu_calibration(9.7, 4200.0)
+    eager = {v.metric: v for v in _compiled_session("eager", slow_host).judge(measured(session(inject=())))[0]}
+    assert {eager[m].status for m in ("decode", "tpot", "prefill")} == {INCONCLUSIVE}
+    compiled = _compiled_session("compiled", slow_host)
+    by_metric = {v.metric: v for v in compiled.judge(measured(session(inject=())))[0]}
+    assert by_metric["decode"].status == PASS and by_metric["tpot"].status == PASS
+    assert by_metric["prefill"].status == INCONCLUSIVE and "kernel launch 4.4 us against 9.7 us" in by_metric["prefill"].message
+    # a GPU that differs (device copy 3000 against 4200 GB/s) makes the compiled decode inconclusive too
+    other_gpu = {v.metric: v for v in _compiled_session("compiled", _gpu_calibration(4.4, 3000.0)).judge(measured(session(inject=())))[0]}
+    assert other_gpu["decode"].status == INCONCLUSIVE and "device memory copy" in other_gpu["decode"].message
