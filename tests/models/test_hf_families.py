@@ -145,3 +145,16 @@ def test_real_shapes_on_meta(name, low, high, hidden):
     n = sum(p.numel() for p in adapter.model.parameters())
     assert low < n < high
     assert adapter.text_config.hidden_size == hidden
+
+
+def test_a_conftest_hook_can_name_them():
+    """The mapping docs/generic-adapter.md gives a ``pytest_egbench_adapters`` hook registers both
+    (the registry imports and checks each class's declarations)."""
+    from pytest_egbench.models.registry import Registry
+
+    registry = Registry()
+    registry.add_all(
+        {"llava_next": "pytest_egbench.models.hf_generic:LlavaNextAdapter", "qwen2_5_vl": "pytest_egbench.models.hf_generic:Qwen2_5_VLAdapter"},
+        "conftest",
+    )
+    assert [registry.adapter_class(n) for n in FAMILIES] == [_class(n) for n in FAMILIES]
