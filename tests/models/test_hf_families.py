@@ -84,6 +84,28 @@ def test_llava_next_anyres_patches_and_qwen2_5_grid():
     assert qwen_inputs.features["image_grid_thw"].tolist() == [[1, 34, 46]]
 
 
+def test_llava_next_two_images_of_other_shapes(assert_close_in_dtype, forward_ops):
+    """A 480 x 640 frame and its 240 x 640 middle band: the band's best grid is 336 x 672 (1 x 2
+    tiles; 672 x 672 and 336 x 1008 keep as much but pad more), so 1 + 2 views, padded to the
+    first image's 5 in pixel_values; its tokens: 576 + 18 rows (48 x 24 tile features unpadded
+    to 3:8) x 49 = 1458. The tower sees the 5 + 3 real views in one call."""
+    adapter = _adapter("llava_next")
+    inputs = adapter.preprocess(VisualInput(images=[_frame(), _frame()[120:360].copy()]))
+    assert inputs.features["pixel_values"].shape == (2, 5, 3, 336, 336)
+    assert inputs.visual_tokens == HAND_COUNTS["llava_next"] + 576 + 18 * 49
+    views = []
+    handle = adapter.towers[0].register_forward_pre_hook(
+        lambda module, args, kwargs: views.append(kwargs.get("pixel_values", args[0] if args else None).shape[0]), with_kwargs=True
+    )
+    try:
+        visual = adapter.encode_vision(inputs)
+    finally:
+        handle.remove()
+    assert views == [8]
+    whole, _ = adapter.forward_whole(inputs)
+    assert_close_in_dtype(adapter.prefill(inputs, visual).logits, whole, ops=forward_ops(adapter))
+
+
 def test_vision_once_per_round_and_split_equals_whole_forward(family, assert_close_in_dtype, forward_ops):
     adapter, inputs = family
     calls = []  # the test's own hook on the tower, beside the adapter's
