@@ -125,14 +125,15 @@ def copy_tree(dest: Path) -> Path:
     return dest
 
 
-def metric_runs(docs: list[dict], suffix: str) -> list[list[float]]:
-    """Each process's samples of the one metric whose full name ends in ``::suffix``."""
+def metric_runs(docs: list[dict], suffix: str, first: int | None = None) -> list[list[float]]:
+    """Each process's samples of the one metric whose full name ends in ``::suffix`` (its first
+    ``first`` steady rounds when given)."""
     out = []
     for doc in docs:
         found = [b for name, b in ab.entries(doc).items() if name.endswith(f"::{suffix}")]
         if len(found) != 1:
             raise SystemExit(f"expected one metric ending in ::{suffix}, found {len(found)}: narrow the selection with -k")
-        out.append([float(v) for v in found[0]["stats"]["data"]])
+        out.append([float(v) for v in found[0]["stats"]["data"]][:first])
     return out
 
 
@@ -145,6 +146,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--tolerance", type=float, default=None, help="default: verdict.AB_TOLERANCE")
     parser.add_argument("--alpha", type=float, default=0.01)
     parser.add_argument("--metrics", default="prefill,decode")
+    parser.add_argument("--first", type=int, default=None, help="judge only the first N steady rounds of each process (as if it had run N)")
     parser.add_argument("--cpus", default="auto", help="pin every process to these CPUs (as --egbench-ref-cpus): auto, none or a list")
     parser.add_argument("--no-same", action="store_true", help="no A/A arm (saves a process per round)")
     parser.add_argument(
@@ -176,16 +178,17 @@ def main(argv: list[str] | None = None) -> int:
     lines = [
         f"A/B study: {rounds} rounds x {len(names)} arms ({', '.join(names)}), {sum(map(len, seconds.values()))} processes, "
         f"median {statistics.median([s for v in seconds.values() for s in v]):.1f} s a process, {time.perf_counter() - t0:.0f} s in all; "
-        f"tolerance {tolerance:.0%}, alpha {args.alpha}; pytest {' '.join(pytest_args)}",
+        f"tolerance {tolerance:.0%}, alpha {args.alpha}; pytest {' '.join(pytest_args)}"
+        + (f"; judged on the first {args.first} steady rounds of each process" if args.first else ""),
         "",
         "| metric | arm | pairs per A/B (k) | A/Bs | flagged slower | flagged faster | median change |",
         "|---|---|---:|---:|---:|---:|---:|",
     ]
     summary = []
     for metric in args.metrics.split(","):
-        ref_runs = metric_runs(docs["ref"][:rounds], metric)
+        ref_runs = metric_runs(docs["ref"][:rounds], metric, args.first)
         for n in names[1:]:
-            runs = metric_runs(docs[n][:rounds], metric)
+            runs = metric_runs(docs[n][:rounds], metric, args.first)
             for k in ks:
                 groups = [list(range(i, i + k)) for i in range(0, rounds - k + 1, k)]
                 if not groups:
