@@ -29,8 +29,13 @@ def forward_ops():
     """``forward_ops(adapter)``: rounding steps along one forward from pixels to logits, for
     ``assert_close_in_dtype``: about 8 a transformer layer (norm, Q/K/V, scores, softmax, mix,
     output projection, MLP) in the vision tower and the LM, plus embedding, projector, final
-    norm and LM head."""
-    return lambda adapter: 8 * (adapter.vision_config.num_hidden_layers + adapter.text_config.num_hidden_layers) + 4
+    norm and LM head. A Qwen2-VL-style tower names its layer count ``depth`` (transformers 5.6
+    maps no ``num_hidden_layers`` onto it)."""
+
+    def layers(config):
+        return getattr(config, "num_hidden_layers", None) or config.depth
+
+    return lambda adapter: 8 * (layers(adapter.vision_config) + layers(adapter.text_config)) + 4
 
 
 @pytest.fixture
