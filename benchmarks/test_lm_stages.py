@@ -33,7 +33,7 @@ def test_lm_stages(stage_timer, egbench_device, egbench_settings):
     prompt = torch.randint(3, model.config.vocab_size, (1, PROMPT_TOKENS), generator=generator)
     steps = egbench_settings.max_new_tokens - 1
     lm = lm_runtime(egbench_settings.runtime, model)
-    compile_s = lm.prepare(PROMPT_TOKENS, steps) if lm.name != "eager" else None
+    compile_s = lm.prepare(PROMPT_TOKENS, steps)  # None for eager
     stage_timer.extra_info.update(model=f"llama-{egbench_settings.preset}", prompt_tokens=PROMPT_TOKENS, runtime=lm.name, compile_s=compile_s)
 
     for rnd in stage_timer.rounds():
@@ -47,8 +47,7 @@ def test_lm_stages(stage_timer, egbench_device, egbench_settings):
         assert produced.shape == (1, steps)
         assert int(cache.get_seq_length()) == PROMPT_TOKENS + steps
 
-    # the KV cache a decode step attends over: the mean filled length (eager), the whole static cache (compiled)
-    attended = PROMPT_TOKENS + steps / 2 if lm.name == "eager" else lm.cache_positions(cache)
+    attended = lm.attended_positions(PROMPT_TOKENS, steps, cache)
     stage_timer.extra_info.update(
         decode_bytes_per_token=roofline.decode_bytes_per_token(model, kv_bytes_per_token(model.config, model.dtype), attended),
         prefill_flops=roofline.prefill_flops(model, PROMPT_TOKENS),

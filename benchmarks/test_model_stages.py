@@ -73,7 +73,7 @@ def test_model_stages(stage_timer, egbench_model, egbench_settings, egbench_samp
         stage_timer.extra_info.update(adapter.stage_note(), vision_tower_ms=vision_parts["tower"], vision_projector_ms=vision_parts["projector"])
 
     kv_positions = adapter.runtime.cache_positions(state.cache)  # prompt + steps, or the static cache's length
-    attended = inputs.prompt_tokens + steps / 2 if adapter.runtime.name == "eager" else kv_positions
+    attended = adapter.runtime.attended_positions(inputs.prompt_tokens, steps, state.cache)
     kv_computed = kv_cache_bytes(adapter.text_config, kv_positions, adapter.dtype)
     kv_measured = measured_kv_cache_bytes(state.cache)
     assert kv_measured == kv_computed

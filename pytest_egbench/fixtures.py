@@ -82,8 +82,7 @@ def egbench_model(pytestconfig: pytest.Config, egbench_session: EgbenchSession) 
     out; a model that failed to load raises the same error again for every test that asks.
     """
     from .models.base import ModelSpec
-    from .models.registry import load_model
-    from .models.runtime import RuntimeUnsupportedError
+    from .models.registry import adapter_class, load_model
 
     settings = egbench_session.settings
     device = egbench_session.device
@@ -93,6 +92,9 @@ def egbench_model(pytestconfig: pytest.Config, egbench_session: EgbenchSession) 
     def get(name: str) -> ModelAdapter:
         if name not in settings.models:
             pytest.skip(f"{name} is not in --egbench-models ({', '.join(settings.models)})")
+        unsupported = adapter_class(name).runtime_unsupported(settings.runtime)
+        if unsupported:  # before loading a model for nothing
+            pytest.skip(f"--egbench-runtime {settings.runtime}: {unsupported}")
         if name not in loaded:
             checkpoint = settings.checkpoint_for(name)
             spec = ModelSpec(name, preset=str(settings.preset), quant=str(settings.quant), device=str(device), checkpoint=checkpoint)
@@ -101,10 +103,6 @@ def egbench_model(pytestconfig: pytest.Config, egbench_session: EgbenchSession) 
             try:
                 adapter = load_model(spec)
                 adapter.use_runtime(settings.runtime)
-            except RuntimeUnsupportedError as exc:
-                loaded[name] = exc
-                write(f"egbench: {name} skipped: {exc}")
-                pytest.skip(f"--egbench-runtime {settings.runtime}: {exc}")
             except Exception as exc:
                 loaded[name] = exc
                 write(f"egbench: loading {name} failed: {exc}")
@@ -112,8 +110,6 @@ def egbench_model(pytestconfig: pytest.Config, egbench_session: EgbenchSession) 
             loaded[name] = adapter
             write(f"egbench: loaded {name} in {adapter.load_seconds:.2f} s, weights {adapter.footprint_bytes() / 2**20:.1f} MiB")
         entry = loaded[name]
-        if isinstance(entry, RuntimeUnsupportedError):
-            pytest.skip(f"--egbench-runtime {settings.runtime}: {entry}")
         if isinstance(entry, BaseException):
             raise entry
         return entry

@@ -324,6 +324,7 @@ def _groups(session: EgbenchSession) -> list[tuple[str, StageTable]]:
     """(title, table) for every group: the token-scaling and memory groups get their own tables,
     every other group its stage table."""
     out = []
+    peaks = session_peaks(session)
     for group, ms in _group_measurements(session).items():
         special = _OWN_TABLES[group](ms) if group in _OWN_TABLES else None
         table = special or stage_table(ms, session.stage_order({m.stage for m in ms if m.stage}))
@@ -332,7 +333,6 @@ def _groups(session: EgbenchSession) -> list[tuple[str, StageTable]]:
         figures = figures_table(ms) if group in _FIGURE_GROUPS else None
         if figures is not None:
             out.append((f"{group} figures", figures))
-        peaks = session_peaks(session)
         roof = roofline_table(ms, peaks)
         if roof is not None:
             out.append((roofline_title(group, peaks), roof))
@@ -530,12 +530,12 @@ def terminal_lines(session: EgbenchSession, width: int = WIDTH) -> list[str]:
     lines += wrap(legend_line(rows), width) if rows else []
     grids = dict(verdict_grids(rows))
     by_group = _group_measurements(session)
+    peaks = session_peaks(session)
     for group, ms in by_group.items():
         for title, grid in [(t, g) for t, g in grids.items() if t.split(" (")[0] == group]:
             lines += ["", *wrap(f"[{title}]", width), *fit(grid, width)]
         own = _OWN_TABLES[group](ms) if group in _OWN_TABLES else None
         figures = figures_table(ms) if group in _FIGURE_GROUPS else None
-        peaks = session_peaks(session)
         roof = roofline_table(ms, peaks)
         # the token-scaling table has three columns a model: split between models first
         tables = ((group, own, 3 if group == "token_scaling" else 1), (f"{group} figures", figures, 1), (roofline_title(group, peaks), roof, 1))

@@ -27,7 +27,7 @@ import torch
 
 from .memory import footprint_bytes, kv_bytes_per_token
 from .quant import QuantSpec
-from .runtime import LM, EagerLM, lm_runtime
+from .runtime import LM, RUNTIMES, EagerLM, RuntimeUnsupportedError, lm_runtime
 from .tokenization import DEFAULT_QUESTION, expand_placeholder, load_tokenizer
 
 
@@ -195,6 +195,10 @@ class ModelAdapter(ABC):
     placeholder: ClassVar[str]
     input_kind: ClassVar[str]
     default_frames: ClassVar[int]
+    #: the runtimes (:data:`.runtime.RUNTIMES`) this adapter's prefill and decode can run in, and
+    #: why not the others (said when a run asks for one of them)
+    runtimes: ClassVar[tuple[str, ...]] = RUNTIMES
+    runtimes_note: ClassVar[str] = ""
 
     @classmethod
     def check_declarations(cls) -> None:
@@ -230,9 +234,21 @@ class ModelAdapter(ABC):
     def use_runtime(self, name: str) -> None:
         """Run :meth:`prefill` and :meth:`decode` in runtime ``name`` (:data:`.runtime.RUNTIMES`):
         eager forwards on a growing cache, or a static cache and a compiled decode step
-        (:mod:`.runtime`). ``ValueError`` for an unknown name; an adapter whose model cannot run
-        compiled raises :class:`.runtime.RuntimeUnsupportedError` saying why."""
+        (:mod:`.runtime`). ``ValueError`` for an unknown name;
+        :class:`.runtime.RuntimeUnsupportedError` (:meth:`runtime_unsupported`) for a runtime the
+        adapter does not declare in :attr:`runtimes`."""
+        reason = self.runtime_unsupported(name)
+        if reason:
+            raise RuntimeUnsupportedError(reason)
         self.runtime = lm_runtime(name, self.lm)
+
+    @classmethod
+    def runtime_unsupported(cls, name: str) -> str | None:
+        """Why this adapter cannot run in the known runtime ``name`` (``None`` when it can, or
+        when ``name`` is not a runtime at all): checked before loading a model for nothing."""
+        if name not in RUNTIMES or name in cls.runtimes:
+            return None
+        return f"{cls.name}: {cls.runtimes_note or 'runs only the runtimes ' + ', '.join(cls.runtimes)}"
 
     # ------------------------------------------------------------------ per model
     @classmethod

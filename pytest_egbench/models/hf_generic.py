@@ -41,7 +41,7 @@ from . import hf_presets, presets
 from .base import Inputs, ModelAdapter, ModelSpec, PrefillState, VisualInput, check_frames, clip_image_processor, splice_visual
 from .generation import cache_kwargs, output_cache, prefill_with_logits
 from .llava import _features
-from .runtime import LM, RUNTIMES, EagerLM, RuntimeUnsupportedError
+from .runtime import LM, EagerLM
 from .tokenization import DEFAULT_QUESTION, TOKENIZER_FILE, load_tokenizer
 from .weights import RandomWeights, build_empty, materialise
 
@@ -291,6 +291,11 @@ class GenericHFAdapter(ModelAdapter):
     placeholder: ClassVar[str] = ""
     input_kind: ClassVar[str] = "images"
     default_frames: ClassVar[int] = 1
+    #: decode runs through the whole model's forward, whose positions differ by family (Qwen2-VL's
+    #: 3D rope positions follow the prompt's grid): a static cache and a compiled step of the
+    #: plain LM would not run it
+    runtimes: ClassVar[tuple[str, ...]] = ("eager",)
+    runtimes_note: ClassVar[str] = "the generic transformers adapter runs only the eager runtime (decode through the model's own forward)"
     build_config: ClassVar[staticmethod[[str], Any]]
 
     def __init__(self, model: torch.nn.Module, spec: ModelSpec, processor: Any, tokenizer_note: str) -> None:
@@ -315,19 +320,6 @@ class GenericHFAdapter(ModelAdapter):
         self.vision_split = bool(self.towers) and self._features_owner() is not None
         self.load_seconds: float | None = None
         self.runtime: LM = EagerLM(model)
-
-    def use_runtime(self, name: str) -> None:
-        """Only ``eager``: the generic adapter decodes through the whole model's forward, whose
-        position handling differs by family (Qwen2-VL's 3D rope positions follow the prompt's
-        grid), so a static cache and a compiled step of the plain LM would not run its decode.
-        :class:`.runtime.RuntimeUnsupportedError` for ``compiled``; ``ValueError`` for an unknown
-        name."""
-        if name == "eager":
-            self.runtime = EagerLM(self.model)
-            return
-        if name not in RUNTIMES:
-            raise ValueError(f"unknown runtime {name!r}: choose from {', '.join(RUNTIMES)}")
-        raise RuntimeUnsupportedError(f"{self.name}: the generic transformers adapter runs only the eager runtime (decode through the model's own forward)")
 
     # ------------------------------------------------------------------ facts for the table
     @property

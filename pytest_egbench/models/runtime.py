@@ -51,16 +51,15 @@ class EagerLM:
     """Prefill and decode as eager forwards on a growing ``DynamicCache`` (:mod:`.generation`)."""
 
     name = "eager"
-    #: wall seconds of :meth:`prepare` (eager: nothing to compile, 0)
+    #: eager code is not compiled: always ``None``
     compile_seconds: float | None = None
 
     def __init__(self, lm: torch.nn.Module) -> None:
         self.lm = lm
 
-    def prepare(self, prompt_tokens: int, decode_tokens: int) -> float:
-        """Nothing to compile: returns 0.0 seconds."""
-        self.compile_seconds = 0.0
-        return 0.0
+    def prepare(self, prompt_tokens: int, decode_tokens: int) -> float | None:
+        """Nothing to compile: returns ``None`` (no compile time to report)."""
+        return None
 
     def prefill(self, **inputs: Any) -> tuple[torch.Tensor, Any, torch.Tensor]:
         """:func:`.generation.prefill_with_logits` on the LM: ``(first token [B, 1], cache, logits [B, vocab])``."""
@@ -77,6 +76,11 @@ class EagerLM:
     def cache_positions(self, cache: Any) -> int:
         """Token positions the KV cache holds memory for: the filled length (it grows)."""
         return int(cache.get_seq_length())
+
+    def attended_positions(self, prompt_tokens: int, steps: int, cache: Any) -> float:
+        """KV positions one of ``steps`` decode steps after a ``prompt_tokens`` prompt attends
+        over, on average: the filled length grows from the prompt by one a step."""
+        return prompt_tokens + steps / 2
 
 
 class CompiledLM:
@@ -215,6 +219,10 @@ class CompiledLM:
 
     def cache_positions(self, cache: Any) -> int:
         """Token positions the static cache holds memory for: all of them, filled or not."""
+        return self.max_cache_len
+
+    def attended_positions(self, prompt_tokens: int, steps: int, cache: Any) -> float:
+        """KV positions a decode step attends over: the whole static cache (masked, but read)."""
         return self.max_cache_len
 
 

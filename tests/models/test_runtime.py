@@ -113,3 +113,19 @@ def test_a_step_that_does_not_compile_is_a_clear_error(lm):
         CompileError, match=r"--egbench-runtime compiled: compiling the decode step of LlamaForCausalLM failed: RuntimeError: data-dependent branch"
     ):
         runtime.prepare(PROMPT, STEPS)
+
+
+def test_which_adapters_declare_which_runtimes_without_loading_a_model():
+    from pytest_egbench.models.registry import adapter_class
+
+    assert adapter_class("eventgpt").runtime_unsupported("compiled") is None
+    assert "only the eager runtime" in adapter_class("qwen2_vl").runtime_unsupported("compiled-tuned")
+    assert adapter_class("qwen2_vl").runtime_unsupported("eager") is None
+    assert adapter_class("qwen2_vl").runtime_unsupported("graph") is None  # not a runtime: use_runtime's ValueError says so
+
+
+def test_eager_runtime_compiles_nothing_and_attends_over_the_growing_cache(lm):
+    eager = EagerLM(lm)
+    assert eager.prepare(PROMPT, STEPS) is None and eager.compile_seconds is None
+    # halfway through the growing cache
+    assert eager.attended_positions(PROMPT, STEPS, None) == PROMPT + STEPS / 2
