@@ -79,8 +79,9 @@ class EagerLM:
 
     def attended_positions(self, prompt_tokens: int, steps: int, cache: Any) -> float:
         """KV positions one of ``steps`` decode steps after a ``prompt_tokens`` prompt attends
-        over, on average: the filled length grows from the prompt by one a step."""
-        return prompt_tokens + steps / 2
+        over, on average: step ``i`` (from 0) writes its token and attends over
+        ``prompt_tokens + i + 1`` positions."""
+        return prompt_tokens + (steps + 1) / 2
 
 
 class CompiledLM:

@@ -127,5 +127,5 @@ def test_which_adapters_declare_which_runtimes_without_loading_a_model():
 def test_eager_runtime_compiles_nothing_and_attends_over_the_growing_cache(lm):
     eager = EagerLM(lm)
     assert eager.prepare(PROMPT, STEPS) is None and eager.compile_seconds is None
-    # halfway through the growing cache
-    assert eager.attended_positions(PROMPT, STEPS, None) == PROMPT + STEPS / 2
+    # step i attends over the prompt, the i tokens decoded before it and its own
+    assert eager.attended_positions(PROMPT, STEPS, None) == sum(PROMPT + i + 1 for i in range(STEPS)) / STEPS
