@@ -17,6 +17,14 @@ token), both kind "info", side by side. Also ``output_agreement`` (kind "rate"):
 position-wise equality of the two models' own independent greedy outputs -- the origin's
 "acceptance", which is not acceptance.
 
+**Runtimes.** In ``--egbench-runtime eager`` each model decodes on a growing ``DynamicCache``;
+in ``compiled`` on a static KV cache, every forward a compiled graph (a CUDA-graph replay on a GPU:
+one for the draft's step, one for each gamma's verification of gamma + 1 tokens) and the rollback
+a move of the write position (:class:`pytest_egbench.metrics.speculative.CompiledContinuation`).
+Both take one host synchronisation per verification step. The graphs are compiled and recorded
+before the rounds by one untimed pass of the same work (``compile_s`` in the extra info, with the
+runtime); the results carry the runtime in their fingerprint, so the two are never compared.
+
 **Dummy weights.** With the default seeded random weights the draft and the target are unrelated
 functions, so alpha is near zero and speculative decoding is slower than the target alone: that is
 expected and says nothing about EventGPT. What this benchmark guarantees with any weights is
@@ -33,7 +41,6 @@ import statistics
 
 import pytest
 
-from pytest_egbench.fixtures import require_eager
 from pytest_egbench.pipeline import load_sample, visual_input
 
 GAMMAS = (1, 2, 4, 8)
@@ -50,31 +57,44 @@ CPU_STEPS = 6
 @pytest.mark.egbench_needs("events", "video")
 @pytest.mark.parametrize(("target_name", "frames"), TARGETS, ids=[t for t, _ in TARGETS])
 def test_acceptance(stage_timer, egbench_model, egbench_settings, egbench_sample, egbench_record, target_name, frames):
-    require_eager(egbench_settings, "speculative decoding runs eagerly only (it rewinds a growing KV cache)")
     pytest.importorskip("torch")
+    import time
+
     import torch
 
     from pytest_egbench.metrics.agreement import METRIC_NAME, output_agreement
     from pytest_egbench.metrics.speculative import prefill_adapter, rewind, speculative_decode
     from pytest_egbench.metrics.speedup import measured_speedup, predicted_speedup
-    from pytest_egbench.models.generation import decode
 
     draft, target = egbench_model(DRAFT), egbench_model(target_name)
     vocab = min(draft.text_config.vocab_size, target.text_config.vocab_size)
     question = egbench_sample.question
-    d, d_first = prefill_adapter(draft, visual_input(DRAFT, load_sample(DRAFT, egbench_sample, DRAFT_FRAMES), DRAFT_FRAMES, question), vocab)
-    t, first = prefill_adapter(target, visual_input(target_name, load_sample(target_name, egbench_sample, frames), frames, question), vocab)
+    d_input = visual_input(DRAFT, load_sample(DRAFT, egbench_sample, DRAFT_FRAMES), DRAFT_FRAMES, question)
+    t_input = visual_input(target_name, load_sample(target_name, egbench_sample, frames), frames, question)
     steps = egbench_settings.max_new_tokens - 1
     if target.device.type == "cpu":
         steps = min(steps, CPU_STEPS)
     if steps < 1:
         pytest.skip("--egbench-max-new-tokens 1 leaves nothing to speculate")
+    compile_start = time.perf_counter()
+    for adapter, sample in ((draft, d_input), (target, t_input)):
+        # a static cache with room for the steps and the last verification's gamma + 1 tokens
+        adapter.runtime.prepare(adapter.preprocess(sample).prompt_tokens, steps + max(GAMMAS) + 1)
+    d, d_first = prefill_adapter(draft, d_input, vocab)
+    t, first = prefill_adapter(target, t_input, vocab)
     first_t = torch.tensor([[first]], device=target.device)
 
-    reference = decode(target.lm, first_t, t.cache, steps, vocab_size=vocab)[0].tolist()
+    reference = t.decode(first_t, steps, vocab)[0].tolist()
     rewind(t)
-    draft_own = decode(draft.lm, torch.tensor([[d_first]], device=draft.device), d.cache, steps, vocab_size=vocab)[0].tolist()
+    draft_own = d.decode(torch.tensor([[d_first]], device=draft.device), steps, vocab)[0].tolist()
     rewind(d)
+    compiled = egbench_settings.runtime != "eager"
+    if compiled:  # every graph the rounds replay (one per number of tokens fed), compiled and recorded
+        for _ in range(3):  # torch.compile's warm-up run, the CUDA-graph recording, a replay
+            for gamma in GAMMAS:
+                speculative_decode(d, t, first, steps, gamma, vocab_size=vocab)
+                rewind(d, t)
+    compile_s = time.perf_counter() - compile_start if compiled else None
 
     # Equality with the target's own greedy output is exact arithmetic's promise. In fp32 it holds
     # and is asserted every round. In bf16 / NF4 the one-token decode and the gamma-token
@@ -85,15 +105,22 @@ def test_acceptance(stage_timer, egbench_model, egbench_settings, egbench_sample
     exact = target.dtype == torch.float32
     label = f"{DRAFT}->{target_name}"
     stage_timer.extra_info.update(
-        model=label, sample=egbench_sample.id, steps=steps, draft_prompt_tokens=d.prompt_tokens, target_prompt_tokens=t.prompt_tokens, gammas=list(GAMMAS)
+        model=label,
+        sample=egbench_sample.id,
+        steps=steps,
+        draft_prompt_tokens=d.prompt_tokens,
+        target_prompt_tokens=t.prompt_tokens,
+        gammas=list(GAMMAS),
+        runtime=egbench_settings.runtime,
+        compile_s=compile_s,
     )
     results = {}
     for rnd in stage_timer.rounds():
         with rnd.stage("draft_decode", tokens=steps):
-            decode(draft.lm, first_t.to(draft.device), d.cache, steps, vocab_size=vocab)
+            d.decode(first_t.to(draft.device), steps, vocab)
         rewind(d)
         with rnd.stage("target_decode", tokens=steps):
-            decode(target.lm, first_t, t.cache, steps, vocab_size=vocab)
+            t.decode(first_t, steps, vocab)
         rewind(t)
         for gamma in GAMMAS:
             with rnd.stage(f"speculative_g{gamma}", tokens=steps):
@@ -124,7 +151,7 @@ def test_acceptance(stage_timer, egbench_model, egbench_settings, egbench_sample
         positions=agreement.positions,
         common_prefix=agreement.common_prefix,
     )
-    lines = [f"{label} on {egbench_sample.id}: c = {c:.3f}, output agreement {agreement.rate:.3f} (not acceptance)"]
+    lines = [f"{label} on {egbench_sample.id}, {egbench_settings.runtime} runtime: c = {c:.3f}, output agreement {agreement.rate:.3f} (not acceptance)"]
     for gamma, result in results.items():
         s = result.stats
         predicted = predicted_speedup(s.alpha, gamma, c)

@@ -31,8 +31,15 @@ def test_token_scaling(stage_timer, egbench_model, egbench_sample, model, frames
     adapter = egbench_model(model)
     inputs = adapter.preprocess(visual_input(model, load_sample(model, egbench_sample, frames), frames, egbench_sample.question))
     context = adapter.text_config.max_position_embeddings
+    compile_s = adapter.runtime.prepare(inputs.prompt_tokens, 0)  # a compiled prefill for this length, outside the rounds; None for eager
     stage_timer.extra_info.update(
-        model=model, frames=frames, sample=egbench_sample.id, visual_tokens=inputs.visual_tokens, beyond_context=inputs.prompt_tokens > context
+        model=model,
+        frames=frames,
+        sample=egbench_sample.id,
+        visual_tokens=inputs.visual_tokens,
+        beyond_context=inputs.prompt_tokens > context,
+        runtime=adapter.runtime.name,
+        compile_s=compile_s,
     )
     for rnd in stage_timer.rounds():
         with rnd.stage("vision", tokens=inputs.visual_tokens):

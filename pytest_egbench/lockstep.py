@@ -23,9 +23,13 @@ on freely; each child's results file says how many rounds were paired and why th
 (``egbench.lockstep``), and the A/B verdicts say so.
 
 A child finds its pipe ends in the environment variable :data:`ENV` (``"READ_FD,WRITE_FD"``, then
-``",CPU"`` when the pair is pinned); without it every call here is a no-op. With a CPU, each side's
-main thread (the one that times the rounds) is pinned to that one CPU from its first round on,
-other threads keeping the pair's CPU set: on a leased H200 host the same eager decode round took
+``",CPU,SET"`` when the pair is pinned, SET the pair's CPUs joined by ``:``); without it every call
+here is a no-op. A pinned child starts unpinned: what it does before its first round (importing,
+loading the model, compiling -- a compiled runtime's inductor compiles with many threads, and two
+processes compiling at once on four pinned CPUs took four times as long, H200 lease B) runs on all
+the machine's CPUs. At its first round every thread of the process is pinned to the pair's SET and
+the main thread (the one that times the rounds) to the one CPU; threads started later inherit
+that: on a leased H200 host the same eager decode round took
 390 or 790 ms within one process, as its thread moved between the pinned CPUs
 (``docs/measurements/ab-lockstep-h200.md``), and one CPU for both sides' timing threads makes that
 a property of the machine both sides share. POSIX only (``pass_fds``); elsewhere the parent runs the
@@ -56,9 +60,10 @@ class Client:
     the pairing holds, else the reason it stopped.
     """
 
-    def __init__(self, reader: IO[bytes], writer: IO[bytes], cpu: int | None = None) -> None:
+    def __init__(self, reader: IO[bytes], writer: IO[bytes], cpu: int | None = None, cpus: frozenset[int] | None = None) -> None:
         self._reader, self._writer = reader, writer
         self._cpu = cpu
+        self._cpus = cpus
         self._open = False
         self.paired_turns = 0
         self.unpaired: str | None = None
@@ -83,6 +88,9 @@ class Client:
         """Block until it is this process's turn to time the round ``label``."""
         if self._open:
             self.end()
+        if self._cpus:
+            pin_threads(self._cpus)
+            self._cpus = None
         if self._cpu is not None:
             os.sched_setaffinity(0, {self._cpu})  # pid 0: the calling thread only
             self._cpu = None
@@ -133,12 +141,14 @@ def client() -> Client | None:
         spec = os.environ.get(ENV)
         if spec:
             try:
-                rfd, wfd, *cpu = (int(x) for x in spec.split(","))
-                if len(cpu) > 1:
+                fields = spec.split(",")
+                if len(fields) not in (2, 3, 4):
                     raise ValueError
+                rfd, wfd, *cpu = (int(x) for x in fields[:3])
+                cpus = frozenset(int(x) for x in fields[3].split(":")) if len(fields) == 4 else None
             except ValueError:
-                raise ValueError(f"{ENV}={spec!r}: expected 'READ_FD,WRITE_FD' or 'READ_FD,WRITE_FD,CPU'") from None
-            _CLIENT = Client(io.open(rfd, "rb", buffering=0), io.open(wfd, "wb", buffering=0), cpu[0] if cpu else None)
+                raise ValueError(f"{ENV}={spec!r}: expected 'READ_FD,WRITE_FD', 'READ_FD,WRITE_FD,CPU' or 'READ_FD,WRITE_FD,CPU,CPU:CPU:...'") from None
+            _CLIENT = Client(io.open(rfd, "rb", buffering=0), io.open(wfd, "wb", buffering=0), cpu[0] if cpu else None, cpus)
     return _CLIENT
 
 
@@ -230,6 +240,18 @@ class Mediator:
             c.proc.wait()
 
 
+def pin_threads(cpus: frozenset[int]) -> None:
+    """Pin every thread of this process to ``cpus`` (Linux: each task in ``/proc/self/task``;
+    elsewhere the calling thread only). A thread that ended meanwhile is skipped."""
+    tasks = Path("/proc/self/task")
+    tids = [int(t.name) for t in tasks.iterdir()] if tasks.is_dir() else [0]
+    for tid in tids:
+        try:
+            os.sched_setaffinity(tid, cpus)
+        except (ProcessLookupError, PermissionError):
+            continue
+
+
 def pin_preexec(cpus: frozenset[int] | None) -> Callable[[], None] | None:
     """A ``preexec_fn`` pinning a child process to ``cpus`` (Linux ``sched_setaffinity``), or
     ``None`` for no pinning."""
@@ -245,8 +267,8 @@ def run_pair(
     in ``order`` rotated by ``k``.
 
     Returns ``({name: (exit status, seconds)}, {"paired_turns": n, "unpaired": reason or None})``.
-    ``cpus``: every child is pinned to these CPUs, and its timing thread to the highest of them
-    (see the module docstring). Not POSIX: they run one after the other, in ``order``, unpaired.
+    ``cpus``: from its first round on, every child is pinned to these CPUs, and its timing thread
+    to the highest of them (see the module docstring). Not POSIX: they run one after the other, in ``order``, unpaired.
     """
     if os.name != "posix":
         out = {}
@@ -261,11 +283,10 @@ def run_pair(
         for name, argv, cwd, env, log in commands:
             to_r, to_w = os.pipe()
             from_r, from_w = os.pipe()
-            child_env = dict(env, **{ENV: f"{to_r},{from_w}" + (f",{max(cpus)}" if cpus else "")})
+            pinning = f",{max(cpus)}," + ":".join(str(c) for c in sorted(cpus)) if cpus else ""
+            child_env = dict(env, **{ENV: f"{to_r},{from_w}{pinning}"})
             with open(log, "w", encoding="utf-8") as fh:
-                proc = subprocess.Popen(
-                    argv, cwd=cwd, env=child_env, stdout=fh, stderr=subprocess.STDOUT, pass_fds=(to_r, from_w), preexec_fn=pin_preexec(cpus)
-                )
+                proc = subprocess.Popen(argv, cwd=cwd, env=child_env, stdout=fh, stderr=subprocess.STDOUT, pass_fds=(to_r, from_w))
             os.close(to_r)
             os.close(from_w)
             children.append(_Child(name, proc, to_w, io.open(from_r, "rb", buffering=0), time.perf_counter()))

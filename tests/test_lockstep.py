@@ -23,6 +23,12 @@ CHILD = textwrap.dedent(
     from pytest_egbench import lockstep
 
     name, journal, rounds, stop_after = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
+    import threading
+    affinity = (lambda: sorted(os.sched_getaffinity(0))) if hasattr(os, "sched_getaffinity") else (lambda: None)
+    print("START", affinity())
+    worker_done, worker_seen = threading.Event(), []
+    worker = threading.Thread(target=lambda: worker_done.wait() and worker_seen.append(affinity()), daemon=True)
+    worker.start()  # a thread that exists before the first round, as a compiler's or loader's
     timer = StageTimer(PerfCounterClock(), rounds=rounds, warmup=1)
     for i, rnd in enumerate(timer.rounds()):
         if i == stop_after:
@@ -35,7 +41,10 @@ CHILD = textwrap.dedent(
                 fh.write(f"{name} end {rnd.index}\\n")
     timer.results()
     print("SUMMARY", lockstep.client().summary() if lockstep.client() else None)
-    print("AFFINITY", sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None)
+    print("AFFINITY", affinity())
+    worker_done.set()
+    worker.join()
+    print("WORKER", worker_seen[0])
     """
 )
 
@@ -111,9 +120,11 @@ def test_no_pairing_outside_an_ab_process(monkeypatch):
 
 def test_a_malformed_environment_variable_is_named(monkeypatch):
     monkeypatch.setattr(lockstep, "_LOOKED", False)
-    monkeypatch.setenv(lockstep.ENV, "three")
-    with pytest.raises(ValueError, match=lockstep.ENV):
-        lockstep.client()
+    for bad in ("three", "3,4,5,6:x", "3,4,5,6,7"):
+        monkeypatch.setattr(lockstep, "_LOOKED", False)
+        monkeypatch.setenv(lockstep.ENV, bad)
+        with pytest.raises(ValueError, match=lockstep.ENV):
+            lockstep.client()
 
 
 @pytest.mark.skipif(not hasattr(os, "sched_getaffinity"), reason="needs Linux sched_setaffinity")
@@ -123,3 +134,17 @@ def test_a_pinned_pair_times_its_rounds_on_one_cpu(tmp_path):
     lockstep.run_pair(cmds, ["ref", "current"], cpus)
     for n in ("ref", "current"):
         assert f"AFFINITY [{max(cpus)}]" in (tmp_path / f"{n}.log").read_text()
+
+
+@pytest.mark.skipif(not hasattr(os, "sched_getaffinity") or len(os.sched_getaffinity(0)) < 2, reason="needs Linux and two CPUs")
+def test_a_pinned_pair_starts_unpinned_and_pins_every_thread_at_its_first_round(tmp_path):
+    """Loading and compiling before the first round use all the CPUs; from the first round on
+    every thread, not only the timing one, keeps to the pair's CPUs."""
+    have = sorted(os.sched_getaffinity(0))
+    pair = frozenset(have[-1:])
+    cmds, _ = _commands(tmp_path, ["ref", "current"], rounds=1)
+    lockstep.run_pair(cmds, ["ref", "current"], pair)
+    for n in ("ref", "current"):
+        log = (tmp_path / f"{n}.log").read_text()
+        assert f"START {have}" in log
+        assert f"AFFINITY {have[-1:]}" in log and f"WORKER {have[-1:]}" in log

@@ -34,7 +34,7 @@ from contextlib import AbstractContextManager, contextmanager, nullcontext
 from dataclasses import dataclass, field
 from typing import Any
 
-from .speculative import AcceptanceStats, Continuation, continue_speculating, greedy, truncate_cache, verify
+from .speculative import AcceptanceStats, Continuation, continue_speculating, greedy, verify
 
 LANE_KINDS = ("sequential", "streams", "devices")
 
@@ -249,7 +249,7 @@ def parallel_prefill_decode(
         target = Continuation(target_model, t_cache, int(t_cache.get_seq_length()))
         draft = Continuation(draft_model, d_cache, int(d_cache.get_seq_length()) - (hidden - 1))
         out, accepted_hidden = _accept_hidden(target, first, proposals, steps, vocab_size)
-        truncate_cache(draft.cache, draft.prompt_tokens + len(out) - 1)
+        draft.truncate(draft.prompt_tokens + len(out) - 1)
         accepted, _ = continue_speculating(draft, target, out, steps + 1, gamma, vocab_size=vocab_size)
         finish = lanes.mark_after()
         lanes.synchronize()

@@ -23,9 +23,11 @@ Greedy verification never changes the output: it always equals the target's own 
 event frames, Video-LLaVA on video): each is prefilled with its own, the target's prefill gives
 the first token, and both then continue on the same generated text tokens.
 
-Every step reads the proposals and the target's choices on the host once (one synchronisation a
-step: acceptance is a host decision). :class:`AcceptanceStats` is plain Python; torch is
-imported inside the functions.
+Every step reads the proposals and the target's choices on the host once, together (one
+synchronisation a step: acceptance is a host decision); what the draft is fed is sliced from a copy
+of the text on the device. In the compiled runtime (:class:`CompiledContinuation`) the draft's
+forwards and the target's verification are CUDA-graph replays on static KV caches.
+:class:`AcceptanceStats` is plain Python; torch is imported inside the functions.
 """
 
 from __future__ import annotations
@@ -96,12 +98,73 @@ class AcceptanceStats:
 @dataclass
 class Continuation:
     """A causal LM (accepts ``input_ids`` and a KV cache, returns ``.logits``) and its
-    ``DynamicCache`` holding exactly its prompt (after prefill). ``prompt_tokens`` defaults to the
-    cache length when made by :func:`continuation`."""
+    ``DynamicCache`` holding exactly its prompt (after prefill), in the eager runtime.
+    ``prompt_tokens`` defaults to the cache length when made by :func:`continuation`.
+
+    The speculative loop uses four methods, which :class:`CompiledContinuation` has too:
+    :meth:`length`, :meth:`choices`, :meth:`truncate` and :meth:`decode`."""
 
     model: Any
     cache: Any
     prompt_tokens: int
+
+    @property
+    def device(self) -> Any:
+        """The device of the model's parameters."""
+        return _device_of(self.model)
+
+    def length(self) -> int:
+        """Positions the cache holds (prompt and the text fed since)."""
+        return int(self.cache.get_seq_length())
+
+    def choices(self, ids: Any, vocab_size: int | None = None) -> Any:
+        """Feed ``ids`` ``[1, k]`` in one forward: the greedy choice after each ``[1, k]``, on the
+        device, not synchronised; the cache grows by k."""
+        return greedy(_forward(self.model, ids, self.cache), vocab_size)
+
+    def truncate(self, length: int) -> None:
+        """Forget the positions from ``length`` on (:func:`truncate_cache`)."""
+        truncate_cache(self.cache, length)
+
+    def decode(self, token: Any, steps: int, vocab_size: int | None = None) -> Any:
+        """``steps`` greedy tokens ``[1, steps]`` after ``token`` ``[1, 1]``, one forward each
+        (:func:`pytest_egbench.models.generation.decode`)."""
+        from ..models.generation import decode
+
+        return decode(self.model, token, self.cache, steps, vocab_size=vocab_size)
+
+
+@dataclass
+class CompiledContinuation:
+    """The same four methods as :class:`Continuation` on a compiled runtime's static KV cache
+    (:class:`pytest_egbench.models.runtime.CompiledLM`, after its :meth:`prefill`): one compiled
+    graph per number of tokens fed (1 for decode, ``gamma + 1`` for a verification, 1 or 2 for the
+    draft's catch-up), no host work between a graph's kernels, and a rollback that moves the
+    write position instead of copying the cache."""
+
+    runtime: Any
+    prompt_tokens: int
+
+    @property
+    def device(self) -> Any:
+        """The device of the LM's parameters."""
+        return _device_of(self.runtime.lm)
+
+    def length(self) -> int:
+        """Positions the static cache holds text in (counted on the host)."""
+        return int(self.runtime.filled)
+
+    def choices(self, ids: Any, vocab_size: int | None = None) -> Any:
+        """:meth:`CompiledLM.choices`."""
+        return self.runtime.choices(ids, vocab_size)
+
+    def truncate(self, length: int) -> None:
+        """:meth:`CompiledLM.truncate` (no-op when it holds no more)."""
+        self.runtime.truncate(min(length, self.runtime.filled))
+
+    def decode(self, token: Any, steps: int, vocab_size: int | None = None) -> Any:
+        """:meth:`CompiledLM.decode`."""
+        return self.runtime.decode(token, self.runtime.cache, steps, vocab_size)
 
 
 def continuation(model: Any, cache: Any) -> Continuation:
@@ -144,7 +207,7 @@ def _forward(model: Any, ids: Any, cache: Any) -> Any:
     return model(input_ids=ids, **cache_kwargs(model, cache), use_cache=True).logits
 
 
-def propose(draft: Continuation, pending: Any, gamma: int, vocab_size: int | None = None) -> Any:
+def propose(draft: Continuation | CompiledContinuation, pending: Any, gamma: int, vocab_size: int | None = None) -> Any:
     """Draft ``gamma`` tokens greedily: ``pending`` ``[1, k]`` (the accepted tokens the draft's
     cache lacks, k >= 1) is fed first, then each proposal. Returns ``[1, gamma]`` int64 on the
     draft's device, without synchronising; the draft's cache grows by ``k + gamma - 1``."""
@@ -153,26 +216,39 @@ def propose(draft: Continuation, pending: Any, gamma: int, vocab_size: int | Non
     proposals = []
     ids = pending
     for _ in range(gamma):
-        ids = greedy(_forward(draft.model, ids, draft.cache)[:, -1:], vocab_size)
+        ids = draft.choices(ids, vocab_size)[:, -1:]
         proposals.append(ids)
     return torch.cat(proposals, dim=1)
 
 
-def verify(target: Continuation, last: int, proposals: list[int], vocab_size: int | None = None) -> tuple[int, int]:
+def verify(target: Continuation | CompiledContinuation, last: int, proposals: list[int], vocab_size: int | None = None) -> tuple[int, int]:
     """One target forward over ``[last] + proposals``; returns ``(accepted, next_token)``: the
     longest prefix of ``proposals`` equal to the target's greedy choices, and the target's token
     after it (correction or bonus). The target's cache is rolled back to hold ``last`` and the
     accepted proposals."""
     import torch
 
-    ids = torch.tensor([[last, *proposals]], dtype=torch.long, device=_device_of(target.model))
-    base = int(target.cache.get_seq_length())
-    choices = greedy(_forward(target.model, ids, target.cache)[0], vocab_size).tolist()
+    ids = torch.tensor([[last, *proposals]], dtype=torch.long, device=target.device)
+    n, token, _ = _verify(target, ids, vocab_size)
+    return n, token
+
+
+def _verify(target: Continuation | CompiledContinuation, ids: Any, vocab_size: int | None) -> tuple[int, int, list[int]]:
+    """:func:`verify` of ``ids`` ``[1, 1 + gamma]`` (the last accepted token, then the proposals,
+    on the target's device): ``(accepted, next token, proposals)``, with the proposals and the
+    target's choices read on the host together -- the step's one synchronisation."""
+    import torch
+
+    base = target.length()
+    choices = target.choices(ids, vocab_size)
+    gamma = ids.shape[1] - 1
+    both = torch.cat([ids[:, 1:], choices], dim=1)[0].tolist()
+    proposals, chosen = both[:gamma], both[gamma:]
     n = 0
-    while n < len(proposals) and proposals[n] == choices[n]:
+    while n < gamma and proposals[n] == chosen[n]:
         n += 1
-    truncate_cache(target.cache, base + 1 + n)
-    return n, int(choices[n])
+    target.truncate(base + 1 + n)
+    return n, int(chosen[n]), proposals
 
 
 def _device_of(model: Any) -> Any:
@@ -180,7 +256,13 @@ def _device_of(model: Any) -> Any:
 
 
 def speculative_decode(
-    draft: Continuation, target: Continuation, first_token: int, steps: int, gamma: int, *, vocab_size: int | None = None
+    draft: Continuation | CompiledContinuation,
+    target: Continuation | CompiledContinuation,
+    first_token: int,
+    steps: int,
+    gamma: int,
+    *,
+    vocab_size: int | None = None,
 ) -> SpeculativeResult:
     """Greedy speculative decoding of ``steps`` tokens after ``first_token`` (the token the
     target's prefill chose), ``gamma`` proposals per verification step.
@@ -200,7 +282,13 @@ def speculative_decode(
 
 
 def continue_speculating(
-    draft: Continuation, target: Continuation, out: list[int], total: int, gamma: int, *, vocab_size: int | None = None
+    draft: Continuation | CompiledContinuation,
+    target: Continuation | CompiledContinuation,
+    out: list[int],
+    total: int,
+    gamma: int,
+    *,
+    vocab_size: int | None = None,
 ) -> tuple[list[int], int]:
     """Verification steps until ``out`` (the generated tokens so far, at least one; extended in
     place) holds ``total`` tokens or more. The target's cache must hold its prompt and
@@ -210,17 +298,22 @@ def continue_speculating(
 
     accepted: list[int] = []
     draft_forwards = 0
-    d_device = _device_of(draft.model)
     with torch.inference_mode():
+        # the text so far on the draft's device: what each step feeds is sliced from it, so that
+        # the step's only synchronisation is the read of the proposals and the target's choices
+        text = torch.zeros(1, total + gamma + 1, dtype=torch.long, device=draft.device)
+        text[0, : len(out)] = torch.tensor(out, dtype=torch.long)
         while len(out) < total:
-            fed = int(draft.cache.get_seq_length()) - draft.prompt_tokens
-            pending = torch.tensor([out[fed:]], dtype=torch.long, device=d_device)
-            proposals = propose(draft, pending, gamma, vocab_size).tolist()[0]
+            fed = draft.length() - draft.prompt_tokens
+            proposals = propose(draft, text[:, fed : len(out)].clone(), gamma, vocab_size)
             draft_forwards += gamma
-            n, token = verify(target, out[-1], proposals, vocab_size)
-            out += proposals[:n] + [token]
+            ids = torch.cat([text[:, len(out) - 1 : len(out)], proposals], dim=1).to(target.device)
+            n, token, proposed = _verify(target, ids, vocab_size)
+            text[:, len(out) : len(out) + n] = proposals[:, :n]
+            text[0, len(out) + n] = token  # a scalar fill: no synchronisation
+            out += proposed[:n] + [token]
             accepted.append(n)
-            truncate_cache(draft.cache, draft.prompt_tokens + len(out) - 1)
+            draft.truncate(draft.prompt_tokens + len(out) - 1)
     return accepted, draft_forwards
 
 
@@ -235,23 +328,36 @@ def prefill_ids(model: Any, ids: Sequence[int], vocab_size: int | None = None) -
     return continuation(model, cache), int(greedy(logits[0], vocab_size))
 
 
-def prefill_adapter(adapter: Any, sample: Any, vocab_size: int | None = None) -> tuple[Continuation, int]:
+def prefill_adapter(adapter: Any, sample: Any, vocab_size: int | None = None) -> tuple[Continuation | CompiledContinuation, int]:
     """Stages 2-4 of a multimodal :class:`~pytest_egbench.models.base.ModelAdapter` on
-    ``sample`` (a ``VisualInput``): ``(Continuation of adapter.lm, first greedy token)``; the
-    visual embeddings enter through ``inputs_embeds``, later tokens through ``input_ids``."""
+    ``sample`` (a ``VisualInput``), in the adapter's runtime: ``(continuation of adapter.lm,
+    first greedy token)`` -- a :class:`CompiledContinuation` in a compiled runtime, else a
+    :class:`Continuation`; the visual embeddings enter through ``inputs_embeds``, later tokens
+    through ``input_ids``."""
+    from ..models.runtime import CompiledLM
+
     inputs = adapter.preprocess(sample)
     state = adapter.prefill(inputs, adapter.encode_vision(inputs))
-    return continuation(adapter.lm, state.cache), int(greedy(state.logits[0], vocab_size))
+    first = int(greedy(state.logits[0], vocab_size))
+    if isinstance(adapter.runtime, CompiledLM):
+        return CompiledContinuation(adapter.runtime, state.prompt_tokens), first
+    return continuation(adapter.lm, state.cache), first
 
 
-def rewind(*continuations: Continuation) -> None:
+def rewind(*continuations: Continuation | CompiledContinuation) -> None:
     """Crop each cache back to its prompt, for another run from the same prefill."""
     for c in continuations:
-        truncate_cache(c.cache, c.prompt_tokens)
+        c.truncate(c.prompt_tokens)
 
 
 def acceptance_sweep(
-    draft: Continuation, target: Continuation, first_token: int, steps: int, gammas: Sequence[int], *, vocab_size: int | None = None
+    draft: Continuation | CompiledContinuation,
+    target: Continuation | CompiledContinuation,
+    first_token: int,
+    steps: int,
+    gammas: Sequence[int],
+    *,
+    vocab_size: int | None = None,
 ) -> dict[int, SpeculativeResult]:
     """:func:`speculative_decode` once per gamma from the same prefill (caches rewound before
     each and after the last): ``{gamma: result}``."""

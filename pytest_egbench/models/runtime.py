@@ -5,15 +5,17 @@ as the origin scripts ran (:mod:`.generation`). Eager decode of a 7B model waits
 between kernels, so its time per token follows the host's Python speed (docs/gpu.md#runtimes).
 
 ``compiled``: a static KV cache (transformers ``StaticCache``, allocated once for the prompt plus
-the decode steps, rounded up to :data:`CACHE_ROUNDING` positions) and the one-token decode step --
-forward, greedy choice of the next token -- compiled with ``torch.compile(mode="reduce-overhead",
-fullgraph=True)``, which on CUDA replays the step as a CUDA graph: one launch per token, no host
-work between the kernels, the next token never leaves the device. Prefill runs eagerly into the
-static cache (one forward over hundreds of tokens is a few hundred kernels of long duration; a
-CUDA graph saves little there and a compiled prefill would compile once per prompt length).
-The compilation (tracing, code generation, CUDA-graph recording) is done by :meth:`CompiledLM.prepare`,
-outside the timed rounds, and its wall time is reported apart (``compile_s``), like the model's
-load time.
+the decode steps, rounded up to :data:`CACHE_ROUNDING` positions), and both prefill (one graph per
+prompt length) and the one-token decode step -- forward, greedy choice of the next token --
+compiled with ``torch.compile(mode="reduce-overhead", fullgraph=True)``, which on CUDA replays each
+as a CUDA graph: one launch for the prompt and one per token, no host work between the kernels,
+the next token never leaves the device. Eager prefill issues about a thousand kernels for a 7B
+model and waited on the host for them: it moved by 49-64 % between two H200 hosts while the
+compiled decode moved by 0.2-3 % (docs/measurements/compiled-runtime-h200.md). The compilation
+(tracing, code generation, CUDA-graph recording) is done by :meth:`CompiledLM.prepare`, outside the
+timed rounds, and its wall time is reported apart (``compile_s``), like the model's load time.
+Speculative decoding runs on the same static cache (:meth:`CompiledLM.choices`,
+:meth:`CompiledLM.truncate`).
 
 ``compiled-tuned``: ``compiled`` with inductor's coordinate-descent tuning of the generated Triton
 kernels' launch parameters (``torch._inductor.config.coordinate_descent_tuning``, as gpt-fast
@@ -67,11 +69,11 @@ class EagerLM:
 
         return generation.prefill_with_logits(self.lm, **inputs)
 
-    def decode(self, token: torch.Tensor, cache: Any, steps: int) -> torch.Tensor:
-        """:func:`.generation.decode`: ``[B, steps]`` greedy tokens."""
+    def decode(self, token: torch.Tensor, cache: Any, steps: int, vocab_size: int | None = None) -> torch.Tensor:
+        """:func:`.generation.decode`: ``[B, steps]`` greedy tokens (among the first ``vocab_size`` ids)."""
         from . import generation
 
-        return generation.decode(self.lm, token, cache, steps)
+        return generation.decode(self.lm, token, cache, steps, vocab_size=vocab_size)
 
     def cache_positions(self, cache: Any) -> int:
         """Token positions the KV cache holds memory for: the filled length (it grows)."""
@@ -85,22 +87,32 @@ class EagerLM:
 
 
 class CompiledLM:
-    """Prefill into a static KV cache, decode by a compiled one-token step (module docstring).
+    """Prefill and decode on a static KV cache, each a compiled graph (module docstring).
 
     ``lm``: a transformers causal LM (batch 1). :meth:`prepare` allocates the cache and compiles;
     :meth:`prefill` and :meth:`decode` call it themselves, untimed by them, if it was not called
     (then the first round pays the compilation). ``mode``: the ``torch.compile`` mode;
     ``"reduce-overhead"`` records CUDA graphs on CUDA and is plain inductor code on the CPU.
+    ``compile_prefill``: ``False`` runs prefill as one eager forward into the static cache.
+
+    Beside prefill and decode, :meth:`choices` (k tokens in one compiled forward) and
+    :meth:`truncate` (forget positions) make the static cache usable for speculative decoding
+    (:class:`pytest_egbench.metrics.speculative.CompiledContinuation`). :attr:`filled` counts the
+    positions that hold the text, on the host (reading the cache's own counter would
+    synchronise).
     """
 
-    def __init__(self, lm: torch.nn.Module, *, mode: str = "reduce-overhead", tuned: bool = False) -> None:
+    def __init__(self, lm: torch.nn.Module, *, mode: str = "reduce-overhead", tuned: bool = False, compile_prefill: bool = True) -> None:
         self.lm = lm
         self.mode = mode
         #: coordinate-descent tuning of the generated kernels (the ``compiled-tuned`` runtime)
         self.tuned = tuned
+        self.compile_prefill = compile_prefill
         self.name = "compiled-tuned" if tuned else "compiled"
         self.cache: Any = None
         self.max_cache_len = 0
+        #: positions of the static cache that hold the text (prompt and the tokens fed since)
+        self.filled = 0
         #: wall seconds the last compilation took (tracing, code generation, graph recording)
         self.compile_seconds: float | None = None
         params = inspect.signature(type(lm).forward).parameters
@@ -111,71 +123,119 @@ class CompiledLM:
         model_class: type = type(lm)  # plain ``type``: mypy does not take ``type[Module]`` for Hashable
         self._cache_keyword = cache_keyword(model_class)  # looked up here: dynamo would trace its functools.cache
         self._position: torch.Tensor | None = None
+        #: the first prefill into a new cache runs eagerly: it allocates the cache's tensors
+        #: (transformers allocates a static layer on its first update), which must not happen
+        #: inside a graph
+        self._fresh = True
         self._step = _compile(self._eager_step, mode)
+        #: the same step for k >= 2 tokens (a verification, a draft's catch-up), compiled once with
+        #: k symbolic: one inductor compilation for every k, one CUDA graph recorded per k
+        self._multi = _compile(self._eager_step, mode, dynamic=None)
+        self._prompt = _compile(self._eager_prompt, mode) if compile_prefill else self._eager_prompt
 
-    # -------------------------------------------------------------- the compiled step
-    def _eager_step(self, token: torch.Tensor, position: torch.Tensor) -> torch.Tensor:
-        extra = {"cache_position": position} if self._takes_cache_position else {}
-        out = self.lm(input_ids=token, position_ids=position.view(1, 1), use_cache=True, **{self._cache_keyword: self.cache}, **extra)
-        return out.logits[:, -1:].argmax(-1)
+    # -------------------------------------------------------------- the compiled functions
+    def _eager_step(self, ids: torch.Tensor, start: torch.Tensor, vocab_size: int | None) -> torch.Tensor:
+        """``ids`` ``[1, k]`` fed at positions ``start .. start + k - 1``: the greedy choice after
+        each, ``[1, k]``, among the first ``vocab_size`` ids (all for ``None``)."""
+        import torch
+
+        positions = start + torch.arange(ids.shape[1], device=ids.device)
+        extra = {"cache_position": positions} if self._takes_cache_position else {}
+        out = self.lm(input_ids=ids, position_ids=positions[None], use_cache=True, **{self._cache_keyword: self.cache}, **extra)
+        return out.logits[..., :vocab_size].argmax(-1)
+
+    def _eager_prompt(self, inputs_embeds: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The prompt ``[1, L, hidden]`` into positions ``0 .. L-1``: ``(first token [1, 1], last logits [1, vocab])``."""
+        import torch
+
+        positions = torch.arange(inputs_embeds.shape[1], device=inputs_embeds.device)
+        extra = {"cache_position": positions} if self._takes_cache_position else {}
+        out = self.lm(inputs_embeds=inputs_embeds, position_ids=positions[None], use_cache=True, logits_to_keep=1, **{self._cache_keyword: self.cache}, **extra)
+        logits = out.logits[:, -1]
+        return logits.argmax(-1, keepdim=True), logits
 
     def _allocate(self, positions: int) -> None:
+        """A static cache of ``positions`` rounded up to :data:`CACHE_ROUNDING`; the one there is
+        kept when it has that length already (its compiled graphs stay valid)."""
         import torch
         from transformers import StaticCache
 
         length = -(-positions // CACHE_ROUNDING) * CACHE_ROUNDING
+        if self.cache is not None and length == self.max_cache_len:
+            self._set_filled(0)
+            return
         config: Any = self.lm.config  # a transformers PreTrainedModel
         self.cache = _static_cache(StaticCache, config, length, self.lm)
         self.max_cache_len = length
+        self.filled = 0
+        self._fresh = True
         device = next(self.lm.parameters()).device
         self._position = torch.zeros(1, dtype=torch.long, device=device)
 
     def prepare(self, prompt_tokens: int, decode_tokens: int) -> float:
         """Allocate the static cache for ``prompt_tokens + decode_tokens`` positions and compile
-        the decode step (three calls: torch.compile's warm-up run, the CUDA-graph recording, a
-        replay), on a prompt of token id 0. Returns the wall seconds it took, device
-        synchronised (also kept in :attr:`compile_seconds`). A larger prompt later allocates a
-        larger cache and compiles again. :class:`CompileError` when compiling fails (a model or
-        weight format torch.compile cannot trace in one graph, e.g. bitsandbytes int8 where its
-        matmul keeps Python state), naming the runtime and the model class; out of memory is
-        ``torch.cuda.OutOfMemoryError`` as it is."""
+        prefill (on that prompt length) and the decode step: three calls of each (torch.compile's
+        warm-up run, the CUDA-graph recording, a replay), on a prompt of token id 0. Returns the
+        wall seconds it took, device synchronised (also kept in :attr:`compile_seconds`). Another
+        prompt length later compiles prefill again; a larger one allocates a larger cache and
+        compiles both again. :class:`CompileError` when compiling fails (a model or weight format
+        torch.compile cannot trace in one graph), naming the runtime, the stage and the model
+        class; out of memory is ``torch.cuda.OutOfMemoryError`` as it is."""
         import torch
 
         device = next(self.lm.parameters()).device
         start = time.perf_counter()
         self._allocate(prompt_tokens + decode_tokens)
         ids = torch.zeros(1, prompt_tokens, dtype=torch.long, device=device)
-        token, cache, _ = self.prefill(input_ids=ids)
-        try:
+        with self._compiling("prefill"):
+            for _ in range(4):  # the first fills the new cache eagerly, then warm-up, recording, replay
+                token, cache, _ = self.prefill(input_ids=ids)
+        with self._compiling("decode step"):
             self.decode(token, cache, min(3, decode_tokens))
-        except torch.cuda.OutOfMemoryError:
-            raise
-        except Exception as exc:  # dynamo/inductor raise many types; all mean "this does not compile"
-            raise CompileError(
-                f"--egbench-runtime {self.name}: compiling the decode step of {type(self.lm).__name__} failed: {type(exc).__name__}: {exc}"
-            ) from exc
         if device.type == "cuda":
             torch.cuda.synchronize(device)
         self.compile_seconds = time.perf_counter() - start
         return self.compile_seconds
 
+    def _compiling(self, what: str) -> Any:
+        """A context turning a compiler's error into :class:`CompileError` (out of memory passes)."""
+        import contextlib
+
+        import torch
+
+        runtime, model = self.name, type(self.lm).__name__
+
+        @contextlib.contextmanager
+        def guard() -> Any:
+            try:
+                yield
+            except torch.cuda.OutOfMemoryError:
+                raise
+            except (ValueError, CompileError):  # this class's own refusals, as they are
+                raise
+            except Exception as exc:  # dynamo/inductor raise many types; all mean "this does not compile"
+                raise CompileError(f"--egbench-runtime {runtime}: compiling the {what} of {model} failed: {type(exc).__name__}: {exc}") from exc
+
+        return guard()
+
     # -------------------------------------------------------------- stages
     def prefill(
         self, *, input_ids: torch.Tensor | None = None, inputs_embeds: torch.Tensor | None = None, **model_kwargs: Any
     ) -> tuple[torch.Tensor, Any, torch.Tensor]:
-        """One eager forward over the prompt into the static cache (reset first, in place):
-        ``(first token [1, 1], cache, last-position logits [1, vocab])``. ``ValueError`` for a
-        batch other than 1 or no input."""
+        """The prompt into the static cache (its positions forgotten first; a new, larger cache
+        when it cannot hold the prompt and :data:`CACHE_ROUNDING` more): ``(first token [1, 1],
+        cache, last-position logits [1, vocab])``. Token ids are embedded first (one gather), so
+        that ids and embeddings share one compiled graph per prompt length. ``model_kwargs``
+        (a forward's extra inputs) run the forward eagerly. ``ValueError`` for a batch other than
+        1 or no input."""
         import torch
 
-        with torch.inference_mode():
+        with torch.inference_mode(), _inductor_settings(self.tuned):
             return self._prefill(input_ids, inputs_embeds, model_kwargs)
 
     def _prefill(
         self, input_ids: torch.Tensor | None, inputs_embeds: torch.Tensor | None, model_kwargs: dict[str, Any]
     ) -> tuple[torch.Tensor, Any, torch.Tensor]:
-        import torch
-
         from .generation import cache_kwargs
 
         prompt = input_ids if input_ids is not None else inputs_embeds
@@ -188,35 +248,90 @@ class CompiledLM:
             self._allocate(length + CACHE_ROUNDING)
         else:
             self.cache.reset()
-        positions = torch.arange(length, device=prompt.device)
-        extra = {"cache_position": positions} if self._takes_cache_position else {}
-        tokens = {"input_ids": input_ids, "inputs_embeds": inputs_embeds, **model_kwargs}
-        out = self.lm(**tokens, position_ids=positions[None], use_cache=True, logits_to_keep=1, **cache_kwargs(self.lm, self.cache), **extra)
-        logits = out.logits[:, -1]
-        assert self._position is not None
-        self._position.fill_(length)
-        return logits.argmax(-1, keepdim=True), self.cache, logits
+        if model_kwargs:  # a forward with extra inputs (pixels, grid sizes): eagerly
+            import torch
 
-    def decode(self, token: torch.Tensor, cache: Any, steps: int) -> torch.Tensor:
-        """``steps`` greedy tokens ``[1, steps]``, one compiled step each, after :meth:`prefill`.
-        ``ValueError`` when the static cache has no room for them (it was sized by
-        :meth:`prepare` or the prompt plus :data:`CACHE_ROUNDING`)."""
+            positions = torch.arange(length, device=prompt.device)
+            extra = {"cache_position": positions} if self._takes_cache_position else {}
+            tokens = {"input_ids": input_ids, "inputs_embeds": inputs_embeds, **model_kwargs}
+            out = self.lm(**tokens, position_ids=positions[None], use_cache=True, logits_to_keep=1, **cache_kwargs(self.lm, self.cache), **extra)
+            logits = out.logits[:, -1]
+            token = logits.argmax(-1, keepdim=True)
+        else:
+            if inputs_embeds is None:
+                lm: Any = self.lm  # a transformers PreTrainedModel
+                inputs_embeds = lm.get_input_embeddings()(input_ids)
+            prompt_step = self._eager_prompt if self._fresh else self._prompt
+            token, logits = (t.clone() for t in prompt_step(inputs_embeds))  # graph outputs are overwritten by the next replay
+        self._fresh = False
+        self._set_filled(length)
+        return token, self.cache, logits
+
+    def decode(self, token: torch.Tensor, cache: Any, steps: int, vocab_size: int | None = None) -> torch.Tensor:
+        """``steps`` greedy tokens ``[1, steps]``, one compiled step each, after :meth:`prefill`,
+        choosing among the first ``vocab_size`` ids (all for ``None``). ``ValueError`` when the
+        static cache has no room for them (it was sized by :meth:`prepare` or the prompt plus
+        :data:`CACHE_ROUNDING`)."""
         import torch
 
         if steps < 0:
             raise ValueError(f"steps must be >= 0, got {steps}")
         if cache is not self.cache or self._position is None:
             raise ValueError("decode the cache of this runtime's last prefill")
+        self._room(steps)
         produced = torch.empty(1, steps, dtype=torch.long, device=token.device)
-        filled = int(cache.get_seq_length())
-        if filled + steps > self.max_cache_len:
-            raise ValueError(f"the static KV cache holds {self.max_cache_len} positions: {filled} filled, no room for {steps} decode steps")
         with torch.inference_mode(), _inductor_settings(self.tuned):  # compilation happens in the first steps
             for i in range(steps):
-                token = self._step(token, self._position).clone()
+                token = self._step(token, self._position, vocab_size).clone()
                 produced[:, i : i + 1] = token
                 self._position += 1
+        self.filled += steps
         return produced
+
+    # -------------------------------------------------------------- speculative decoding
+    def choices(self, ids: torch.Tensor, vocab_size: int | None = None) -> torch.Tensor:
+        """Feed ``ids`` ``[1, k]`` at the next ``k`` positions in one compiled forward (one graph
+        per k): the greedy choice after each, ``[1, k]`` on the device, not synchronised.
+        ``ValueError`` when the cache has no room for them."""
+        import torch
+
+        if self._position is None:
+            raise ValueError("prefill first")
+        self._room(ids.shape[1])
+        k = ids.shape[1]
+        step = self._step
+        if k > 1:
+            step = self._multi
+            torch._dynamo.mark_dynamic(ids, 1, min=2, max=self.max_cache_len)
+        with torch.inference_mode(), _inductor_settings(self.tuned):
+            out = step(ids, self._position, vocab_size).clone()
+            self._position += ids.shape[1]
+        self.filled += ids.shape[1]
+        return out
+
+    def truncate(self, length: int) -> None:
+        """Forget the positions from ``length`` on: the next token is written at ``length``. Later
+        writes overwrite the stale entries, and attention never reads a position past the query's
+        own (the causal mask). ``ValueError`` unless ``0 <= length <= filled``."""
+        if not 0 <= length <= self.filled:
+            raise ValueError(f"cannot truncate a cache of {self.filled} filled positions to {length}")
+        if length != self.filled:
+            self._set_filled(length)
+
+    def _set_filled(self, length: int) -> None:
+        import torch
+
+        assert self._position is not None
+        with torch.inference_mode():  # the cache's tensors were made in inference mode
+            self._position.fill_(length)
+            for layer in getattr(self.cache, "layers", ()):  # transformers' static layers count what they hold
+                if getattr(layer, "is_initialized", False):
+                    layer.cumulative_length.fill_(length)
+        self.filled = length
+
+    def _room(self, tokens: int) -> None:
+        if self.filled + tokens > self.max_cache_len:
+            raise ValueError(f"the static KV cache holds {self.max_cache_len} positions: {self.filled} filled, no room for {tokens} more")
 
     def cache_positions(self, cache: Any) -> int:
         """Token positions the static cache holds memory for: all of them, filled or not."""
@@ -234,10 +349,10 @@ LM = EagerLM | CompiledLM
 RECOMPILE_LIMIT = 64
 
 
-def _compile(step: Any, mode: str) -> Any:
-    """``torch.compile(step, mode=mode, fullgraph=True, dynamic=False)`` with dynamo's recompile
+def _compile(step: Any, mode: str, dynamic: bool | None = False) -> Any:
+    """``torch.compile(step, mode=mode, fullgraph=True, dynamic=dynamic)`` with dynamo's recompile
     limit raised to :data:`RECOMPILE_LIMIT` and a hit of it made an error (never a silent fall
-    back to eager code)."""
+    back to eager code). ``dynamic=None`` honours ``torch._dynamo.mark_dynamic`` on the inputs."""
     import torch
     import torch._dynamo.config as dynamo_config
 
@@ -247,7 +362,7 @@ def _compile(step: Any, mode: str) -> Any:
             break
     if hasattr(dynamo_config, "fail_on_recompile_limit_hit"):
         dynamo_config.fail_on_recompile_limit_hit = True
-    return torch.compile(step, mode=mode, fullgraph=True, dynamic=False)
+    return torch.compile(step, mode=mode, fullgraph=True, dynamic=dynamic)
 
 
 def _inductor_settings(tuned: bool) -> Any:

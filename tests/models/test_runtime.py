@@ -93,7 +93,7 @@ def test_tuned_runtime_is_the_compiled_one_with_coordinate_descent_tuning(lm):
     assert lm_runtime("compiled", lm).name == "compiled"
     before = inductor.coordinate_descent_tuning
     seen = []
-    runtime._step = lambda token, position: seen.append(inductor.coordinate_descent_tuning) or token  # the setting while compiling
+    runtime._step = lambda token, position, vocab_size: seen.append(inductor.coordinate_descent_tuning) or token  # the setting while compiling
     first, cache, _ = runtime.prefill(input_ids=_prompt(lm))
     runtime.decode(first, cache, 2)
     assert seen == [True, True]
@@ -105,7 +105,7 @@ def test_a_step_that_does_not_compile_is_a_clear_error(lm):
 
     runtime = CompiledLM(lm)
 
-    def untraceable(token, position):
+    def untraceable(token, position, vocab_size):
         raise RuntimeError("data-dependent branch")  # as dynamo reports what it cannot trace in one graph
 
     runtime._step = untraceable
@@ -129,3 +129,49 @@ def test_eager_runtime_compiles_nothing_and_attends_over_the_growing_cache(lm):
     assert eager.prepare(PROMPT, STEPS) is None and eager.compile_seconds is None
     # step i attends over the prompt, the i tokens decoded before it and its own
     assert eager.attended_positions(PROMPT, STEPS, None) == sum(PROMPT + i + 1 for i in range(STEPS)) / STEPS
+
+
+def test_k_token_choices_and_truncation_match_eager_forwards(lm, compiled):
+    """choices(ids) of k tokens is the greedy choice after each of them, as one eager forward
+    over the same cache gives; truncate(n) makes the next write position n, so that feeding
+    other tokens after a rollback reads as if the forgotten ones were never fed."""
+    from pytest_egbench.metrics.speculative import greedy
+    from pytest_egbench.models.generation import cache_kwargs
+
+    ids = _prompt(lm)
+    more = _prompt(lm, length=5, seed=3)
+    other = _prompt(lm, length=3, seed=4)
+    compiled.prefill(input_ids=ids)
+    eager_cache = EagerLM(lm).prefill(input_ids=ids)[1]
+
+    def eager_choices(tokens):
+        out = lm(input_ids=tokens, **cache_kwargs(lm, eager_cache), use_cache=True)
+        return greedy(out.logits)
+
+    with torch.inference_mode():
+        assert compiled.choices(more).tolist() == eager_choices(more).tolist()
+        assert compiled.filled == PROMPT + 5
+        compiled.truncate(PROMPT + 2)
+        eager_cache.crop(PROMPT + 2 - eager_cache.get_seq_length())
+        assert compiled.choices(other).tolist() == eager_choices(other).tolist()
+    assert compiled.filled == PROMPT + 5
+    with pytest.raises(ValueError, match="cannot truncate a cache of 42 filled positions to 43"):
+        compiled.truncate(PROMPT + 6)
+    with pytest.raises(ValueError, match="static KV cache holds 64 positions: 42 filled, no room for 23 more"):
+        compiled.choices(_prompt(lm, length=23))
+
+
+def test_prefill_runs_the_compiled_graph_once_the_cache_exists(lm):
+    """The first prefill into a new static cache runs eagerly (transformers allocates the cache's
+    tensors on their first write, which must not happen inside a graph); every later one runs the
+    compiled prompt graph. A prompt with extra forward inputs runs eagerly."""
+    runtime = CompiledLM(lm)
+    calls = []
+    compiled_prompt = runtime._prompt
+    runtime._prompt = lambda embeds: calls.append(embeds.shape) or compiled_prompt(embeds)
+    runtime.prefill(input_ids=_prompt(lm))
+    assert calls == []
+    runtime.prefill(input_ids=_prompt(lm, seed=1))
+    assert calls == [torch.Size([1, PROMPT, lm.config.hidden_size])]
+    runtime.prefill(input_ids=_prompt(lm, length=3 * CACHE_ROUNDING))  # a new, larger cache: eager again
+    assert len(calls) == 1

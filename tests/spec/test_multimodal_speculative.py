@@ -28,3 +28,39 @@ def test_eventgpt_drafting_for_llava_equals_llava_greedy():
         assert result.tokens == reference
         assert all(tok < vocab for tok in result.tokens)
         rewind(d, t)
+
+
+def test_compiled_runtime_speculates_as_the_eager_one():
+    """The same pair in the compiled runtime (static KV caches, compiled prefill, k-token steps,
+    rollback by moving the write position): the target's greedy output and, step for step, the
+    eager run's acceptance counts. Oracle: the eager speculative loop above, itself checked
+    against the target's own greedy decode."""
+    from pytest_egbench.metrics.speculative import CompiledContinuation, Continuation
+
+    draft = load_model(ModelSpec("eventgpt", preset="tiny", device="cpu"))
+    target = load_model(ModelSpec("llava", preset="tiny", device="cpu"))
+    vocab = 32000
+    d_sample = synthetic_sample("eventgpt", 1, height=120, width=160)
+    t_sample = synthetic_sample("llava", height=120, width=160, seed=1)
+    d, _ = prefill_adapter(draft, d_sample, vocab)
+    t, first = prefill_adapter(target, t_sample, vocab)
+    assert isinstance(d, Continuation) and isinstance(t, Continuation)
+    reference = decode(target.lm, torch.tensor([[first]]), t.cache, 6, vocab_size=vocab)[0].tolist()
+    rewind(t)
+    eager = {gamma: speculative_decode(d, t, first, 6, gamma, vocab_size=vocab) for gamma in (1, 3) if not rewind(d, t)}
+
+    for adapter in (draft, target):
+        adapter.use_runtime("compiled")
+    dc, _ = prefill_adapter(draft, d_sample, vocab)
+    tc, first_c = prefill_adapter(target, t_sample, vocab)
+    assert isinstance(dc, CompiledContinuation) and isinstance(tc, CompiledContinuation)
+    assert (dc.prompt_tokens, tc.prompt_tokens, first_c) == (d.prompt_tokens, t.prompt_tokens, first)
+    assert tc.decode(torch.tensor([[first]]), 6, vocab)[0].tolist() == reference
+    for _ in range(2):  # a second pass runs on the rolled-back caches
+        for gamma, expected in eager.items():
+            rewind(dc, tc)
+            result = speculative_decode(dc, tc, first, 6, gamma, vocab_size=vocab)
+            assert result.tokens == reference
+            assert result.stats == expected.stats
+            # each cache holds its prompt and the accepted text but the last token
+            assert tc.length() == tc.prompt_tokens + len(result.tokens)
