@@ -56,7 +56,7 @@ CPU_STEPS = 6
 
 @pytest.mark.egbench_needs("events", "video")
 @pytest.mark.parametrize(("target_name", "frames"), TARGETS, ids=[t for t, _ in TARGETS])
-def test_acceptance(stage_timer, egbench_model, egbench_settings, egbench_sample, egbench_record, target_name, frames):
+def test_acceptance(stage_timer, egbench_model, egbench_settings, egbench_sample, egbench_record, egbench_progress, target_name, frames):
     pytest.importorskip("torch")
     import time
 
@@ -79,7 +79,7 @@ def test_acceptance(stage_timer, egbench_model, egbench_settings, egbench_sample
     compile_start = time.perf_counter()
     for adapter, sample in ((draft, d_input), (target, t_input)):
         # a static cache with room for the steps and the last verification's gamma + 1 tokens
-        adapter.runtime.prepare(adapter.preprocess(sample).prompt_tokens, steps + max(GAMMAS) + 1)
+        adapter.runtime.prepare(adapter.preprocess(sample).prompt_tokens, steps + max(GAMMAS) + 1, vocab)
     d, d_first = prefill_adapter(draft, d_input, vocab)
     t, first = prefill_adapter(target, t_input, vocab)
     first_t = torch.tensor([[first]], device=target.device)
@@ -90,6 +90,7 @@ def test_acceptance(stage_timer, egbench_model, egbench_settings, egbench_sample
     rewind(d)
     compiled = egbench_settings.runtime != "eager"
     if compiled:  # every graph the rounds replay (one per number of tokens fed), compiled and recorded
+        egbench_progress(f"egbench: compiling the verification steps ({DRAFT}->{target_name}, gamma {', '.join(map(str, GAMMAS))}) ...")
         for _ in range(3):  # torch.compile's warm-up run, the CUDA-graph recording, a replay
             for gamma in GAMMAS:
                 speculative_decode(d, t, first, steps, gamma, vocab_size=vocab)

@@ -21,7 +21,7 @@ pytestmark = pytest.mark.egbench(group="lm")
 PROMPT_TOKENS = 637
 
 
-def test_lm_stages(stage_timer, egbench_device, egbench_settings):
+def test_lm_stages(stage_timer, egbench_device, egbench_settings, egbench_progress):
     torch = pytest.importorskip("torch")
     from pytest_egbench import roofline
     from pytest_egbench.models.llama import dummy_llama
@@ -33,6 +33,7 @@ def test_lm_stages(stage_timer, egbench_device, egbench_settings):
     prompt = torch.randint(3, model.config.vocab_size, (1, PROMPT_TOKENS), generator=generator)
     steps = egbench_settings.max_new_tokens - 1
     lm = lm_runtime(egbench_settings.runtime, model)
+    lm.progress = egbench_progress
     compile_s = lm.prepare(PROMPT_TOKENS, steps)  # None for eager
     stage_timer.extra_info.update(model=f"llama-{egbench_settings.preset}", prompt_tokens=PROMPT_TOKENS, runtime=lm.name, compile_s=compile_s)
 

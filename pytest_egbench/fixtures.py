@@ -70,6 +70,14 @@ def _progress(config: pytest.Config) -> Callable[[str], None]:
 
 
 @pytest.fixture(scope="session")
+def egbench_progress(pytestconfig: pytest.Config) -> Callable[[str], None]:
+    """``egbench_progress(line)`` writes one line to the terminal now, past output capturing:
+    for long work inside a benchmark (compiling a runtime, building data), as model loading
+    reports itself."""
+    return _progress(pytestconfig)
+
+
+@pytest.fixture(scope="session")
 def egbench_model(pytestconfig: pytest.Config, egbench_session: EgbenchSession) -> Iterator[Callable[[str], ModelAdapter]]:
     """``egbench_model(name)`` -> the :class:`~pytest_egbench.models.base.ModelAdapter` of
     ``name`` (a registered model: eventgpt, video_llava, llava or a third-party adapter, see
@@ -103,6 +111,7 @@ def egbench_model(pytestconfig: pytest.Config, egbench_session: EgbenchSession) 
             try:
                 adapter = load_model(spec)
                 adapter.use_runtime(settings.runtime)
+                adapter.runtime.progress = write  # a compiled runtime says what it compiles
             except Exception as exc:
                 loaded[name] = exc
                 write(f"egbench: loading {name} failed: {exc}")

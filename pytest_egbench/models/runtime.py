@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import inspect
 import time
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:  # torch is imported where it is used: the option parser imports RUNTIMES
@@ -55,11 +56,13 @@ class EagerLM:
     name = "eager"
     #: eager code is not compiled: always ``None``
     compile_seconds: float | None = None
+    #: unused: nothing to report (the compiled runtime's :attr:`CompiledLM.progress`)
+    progress: Callable[[str], None] | None = None
 
     def __init__(self, lm: torch.nn.Module) -> None:
         self.lm = lm
 
-    def prepare(self, prompt_tokens: int, decode_tokens: int) -> float | None:
+    def prepare(self, prompt_tokens: int, decode_tokens: int, vocab_size: int | None = None) -> float | None:
         """Nothing to compile: returns ``None`` (no compile time to report)."""
         return None
 
@@ -115,6 +118,9 @@ class CompiledLM:
         self.filled = 0
         #: wall seconds the last compilation took (tracing, code generation, graph recording)
         self.compile_seconds: float | None = None
+        #: where :meth:`prepare` says what it compiles and how long it took (a line each; the
+        #: plugin's fixtures set the terminal), ``None`` for silence
+        self.progress: Callable[[str], None] | None = None
         params = inspect.signature(type(lm).forward).parameters
         #: transformers < 5.24 takes ``cache_position``; later versions track it in the cache
         self._takes_cache_position = "cache_position" in params
@@ -172,9 +178,10 @@ class CompiledLM:
         device = next(self.lm.parameters()).device
         self._position = torch.zeros(1, dtype=torch.long, device=device)
 
-    def prepare(self, prompt_tokens: int, decode_tokens: int) -> float:
+    def prepare(self, prompt_tokens: int, decode_tokens: int, vocab_size: int | None = None) -> float:
         """Allocate the static cache for ``prompt_tokens + decode_tokens`` positions and compile
-        prefill (on that prompt length) and the decode step: three calls of each (torch.compile's
+        prefill (on that prompt length) and the decode step choosing among the first
+        ``vocab_size`` ids (all for ``None``; a graph per value): three calls of each (torch.compile's
         warm-up run, the CUDA-graph recording, a replay), on a prompt of token id 0. Returns the
         wall seconds it took, device synchronised (also kept in :attr:`compile_seconds`). Another
         prompt length later compiles prefill again; a larger one allocates a larger cache and
@@ -184,6 +191,9 @@ class CompiledLM:
         import torch
 
         device = next(self.lm.parameters()).device
+        model = type(self.lm).__name__
+        if self.progress:
+            self.progress(f"egbench: compiling {model} ({self.name}): prefill of {prompt_tokens} tokens, decode step ...")
         start = time.perf_counter()
         self._allocate(prompt_tokens + decode_tokens)
         ids = torch.zeros(1, prompt_tokens, dtype=torch.long, device=device)
@@ -191,10 +201,12 @@ class CompiledLM:
             for _ in range(4):  # the first fills the new cache eagerly, then warm-up, recording, replay
                 token, cache, _ = self.prefill(input_ids=ids)
         with self._compiling("decode step"):
-            self.decode(token, cache, min(3, decode_tokens))
+            self.decode(token, cache, min(3, decode_tokens), vocab_size)
         if device.type == "cuda":
             torch.cuda.synchronize(device)
         self.compile_seconds = time.perf_counter() - start
+        if self.progress:
+            self.progress(f"egbench: compiled {model} in {self.compile_seconds:.1f} s")
         return self.compile_seconds
 
     def _compiling(self, what: str) -> Any:

@@ -27,8 +27,16 @@ def lm():
 @pytest.fixture(scope="module")
 def compiled(lm):
     runtime = CompiledLM(lm)
+    lines: list[str] = []
+    runtime.progress = lines.append
     seconds = runtime.prepare(PROMPT, STEPS)
     assert seconds > 0 and runtime.compile_seconds == seconds
+    # the terminal hears what compiles, and when it is done, how long it took
+    assert lines == [
+        f"egbench: compiling LlamaForCausalLM (compiled): prefill of {PROMPT} tokens, decode step ...",
+        f"egbench: compiled LlamaForCausalLM in {seconds:.1f} s",
+    ]
+    runtime.progress = None
     return runtime
 
 
