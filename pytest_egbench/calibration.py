@@ -352,7 +352,12 @@ def probes_for(metric: str, runtime: str) -> frozenset[str] | None:
     kernels a token, tens of microseconds, while the GPU works 4.5-5 ms: a profile of the 7B bf16
     step on an H200 had the GPU busy 4.54 ms of every 4.81 (docs/gpu.md#runtimes). The host would
     have to be about a hundred times slower to show. Every other stage, and eager decode, waits on
-    the host and keeps every probe."""
+    the host and keeps every probe. Compiled prefill (one CUDA-graph replay for the prompt) keeps
+    them too: on three H200 leases with the same GPU probes it read 16.3-17.0 ms (bf16) and
+    26.5-28.5 ms (NF4), a spread of up to 7.5 % -- once 6 % between two processes of one lease,
+    minutes apart -- above its 5 % tolerance, with a cause no probe measured
+    (docs/measurements/compiled-runtime-h200.md). Judged on the GPU's probes alone it would fail
+    on an unchanged machine; the same-machine A/B judges it (5 % caught at p < 1e-4 there)."""
     if runtime != "eager" and metric in DECODE_METRICS:
         return GPU_PROBES
     return None
