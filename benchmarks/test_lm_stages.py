@@ -35,7 +35,9 @@ def test_lm_stages(stage_timer, egbench_device, egbench_settings, egbench_progre
     lm = lm_runtime(egbench_settings.runtime, model)
     lm.progress = egbench_progress
     compile_s = lm.prepare(PROMPT_TOKENS, steps)  # None for eager
-    stage_timer.extra_info.update(model=f"llama-{egbench_settings.preset}", prompt_tokens=PROMPT_TOKENS, runtime=lm.name, compile_s=compile_s)
+    stage_timer.extra_info.update(
+        model=f"llama-{egbench_settings.preset}", prompt_tokens=PROMPT_TOKENS, runtime=lm.name, compile_s=compile_s, compile_parts_s=lm.compile_parts
+    )
 
     for rnd in stage_timer.rounds():
         with rnd.stage("preprocess"):

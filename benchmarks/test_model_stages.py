@@ -86,6 +86,7 @@ def test_model_stages(stage_timer, egbench_model, egbench_settings, egbench_samp
         model_load_s=adapter.load_seconds,
         runtime=adapter.runtime.name,
         compile_s=adapter.runtime.compile_seconds,
+        compile_parts_s=adapter.runtime.compile_parts,
         decode_bytes_per_token=roofline.decode_bytes_per_token(adapter.lm, adapter.kv_bytes_per_token, attended),
         prefill_flops=roofline.prefill_flops(adapter.lm, inputs.prompt_tokens),
         kv_cache_positions=kv_positions,

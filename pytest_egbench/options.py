@@ -254,8 +254,8 @@ OPTIONS: tuple[OptionSpec, ...] = (
     OptionSpec(
         "runtime",
         "--egbench-runtime",
-        "how the LM runs prefill and decode: eager (a growing KV cache, one eager forward per token), compiled (a static KV cache and "
-        "a torch.compile'd decode step, CUDA graphs) or compiled-tuned (compiled with inductor's coordinate-descent tuning: faster "
+        "how the LM runs prefill and decode: eager (a growing KV cache, one eager forward per token), compiled (a static KV cache, "
+        "torch.compile'd prefill and decode step, CUDA graphs) or compiled-tuned (compiled with inductor's coordinate-descent tuning: faster "
         "decode, 3x the compile time); the compiled ones need CUDA; docs/gpu.md#runtimes (default eager)",
         parse_runtime,
         "eager",

@@ -59,6 +59,11 @@ class EagerLM:
     #: unused: nothing to report (the compiled runtime's :attr:`CompiledLM.progress`)
     progress: Callable[[str], None] | None = None
 
+    @property
+    def compile_parts(self) -> dict[str, float]:
+        """Nothing compiled: ``{}`` (:attr:`CompiledLM.compile_parts`)."""
+        return {}
+
     def __init__(self, lm: torch.nn.Module) -> None:
         self.lm = lm
 
@@ -118,6 +123,8 @@ class CompiledLM:
         self.filled = 0
         #: wall seconds the last compilation took (tracing, code generation, graph recording)
         self.compile_seconds: float | None = None
+        #: the same, split: ``{"prefill": s, "decode": s}`` (the first includes the cache's allocation)
+        self.compile_parts: dict[str, float] = {}
         #: where :meth:`prepare` says what it compiles and how long it took (a line each; the
         #: plugin's fixtures set the terminal), ``None`` for silence
         self.progress: Callable[[str], None] | None = None
@@ -200,13 +207,18 @@ class CompiledLM:
         with self._compiling("prefill"):
             for _ in range(4):  # the first fills the new cache eagerly, then warm-up, recording, replay
                 token, cache, _ = self.prefill(input_ids=ids)
+        _synchronize(device)
+        prefill_done = time.perf_counter()
         with self._compiling("decode step"):
             self.decode(token, cache, min(3, decode_tokens), vocab_size)
-        if device.type == "cuda":
-            torch.cuda.synchronize(device)
-        self.compile_seconds = time.perf_counter() - start
+        _synchronize(device)
+        end = time.perf_counter()
+        self.compile_seconds = end - start
+        self.compile_parts = {"prefill": prefill_done - start, "decode": end - prefill_done}
         if self.progress:
-            self.progress(f"egbench: compiled {model} in {self.compile_seconds:.1f} s")
+            self.progress(
+                f"egbench: compiled {model} in {self.compile_seconds:.1f} s (prefill {self.compile_parts['prefill']:.1f} s, decode step {self.compile_parts['decode']:.1f} s)"
+            )
         return self.compile_seconds
 
     def _compiling(self, what: str) -> Any:
@@ -375,6 +387,14 @@ def _compile(step: Any, mode: str, dynamic: bool | None = False) -> Any:
     if hasattr(dynamo_config, "fail_on_recompile_limit_hit"):
         dynamo_config.fail_on_recompile_limit_hit = True
     return torch.compile(step, mode=mode, fullgraph=True, dynamic=dynamic)
+
+
+def _synchronize(device: torch.device) -> None:
+    """Wait for the device's queued work (CUDA; nothing to wait for on the CPU)."""
+    import torch
+
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
 
 
 def _inductor_settings(tuned: bool) -> Any:

@@ -34,8 +34,11 @@ def compiled(lm):
     # the terminal hears what compiles, and when it is done, how long it took
     assert lines == [
         f"egbench: compiling LlamaForCausalLM (compiled): prefill of {PROMPT} tokens, decode step ...",
-        f"egbench: compiled LlamaForCausalLM in {seconds:.1f} s",
+        f"egbench: compiled LlamaForCausalLM in {seconds:.1f} s"
+        f" (prefill {runtime.compile_parts['prefill']:.1f} s, decode step {runtime.compile_parts['decode']:.1f} s)",
     ]
+    assert set(runtime.compile_parts) == {"prefill", "decode"}
+    assert sum(runtime.compile_parts.values()) == pytest.approx(seconds)
     runtime.progress = None
     return runtime
 
