@@ -301,7 +301,9 @@ def continue_speculating(
     with torch.inference_mode():
         # the text so far on the draft's device: what each step feeds is sliced from it, so that
         # the step's only synchronisation is the read of the proposals and the target's choices
-        text = torch.zeros(1, total + gamma + 1, dtype=torch.long, device=draft.device)
+        # room for every token: those given (a parallel prefill may give more than total) and a
+        # last step's gamma + 1
+        text = torch.zeros(1, max(len(out), total) + gamma + 1, dtype=torch.long, device=draft.device)
         text[0, : len(out)] = torch.tensor(out, dtype=torch.long)
         while len(out) < total:
             fed = draft.length() - draft.prompt_tokens
