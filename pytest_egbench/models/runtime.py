@@ -10,8 +10,9 @@ prompt length) and the one-token decode step -- forward, greedy choice of the ne
 compiled with ``torch.compile(mode="reduce-overhead", fullgraph=True)``, which on CUDA replays each
 as a CUDA graph: one launch for the prompt and one per token, no host work between the kernels,
 the next token never leaves the device. Eager prefill issues about a thousand kernels for a 7B
-model and waited on the host for them: it moved by 49-64 % between two H200 hosts while the
-compiled decode moved by 0.2-3 % (docs/measurements/compiled-runtime-h200.md). The compilation
+model and waits on the host for them: it moved by 49-64 % between two H200 hosts, the compiled
+prefill by 1-7.5 % and the compiled decode by 0.2-3.5 % between others, and compiled prefill was
+1.3-1.5x faster than eager on one lease (docs/measurements/compiled-runtime-h200.md). The compilation
 (tracing, code generation, CUDA-graph recording) is done by :meth:`CompiledLM.prepare`, outside the
 timed rounds, and its wall time is reported apart (``compile_s``), like the model's load time.
 Speculative decoding runs on the same static cache (:meth:`CompiledLM.choices`,
