@@ -76,10 +76,12 @@ def test_acceptance(stage_timer, egbench_model, egbench_settings, egbench_sample
         steps = min(steps, CPU_STEPS)
     if steps < 1:
         pytest.skip("--egbench-max-new-tokens 1 leaves nothing to speculate")
+    compiled = egbench_settings.runtime != "eager"
     compile_start = time.perf_counter()
-    for adapter, sample in ((draft, d_input), (target, t_input)):
-        # a static cache with room for the steps and the last verification's gamma + 1 tokens
-        adapter.runtime.prepare(adapter.preprocess(sample).prompt_tokens, steps + max(GAMMAS) + 1, vocab)
+    if compiled:
+        for adapter, sample in ((draft, d_input), (target, t_input)):
+            # a static cache with room for the steps and the last verification's gamma + 1 tokens
+            adapter.runtime.prepare(adapter.preprocess(sample).prompt_tokens, steps + max(GAMMAS) + 1, vocab)
     d, d_first = prefill_adapter(draft, d_input, vocab)
     t, first = prefill_adapter(target, t_input, vocab)
     first_t = torch.tensor([[first]], device=target.device)
@@ -88,7 +90,6 @@ def test_acceptance(stage_timer, egbench_model, egbench_settings, egbench_sample
     rewind(t)
     draft_own = d.decode(torch.tensor([[d_first]], device=draft.device), steps, vocab)[0].tolist()
     rewind(d)
-    compiled = egbench_settings.runtime != "eager"
     if compiled:  # every graph the rounds replay (one per number of tokens fed), compiled and recorded
         egbench_progress(f"egbench: compiling the verification steps ({DRAFT}->{target_name}, gamma {', '.join(map(str, GAMMAS))}) ...")
         for _ in range(3):  # torch.compile's warm-up run, the CUDA-graph recording, a replay

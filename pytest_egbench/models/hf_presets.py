@@ -91,16 +91,7 @@ LLAVA_NEXT_MISTRAL_7B: dict[str, Any] = dict(
         rope_theta=1000000.0,
         sliding_window=None,
     ),
-    vision_config=dict(
-        model_type="clip_vision_model",
-        hidden_size=1024,
-        intermediate_size=4096,
-        num_hidden_layers=24,
-        num_attention_heads=16,
-        image_size=336,
-        patch_size=14,
-        projection_dim=768,
-    ),
+    vision_config=dict(model_type="clip_vision_model", **presets.CLIP_VISION["7b"], image_size=336, patch_size=14),  # CLIP ViT-L/14-336
     projector_hidden_act="gelu",
     vision_feature_layer=-2,
     vision_feature_select_strategy="default",

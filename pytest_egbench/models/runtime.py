@@ -29,9 +29,10 @@ Both runtimes give the same greedy tokens up to kernel differences (a test check
 
 from __future__ import annotations
 
+import contextlib
 import inspect
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:  # torch is imported where it is used: the option parser imports RUNTIMES
@@ -102,7 +103,6 @@ class CompiledLM:
     :meth:`prefill` and :meth:`decode` call it themselves, untimed by them, if it was not called
     (then the first round pays the compilation). ``mode``: the ``torch.compile`` mode;
     ``"reduce-overhead"`` records CUDA graphs on CUDA and is plain inductor code on the CPU.
-    ``compile_prefill``: ``False`` runs prefill as one eager forward into the static cache.
 
     Beside prefill and decode, :meth:`choices` (k tokens in one compiled forward) and
     :meth:`truncate` (forget positions) make the static cache usable for speculative decoding
@@ -111,12 +111,11 @@ class CompiledLM:
     synchronise).
     """
 
-    def __init__(self, lm: torch.nn.Module, *, mode: str = "reduce-overhead", tuned: bool = False, compile_prefill: bool = True) -> None:
+    def __init__(self, lm: torch.nn.Module, *, mode: str = "reduce-overhead", tuned: bool = False) -> None:
         self.lm = lm
         self.mode = mode
         #: coordinate-descent tuning of the generated kernels (the ``compiled-tuned`` runtime)
         self.tuned = tuned
-        self.compile_prefill = compile_prefill
         self.name = "compiled-tuned" if tuned else "compiled"
         self.cache: Any = None
         self.max_cache_len = 0
@@ -145,7 +144,7 @@ class CompiledLM:
         #: the same step for k >= 2 tokens (a verification, a draft's catch-up), compiled once with
         #: k symbolic: one inductor compilation for every k, one CUDA graph recorded per k
         self._multi = _compile(self._eager_step, mode, dynamic=None)
-        self._prompt = _compile(self._eager_prompt, mode) if compile_prefill else self._eager_prompt
+        self._prompt = _compile(self._eager_prompt, mode)
 
     # -------------------------------------------------------------- the compiled functions
     def _eager_step(self, ids: torch.Tensor, start: torch.Tensor, vocab_size: int | None) -> torch.Tensor:
@@ -158,13 +157,20 @@ class CompiledLM:
         out = self.lm(input_ids=ids, position_ids=positions[None], use_cache=True, **{self._cache_keyword: self.cache}, **extra)
         return out.logits[..., :vocab_size].argmax(-1)
 
-    def _eager_prompt(self, inputs_embeds: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """The prompt ``[1, L, hidden]`` into positions ``0 .. L-1``: ``(first token [1, 1], last logits [1, vocab])``."""
+    def _eager_prompt(
+        self, inputs_embeds: torch.Tensor | None, input_ids: torch.Tensor | None = None, **model_kwargs: Any
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """The prompt (``inputs_embeds`` ``[1, L, hidden]`` or ``input_ids`` ``[1, L]``, with a
+        forward's extra inputs) into positions ``0 .. L-1``: ``(first token [1, 1], last logits
+        [1, vocab])``. Compiled with embeddings alone (``_prompt``)."""
         import torch
 
-        positions = torch.arange(inputs_embeds.shape[1], device=inputs_embeds.device)
+        prompt = inputs_embeds if inputs_embeds is not None else input_ids
+        assert prompt is not None
+        positions = torch.arange(prompt.shape[1], device=prompt.device)
         extra = {"cache_position": positions} if self._takes_cache_position else {}
-        out = self.lm(inputs_embeds=inputs_embeds, position_ids=positions[None], use_cache=True, logits_to_keep=1, **{self._cache_keyword: self.cache}, **extra)
+        tokens = {"inputs_embeds": inputs_embeds, "input_ids": input_ids, **model_kwargs}
+        out = self.lm(**tokens, position_ids=positions[None], use_cache=True, logits_to_keep=1, **{self._cache_keyword: self.cache}, **extra)
         logits = out.logits[:, -1]
         return logits.argmax(-1, keepdim=True), logits
 
@@ -222,26 +228,19 @@ class CompiledLM:
             )
         return self.compile_seconds
 
-    def _compiling(self, what: str) -> Any:
+    @contextlib.contextmanager
+    def _compiling(self, what: str) -> Iterator[None]:
         """A context turning a compiler's error into :class:`CompileError` (out of memory passes)."""
-        import contextlib
-
         import torch
 
-        runtime, model = self.name, type(self.lm).__name__
-
-        @contextlib.contextmanager
-        def guard() -> Any:
-            try:
-                yield
-            except torch.cuda.OutOfMemoryError:
-                raise
-            except (ValueError, CompileError):  # this class's own refusals, as they are
-                raise
-            except Exception as exc:  # dynamo/inductor raise many types; all mean "this does not compile"
-                raise CompileError(f"--egbench-runtime {runtime}: compiling the {what} of {model} failed: {type(exc).__name__}: {exc}") from exc
-
-        return guard()
+        try:
+            yield
+        except torch.cuda.OutOfMemoryError:
+            raise
+        except (ValueError, CompileError):  # this class's own refusals, as they are
+            raise
+        except Exception as exc:  # dynamo/inductor raise many types; all mean "this does not compile"
+            raise CompileError(f"--egbench-runtime {self.name}: compiling the {what} of {type(self.lm).__name__} failed: {type(exc).__name__}: {exc}") from exc
 
     # -------------------------------------------------------------- stages
     def prefill(
@@ -261,8 +260,6 @@ class CompiledLM:
     def _prefill(
         self, input_ids: torch.Tensor | None, inputs_embeds: torch.Tensor | None, model_kwargs: dict[str, Any]
     ) -> tuple[torch.Tensor, Any, torch.Tensor]:
-        from .generation import cache_kwargs
-
         prompt = input_ids if input_ids is not None else inputs_embeds
         if prompt is None:
             raise ValueError("pass input_ids or inputs_embeds")
@@ -274,14 +271,7 @@ class CompiledLM:
         else:
             self.cache.reset()
         if model_kwargs:  # a forward with extra inputs (pixels, grid sizes): eagerly
-            import torch
-
-            positions = torch.arange(length, device=prompt.device)
-            extra = {"cache_position": positions} if self._takes_cache_position else {}
-            tokens = {"input_ids": input_ids, "inputs_embeds": inputs_embeds, **model_kwargs}
-            out = self.lm(**tokens, position_ids=positions[None], use_cache=True, logits_to_keep=1, **cache_kwargs(self.lm, self.cache), **extra)
-            logits = out.logits[:, -1]
-            token = logits.argmax(-1, keepdim=True)
+            token, logits = self._eager_prompt(inputs_embeds, input_ids, **model_kwargs)
         else:
             if inputs_embeds is None:
                 lm: Any = self.lm  # a transformers PreTrainedModel
