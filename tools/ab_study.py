@@ -101,10 +101,10 @@ def _slowed_prefill(self, **kwargs):
     return out
 
 
-def _slowed_decode(self, token, cache, steps):
+def _slowed_decode(self, token, cache, *args, **kwargs):
     from . import generation
 
-    produced = _unchanged_compiled_decode(self, token, cache, steps)
+    produced = _unchanged_compiled_decode(self, token, cache, *args, **kwargs)
     generation._extra_work(generation._EXTRA_DECODE_S, token.device)
     return produced
 
@@ -122,6 +122,37 @@ def copy_tree(dest: Path) -> Path:
         return set(everywhere(folder, names)) | (top & set(names))
 
     shutil.copytree(ROOT, dest, ignore=ignore)
+    return dest
+
+
+def replay(paths: list[Path]) -> tuple[dict[str, list[dict | None]], dict[str, list[float | None]], int]:
+    """The processes of earlier ``raw.json`` files, their rounds one after the other: by arm,
+    each round's results and seconds, ``None`` for a round of a file without that arm (a run
+    with ``--no-same`` after one with it); and the number of rounds. ``SystemExit`` when a file
+    has no ``ref`` arm."""
+    raws = [json.loads(path.read_text()) for path in paths]
+    for path, raw in zip(paths, raws):
+        if "ref" not in raw["docs"]:
+            raise SystemExit(f"{path}: no ref arm")
+    names = list(dict.fromkeys(n for raw in raws for n in raw["docs"]))
+    docs: dict[str, list[dict | None]] = {n: [] for n in names}
+    seconds: dict[str, list[float | None]] = {n: [] for n in names}
+    for raw in raws:
+        done = raw["rounds_done"]
+        for n in names:
+            docs[n].extend(raw["docs"][n][:done] if n in raw["docs"] else [None] * done)
+            seconds[n].extend(raw["seconds"][n][:done] if n in raw["seconds"] else [None] * done)
+    return docs, seconds, sum(raw["rounds_done"] for raw in raws)
+
+
+def slowed_copy(dest: Path, prefill_s: float, decode_s: float) -> Path:
+    """A copy of this checkout at ``dest`` whose prefill and decode (eager and compiled runtime)
+    do ``prefill_s`` and ``decode_s`` seconds of extra work a call (:data:`SLOWDOWN`,
+    :data:`RUNTIME_SLOWDOWN`). Returns ``dest``."""
+    copy_tree(dest)
+    models = dest / "pytest_egbench" / "models"
+    (models / "generation.py").write_text((models / "generation.py").read_text() + SLOWDOWN.format(prefill=prefill_s, decode=decode_s))
+    (models / "runtime.py").write_text((models / "runtime.py").read_text() + RUNTIME_SLOWDOWN)
     return dest
 
 
@@ -150,6 +181,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--cpus", default="auto", help="pin every process to these CPUs (as --egbench-ref-cpus): auto, none or a list")
     parser.add_argument("--no-same", action="store_true", help="no A/A arm (saves a process per round)")
     parser.add_argument(
+        "--base",
+        type=float,
+        nargs=2,
+        metavar=("PREFILL_S", "DECODE_S"),
+        help="size the slowdowns from these unchanged prefill and decode seconds (a previous study's base_seconds) instead of a first probe process",
+    )
+    parser.add_argument(
         "--replay",
         type=Path,
         action="append",
@@ -164,20 +202,14 @@ def main(argv: list[str] | None = None) -> int:
     args.out.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
     if args.replay:
-        docs, seconds = {}, {}
-        for path in args.replay:
-            raw = json.loads(path.read_text())
-            for n in raw["docs"]:
-                docs.setdefault(n, []).extend(raw["docs"][n][: raw["rounds_done"]])
-                seconds.setdefault(n, []).extend(raw["seconds"][n][: raw["rounds_done"]])
-        rounds = min(len(v) for v in docs.values())
+        docs, seconds, rounds = replay(args.replay)
     else:
         docs, seconds, rounds = run_arms(args, pytest_args)
     names = list(docs)
     ks = args.k or [1, 2, 4]
     lines = [
-        f"A/B study: {rounds} rounds x {len(names)} arms ({', '.join(names)}), {sum(map(len, seconds.values()))} processes, "
-        f"median {statistics.median([s for v in seconds.values() for s in v]):.1f} s a process, {time.perf_counter() - t0:.0f} s in all; "
+        f"A/B study: {rounds} rounds x {len(names)} arms ({', '.join(names)}), {sum(s is not None for v in seconds.values() for s in v)} processes, "
+        f"median {statistics.median([s for v in seconds.values() for s in v if s is not None]):.1f} s a process, {time.perf_counter() - t0:.0f} s in all; "
         f"tolerance {tolerance:.0%}, alpha {args.alpha}; pytest {' '.join(pytest_args)}"
         + (f"; judged on the first {args.first} steady rounds of each process" if args.first else ""),
         "",
@@ -186,11 +218,13 @@ def main(argv: list[str] | None = None) -> int:
     ]
     summary = []
     for metric in args.metrics.split(","):
-        ref_runs = metric_runs(docs["ref"][:rounds], metric, args.first)
         for n in names[1:]:
-            runs = metric_runs(docs[n][:rounds], metric, args.first)
+            # the rounds in which both the reference and this arm ran (an arm may be absent from a replayed file)
+            both = [i for i in range(rounds) if docs["ref"][i] is not None and docs[n][i] is not None]
+            ref_runs = metric_runs([docs["ref"][i] for i in both], metric, args.first)
+            runs = metric_runs([docs[n][i] for i in both], metric, args.first)
             for k in ks:
-                groups = [list(range(i, i + k)) for i in range(0, rounds - k + 1, k)]
+                groups = [list(range(i, i + k)) for i in range(0, len(both) - k + 1, k)]
                 if not groups:
                     continue
                 verdicts = [
@@ -232,7 +266,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def run_arms(args: argparse.Namespace, pytest_args: list[str]) -> tuple[dict[str, list[dict]], dict[str, list[float]], int]:
-    """Copy the arms, size the slowdowns from a first unchanged process, run ``args.rounds``
+    """Copy the arms, size the slowdowns from a first unchanged process (or ``--base``), run ``args.rounds``
     rounds (the order rotating), writing ``OUT/raw.json`` after each round. Returns the
     processes' results and seconds by arm, and the rounds run."""
     work = Path(tempfile.mkdtemp(prefix="ab-study-"))
@@ -240,17 +274,16 @@ def run_arms(args: argparse.Namespace, pytest_args: list[str]) -> tuple[dict[str
     empty.mkdir()
     cpus = ab.pinned_cpus(args.cpus)
     arms = {"ref": copy_tree(work / "ref")} if args.no_same else {"ref": copy_tree(work / "ref"), "same": copy_tree(work / "same")}
-    status, secs = ab.run_process(arms["ref"], Path("."), Path("."), pytest_args, empty, work / "probe.json", work / "probe.log", cpus)
-    probe = ab.read_results("probe", status, work / "probe.json", work / "probe.log")
-    base = {m: statistics.median(metric_runs([probe], m)[0]) for m in ("prefill", "decode")}
-    print(f"probe process: {secs:.1f} s; prefill {base['prefill'] * 1e3:.3f} ms, decode {base['decode'] * 1e3:.3f} ms", file=sys.stderr)
+    if args.base:
+        base = dict(zip(("prefill", "decode"), args.base))
+    else:
+        status, secs = ab.run_process(arms["ref"], Path("."), Path("."), pytest_args, empty, work / "probe.json", work / "probe.log", cpus)
+        probe = ab.read_results("probe", status, work / "probe.json", work / "probe.log")
+        base = {m: statistics.median(metric_runs([probe], m)[0]) for m in ("prefill", "decode")}
+        print(f"probe process: {secs:.1f} s; prefill {base['prefill'] * 1e3:.3f} ms, decode {base['decode'] * 1e3:.3f} ms", file=sys.stderr)
     for frac in args.slow:
         name = f"slow{frac:g}"
-        arms[name] = copy_tree(work / name)
-        gen = arms[name] / "pytest_egbench" / "models" / "generation.py"
-        gen.write_text(gen.read_text() + SLOWDOWN.format(prefill=frac * base["prefill"], decode=frac * base["decode"]))
-        runtime = arms[name] / "pytest_egbench" / "models" / "runtime.py"
-        runtime.write_text(runtime.read_text() + RUNTIME_SLOWDOWN)
+        arms[name] = slowed_copy(work / name, frac * base["prefill"], frac * base["decode"])
     names = list(arms)
     lock: list[dict] = []
     docs: dict[str, list[dict]] = {n: [] for n in names}
