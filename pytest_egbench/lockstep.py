@@ -84,16 +84,21 @@ class Client:
         self.unpaired = answer[2:] if answer.startswith("U ") else (answer or "the A/B parent closed the pipe")
         return False
 
-    def begin(self, label: str) -> None:
-        """Block until it is this process's turn to time the round ``label``."""
+    def begin(self, label: str, *, pin: bool = True) -> None:
+        """Block until it is this process's turn to time the round ``label``. The first call with
+        ``pin`` (a timer's round) pins every thread to the pair's CPUs and the calling one to its
+        own; an exclusive :func:`turn` (``pin=False``: the machine calibration at session start)
+        leaves the process as it is, so that loading and compiling before the first round still
+        use every CPU."""
         if self._open:
             self.end()
-        if self._cpus:
-            pin_threads(self._cpus)
-            self._cpus = None
-        if self._cpu is not None:
-            os.sched_setaffinity(0, {self._cpu})  # pid 0: the calling thread only
-            self._cpu = None
+        if pin:
+            if self._cpus:
+                pin_threads(self._cpus)
+                self._cpus = None
+            if self._cpu is not None:
+                os.sched_setaffinity(0, {self._cpu})  # pid 0: the calling thread only
+                self._cpu = None
         if self._ask(f"B {label.replace(chr(10), ' ')}", "G"):
             self._open = True
 
@@ -121,7 +126,7 @@ def turn(label: str) -> Iterator[None]:
     if peer is None:
         yield
         return
-    peer.begin(label)
+    peer.begin(label, pin=False)
     try:
         yield
     finally:

@@ -279,13 +279,18 @@ def timer_overhead(device_clock: Clock, host_clock: Clock | None = None, *, roun
     the host time one round with one stage costs (ns; enter + exit + bookkeeping, measured with
     ``perf_counter_ns`` around all rounds, including the cold and 10 warm-up rounds).
     """
-    timer = StageTimer(device_clock, host_clock, rounds=rounds, warmup=10)
-    start = time.perf_counter_ns()
-    for rnd in timer.rounds():
-        with rnd.stage("empty"):
-            pass
-    host_ns = (time.perf_counter_ns() - start) / (rounds + 11)
-    return timer.results().steady["empty"], host_ns
+    from . import lockstep
+
+    # In one process of an A/B pair, all rounds in one exclusive turn: a turn per round would add
+    # the other process's rounds to every one of these (measured on the 2-CPU VM: 347 us a stage)
+    with lockstep.turn("timer overhead"):
+        timer = StageTimer(device_clock, host_clock, rounds=rounds, warmup=10, take_turns=False)
+        start = time.perf_counter_ns()
+        for rnd in timer.rounds():
+            with rnd.stage("empty"):
+                pass
+        host_ns = (time.perf_counter_ns() - start) / (rounds + 11)
+        return timer.results().steady["empty"], host_ns
 
 
 class StageTimer:
@@ -304,6 +309,10 @@ class StageTimer:
     :class:`pytest_egbench.inject.SlowdownInjector` is one (a :class:`StageHook`). ``extra_info`` is
     free metadata (model name, params) that travels with the results.
 
+    ``take_turns``: in one process of an A/B pair (:mod:`pytest_egbench.lockstep`), wait for this
+    process's turn before every round (the default); ``False`` for a timer that runs inside one
+    exclusive :func:`~pytest_egbench.lockstep.turn` of its own (:func:`timer_overhead`).
+
     ``control``: interleave control rounds (kind :data:`CONTROL`) with the steady rounds; by
     default exactly when ``stage_hook`` asks for them (a true ``control_rounds`` attribute). After the cold and warm-up
     rounds the timer then runs ``2 x rounds`` rounds, alternating control, steady, control,
@@ -320,6 +329,7 @@ class StageTimer:
         warmup: int = 2,
         stage_hook: Callable[[StageSpan, str], None] | None = None,
         control: bool | None = None,
+        take_turns: bool = True,
     ) -> None:
         if rounds < 1 or warmup < 0:
             raise ValueError(f"need rounds >= 1 and warmup >= 0, got rounds={rounds}, warmup={warmup}")
@@ -329,6 +339,7 @@ class StageTimer:
         self.default_warmup = warmup
         self.stage_hook = stage_hook
         self.control = bool(getattr(stage_hook, "control_rounds", False)) if control is None else control
+        self.take_turns = take_turns
         self.extra_info: dict[str, Any] = {}
         self._spans: list[StageSpan] = []
         self._next_index = 0
@@ -364,7 +375,7 @@ class StageTimer:
         ``index``, wait for this process's turn. No-op otherwise."""
         from . import lockstep
 
-        peer = lockstep.client()
+        peer = lockstep.client() if self.take_turns else None
         if peer is None:
             return
         if self._next_index > 1 or index is None:

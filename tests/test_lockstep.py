@@ -29,6 +29,9 @@ CHILD = textwrap.dedent(
     worker_done, worker_seen = threading.Event(), []
     worker = threading.Thread(target=lambda: worker_done.wait() and worker_seen.append(affinity()), daemon=True)
     worker.start()  # a thread that exists before the first round, as a compiler's or loader's
+    if os.environ.get("TURN_FIRST"):
+        with lockstep.turn("machine calibration"):  # an exclusive turn at session start
+            print("IN TURN", affinity())
     timer = StageTimer(PerfCounterClock(), rounds=rounds, warmup=1)
     for i, rnd in enumerate(timer.rounds()):
         if i == stop_after:
@@ -49,13 +52,17 @@ CHILD = textwrap.dedent(
 )
 
 
-def _commands(tmp_path: Path, names: list[str], rounds: int = 3, stop_after: dict[str, int] | None = None, labels: dict[str, str] | None = None):
+def _commands(
+    tmp_path: Path, names: list[str], rounds: int = 3, stop_after: dict[str, int] | None = None, labels: dict[str, str] | None = None, turn_first: bool = False
+):
     script = tmp_path / "child.py"
     script.write_text(CHILD)
     journal = tmp_path / "journal.txt"
     cmds = []
     for n in names:
         env = dict(os.environ, PYTHONPATH=os.pathsep.join(sys.path), PYTEST_CURRENT_TEST=(labels or {}).get(n, "bench.py::test_x (call)"))
+        if turn_first:
+            env["TURN_FIRST"] = "1"
         argv = [sys.executable, str(script), n, str(journal), str(rounds), str((stop_after or {}).get(n, 10**6))]
         cmds.append((n, argv, tmp_path, env, tmp_path / f"{n}.log"))
     return cmds, journal
@@ -138,13 +145,15 @@ def test_a_pinned_pair_times_its_rounds_on_one_cpu(tmp_path):
 
 @pytest.mark.skipif(not hasattr(os, "sched_getaffinity") or len(os.sched_getaffinity(0)) < 2, reason="needs Linux and two CPUs")
 def test_a_pinned_pair_starts_unpinned_and_pins_every_thread_at_its_first_round(tmp_path):
-    """Loading and compiling before the first round use all the CPUs; from the first round on
-    every thread, not only the timing one, keeps to the pair's CPUs."""
+    """Loading and compiling before the first round use all the CPUs, also after an exclusive
+    turn (the machine calibration); from the first round on every thread, not only the timing
+    one, keeps to the pair's CPUs."""
     have = sorted(os.sched_getaffinity(0))
     pair = frozenset(have[-1:])
-    cmds, _ = _commands(tmp_path, ["ref", "current"], rounds=1)
+    cmds, _ = _commands(tmp_path, ["ref", "current"], rounds=1, turn_first=True)
     lockstep.run_pair(cmds, ["ref", "current"], pair)
     for n in ("ref", "current"):
         log = (tmp_path / f"{n}.log").read_text()
         assert f"START {have}" in log
+        assert f"IN TURN {have}" in log  # the calibration's turn does not pin: loading after it uses every CPU
         assert f"AFFINITY {have[-1:]}" in log and f"WORKER {have[-1:]}" in log

@@ -435,3 +435,39 @@ def test_injector_on_cuda_events_treats_control_as_a_zero_delay(monkeypatch):
     assert injector._calibration == calibration  # control rounds never feed the calibration
     # stages that were not injected are never touched
     assert stage(STEADY, "prefill") == [] and stage(CONTROL, "prefill") == []
+
+
+class _Peer:
+    """A stand-in for the lockstep client of an A/B process: records each turn it is asked for."""
+
+    def __init__(self) -> None:
+        self.begins: list[str] = []
+        self.ends = 0
+
+    def begin(self, label: str, *, pin: bool = True) -> None:
+        self.begins.append(label.split("#")[-1] if "#" in label else label)
+
+    def end(self) -> None:
+        self.ends += 1
+
+
+def test_timer_overhead_in_an_ab_process_runs_in_one_exclusive_turn(monkeypatch):
+    """In an A/B process a timer takes a turn per round (1 cold + 1 warm-up + 3 steady = 5 here),
+    so that the other process's rounds fall between them. The timer's own overhead must not take
+    turns, or every empty stage would carry the other process's round: one turn for all of it."""
+    from pytest_egbench import lockstep
+
+    peer = _Peer()
+    monkeypatch.setattr(lockstep, "client", lambda: peer)
+    timer = StageTimer(PerfCounterClock(), rounds=3, warmup=1)
+    for rnd in timer.rounds():
+        with rnd.stage("prefill"):
+            pass
+    timer.results()
+    assert peer.begins == ["0", "1", "2", "3", "4"] and peer.ends == 5
+
+    peer = _Peer()
+    monkeypatch.setattr(lockstep, "client", lambda: peer)
+    readings, _ = timer_overhead(PerfCounterClock(), rounds=50)
+    assert len(readings) == 50
+    assert peer.begins == ["timer overhead"] and peer.ends == 1
