@@ -430,8 +430,55 @@ def measurement_from_entry(bench: dict[str, Any], samples: list[float], nodeid: 
     )
 
 
+def speed_family(egb: EgbenchSession, sides: dict[str, Side]) -> dict[str, tuple[float, int]]:
+    """Every latency and throughput metric this A/B run compares, by full name: its
+    Holm-adjusted p-value (:func:`~pytest_egbench.verdict.holm_adjusted`) over all of them, and
+    their number. A run judges a hundred or more such metrics (226 in the CPU stage suite); at
+    alpha 0.01 each, unchanged code fails somewhere in many runs (one of three full-suite
+    ``--egbench-ref HEAD`` runs on the 2-CPU VM failed a metric at +3.0 %, p=0.0024). With the
+    correction, a run of unchanged code fails with probability about alpha. Computed once per run
+    and kept in ``egb.ab_family``."""
+    from .catalog import Kind, parse_kind
+    from .verdict import ab_reference, holm_adjusted, judge_ab
+
+    if egb.ab_family is not None:
+        return egb.ab_family
+    cur_runs, ref_runs = egb.ab_runs["current"], egb.ab_runs["ref"]
+    kinds = {name: (bench.get("extra_info") or {}) for doc in sides["current"].results for name, bench in entries(doc).items()}
+    names, pvalues = [], []
+    for fullname in sorted(cur_runs):
+        extra = kinds.get(fullname) or {}
+        common = sorted(set(cur_runs[fullname]) & set(ref_runs.get(fullname, {})))
+        try:
+            kind = parse_kind(str(extra.get("kind")), fullname)
+        except ValueError:
+            continue
+        if not common or kind not in (Kind.LATENCY, Kind.THROUGHPUT):
+            continue
+        try:
+            v = judge_ab(
+                fullname,
+                kind,
+                str(extra.get("unit")),
+                [ref_runs[fullname][i] for i in common],
+                [cur_runs[fullname][i] for i in common],
+                reference=ab_reference("family"),
+                tolerance=0.0,
+                tolerance_abs=0.0,
+                alpha=egb.settings.pvalue,
+            )
+        except ValueError:  # no rounds to pair: judge_item says why
+            continue
+        if v.p is not None:
+            names.append(fullname)
+            pvalues.append(v.p)
+    egb.ab_family = {name: (adjusted, len(names)) for name, adjusted in zip(names, holm_adjusted(pvalues))}
+    return egb.ab_family
+
+
 def judge_item(item: AbItem, egb: EgbenchSession, sides: dict[str, Side]) -> None:
     """Judge every metric of ``item``'s benchmark (:func:`~pytest_egbench.verdict.judge_ab`,
+    speed metrics on their p-value adjusted over the run's family (:func:`speed_family`),
     reference :attr:`~pytest_egbench.verdict.RefKind.AB` with the revision's label and commit,
     tolerance :meth:`~pytest_egbench.session.EgbenchSession.tolerance_for`), record the current
     side's measurements with their verdicts in ``egb``, and fail the item on a regression."""
@@ -477,6 +524,7 @@ def judge_item(item: AbItem, egb: EgbenchSession, sides: dict[str, Side]) -> Non
             tolerance=egb.tolerance_for(m.metric, RefKind.AB, marked),
             tolerance_abs=egb.settings.tolerance_abs,
             alpha=egb.settings.pvalue,
+            family=speed_family(egb, sides).get(fullname),
         )
         egb.record_verdict(m, v.status, v.reference, v.message)
         egb.add(m)

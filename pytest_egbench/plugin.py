@@ -305,6 +305,11 @@ def _run_ab(config: pytest.Config, egb: EgbenchSession, benchmarks: int) -> None
     egb.notes.append(
         f"A/B against {reference.label}: {2 * egb.settings.ref_pairs} processes, {sum(sides['ref'].seconds):.0f} s reference + {sum(sides['current'].seconds):.0f} s current (logs in {workdir})"
     )
+    family = len(ab.speed_family(egb, sides))
+    if family > 1:
+        egb.notes.append(
+            f"A/B significance corrected for {family} latency and throughput comparisons (Holm): unchanged code fails a metric with probability about {egb.settings.pvalue:g} per run instead of up to {family} x {egb.settings.pvalue:g}"
+        )
 
 
 def pytest_runtest_setup(item: pytest.Item) -> None:

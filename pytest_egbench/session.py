@@ -190,6 +190,8 @@ class EgbenchSession:
         self.ab_reference: Any = None
         self.ab_outcome: Any = None
         self.ab_runs: dict[str, Any] = {}
+        #: an A/B run's speed metrics: ``{full name: (Holm-adjusted p, comparisons)}`` (:func:`pytest_egbench.ab.speed_family`)
+        self.ab_family: dict[str, tuple[float, int]] | None = None
         #: :func:`pytest_egbench.calibration.calibrate` of this run's device (``None`` until measured)
         self.calibration: dict[str, Any] | None = None
         self._machine: dict[str, Any] | None = None

@@ -18,6 +18,9 @@ Rules (the baselines issue):
   when the median grew by more than the relative tolerance; no significance test (the samples
   of one run are usually identical).
 * **info** (figures about the tool itself, such as the timer's overhead): stored, never gated.
+* **many metrics in one A/B run** (``--egbench-ref``): the latency and throughput p-values of the
+  whole run are adjusted together (:func:`holm_adjusted`) before they are compared with alpha,
+  so that unchanged code fails a run with probability about alpha however many metrics it has.
 
 What the samples are compared with is a :class:`Reference`, carried by every :class:`Verdict` as
 data (its kind, label, revision and run ids): a saved baseline's runs (:attr:`RefKind.BASELINE`),
@@ -160,6 +163,9 @@ class Comparison:
     tolerance_abs: float
     alpha: float
     paired: bool = False
+    #: ``(Holm-adjusted p, comparisons in the family)`` when this comparison is one of a run's
+    #: family of tests (an A/B run's speed metrics): significance is then judged on the adjusted p
+    family: tuple[float, int] | None = None
 
     @property
     def reference_pooled(self) -> list[float]:
@@ -332,11 +338,14 @@ class SpeedCheck:
         worse = self._worse(s.change)
         warning = None if s.enough else f"{c.name}: {s.shortfall}; judged by the {tolerance:.0%} tolerance alone"
         widened = ", raised to the baseline's run-to-run spread" if spread >= tolerance and spread > 0 else ""
-        text = f"{c.head()}, change {s.change:+.1%}{s.of_change} [95% CI {s.low - 1:+.1%} to {s.high - 1:+.1%}]{s.per_pair}, one-sided {s.test} p={s.p:.3g} (tolerance {tolerance:.1%}{widened}, alpha {c.alpha})"
+        p, corrected = s.p, ""
+        if c.family is not None:
+            p, corrected = c.family[0], f", Holm-adjusted p={c.family[0]:.3g} over {c.family[1]} comparisons"
+        text = f"{c.head()}, change {s.change:+.1%}{s.of_change} [95% CI {s.low - 1:+.1%} to {s.high - 1:+.1%}]{s.per_pair}, one-sided {s.test} p={s.p:.3g}{corrected} (tolerance {tolerance:.1%}{widened}, alpha {c.alpha})"
         verdict = lambda status, message: c.verdict(status, message, s.change, s.p, warning)  # noqa: E731
         if abs(worse) <= tolerance:
             return verdict(PASS, text)
-        if s.enough and s.p >= c.alpha:
+        if s.enough and p >= c.alpha:
             return verdict(NOISE_ONLY, f"{text}: beyond the tolerance but not significant")
         if not s.agree:
             return verdict(NOISE_ONLY, f"{text}: beyond the tolerance but the process pairs disagree on the direction")
@@ -370,6 +379,7 @@ def judge_runs(
     tolerance_abs: float,
     alpha: float,
     paired: bool = False,
+    family: tuple[float, int] | None = None,
 ) -> Verdict:
     """The judge: the :class:`Comparison` of one metric, handed to the check of its kind
     (:data:`CHECKS`). Arguments as in :class:`Comparison`. Raises ``ValueError`` for an unknown
@@ -378,7 +388,7 @@ def judge_runs(
     k = parse_kind(kind, name)
     if not any(reference_runs) or not any(current_runs):
         raise ValueError(f"{name}: nothing to compare (empty samples)")
-    c = Comparison(name, k, unit, reference_runs, current_runs, reference, tolerance, tolerance_abs, alpha, paired)
+    c = Comparison(name, k, unit, reference_runs, current_runs, reference, tolerance, tolerance_abs, alpha, paired, family)
     return CHECKS[k](c)
 
 
@@ -416,18 +426,41 @@ def judge_ab(
     tolerance: float,
     tolerance_abs: float,
     alpha: float,
+    family: tuple[float, int] | None = None,
 ) -> Verdict:
     """:func:`judge_runs` of a same-machine A/B run (``--egbench-ref``): ``reference_runs[i]``
     and ``current_runs[i]`` are the steady rounds of the i-th pair of processes; latency and
     throughput are paired round by round (each pair cut to its shorter side). The change is the
     median of the per-round ratios over every pair; a regression (or improvement) needs, besides
-    the change beyond ``tolerance`` and p < ``alpha``, every process pair's median ratio on the
-    same side of 1, so that one odd process cannot decide alone. Other kinds are judged on the
-    reference's runs as a baseline's."""
+    the change beyond ``tolerance`` and p < ``alpha`` (the ``family``'s Holm-adjusted p when
+    given, see :func:`holm_adjusted`), every process pair's median ratio on the same side of 1,
+    so that one odd process cannot decide alone. Other kinds are judged on the reference's runs
+    as a baseline's."""
     if not isinstance(CHECKS[parse_kind(kind, name)], SpeedCheck):
         return judge_runs(name, kind, unit, reference_runs, current_runs, reference=reference, tolerance=tolerance, tolerance_abs=tolerance_abs, alpha=alpha)
     pairs = [(list(a[: min(len(a), len(b))]), list(b[: min(len(a), len(b))])) for a, b in zip(reference_runs, current_runs)]
     ref, cur = [a for a, _ in pairs], [b for _, b in pairs]
     if not any(ref):
         raise ValueError(f"{name}: an A/B comparison needs positive rounds on both sides, got 0 reference and {sum(map(len, cur))} current")
-    return judge_runs(name, kind, unit, ref, cur, reference=reference, tolerance=tolerance, tolerance_abs=tolerance_abs, alpha=alpha, paired=True)
+    return judge_runs(
+        name, kind, unit, ref, cur, reference=reference, tolerance=tolerance, tolerance_abs=tolerance_abs, alpha=alpha, paired=True, family=family
+    )
+
+
+def holm_adjusted(pvalues: Sequence[float]) -> list[float]:
+    """Holm's step-down adjusted p-values, in the order given: with the ``m`` p-values sorted
+    ascending, ``adjusted(i) = max over j <= i of min(1, (m - j + 1) * p(j))`` (1-based). Rejecting
+    every hypothesis whose adjusted p is below alpha keeps the probability of rejecting any true
+    one at most alpha, whatever the dependence between the tests (Holm 1979, "A simple
+    sequentially rejective multiple test procedure", Scand. J. Statist. 6, 65-70). ``ValueError``
+    for a p-value outside [0, 1]."""
+    if any(not 0.0 <= p <= 1.0 for p in pvalues):
+        raise ValueError(f"p-values must lie in [0, 1], got {[p for p in pvalues if not 0.0 <= p <= 1.0]}")
+    m = len(pvalues)
+    order = sorted(range(m), key=lambda i: pvalues[i])
+    adjusted = [0.0] * m
+    running = 0.0
+    for rank, i in enumerate(order):
+        running = max(running, min(1.0, (m - rank) * pvalues[i]))
+        adjusted[i] = running
+    return adjusted

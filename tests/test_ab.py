@@ -153,6 +153,7 @@ def test_ab_against_a_slower_and_an_equal_reference_folder(pytester, tmp_path_fa
     # 2 pairs, each pair's two processes in lockstep through the machine calibration and all 10
     # rounds (cold, warm-up, 8 steady)
     unwrapped(result).fnmatch_lines(["*egbench A/B: pair 1/2: *; 11 turns paired", "*egbench A/B: pair 2/2: *; 11 turns paired"])
+    unwrapped(result).fnmatch_lines(["*A/B significance corrected for * latency and throughput comparisons (Holm)*"])
     result.stdout.fnmatch_lines([f"*regressed against folder {slower_ref}*on this machine*", "*decode: folder*change +*per process pair +*slower*"])
 
     assert "each pinned to CPUs" in out or "not pinned to CPUs" in out
@@ -339,3 +340,77 @@ def test_an_ab_without_rounds_given_pools_24_paired_rounds(pytester, tmp_path_fa
     doc = __import__("json").loads((pytester.path / "ab.json").read_text())
     decode = next(b for b in doc["benchmarks"] if b["name"] == "test_toy::decode")
     assert len(decode["stats"]["data"]) == 24  # the current side: 2 processes x 12 rounds
+
+
+# ------------------------------------------------------------------ many metrics, one run: Holm
+def test_holm_adjusted_p_values_by_hand():
+    """Holm (1979): sorted 0.005, 0.01, 0.03, 0.04 -> 4 x 0.005, 3 x 0.01, 2 x 0.03, max(that, 1 x 0.04),
+    returned in the order given."""
+    from pytest_egbench.verdict import holm_adjusted
+
+    assert holm_adjusted([0.01, 0.04, 0.03, 0.005]) == pytest.approx([0.03, 0.06, 0.06, 0.02])
+    assert holm_adjusted([0.9, 0.8]) == pytest.approx([1.0, 1.0])  # 2 x 0.8 capped at 1, which the running maximum carries to 0.9
+    assert holm_adjusted([]) == []
+    with pytest.raises(ValueError, match="p-values must lie in"):
+        holm_adjusted([0.5, 1.5])
+
+
+def test_holm_keeps_the_chance_of_any_false_alarm_at_alpha():
+    """The family-wise error rate, by simulation: 2000 runs of 50 metrics of unchanged code (p
+    uniform on [0, 1]). Unadjusted, almost every run has some p < 0.05; adjusted, at most about
+    5 % of runs (binomial bound: 3 standard errors)."""
+    import numpy as np
+
+    from pytest_egbench.verdict import holm_adjusted
+
+    rng = np.random.default_rng(11)
+    runs = rng.uniform(size=(2000, 50))
+    raw = np.mean([min(row) < 0.05 for row in runs])
+    adjusted = np.mean([min(holm_adjusted(list(row))) < 0.05 for row in runs])
+    assert raw > 0.9
+    assert adjusted < 0.05 + 3 * (0.05 * 0.95 / 2000) ** 0.5
+
+
+def _side(name: str, metrics: dict[str, tuple[str, list[float]]]) -> ab.Side:
+    benches = [
+        {"fullname": n, "name": n, "extra_info": {"kind": kind, "unit": "s" if kind == "latency" else "tokens/s"}, "stats": {"data": data}}
+        for n, (kind, data) in metrics.items()
+    ]
+    return ab.Side(name, Path("."), name, results=[{"benchmarks": benches}])
+
+
+def test_the_family_is_every_speed_metric_of_the_run_and_its_adjusted_p_decides():
+    """One pair of processes; in every paired round the current side is worse, so the exact
+    one-sided Wilcoxon p is 2**-n for n rounds. Four speed metrics (n = 10, 8, 7, 6) make the
+    family; a token count and a metric the reference lacks do not. Holm by hand: sorted p
+    2**-10, 2**-8, 2**-7, 2**-6 times 4, 3, 2, 1, with a running maximum."""
+    from types import SimpleNamespace
+
+    from pytest_egbench.verdict import judge_ab
+
+    def worse(n: int, up: bool = True) -> tuple[list[float], list[float]]:
+        ref = [1.0 + 0.01 * i for i in range(n)]
+        return ref, [r * (1.10 + 0.001 * i) if up else r / (1.10 + 0.001 * i) for i, r in enumerate(ref)]
+
+    data = {"a": worse(8), "b": worse(10), "f": worse(7), "c": worse(6, up=False)}
+    ref = {n: ("throughput" if n == "c" else "latency", r) for n, (r, _) in data.items()}
+    cur = {n: ("throughput" if n == "c" else "latency", c) for n, (_, c) in data.items()}
+    ref["tokens"] = cur["tokens"] = ("exact", [16.0] * 4)
+    cur["new"] = ("latency", [1.0] * 4)
+    sides = {"ref": _side("ref", ref), "current": _side("current", cur)}
+    egb = SimpleNamespace(ab_family=None, ab_runs={n: ab.runs_by_metric(s) for n, s in sides.items()}, settings=SimpleNamespace(pvalue=ALPHA))
+    family = ab.speed_family(egb, sides)
+    expected = {"b": 4 * 2**-10, "a": 3 * 2**-8, "f": 2 * 2**-7, "c": 2 * 2**-7}  # c: max(2 * 2**-7, 1 * 2**-6)
+    assert {n: p for n, (p, _) in family.items()} == pytest.approx(expected)
+    assert {m for _, m in family.values()} == {4}
+    assert ab.speed_family(egb, sides) is family  # once per run
+
+    # metric a alone: p = 2**-8 < 0.01, a regression; in its family the adjusted p is 0.0117
+    r, c = data["a"]
+    alone = judge_ab("a", "latency", "s", [r], [c], reference=ab_reference("REV x"), tolerance=0.03, tolerance_abs=0.02, alpha=ALPHA)
+    assert alone.status == REGRESSION and alone.p == pytest.approx(2**-8)
+    in_family = judge_ab("a", "latency", "s", [r], [c], reference=ab_reference("REV x"), tolerance=0.03, tolerance_abs=0.02, alpha=ALPHA, family=family["a"])
+    assert in_family.status == NOISE_ONLY and "Holm-adjusted p=0.0117 over 4 comparisons" in in_family.message
+    r, c = data["b"]
+    kept = judge_ab("b", "latency", "s", [r], [c], reference=ab_reference("REV x"), tolerance=0.03, tolerance_abs=0.02, alpha=ALPHA, family=family["b"])
+    assert kept.status == REGRESSION
