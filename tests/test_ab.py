@@ -414,3 +414,16 @@ def test_the_family_is_every_speed_metric_of_the_run_and_its_adjusted_p_decides(
     r, c = data["b"]
     kept = judge_ab("b", "latency", "s", [r], [c], reference=ab_reference("REV x"), tolerance=0.03, tolerance_abs=0.02, alpha=ALPHA, family=family["b"])
     assert kept.status == REGRESSION
+
+
+def test_each_pair_is_read_by_its_own_paired_ratios():
+    """A pair's direction is the median of its per-round ratios, the statistic of the pooled
+    change (docs/machines.md): here every round of the odd pair is 10-20 % slower, or its
+    reference round sat in a slow stretch; the ratio of that pair's two medians would read -60 %."""
+    ref = _runs(0.010, pairs=3, rounds=9, seed=21)
+    cur = [[r * 1.10 for r in run] for run in ref]
+    ref.append([0.010] * 4 + [0.030] * 5)
+    cur.append([0.012] * 5 + [0.033] * 4)  # ratios 1.2 x 4, 0.4, 1.1 x 4: median 1.1
+    v = _judge(ref, cur)
+    assert v.status == REGRESSION
+    assert v.message.count("+10.0%") >= 4  # the four pairs, the odd one included
