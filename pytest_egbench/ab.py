@@ -430,6 +430,14 @@ def measurement_from_entry(bench: dict[str, Any], samples: list[float], nodeid: 
     )
 
 
+def paired_runs(egb: EgbenchSession, fullname: str) -> tuple[list[list[float]], list[list[float]]]:
+    """``(reference runs, current runs)`` of one metric, from the process pairs in which both
+    sides produced it (in pair order); two empty lists when none did."""
+    cur, ref = egb.ab_runs["current"][fullname], egb.ab_runs["ref"].get(fullname, {})
+    common = sorted(set(cur) & set(ref))
+    return [ref[i] for i in common], [cur[i] for i in common]
+
+
 def speed_family(egb: EgbenchSession, sides: dict[str, Side]) -> dict[str, tuple[float, int]]:
     """Every latency and throughput metric this A/B run compares, by full name: its
     Holm-adjusted p-value (:func:`~pytest_egbench.verdict.holm_adjusted`) over all of them, and
@@ -443,25 +451,24 @@ def speed_family(egb: EgbenchSession, sides: dict[str, Side]) -> dict[str, tuple
 
     if egb.ab_family is not None:
         return egb.ab_family
-    cur_runs, ref_runs = egb.ab_runs["current"], egb.ab_runs["ref"]
     kinds = {name: (bench.get("extra_info") or {}) for doc in sides["current"].results for name, bench in entries(doc).items()}
     names, pvalues = [], []
-    for fullname in sorted(cur_runs):
+    for fullname in sorted(egb.ab_runs["current"]):
         extra = kinds.get(fullname) or {}
-        common = sorted(set(cur_runs[fullname]) & set(ref_runs.get(fullname, {})))
+        ref, cur = paired_runs(egb, fullname)
         try:
             kind = parse_kind(str(extra.get("kind")), fullname)
         except ValueError:
             continue
-        if not common or kind not in (Kind.LATENCY, Kind.THROUGHPUT):
+        if not ref or kind not in (Kind.LATENCY, Kind.THROUGHPUT):
             continue
         try:
             v = judge_ab(
                 fullname,
                 kind,
                 str(extra.get("unit")),
-                [ref_runs[fullname][i] for i in common],
-                [cur_runs[fullname][i] for i in common],
+                ref,
+                cur,
                 reference=ab_reference("family"),
                 tolerance=0.0,
                 tolerance_abs=0.0,
@@ -489,7 +496,7 @@ def judge_item(item: AbItem, egb: EgbenchSession, sides: dict[str, Side]) -> Non
     checkout = egb.ab_reference
     reference = ab_reference(sides["ref"].label, getattr(checkout, "commit", None))
     prefix = item.original_nodeid + "::"
-    cur_runs, ref_runs = egb.ab_runs["current"], egb.ab_runs["ref"]
+    cur_runs = egb.ab_runs["current"]
     cur_docs = [entries(d) for d in sides["current"].results]
     mine = sorted(k for k in cur_runs if k.startswith(prefix))
     if item.original_nodeid in sides["current"].failed:
@@ -503,8 +510,8 @@ def judge_item(item: AbItem, egb: EgbenchSession, sides: dict[str, Side]) -> Non
         bench = next(d[fullname] for d in cur_docs if fullname in d)
         pooled = [v for _, run in sorted(cur_runs[fullname].items()) for v in run]
         m = measurement_from_entry(bench, pooled, item.original_nodeid)
-        common = sorted(set(cur_runs[fullname]) & set(ref_runs.get(fullname, {})))
-        if not common:
+        ref, cur = paired_runs(egb, fullname)
+        if not ref:
             broke = item.original_nodeid in sides["ref"].failed
             why = (
                 f"the benchmark failed in the reference's process (see {sides['ref'].failed[item.original_nodeid]})"
@@ -518,8 +525,8 @@ def judge_item(item: AbItem, egb: EgbenchSession, sides: dict[str, Side]) -> Non
             m.metric,
             m.kind,
             m.unit,
-            [ref_runs[fullname][i] for i in common],
-            [cur_runs[fullname][i] for i in common],
+            ref,
+            cur,
             reference=reference,
             tolerance=egb.tolerance_for(m.metric, RefKind.AB, marked),
             tolerance_abs=egb.settings.tolerance_abs,
