@@ -171,6 +171,9 @@ class Side:
     seconds: list[float] = field(default_factory=list)
     #: node id -> the first log in which that benchmark failed or errored
     failed: dict[str, Path] = field(default_factory=dict)
+    #: each pair's lockstep summary (:func:`~pytest_egbench.lockstep.run_pair`), shared by the
+    #: two sides: which benchmarks had every round paired, and why pairing stopped
+    lockstep: list[dict[str, Any]] = field(default_factory=list)
 
 
 def turn_order(pair: int) -> list[str]:
@@ -225,6 +228,7 @@ def run(
         ]
         done, paired = lockstep.run_pair(commands, order, cpus)
         for name, side in sides.items():
+            side.lockstep.append(paired)
             status, seconds = done[name]
             out, log = workdir / f"{name}-{pair}.json", workdir / f"{name}-{pair}.log"
             side.seconds.append(seconds)
@@ -430,12 +434,41 @@ def measurement_from_entry(bench: dict[str, Any], samples: list[float], nodeid: 
     )
 
 
-def paired_runs(egb: EgbenchSession, fullname: str) -> tuple[list[list[float]], list[list[float]]]:
+def in_lockstep(egb: EgbenchSession, fullname: str, pair: int) -> bool:
+    """Whether every round of ``fullname``'s benchmark in process pair ``pair`` was timed in a
+    paired turn (:mod:`pytest_egbench.lockstep`). Rounds timed after the pairing stopped (a
+    benchmark failed on one side, a side exited, the reference predates the lockstep protocol)
+    were not interleaved: pairing them by index would call two processes' unrelated rounds a
+    paired sample. True where lockstep is not available (not POSIX: documented in
+    :func:`~pytest_egbench.lockstep.run_pair`) or not recorded."""
+    outcome = getattr(egb, "ab_outcome", None)
+    sides = outcome if isinstance(outcome, dict) else {}
+    pairs = sides["current"].lockstep if "current" in sides else []
+    if pair >= len(pairs) or pairs[pair].get("paired_nodeids") is None:
+        return True
+    return fullname.rsplit("::", 1)[0] in pairs[pair]["paired_nodeids"]
+
+
+def paired_runs(egb: EgbenchSession, fullname: str, timed: bool = True) -> tuple[list[list[float]], list[list[float]]]:
     """``(reference runs, current runs)`` of one metric, from the process pairs in which both
-    sides produced it (in pair order); two empty lists when none did."""
+    sides produced it (in pair order); two empty lists when none did. ``timed`` (latencies and
+    throughputs, whose rounds are paired): only the pairs that timed its every round in lockstep
+    (:func:`in_lockstep`); a count or a rate does not depend on when it was measured."""
     cur, ref = egb.ab_runs["current"][fullname], egb.ab_runs["ref"].get(fullname, {})
-    common = sorted(set(cur) & set(ref))
+    common = sorted(i for i in set(cur) & set(ref) if not timed or in_lockstep(egb, fullname, i))
     return [ref[i] for i in common], [cur[i] for i in common]
+
+
+def unpaired_reason(egb: EgbenchSession, fullname: str) -> str | None:
+    """Why the pairs in which both sides produced ``fullname`` were all left out of its
+    comparison (their rounds were not in lockstep), or ``None`` when no pair was left out for that."""
+    cur, ref = egb.ab_runs["current"][fullname], egb.ab_runs["ref"].get(fullname, {})
+    dropped = sorted(i for i in set(cur) & set(ref) if not in_lockstep(egb, fullname, i))
+    if not dropped:
+        return None
+    pairs = egb.ab_outcome["current"].lockstep
+    why = "; ".join(f"pair {i + 1}: {pairs[i].get('paired_turns', 0)} turns paired, then unpaired: {pairs[i].get('unpaired')}" for i in dropped)
+    return f"its rounds were not taken in lockstep with the reference's, so they are not paired ({why})"
 
 
 def speed_family(egb: EgbenchSession, sides: dict[str, Side]) -> dict[str, tuple[float, int]]:
@@ -490,6 +523,7 @@ def judge_item(item: AbItem, egb: EgbenchSession, sides: dict[str, Side]) -> Non
     tolerance :meth:`~pytest_egbench.session.EgbenchSession.tolerance_for`), record the current
     side's measurements with their verdicts in ``egb``, and fail the item on a regression."""
     from . import options
+    from .catalog import Kind
     from .session import NOT_COMPARED
     from .verdict import REGRESSION, RefKind, ab_reference, judge_ab
 
@@ -510,13 +544,13 @@ def judge_item(item: AbItem, egb: EgbenchSession, sides: dict[str, Side]) -> Non
         bench = next(d[fullname] for d in cur_docs if fullname in d)
         pooled = [v for _, run in sorted(cur_runs[fullname].items()) for v in run]
         m = measurement_from_entry(bench, pooled, item.original_nodeid)
-        ref, cur = paired_runs(egb, fullname)
+        ref, cur = paired_runs(egb, fullname, timed=m.kind in (Kind.LATENCY, Kind.THROUGHPUT))
         if not ref:
             broke = item.original_nodeid in sides["ref"].failed
             why = (
                 f"the benchmark failed in the reference's process (see {sides['ref'].failed[item.original_nodeid]})"
                 if broke
-                else f"the reference ({reference.name}) did not produce this metric"
+                else unpaired_reason(egb, fullname) or f"the reference ({reference.name}) did not produce this metric"
             )
             egb.record_verdict(m, NOT_COMPARED, reference, f"{m.metric}: not compared: {why}", why)
             egb.add(m)

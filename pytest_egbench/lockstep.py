@@ -116,6 +116,25 @@ class Client:
         return {"paired_turns": self.paired_turns, "unpaired": self.unpaired}
 
 
+def current_nodeid() -> str:
+    """The node id of the test pytest is running (``PYTEST_CURRENT_TEST`` without its phase), or
+    ``""`` outside a test."""
+    return os.environ.get("PYTEST_CURRENT_TEST", "").split(" ")[0]
+
+
+def turn_label(what: str) -> str:
+    """A turn's label: ``NODEID#WHAT`` inside a test, so that the parent knows which benchmark
+    the turn belonged to (:func:`label_nodeid`), else ``WHAT``."""
+    nodeid = current_nodeid()
+    return f"{nodeid}#{what}" if nodeid else what
+
+
+def label_nodeid(label: str) -> str:
+    """The benchmark node id a round's label names (``NODEID#INDEX``, :func:`turn_label`); ``""``
+    for a turn outside any test (the machine calibration)."""
+    return label.rsplit("#", 1)[0] if "#" in label else ""
+
+
 @contextmanager
 def turn(label: str) -> Iterator[None]:
     """Time something outside a :class:`~pytest_egbench.timing.StageTimer` round (the machine
@@ -126,7 +145,7 @@ def turn(label: str) -> Iterator[None]:
     if peer is None:
         yield
         return
-    peer.begin(label, pin=False)
+    peer.begin(turn_label(label), pin=False)
     try:
         yield
     finally:
@@ -180,6 +199,16 @@ class Mediator:
         self.unpaired: str | None = None
         self.slot = 0
         self.paired_turns = 0
+        #: node ids of the benchmarks with at least one turn paired
+        self.paired_nodeids: set[str] = set()
+        #: node ids of the benchmarks whose pairing stopped partway (a turn pending or running
+        #: when it stopped): their rounds are not all paired
+        self.broken_nodeids: set[str] = set()
+        self._running: str | None = None  # the label of the turn being taken
+
+    def fully_paired(self) -> list[str]:
+        """Node ids of the benchmarks every one of whose turns was paired (sorted)."""
+        return sorted(n for n in self.paired_nodeids - self.broken_nodeids if n)
 
     def _send(self, child: _Child, message: str) -> None:
         child.waiting = None
@@ -192,6 +221,8 @@ class Mediator:
         """Pairing off: answer every waiting child, and every later message, with ``U``."""
         if self.unpaired is None:
             self.unpaired = why
+            pending = [c.waiting[2:] for c in self.children.values() if c.waiting and c.waiting.startswith("B ")]
+            self.broken_nodeids.update(label_nodeid(label) for label in [*pending, *([self._running] if self._running else [])])
         for c in self.children.values():
             if c.waiting is not None:
                 self._send(c, f"U {self.unpaired}")
@@ -218,6 +249,7 @@ class Mediator:
         if len({c.waiting for c in turns}) > 1:
             self._stop("the sides disagree: " + ", ".join(f"{c.name} at {(c.waiting or '')[2:]!r}" for c in turns))
             return
+        self._running = (turns[0].waiting or "")[2:]
         for turn in turns:
             self._send(turn, "G")
             while turn.alive and turn.waiting is None:
@@ -231,6 +263,8 @@ class Mediator:
                 return
         self.slot += 1
         self.paired_turns += 1
+        self.paired_nodeids.add(label_nodeid(self._running))
+        self._running = None
         for c in turns:
             self._send(c, "C")
 
@@ -271,7 +305,10 @@ def run_pair(
     """Run the ``(name, argv, cwd, env, log)`` commands at once, in lockstep, round ``k``'s turns
     in ``order`` rotated by ``k``.
 
-    Returns ``({name: (exit status, seconds)}, {"paired_turns": n, "unpaired": reason or None})``.
+    Returns ``({name: (exit status, seconds)}, {"paired_turns": n, "unpaired": reason or None,
+    "paired_nodeids": [...] or None})``: ``paired_nodeids`` the benchmarks every round of which
+    was timed in a paired turn (:meth:`Mediator.fully_paired`); ``None`` where lockstep is not
+    available (not POSIX: every benchmark's rounds are paired by index, as documented).
     ``cpus``: from its first round on, every child is pinned to these CPUs, and its timing thread
     to the highest of them (see the module docstring). Not POSIX: they run one after the other, in ``order``, unpaired.
     """
@@ -282,7 +319,7 @@ def run_pair(
             with open(log, "w", encoding="utf-8") as fh:
                 status = subprocess.run(argv, cwd=cwd, env=env, stdout=fh, stderr=subprocess.STDOUT).returncode
             out[name] = (status, time.perf_counter() - t0)
-        return out, {"paired_turns": 0, "unpaired": "lockstep needs POSIX pipes; the processes ran one after the other"}
+        return out, {"paired_turns": 0, "unpaired": "lockstep needs POSIX pipes; the processes ran one after the other", "paired_nodeids": None}
     children = []
     try:
         for name, argv, cwd, env, log in commands:
@@ -304,4 +341,5 @@ def run_pair(
                 c.proc.wait()
             os.close(c.to_child)
             c.from_child.close()
-    return {c.name: (c.proc.returncode, c.seconds) for c in children}, {"paired_turns": mediator.paired_turns, "unpaired": mediator.unpaired}
+    summary = {"paired_turns": mediator.paired_turns, "unpaired": mediator.unpaired, "paired_nodeids": mediator.fully_paired()}
+    return {c.name: (c.proc.returncode, c.seconds) for c in children}, summary

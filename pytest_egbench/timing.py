@@ -25,7 +25,6 @@ torch is imported only by :class:`CudaEventClock` and :class:`SyncedPerfCounterC
 
 from __future__ import annotations
 
-import os
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -383,7 +382,7 @@ class StageTimer:
             self.host_clock.synchronize()
             peer.end()
         if index is not None:
-            peer.begin(f"{os.environ.get('PYTEST_CURRENT_TEST', '').split(' ')[0]}#{index}")
+            peer.begin(f"{lockstep.current_nodeid()}#{index}")
 
     def rounds(self, rounds: int | None = None, warmup: int | None = None) -> Iterator[Round]:
         """Yield the cold round, the warm-up rounds and ``rounds`` steady rounds (with control

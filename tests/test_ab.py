@@ -211,6 +211,32 @@ def test_a_benchmark_skipped_by_its_mark_is_reported_skipped_in_an_ab(pytester, 
     result.stdout.fnmatch_lines(["SKIPPED * test_skipped.py:*: no such sample here"])
 
 
+def test_rounds_not_taken_in_lockstep_are_not_paired(pytester, tmp_path_factory, unwrapped):
+    """A reference whose processes never take turns (as a revision from before the lockstep
+    protocol: seen against such a commit, its unpaired rounds were judged as 24 "paired rounds" and
+    a preprocess read +8.8 %, a regression). Its rounds ran at other times than the current
+    side's, so its latencies are not compared, with the reason; the token count, which does not
+    depend on when it was measured, is still judged. The reference here is 3x faster in decode:
+    judged as paired, that would be a regression."""
+    _project(pytester.path, 0.006)
+    ref = tmp_path_factory.mktemp("ref-no-lockstep")
+    _project(ref, 0.002)
+    # before the plugin configures: this process finds no lockstep pipes, like an old revision
+    (ref / "conftest.py").write_text("import os\n\nos.environ.pop('EGBENCH_LOCKSTEP', None)\n")
+    common = ["--egbench", "--egbench-device", "cpu", "--egbench-rounds", "8", "--egbench-warmup", "1", "--egbench-ref-pairs", "1"]
+    result = pytester.runpytest_subprocess(*common, "-p", "no:cacheprovider", f"--egbench-ref={ref}", "--egbench-json=ab.json")
+    result.assert_outcomes(passed=1)
+    unwrapped(result).fnmatch_lines(["*egbench A/B: pair 1/1: *; 0 turns paired, then unpaired: the ref process exited*"])
+    doc = __import__("json").loads((pytester.path / "ab.json").read_text())
+    verdicts = {b["name"].split("::")[-1]: b["extra_info"]["verdict"] for b in doc["benchmarks"] + doc["egbench"]["metrics"]}
+    assert verdicts["decode"]["status"] == "not compared"
+    assert "not taken in lockstep" in verdicts["decode"]["message"] and "the ref process exited" in verdicts["decode"]["message"]
+    assert verdicts["tokens.prefill"]["status"] == verdicts["tokens.decode"]["status"] == "pass"
+    # every latency went without a verdict: the run says so with its own exit status
+    again = pytester.runpytest_subprocess(*common, "-p", "no:cacheprovider", f"--egbench-ref={ref}", "--egbench-require-baseline")
+    assert again.ret == 6
+
+
 def test_fallback_ref_turns_a_machine_that_differs_into_an_ab_against_the_baselines_commit(pytester, unwrapped):
     """The nightly switch: the baseline's run says another machine (its launch probe made 20 times
     faster), so instead of an inconclusive run the benchmarks are judged by an A/B against the

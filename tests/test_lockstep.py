@@ -43,6 +43,15 @@ CHILD = textwrap.dedent(
             with open(journal, "a") as fh:
                 fh.write(f"{name} end {rnd.index}\\n")
     timer.results()
+    if os.environ.get("SECOND_TEST"):  # a second benchmark; the process exits in its round SECOND_STOP
+        os.environ["PYTEST_CURRENT_TEST"] = os.environ["SECOND_TEST"] + " (call)"
+        second = StageTimer(PerfCounterClock(), rounds=rounds, warmup=1)
+        for i, rnd in enumerate(second.rounds()):
+            if i == int(os.environ.get("SECOND_STOP", 10**6)):
+                sys.exit(3)
+            with rnd.stage("prefill"):
+                pass
+        second.results()
     print("SUMMARY", lockstep.client().summary() if lockstep.client() else None)
     print("AFFINITY", affinity())
     worker_done.set()
@@ -89,7 +98,7 @@ def test_two_processes_take_turns_round_by_round_and_never_overlap(tmp_path):
     for r in range(5):
         expected += [("ref", r), ("current", r)] if r % 2 == 0 else [("current", r), ("ref", r)]
     assert _turns(journal) == expected
-    assert summary == {"paired_turns": 5, "unpaired": None}
+    assert summary == {"paired_turns": 5, "unpaired": None, "paired_nodeids": ["bench.py::test_x"]}
     for n in ("ref", "current"):
         assert "SUMMARY {'paired_turns': 5, 'unpaired': None}" in (tmp_path / f"{n}.log").read_text()
 
@@ -107,6 +116,7 @@ def test_sides_at_different_benchmarks_stop_pairing_and_both_finish(tmp_path):
     assert all(status == 0 for status, _ in done.values())
     assert summary["paired_turns"] == 0
     assert "disagree" in summary["unpaired"] and "test_other" in summary["unpaired"]
+    assert summary["paired_nodeids"] == []  # neither benchmark had a round paired
     assert "'paired_turns': 0" in (tmp_path / "ref.log").read_text()
 
 
@@ -115,8 +125,32 @@ def test_a_side_that_exits_releases_the_other(tmp_path):
     done, summary = lockstep.run_pair(cmds, ["ref", "current"])
     assert done["current"][0] == 3 and done["ref"][0] == 0
     assert summary["paired_turns"] == 2 and "current process exited" in summary["unpaired"]
+    assert summary["paired_nodeids"] == []  # two of its five rounds were paired: not all
     ref_rounds = [r for n, r in _turns(journal) if n == "ref"]
     assert ref_rounds == [0, 1, 2, 3, 4]  # the survivor ran all its rounds
+
+
+def test_only_benchmarks_with_every_round_paired_are_named(tmp_path):
+    """Two benchmarks in each process; the current side exits in the second's round 2: the first
+    benchmark's five rounds were all paired, the second's were not (its first two were, the rest
+    of the survivor's ran alone)."""
+    cmds, _ = _commands(tmp_path, ["ref", "current"], rounds=3)
+    for name, _, _, env, _ in cmds:
+        env["SECOND_TEST"] = "bench.py::test_y"
+        if name == "current":
+            env["SECOND_STOP"] = "2"
+    done, summary = lockstep.run_pair(cmds, ["ref", "current"])
+    assert done["current"][0] == 3 and done["ref"][0] == 0
+    assert summary["paired_turns"] == 5 + 2
+    assert summary["paired_nodeids"] == ["bench.py::test_x"]
+
+
+def test_a_turn_inside_a_test_is_labelled_with_its_node_id(monkeypatch):
+    monkeypatch.setenv("PYTEST_CURRENT_TEST", "benchmarks/test_timer.py::test_timer_overhead (call)")
+    label = lockstep.turn_label("timer overhead")
+    assert lockstep.label_nodeid(label) == "benchmarks/test_timer.py::test_timer_overhead"
+    monkeypatch.delenv("PYTEST_CURRENT_TEST")
+    assert lockstep.label_nodeid(lockstep.turn_label("machine calibration")) == ""
 
 
 def test_no_pairing_outside_an_ab_process(monkeypatch):
