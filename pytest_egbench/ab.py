@@ -43,6 +43,7 @@ from . import lockstep
 
 if TYPE_CHECKING:
     from .session import EgbenchSession, Measurement
+    from .verdict import Verdict
 
 #: Options only the parent acts on; each is dropped from the children's arguments, with its value
 #: when it takes one.
@@ -200,6 +201,9 @@ def run(
     workdir: Path,
     progress: Callable[[str], None],
     cpus: frozenset[int] | None = None,
+    *,
+    sides: dict[str, Side] | None = None,
+    why: str = "",
 ) -> dict[str, Side]:
     """Run ``pairs`` pairs of processes, one pair after the other; the two processes of a pair
     (``python -m pytest ARGS --rootdir R --egbench-json ... --egbench-baseline-dir EMPTY`` in each
@@ -212,16 +216,21 @@ def run(
     Returns the two sides with every process's results and each pair's lockstep summary. A process
     that writes no results file raises :class:`RefError` naming its log; a process whose
     benchmarks failed is kept (its failed benchmarks have no results, and their verdict items say
-    so).
+    so). ``sides``: the sides of pairs already run, to which these pairs are added (their indices
+    continue; :func:`confirm`), ``why`` a note for the progress line.
     """
-    sides = {"ref": Side("ref", reference.root, reference.label), "current": Side("current", current_root, "current code")}
+    if sides is None:
+        sides = {"ref": Side("ref", reference.root, reference.label), "current": Side("current", current_root, "current code")}
+    first = len(sides["current"].results)
     empty = workdir / "no-baselines"
     empty.mkdir(parents=True, exist_ok=True)
     rel_root, rel_cwd = _inside(rootdir, current_root), _inside(invocation_dir, current_root)
     base = child_args(args)
-    for pair in range(pairs):
+    for pair in range(first, first + pairs):
         order = turn_order(pair)
-        progress(f"egbench A/B: pair {pair + 1}/{pairs}: {sides['ref'].label} and the current code, in lockstep ({sides[order[0]].label} first) ...")
+        progress(
+            f"egbench A/B: pair {pair + 1}/{first + pairs}{why}: {sides['ref'].label} and the current code, in lockstep ({sides[order[0]].label} first) ..."
+        )
         commands = [
             (name, *process_command(side.root, rel_root, rel_cwd, base, empty, workdir / f"{name}-{pair}.json"), workdir / f"{name}-{pair}.log")
             for name, side in sides.items()
@@ -240,7 +249,7 @@ def run(
             side.results.append({} if failed and not out.exists() else read_results(side.label, status, out, log))
         side_text = ", ".join(f"{s.label} {s.seconds[-1]:.1f} s (exit status {done[n][0]})" for n, s in sides.items())
         how = f"{paired['paired_turns']} turns paired" + (f", then unpaired: {paired['unpaired']}" if paired["unpaired"] else "")
-        progress(f"egbench A/B: pair {pair + 1}/{pairs}: {side_text}; {how}")
+        progress(f"egbench A/B: pair {pair + 1}/{first + pairs}: {side_text}; {how}")
     return sides
 
 
@@ -516,6 +525,86 @@ def speed_family(egb: EgbenchSession, sides: dict[str, Side]) -> dict[str, tuple
     return egb.ab_family
 
 
+def unconfirmed(egb: EgbenchSession, sides: dict[str, Side]) -> list[str]:
+    """Node ids of the benchmarks with a latency or throughput that reads as a regression (its
+    Holm-adjusted p over the run's family, :func:`speed_family`, and the tolerance for A/Bs
+    without a benchmark's own marked tolerances) from fewer than two process pairs (sorted).
+
+    Why: rounds measure the two processes of a pair, not the two codes. On an H200 (lease G,
+    2026-11-30) one full-suite ``--egbench-ref HEAD`` run of one pair on unchanged code read a
+    preprocess stage 45 % slower in the current process, in every one of its 24 rounds, cold and
+    warm-up rounds too (p = 6e-8); the same benchmark in two fresh pairs read -0.6 % (per pair
+    -0.6 %, -0.6 %). A process-level difference of that kind is decided by another pair, not by
+    more rounds; with two pairs or more, every pair must agree (:func:`~pytest_egbench.verdict.judge_ab`)."""
+    from .catalog import Kind
+    from .verdict import REGRESSION, RefKind, ab_reference, judge_ab
+
+    family = speed_family(egb, sides)
+    kinds = {name: (bench.get("extra_info") or {}) for doc in sides["current"].results for name, bench in entries(doc).items()}
+    out = set()
+    for fullname, adjusted in family.items():
+        ref, cur = paired_runs(egb, fullname)
+        if len(ref) >= 2:
+            continue
+        extra = kinds.get(fullname) or {}
+        metric = fullname.rsplit("::", 1)[1]
+        v = judge_ab(
+            metric,
+            Kind(str(extra.get("kind"))),
+            str(extra.get("unit")),
+            ref,
+            cur,
+            reference=ab_reference(sides["ref"].label),
+            tolerance=egb.tolerance_for(metric, RefKind.AB, {}),
+            tolerance_abs=egb.settings.tolerance_abs,
+            alpha=egb.settings.pvalue,
+            family=adjusted,
+        )
+        if v.status == REGRESSION:
+            out.add(fullname.rsplit("::", 1)[0])
+    return sorted(out)
+
+
+def confirmed(v: Verdict, kind: str, ref: Sequence[Sequence[float]], cur: Sequence[Sequence[float]], tolerance: float) -> Verdict:
+    """The regression ``v`` of a benchmark that a confirming pair ran for (:func:`unconfirmed`)
+    stands only if that pair, the last of ``ref``/``cur``, on its own reads the change beyond
+    ``tolerance`` the same way (its median of per-round ratios, as each pair's in the verdict);
+    else it becomes :data:`~pytest_egbench.verdict.NOISE_ONLY`, saying so. Kept as it is when the
+    confirming pair produced no rounds of the metric (only one pair: the verdict names one)."""
+    from dataclasses import replace
+
+    from .catalog import Kind
+    from .stats import summarize
+    from .verdict import NOISE_ONLY
+
+    if len(ref) < 2:
+        return v
+    last = summarize([b / a for a, b in zip(ref[-1], cur[-1])]).median - 1
+    worse = last if kind == Kind.LATENCY else -last
+    if worse > tolerance:
+        return replace(v, message=f"{v.message}, confirmed by a second pair of processes ({last:+.1%} alone)")
+    return replace(
+        v,
+        status=NOISE_ONLY,
+        message=f"{v.message.rsplit(': ', 1)[0]}: not confirmed: one pair read it, a second pair of processes of only this benchmark reads {last:+.1%} (tolerance {tolerance:.1%}): a difference between processes, not between the codes",
+    )
+
+
+def only_these(args: Sequence[str], positional: Sequence[str], nodeids: Sequence[str], rootdir: Path, invocation_dir: Path) -> list[str]:
+    """``args`` with its file and folder arguments (``positional``: pytest's ``config.args`` as
+    given) replaced by ``nodeids`` (relative to ``rootdir``, written relative to
+    ``invocation_dir`` where the children start): the processes then run only those benchmarks.
+    Node ids, not a new option, so that a reference revision from before this function runs them too."""
+    given = set(positional)
+    kept = [a for a in args if a not in given]
+    out = []
+    for nodeid in nodeids:
+        path, _, rest = nodeid.partition("::")
+        where = os.path.relpath(rootdir / path, invocation_dir)
+        out.append(f"{where}::{rest}" if rest else where)
+    return [*kept, *out]
+
+
 def judge_item(item: AbItem, egb: EgbenchSession, sides: dict[str, Side]) -> None:
     """Judge every metric of ``item``'s benchmark (:func:`~pytest_egbench.verdict.judge_ab`,
     speed metrics on their p-value adjusted over the run's family (:func:`speed_family`),
@@ -567,6 +656,8 @@ def judge_item(item: AbItem, egb: EgbenchSession, sides: dict[str, Side]) -> Non
             alpha=egb.settings.pvalue,
             family=speed_family(egb, sides).get(fullname),
         )
+        if v.status == REGRESSION and item.original_nodeid in egb.ab_confirming:
+            v = confirmed(v, m.kind, ref, cur, egb.tolerance_for(m.metric, RefKind.AB, marked))
         egb.record_verdict(m, v.status, v.reference, v.message)
         egb.add(m)
         if v.status == REGRESSION:

@@ -192,6 +192,8 @@ class EgbenchSession:
         self.ab_runs: dict[str, Any] = {}
         #: an A/B run's speed metrics: ``{full name: (Holm-adjusted p, comparisons)}`` (:func:`pytest_egbench.ab.speed_family`)
         self.ab_family: dict[str, tuple[float, int]] | None = None
+        #: node ids of the benchmarks an A/B ran a confirming pair for (:func:`~pytest_egbench.ab.unconfirmed`)
+        self.ab_confirming: frozenset[str] = frozenset()
         #: :func:`pytest_egbench.calibration.calibrate` of this run's device (``None`` until measured)
         self.calibration: dict[str, Any] | None = None
         self._machine: dict[str, Any] | None = None

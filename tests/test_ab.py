@@ -211,6 +211,72 @@ def test_a_benchmark_skipped_by_its_mark_is_reported_skipped_in_an_ab(pytester, 
     result.stdout.fnmatch_lines(["SKIPPED * test_skipped.py:*: no such sample here"])
 
 
+def test_a_regression_read_from_one_pair_is_confirmed_by_a_second(pytester, tmp_path_factory, unwrapped):
+    """One pair of processes cannot tell a slow process from slow code (an H200 read a preprocess
+    +45 % in one process of unchanged code). Here the first process of the current code is slow
+    (3x the decode) and every later one is not, by construction: the single pair reads a
+    regression, so one more pair runs, of that benchmark only, and its disagreement clears it. A
+    real slowdown (every current process slow) is confirmed and fails."""
+    counter = tmp_path_factory.mktemp("counter") / "imports"
+    _project(pytester.path, 0.002)
+    (pytester.path / "test_other.py").write_text(AB_BENCH.replace("def test_toy", "def test_other"))
+    (pytester.path / "mycode.py").write_text(
+        "import os, pathlib\n"
+        f"COUNTER = pathlib.Path({str(counter)!r})\n"
+        "first = False\n"
+        "if os.environ.get('EGBENCH_LOCKSTEP'):  # a process of an A/B pair\n"
+        "    first = not COUNTER.exists()\n"
+        "    with COUNTER.open('a') as fh:\n"
+        "        fh.write('x')\n"
+        "DECODE_S = 0.006 if first else 0.002\n"
+    )
+    ref = tmp_path_factory.mktemp("ref-same")
+    _project(ref, 0.002)
+    (ref / "test_other.py").write_text((pytester.path / "test_other.py").read_text())
+    common = ["--egbench", "--egbench-device", "cpu", "--egbench-warmup", "1", "--egbench-ref-pairs", "1", "-p", "no:cacheprovider", f"--egbench-ref={ref}"]
+    result = pytester.runpytest_subprocess(*common, "--egbench-json=ab.json")
+    # test_toy and test_other share the module: the first current process was slow in both
+    unwrapped(result).fnmatch_lines(["*egbench A/B: pair 2/2 (confirming test_bench.py::test_toy*"])
+    result.assert_outcomes(passed=2)
+    assert counter.read_text() == "xx"  # two current processes: the pair and the confirmation
+    doc = __import__("json").loads((pytester.path / "ab.json").read_text())
+    decode = {b["name"]: b["extra_info"]["verdict"] for b in doc["benchmarks"] if b["name"].endswith("::decode")}
+    for verdict in decode.values():  # the second pair reads about 0 %: not confirmed, or the pairs disagree on the sign
+        assert verdict["status"] == "pass (not significant)"
+        assert "not confirmed" in verdict["message"] or "disagree on the direction" in verdict["message"]
+    # every current process slow: confirmed
+    counter.unlink()
+    (pytester.path / "mycode.py").write_text("DECODE_S = 0.006\n")
+    result = pytester.runpytest_subprocess(*common)
+    unwrapped(result).fnmatch_lines(["*egbench A/B: pair 2/2 (confirming *"])
+    result.assert_outcomes(failed=2)
+    result.stdout.fnmatch_lines(["*decode: *confirmed by a second pair of processes (+*% alone)*"])
+
+
+def test_a_confirming_pair_runs_only_the_benchmarks_named():
+    """The invocation's file and folder arguments give way to the node ids, written relative to
+    the folder the processes start in; options and their values stay."""
+    args = ["--egbench", "benchmarks", "-k", "not slow", "--egbench-device", "cpu"]
+    out = ab.only_these(args, ["benchmarks"], ["benchmarks/test_a.py::test_t[x-1]", "benchmarks/test_b.py"], Path("/r"), Path("/r/sub"))
+    assert out == ["--egbench", "-k", "not slow", "--egbench-device", "cpu", "../benchmarks/test_a.py::test_t[x-1]", "../benchmarks/test_b.py"]
+
+
+def test_a_confirming_pair_must_read_the_change_beyond_the_tolerance_on_its_own():
+    """Hand-made rounds: the first pair reads +100 %, the confirming (last) pair +1 % (inside a
+    3 % tolerance: not confirmed) or +50 % (confirmed). Throughput the other way round."""
+    from pytest_egbench.verdict import Verdict
+
+    slow = Verdict("decode", REGRESSION, "decode: ... : slower")
+    ref = [[1.0] * 8, [1.0] * 8]
+    kept = ab.confirmed(slow, "latency", ref, [[2.0] * 8, [1.5] * 8], 0.03)
+    assert kept.status == REGRESSION and "(+50.0% alone)" in kept.message
+    dropped = ab.confirmed(slow, "latency", ref, [[2.0] * 8, [1.01] * 8], 0.03)
+    assert dropped.status == NOISE_ONLY and "reads +1.0%" in dropped.message
+    assert ab.confirmed(slow, "throughput", ref, [[0.5] * 8, [0.6] * 8], 0.03).status == REGRESSION
+    assert ab.confirmed(slow, "throughput", ref, [[0.5] * 8, [1.2] * 8], 0.03).status == NOISE_ONLY
+    assert ab.confirmed(slow, "latency", ref[:1], [[2.0] * 8], 0.03) is slow  # no confirming rounds
+
+
 def test_rounds_not_taken_in_lockstep_are_not_paired(pytester, tmp_path_factory, unwrapped):
     """A reference whose processes never take turns (as a revision from before the lockstep
     protocol: seen against such a commit, its unpaired rounds were judged as 24 "paired rounds" and
