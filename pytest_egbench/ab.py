@@ -526,18 +526,20 @@ def speed_family(egb: EgbenchSession, sides: dict[str, Side]) -> dict[str, tuple
 
 
 def unconfirmed(egb: EgbenchSession, sides: dict[str, Side]) -> list[str]:
-    """Node ids of the benchmarks with a latency or throughput that reads as a regression (its
-    Holm-adjusted p over the run's family, :func:`speed_family`, and the tolerance for A/Bs
-    without a benchmark's own marked tolerances) from fewer than two process pairs (sorted).
+    """Node ids of the benchmarks with a latency or throughput that reads as a regression or an
+    improvement (its Holm-adjusted p over the run's family, :func:`speed_family`, and the
+    tolerance for A/Bs without a benchmark's own marked tolerances) from fewer than two process
+    pairs (sorted).
 
     Why: rounds measure the two processes of a pair, not the two codes. On an H200 (lease G,
     2026-11-30) one full-suite ``--egbench-ref HEAD`` run of one pair on unchanged code read a
     preprocess stage 45 % slower in the current process, in every one of its 24 rounds, cold and
     warm-up rounds too (p = 6e-8); the same benchmark in two fresh pairs read -0.6 % (per pair
-    -0.6 %, -0.6 %). A process-level difference of that kind is decided by another pair, not by
-    more rounds; with two pairs or more, every pair must agree (:func:`~pytest_egbench.verdict.judge_ab`)."""
+    -0.6 %, -0.6 %). On the 2-CPU VM one such pair read a vision stage of unchanged code 13.4 %
+    faster. A process-level difference of that kind is decided by another pair, not by more
+    rounds; with two pairs or more, every pair must agree (:func:`~pytest_egbench.verdict.judge_ab`)."""
     from .catalog import Kind
-    from .verdict import REGRESSION, RefKind, ab_reference, judge_ab
+    from .verdict import IMPROVEMENT, REGRESSION, RefKind, ab_reference, judge_ab
 
     family = speed_family(egb, sides)
     kinds = {name: (bench.get("extra_info") or {}) for doc in sides["current"].results for name, bench in entries(doc).items()}
@@ -560,28 +562,29 @@ def unconfirmed(egb: EgbenchSession, sides: dict[str, Side]) -> list[str]:
             alpha=egb.settings.pvalue,
             family=adjusted,
         )
-        if v.status == REGRESSION:
+        if v.status in (REGRESSION, IMPROVEMENT):
             out.add(fullname.rsplit("::", 1)[0])
     return sorted(out)
 
 
 def confirmed(v: Verdict, kind: str, ref: Sequence[Sequence[float]], cur: Sequence[Sequence[float]], tolerance: float) -> Verdict:
-    """The regression ``v`` of a benchmark that a confirming pair ran for (:func:`unconfirmed`)
-    stands only if that pair, the last of ``ref``/``cur``, on its own reads the change beyond
-    ``tolerance`` the same way (its median of per-round ratios, as each pair's in the verdict);
-    else it becomes :data:`~pytest_egbench.verdict.NOISE_ONLY`, saying so. Kept as it is when the
-    confirming pair produced no rounds of the metric (only one pair: the verdict names one)."""
+    """The regression or improvement ``v`` of a benchmark that a confirming pair ran for
+    (:func:`unconfirmed`) stands only if that pair, the last of ``ref``/``cur``, on its own reads
+    the change beyond ``tolerance`` the same way (its median of per-round ratios, as each pair's
+    in the verdict); else it becomes :data:`~pytest_egbench.verdict.NOISE_ONLY`, saying so. Kept
+    as it is when the confirming pair produced no rounds of the metric (only one pair: the
+    verdict names one)."""
     from dataclasses import replace
 
     from .catalog import Kind
     from .stats import summarize
-    from .verdict import NOISE_ONLY
+    from .verdict import NOISE_ONLY, REGRESSION
 
     if len(ref) < 2:
         return v
     last = summarize([b / a for a, b in zip(ref[-1], cur[-1])]).median - 1
     worse = last if kind == Kind.LATENCY else -last
-    if worse > tolerance:
+    if (worse if v.status == REGRESSION else -worse) > tolerance:
         return replace(v, message=f"{v.message}, confirmed by a second pair of processes ({last:+.1%} alone)")
     return replace(
         v,
@@ -614,7 +617,7 @@ def judge_item(item: AbItem, egb: EgbenchSession, sides: dict[str, Side]) -> Non
     from . import options
     from .catalog import Kind
     from .session import NOT_COMPARED
-    from .verdict import REGRESSION, RefKind, ab_reference, judge_ab
+    from .verdict import IMPROVEMENT, REGRESSION, RefKind, ab_reference, judge_ab
 
     checkout = egb.ab_reference
     reference = ab_reference(sides["ref"].label, getattr(checkout, "commit", None))
@@ -656,7 +659,7 @@ def judge_item(item: AbItem, egb: EgbenchSession, sides: dict[str, Side]) -> Non
             alpha=egb.settings.pvalue,
             family=speed_family(egb, sides).get(fullname),
         )
-        if v.status == REGRESSION and item.original_nodeid in egb.ab_confirming:
+        if v.status in (REGRESSION, IMPROVEMENT) and item.original_nodeid in egb.ab_confirming:
             v = confirmed(v, m.kind, ref, cur, egb.tolerance_for(m.metric, RefKind.AB, marked))
         egb.record_verdict(m, v.status, v.reference, v.message)
         egb.add(m)

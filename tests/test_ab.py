@@ -253,6 +253,32 @@ def test_a_regression_read_from_one_pair_is_confirmed_by_a_second(pytester, tmp_
     result.stdout.fnmatch_lines(["*decode: *confirmed by a second pair of processes (+*% alone)*"])
 
 
+def test_what_one_pair_reads_as_slower_or_faster_is_sent_for_confirmation():
+    """One pair, 24 paired rounds: a 10 % slower metric and a 10 % faster one (exact p 2**-24,
+    Holm over three metrics well below 0.01) are sent to a confirming pair, an unchanged one is
+    not; with two pairs nothing is (each pair must already agree)."""
+    from types import SimpleNamespace
+
+    ref = [1.0 + 0.01 * i for i in range(24)]
+    metrics = {"b.py::t::slow": [r * 1.1 for r in ref], "c.py::t::fast": [r / 1.1 for r in ref], "d.py::t::same": list(ref)}
+
+    def run(pairs: int) -> list[str]:
+        sides = {
+            "ref": ab.Side("ref", Path("."), "REV x", results=[_side("ref", {n: ("latency", ref) for n in metrics}).results[0]] * pairs),
+            "current": ab.Side("current", Path("."), "current", results=[_side("current", {n: ("latency", d) for n, d in metrics.items()}).results[0]] * pairs),
+        }
+        egb = SimpleNamespace(
+            ab_family=None,
+            ab_runs={n: ab.runs_by_metric(s) for n, s in sides.items()},
+            settings=SimpleNamespace(pvalue=ALPHA, tolerance_abs=0.02),
+            tolerance_for=lambda metric, kind, marked: 0.03,
+        )
+        return ab.unconfirmed(egb, sides)
+
+    assert run(1) == ["b.py::t", "c.py::t"]
+    assert run(2) == []
+
+
 def test_a_confirming_pair_runs_only_the_benchmarks_named():
     """The invocation's file and folder arguments give way to the node ids, written relative to
     the folder the processes start in; options and their values stay."""
@@ -263,7 +289,8 @@ def test_a_confirming_pair_runs_only_the_benchmarks_named():
 
 def test_a_confirming_pair_must_read_the_change_beyond_the_tolerance_on_its_own():
     """Hand-made rounds: the first pair reads +100 %, the confirming (last) pair +1 % (inside a
-    3 % tolerance: not confirmed) or +50 % (confirmed). Throughput the other way round."""
+    3 % tolerance: not confirmed) or +50 % (confirmed). Throughput the other way round; an
+    improvement (-50 %) is confirmed by -20 % and not by -1 % or +30 %."""
     from pytest_egbench.verdict import Verdict
 
     slow = Verdict("decode", REGRESSION, "decode: ... : slower")
@@ -275,6 +302,10 @@ def test_a_confirming_pair_must_read_the_change_beyond_the_tolerance_on_its_own(
     assert ab.confirmed(slow, "throughput", ref, [[0.5] * 8, [0.6] * 8], 0.03).status == REGRESSION
     assert ab.confirmed(slow, "throughput", ref, [[0.5] * 8, [1.2] * 8], 0.03).status == NOISE_ONLY
     assert ab.confirmed(slow, "latency", ref[:1], [[2.0] * 8], 0.03) is slow  # no confirming rounds
+    fast = Verdict("decode", IMPROVEMENT, "decode: ... : faster than the reference")
+    assert ab.confirmed(fast, "latency", ref, [[0.5] * 8, [0.8] * 8], 0.03).status == IMPROVEMENT
+    assert ab.confirmed(fast, "latency", ref, [[0.5] * 8, [0.99] * 8], 0.03).status == NOISE_ONLY
+    assert ab.confirmed(fast, "latency", ref, [[0.5] * 8, [1.3] * 8], 0.03).status == NOISE_ONLY
 
 
 def test_rounds_not_taken_in_lockstep_are_not_paired(pytester, tmp_path_factory, unwrapped):
