@@ -250,7 +250,7 @@ def test_a_regression_read_from_one_pair_is_confirmed_by_a_second(pytester, tmp_
     result = pytester.runpytest_subprocess(*common)
     unwrapped(result).fnmatch_lines(["*egbench A/B: pair 2/2 (confirming *"])
     result.assert_outcomes(failed=2)
-    result.stdout.fnmatch_lines(["*decode: *confirmed by a second pair of processes (+*% alone)*"])
+    result.stdout.fnmatch_lines(["*decode: *confirmed by a second pair of processes (+*% alone, p=*)*"])
 
 
 def test_what_one_pair_reads_as_slower_or_faster_is_sent_for_confirmation():
@@ -288,24 +288,32 @@ def test_a_confirming_pair_runs_only_the_benchmarks_named():
 
 
 def test_a_confirming_pair_must_read_the_change_beyond_the_tolerance_on_its_own():
-    """Hand-made rounds: the first pair reads +100 %, the confirming (last) pair +1 % (inside a
-    3 % tolerance: not confirmed) or +50 % (confirmed). Throughput the other way round; an
-    improvement (-50 %) is confirmed by -20 % and not by -1 % or +30 %."""
+    """Hand-made rounds, 12 a process: the first pair reads +100 %; the confirming (last) pair
+    must read the change beyond a 3 % tolerance the same way, with its own one-sided Wilcoxon
+    p < 0.01 (every round slower: exact p = 2**-12). +1 %: inside the tolerance. Median +50 %
+    but 5 of 12 rounds 1 % faster: the 5 smallest |differences| are negative, W+ = 6 + ... + 12 =
+    63, and 131 of the 4096 sign patterns reach it (rank sum of the rest <= 15): p = 0.032, not
+    confirmed. Throughput the other way round; an improvement (-50 %) is confirmed by -20 % and
+    not by -1 % or +30 %."""
     from pytest_egbench.verdict import Verdict
 
+    n = 12
+    ref = [[1.0 + 0.01 * i for i in range(n)]] * 2
+    times = lambda f: [r * f for r in ref[0]]  # noqa: E731
     slow = Verdict("decode", REGRESSION, "decode: ... : slower")
-    ref = [[1.0] * 8, [1.0] * 8]
-    kept = ab.confirmed(slow, "latency", ref, [[2.0] * 8, [1.5] * 8], 0.03)
-    assert kept.status == REGRESSION and "(+50.0% alone)" in kept.message
-    dropped = ab.confirmed(slow, "latency", ref, [[2.0] * 8, [1.01] * 8], 0.03)
-    assert dropped.status == NOISE_ONLY and "reads +1.0%" in dropped.message
-    assert ab.confirmed(slow, "throughput", ref, [[0.5] * 8, [0.6] * 8], 0.03).status == REGRESSION
-    assert ab.confirmed(slow, "throughput", ref, [[0.5] * 8, [1.2] * 8], 0.03).status == NOISE_ONLY
-    assert ab.confirmed(slow, "latency", ref[:1], [[2.0] * 8], 0.03) is slow  # no confirming rounds
+    kept = ab.confirmed(slow, "latency", ref, [times(2.0), times(1.5)], 0.03, 0.01)
+    assert kept.status == REGRESSION and "(+50.0% alone, p=0.000244)" in kept.message  # 2**-12
+    dropped = ab.confirmed(slow, "latency", ref, [times(2.0), times(1.01)], 0.03, 0.01)
+    assert dropped.status == NOISE_ONLY and "reads +1.0% alone" in dropped.message
+    mixed = [r * (1.5 if i % 2 == 0 or i > 9 else 0.99) for i, r in enumerate(ref[0])]
+    assert ab.confirmed(slow, "latency", ref, [times(2.0), mixed], 0.03, 0.01).status == NOISE_ONLY
+    assert ab.confirmed(slow, "throughput", ref, [times(0.5), times(0.6)], 0.03, 0.01).status == REGRESSION
+    assert ab.confirmed(slow, "throughput", ref, [times(0.5), times(1.2)], 0.03, 0.01).status == NOISE_ONLY
+    assert ab.confirmed(slow, "latency", ref[:1], [times(2.0)], 0.03, 0.01) is slow  # no confirming rounds
     fast = Verdict("decode", IMPROVEMENT, "decode: ... : faster than the reference")
-    assert ab.confirmed(fast, "latency", ref, [[0.5] * 8, [0.8] * 8], 0.03).status == IMPROVEMENT
-    assert ab.confirmed(fast, "latency", ref, [[0.5] * 8, [0.99] * 8], 0.03).status == NOISE_ONLY
-    assert ab.confirmed(fast, "latency", ref, [[0.5] * 8, [1.3] * 8], 0.03).status == NOISE_ONLY
+    assert ab.confirmed(fast, "latency", ref, [times(0.5), times(0.8)], 0.03, 0.01).status == IMPROVEMENT
+    assert ab.confirmed(fast, "latency", ref, [times(0.5), times(0.99)], 0.03, 0.01).status == NOISE_ONLY
+    assert ab.confirmed(fast, "latency", ref, [times(0.5), times(1.3)], 0.03, 0.01).status == NOISE_ONLY
 
 
 def test_rounds_not_taken_in_lockstep_are_not_paired(pytester, tmp_path_factory, unwrapped):
