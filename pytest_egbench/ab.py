@@ -217,7 +217,8 @@ def run(
     that writes no results file raises :class:`RefError` naming its log; a process whose
     benchmarks failed is kept (its failed benchmarks have no results, and their verdict items say
     so). ``sides``: the sides of pairs already run, to which these pairs are added (their indices
-    continue; :func:`confirm`), ``why`` a note for the progress line.
+    continue: the confirming pair of :func:`unconfirmed`'s benchmarks), ``why`` a note for the
+    progress line.
     """
     if sides is None:
         sides = {"ref": Side("ref", reference.root, reference.label), "current": Side("current", current_root, "current code")}
@@ -581,26 +582,21 @@ def confirmed(v: Verdict, kind: str, ref: Sequence[Sequence[float]], cur: Sequen
     tolerance, at p = 0.018 on its own."""
     from dataclasses import replace
 
-    from .catalog import Kind
-    from .stats import summarize, wilcoxon_signed_rank
-    from .verdict import NOISE_ONLY, REGRESSION
+    from .verdict import NOISE_ONLY, judge_ab
 
     if len(ref) < 2:
         return v
-    n = min(len(ref[-1]), len(cur[-1]))
-    a, b = list(ref[-1][:n]), list(cur[-1][:n])
-    last = summarize([y / x for x, y in zip(a, b)]).median - 1
-    regression = v.status == REGRESSION
-    current_larger = regression == (kind == Kind.LATENCY)
-    p = wilcoxon_signed_rank(b, a).p if current_larger else wilcoxon_signed_rank(a, b).p
-    worse = last if kind == Kind.LATENCY else -last
-    alone = f"{last:+.1%} alone, p={p:.3g}"
-    if (worse if regression else -worse) > tolerance and p < alpha:
-        return replace(v, message=f"{v.message}, confirmed by a second pair of processes ({alone})")
+    # the confirming pair judged alone, as any single-pair A/B: a regression (or improvement)
+    # there is exactly "beyond the tolerance the same way, one-sided p < alpha" (tolerance_abs is
+    # for rates only; the unit only labels a message not used here)
+    alone = judge_ab(v.metric, kind, "", ref[-1:], cur[-1:], reference=v.reference, tolerance=tolerance, tolerance_abs=0.0, alpha=alpha)
+    said = f"{alone.change or 0.0:+.1%} alone, p={alone.p if alone.p is not None else float('nan'):.3g}"
+    if alone.status == v.status:
+        return replace(v, message=f"{v.message}, confirmed by a second pair of processes ({said})")
     return replace(
         v,
         status=NOISE_ONLY,
-        message=f"{v.message.rsplit(': ', 1)[0]}: not confirmed: one pair read it, a second pair of processes of only this benchmark reads {alone} (tolerance {tolerance:.1%}, alpha {alpha}): a difference between processes, not between the codes",
+        message=f"{v.message.rsplit(': ', 1)[0]}: not confirmed: one pair read it, a second pair of processes of only this benchmark reads {said} (tolerance {tolerance:.1%}, alpha {alpha}): a difference between processes, not between the codes",
     )
 
 
