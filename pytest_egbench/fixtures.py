@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 from .collection import selection
+from .layout import wrap
 from .options import Settings
 from .stash import SESSION_KEY, SETTINGS_KEY, TIMERS_KEY, item_labels
 
@@ -53,9 +54,10 @@ def egbench_device(egbench_session: EgbenchSession) -> torch.device:
     return egbench_session.device
 
 
-def _progress(config: pytest.Config) -> Callable[[str], None]:
-    """A function that writes one line to the terminal now, past output capturing (stderr when
-    there is no terminal reporter)."""
+def terminal_progress(config: pytest.Config) -> Callable[[str], None]:
+    """A function that writes one line to the terminal now, past output capturing, wrapped to
+    :data:`~pytest_egbench.layout.WIDTH` columns (stderr, unwrapped, when there is no terminal
+    reporter)."""
     reporter = config.pluginmanager.get_plugin("terminalreporter")
     capture = config.pluginmanager.get_plugin("capturemanager")
 
@@ -64,7 +66,8 @@ def _progress(config: pytest.Config) -> Callable[[str], None]:
             print(line, file=sys.stderr, flush=True)
             return
         with capture.global_and_fixture_disabled():
-            reporter.write_line(line)
+            for part in wrap(line):
+                reporter.write_line(part)
 
     return write
 
@@ -74,7 +77,7 @@ def egbench_progress(pytestconfig: pytest.Config) -> Callable[[str], None]:
     """``egbench_progress(line)`` writes one line to the terminal now, past output capturing:
     for long work inside a benchmark (compiling a runtime, building data), as model loading
     reports itself."""
-    return _progress(pytestconfig)
+    return terminal_progress(pytestconfig)
 
 
 @pytest.fixture(scope="session")
@@ -94,7 +97,7 @@ def egbench_model(pytestconfig: pytest.Config, egbench_session: EgbenchSession) 
 
     settings = egbench_session.settings
     device = egbench_session.device
-    write = _progress(pytestconfig)
+    write = terminal_progress(pytestconfig)
     loaded: dict[str, ModelAdapter | BaseException] = {}
 
     def get(name: str) -> ModelAdapter:

@@ -10,7 +10,7 @@ in ``config.stash`` under the keys of :mod:`.stash`.
 from __future__ import annotations
 
 from collections.abc import Generator
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
@@ -133,7 +133,7 @@ def pytest_configure(config: pytest.Config) -> None:
             reason = session.machine_check().reason
             if reason:
                 _run_note(config, session, f"--egbench-ignore-machine: latency judged against the baseline although {reason.split('. Compare')[0]}")
-        if settings.fallback_ref and not settings.ref and judged and session.machine_check().reason:
+        if settings.fallback_ref and not settings.ref and judged and not settings.ignore_machine and session.machine_check().reason:
             settings = _fall_back_to_ref(config, session)
         config.stash[SESSION_KEY] = session
         if not config.pluginmanager.has_plugin("egbench-header-width"):
@@ -248,18 +248,38 @@ def pytest_runtestloop(session: pytest.Session) -> Generator[None, None, object]
     return (yield)
 
 
+def _ab_pairs(config: pytest.Config, egb: EgbenchSession, reference: Any, args: list[str], workdir: Any, cpus: frozenset[int] | None) -> dict[str, Any]:
+    """Run the A/B's ``--egbench-ref-pairs`` pairs of processes with ``args``, keep their sides and
+    samples in ``egb``, and give a regression or improvement read from fewer than two pairs
+    (:func:`~pytest_egbench.ab.unconfirmed`) one more pair, of only those benchmarks. Returns the
+    sides; :class:`~pytest_egbench.ab.RefError` as :func:`~pytest_egbench.ab.run` raises it."""
+    from . import ab
+
+    progress = fixtures.terminal_progress(config)
+    current_root = reference.worktree_of or config.rootpath
+    where = (current_root, config.rootpath, config.invocation_params.dir)
+    sides = ab.run(reference, *where, args, egb.settings.ref_pairs, workdir, progress, cpus)
+    egb.ab_outcome = sides
+    egb.ab_runs = {name: ab.runs_by_metric(side) for name, side in sides.items()}
+    egb.ab_family = None
+    egb.ab_confirming = frozenset()
+    doubtful = ab.unconfirmed(egb, sides)
+    if doubtful:
+        # a regression read from one process pair: one more pair, of only those benchmarks
+        only = ab.only_these(args, config.args, doubtful, config.rootpath, config.invocation_params.dir)
+        shown = ", ".join(n.rsplit("/", 1)[-1] for n in doubtful[:3]) + (f" and {len(doubtful) - 3} more" if len(doubtful) > 3 else "")
+        ab.run(reference, *where, only, 1, workdir, progress, cpus, sides=sides, why=f" (confirming {shown})")
+        egb.ab_runs = {name: ab.runs_by_metric(side) for name, side in sides.items()}
+        egb.ab_family = None
+        egb.ab_confirming = frozenset(doubtful)
+    return sides
+
+
 def _run_ab(config: pytest.Config, egb: EgbenchSession, benchmarks: int) -> None:
     import tempfile
     from pathlib import Path
 
     from . import ab
-
-    reporter = config.pluginmanager.get_plugin("terminalreporter")
-
-    def progress(line: str) -> None:
-        if reporter is not None:
-            for part in wrap(line):
-                reporter.write_line(part)
 
     ref = egb.settings.ref
     if not ref:  # pytest_runtestloop runs the A/B only with --egbench-ref
@@ -274,45 +294,11 @@ def _run_ab(config: pytest.Config, egb: EgbenchSession, benchmarks: int) -> None
     pinned = f", each pinned to CPUs {','.join(map(str, sorted(cpus)))}" if cpus else ", not pinned to CPUs"
     more_rounds = ab.rounds_args(egb.settings.rounds, egb.settings.sources.get("rounds", "default"), egb.settings.ref_pairs)
     rounds = f", {more_rounds[-1] if more_rounds else egb.settings.rounds} steady rounds each"
-    progress(
+    fixtures.terminal_progress(config)(
         f"egbench A/B: {benchmarks} benchmark(s), {egb.settings.ref_pairs} pair(s) of processes{pinned}{rounds}: {reference.label} (checkout {reference.root}) against the current code; logs in {workdir}"
     )
     try:
-        current_root = reference.worktree_of or config.rootpath
-        sides = ab.run(
-            reference,
-            current_root,
-            config.rootpath,
-            config.invocation_params.dir,
-            [*config.invocation_params.args, *more_rounds],
-            egb.settings.ref_pairs,
-            workdir,
-            progress,
-            cpus,
-        )
-        egb.ab_outcome = sides
-        egb.ab_runs = {name: ab.runs_by_metric(side) for name, side in sides.items()}
-        doubtful = ab.unconfirmed(egb, sides)
-        if doubtful:
-            # a regression read from one process pair: one more pair, of only those benchmarks
-            only = ab.only_these([*config.invocation_params.args, *more_rounds], config.args, doubtful, config.rootpath, config.invocation_params.dir)
-            shown = ", ".join(n.rsplit("/", 1)[-1] for n in doubtful[:3]) + (f" and {len(doubtful) - 3} more" if len(doubtful) > 3 else "")
-            ab.run(
-                reference,
-                current_root,
-                config.rootpath,
-                config.invocation_params.dir,
-                only,
-                1,
-                workdir,
-                progress,
-                cpus,
-                sides=sides,
-                why=f" (confirming {shown})",
-            )
-            egb.ab_runs = {name: ab.runs_by_metric(side) for name, side in sides.items()}
-            egb.ab_family = None
-            egb.ab_confirming = frozenset(doubtful)
+        sides = _ab_pairs(config, egb, reference, [*config.invocation_params.args, *more_rounds], workdir, cpus)
     except ab.RefError as exc:
         egb.ab_outcome = str(exc)
         return
@@ -376,6 +362,8 @@ def _record_and_judge(egb: EgbenchSession, item: pytest.Item, gpu: dict | None =
     measured = _record(egb, item, gpu)
     notes = _measurement_notes(item, measured, gpu)
     verdicts = _judge(egb, item, measured) if measured and not egb.settings.save else []
+    if egb.settings.fallback_ref and not egb.settings.ref:  # judged against the baseline: confirm
+        verdicts = _confirm_on_this_machine(egb, item, measured, verdicts)
     notes += _verdict_notes(egb, item, verdicts)
     kinds = dict.fromkeys(n.kind for n in notes)
     for kind in kinds:  # one warning per kind of note per benchmark
@@ -435,6 +423,117 @@ def _judge(egb: EgbenchSession, item: pytest.Item, measured: list[Measurement]) 
     # names and values checked at collection (_check_names)
     tolerances = {k: options.parse_percent(str(v)) for k, v in ((marker.kwargs.get("tolerances") if marker else None) or {}).items()}
     return egb.judge_and_record(measured, tolerances)
+
+
+#: Benchmarks of one run whose regression against a saved baseline is sent to a same-machine A/B
+#: (:func:`_confirm_on_this_machine`); the regressions of later ones stand as read, saying so.
+CONFIRMATIONS = 3
+
+
+def _confirm_on_this_machine(egb: EgbenchSession, item: pytest.Item, measured: list[Measurement], verdicts: list[Verdict]) -> list[Verdict]:
+    """``--egbench-fallback-ref`` on a machine that matches the baseline's runs: a latency or
+    throughput regression against the baseline is judged again by a same-machine A/B of this
+    benchmark alone against the baseline's commit (``--egbench-ref-pairs`` pairs in lockstep, and
+    a confirming pair where one pair reads it; :func:`_ab_pairs`). The regression stands only if
+    the A/B also reads it; else the A/B's verdict (pass, not significant, faster) replaces it,
+    naming both readings. The A/B takes :data:`~pytest_egbench.ab.MIN_PAIRED_ROUNDS` paired
+    rounds at the least, whatever ``--egbench-rounds`` says. At most :data:`CONFIRMATIONS` benchmarks a run; an A/B that fails
+    leaves the regression as read, with the reason. Returns the verdicts, each also recorded.
+
+    Why: a baseline holds a few runs, each one process, and a verdict against them pools rounds
+    that all come from this one process. On an H200 host whose calibration matched one of the
+    baseline's runs (2026-11-30), one process of unchanged code read a Video-LLaVA prefill +58 %
+    (p = 8e-5) while its neighbours read -33 % and -19 %; on lease G one A/B process read a
+    preprocess +45 % in all its rounds. A process's offset is told from the code's by running
+    the baseline's code beside this code, on this machine, now."""
+    import tempfile
+    import time
+    from dataclasses import replace
+    from pathlib import Path
+
+    from . import ab
+    from .session import LATENCY, THROUGHPUT, baseline_commit
+    from .verdict import IMPROVEMENT, NOISE_ONLY, REGRESSION, RefKind, ab_reference, judge_ab
+
+    regressed = [v for v in verdicts if v.status == REGRESSION and v.reference.kind is RefKind.BASELINE]
+    by_metric = {m.metric: m for m in measured if m.kind in (LATENCY, THROUGHPUT)}
+    regressed = [v for v in regressed if v.metric in by_metric]
+    own = egb.own_baseline()
+    commit = baseline_commit(own) if own else None
+    if not regressed or not commit:
+        return verdicts
+
+    def keep(why: str) -> list[Verdict]:
+        out = {v.metric: replace(v, message=f"{v.message}; {why}") for v in regressed}
+        for metric, v in out.items():
+            egb.record_verdict(by_metric[metric], v.status, v.reference, v.message)
+        return [out.get(v.metric, v) for v in verdicts]
+
+    config = item.config
+    if xdist_worker(config) is not None:
+        return keep("not confirmed by a same-machine A/B: processes of an A/B never run beside -n workers")
+    if len(egb.baseline_confirmations) >= CONFIRMATIONS:
+        return keep(f"not confirmed: {CONFIRMATIONS} benchmarks of this run were sent to a same-machine A/B already")
+    egb.baseline_confirmations.append(item.nodeid)
+    progress = fixtures.terminal_progress(config)
+    progress(
+        f"\negbench: {item.nodeid}: {len(regressed)} metric(s) read slower than the baseline; judging them by a same-machine A/B against its commit {commit[:12]} ..."
+    )
+    start = time.perf_counter()
+    try:
+        cpus = ab.pinned_cpus(egb.settings.ref_cpus)
+        if egb.ab_reference is None:
+            egb.ab_reference = ab.prepare(commit, config.rootpath)
+        reference = egb.ab_reference
+        # the A/B's own rounds, whatever --egbench-rounds says: enough paired rounds to reach
+        # significance after Holm over this benchmark's metrics (8 rounds cannot: p >= 1/256)
+        rounds = ab.rounds_args(egb.settings.rounds, "default", egb.settings.ref_pairs)
+        args = ab.only_these([*config.invocation_params.args, *rounds], config.args, [item.nodeid], config.rootpath, config.invocation_params.dir)
+        sides = _ab_pairs(config, egb, reference, args, Path(tempfile.mkdtemp(prefix="egbench-ab-")), cpus)
+    except ab.RefError as exc:
+        return keep(f"the same-machine A/B against {commit[:12]} that was to confirm it failed: {exc}")
+    egb.notes.append(
+        f"{item.nodeid}: a regression against the baseline judged again by a same-machine A/B against {reference.label}: {time.perf_counter() - start:.0f} s"
+    )
+    marker = item.get_closest_marker("egbench")
+    marked = {k: options.parse_percent(str(v)) for k, v in ((marker.kwargs.get("tolerances") if marker else None) or {}).items()}
+    family = ab.speed_family(egb, sides)
+    against = ab_reference(sides["ref"].label, getattr(reference, "commit", None))
+    out: dict[str, Verdict] = {}
+    for v in regressed:
+        m = by_metric[v.metric]
+        ref, cur = ab.paired_runs(egb, m.fullname)
+        if not ref:
+            why = ab.unpaired_reason(egb, m.fullname) or "it produced no rounds of this metric"
+            out[v.metric] = replace(v, message=f"{v.message}; not confirmed either way by the same-machine A/B against {reference.label}: {why}")
+            continue
+        tolerance = egb.tolerance_for(m.metric, RefKind.AB, marked)
+        w = judge_ab(
+            m.metric,
+            m.kind,
+            m.unit,
+            ref,
+            cur,
+            reference=against,
+            tolerance=tolerance,
+            tolerance_abs=egb.settings.tolerance_abs,
+            alpha=egb.settings.pvalue,
+            family=family.get(m.fullname),
+        )
+        if w.status in (REGRESSION, IMPROVEMENT) and item.nodeid in egb.ab_confirming:
+            w = ab.confirmed(w, m.kind, ref, cur, tolerance, egb.settings.pvalue)
+        read = f"{v.change:+.1%}" if v.change is not None else "a regression"
+        if w.status == REGRESSION:
+            out[v.metric] = replace(v, message=f"{v.message}; confirmed on this machine: {w.message}")
+        elif w.status == NOISE_ONLY:
+            out[v.metric] = replace(w, message=f"{w.message}; against the baseline it read {read}: judged as this same-machine A/B reads it")
+        else:
+            out[v.metric] = replace(
+                w,
+                message=f"{w.message}; against the baseline it read {read}, which this A/B does not confirm: a difference of this machine or process, not of the code",
+            )
+        egb.record_verdict(m, out[v.metric].status, out[v.metric].reference, out[v.metric].message)
+    return [out.get(v.metric, v) for v in verdicts]
 
 
 def _verdict_notes(egb: EgbenchSession, item: pytest.Item, verdicts: list[Verdict]) -> list[Note]:

@@ -374,6 +374,59 @@ def test_fallback_ref_turns_a_machine_that_differs_into_an_ab_against_the_baseli
     )
 
 
+def test_a_regression_against_the_baseline_is_judged_again_by_an_ab_against_its_commit(pytester, unwrapped):
+    """The nightly switch on a machine like the baseline's (here: --egbench-ignore-machine, so
+    that the CI machine's calibration noise cannot choose the path): a decode 3x the baseline's
+    in this process alone (the A/B processes of the same code decode at the baseline's speed, by
+    construction) is sent to a same-machine A/B of that benchmark against the baseline's commit,
+    which does not confirm it: the run passes, saying both readings. Code that is really 3x slower
+    is confirmed there and fails."""
+    _project(pytester.path, 0.002)
+    (pytester.path / "test_other.py").write_text(AB_BENCH.replace("def test_toy", "def test_other").replace("mycode.DECODE_S", "0.002"))
+    git = ["git", "-C", str(pytester.path), "-c", "user.name=t", "-c", "user.email=t@t"]
+    subprocess.run(["git", "init", "-q", str(pytester.path)], check=True)
+    subprocess.run([*git, "add", "test_bench.py", "test_other.py", "mycode.py"], check=True)
+    subprocess.run([*git, "commit", "-qm", "bench"], check=True)
+    head = subprocess.run([*git, "rev-parse", "HEAD"], capture_output=True, text=True, check=True).stdout.strip()
+    common = ["--egbench", "--egbench-device", "cpu", "--egbench-rounds", "8", "--egbench-warmup", "1", "-p", "no:cacheprovider"]
+    pytester.runpytest_subprocess(*common, "--egbench-save").assert_outcomes(passed=2)
+    judged = [
+        *common,
+        "--egbench-ignore-machine",
+        "--egbench-fallback-ref",
+        "--egbench-ref-pairs",
+        "1",
+        "--egbench-tolerance",
+        "25%",
+        "--egbench-json=out.json",
+    ]
+
+    # slow in this process only: a process of an A/B pair has EGBENCH_LOCKSTEP set
+    (pytester.path / "mycode.py").write_text("import os\nDECODE_S = 0.002 if os.environ.get('EGBENCH_LOCKSTEP') else 0.006\n")
+    result = pytester.runpytest_subprocess(*judged)
+    result.assert_outcomes(passed=2)
+    unwrapped(result).fnmatch_lines(
+        [
+            f"*test_bench.py::test_toy: * metric(s) read slower than the baseline; judging them by a same-machine A/B against its commit {head[:12]}*",
+            "*egbench A/B: pair 1/1: *; * turns paired",
+        ]
+    )
+    doc = __import__("json").loads((pytester.path / "out.json").read_text())
+    verdict = {b["name"]: b["extra_info"]["verdict"] for b in doc["benchmarks"]}
+    toy = verdict["test_toy::decode"]
+    assert toy["reference_data"]["kind"] == "ab" and toy["reference_data"]["revision"] == head
+    assert toy["status"] in ("pass", "pass (not significant)")
+    assert "against the baseline it read +" in toy["message"] and "does not confirm" in toy["message"]
+    assert verdict["test_other::decode"]["reference_data"]["kind"] == "baseline"  # not regressed: no A/B
+    assert "test_other" not in result.stdout.str().split("egbench A/B")[0].split("read slower")[0].rsplit("\n", 1)[-1]
+
+    # slower code: the A/B reads it too
+    (pytester.path / "mycode.py").write_text("DECODE_S = 0.006\n")
+    result = pytester.runpytest_subprocess(*judged)
+    result.assert_outcomes(passed=1, failed=1)
+    result.stdout.fnmatch_lines(["*decode: baseline *slower; confirmed on this machine: decode: REV * on this machine *slower*"])
+
+
 @pytest.mark.skipif(not hasattr(__import__("os"), "sched_getaffinity"), reason="needs Linux sched_getaffinity")
 def test_cpu_lists_for_pinning():
     import os
