@@ -426,8 +426,8 @@ def _judge(egb: EgbenchSession, item: pytest.Item, measured: list[Measurement]) 
 
 
 #: Benchmarks of one run whose regression against a saved baseline is sent to a same-machine A/B
-#: (:func:`_confirm_on_this_machine`); the regressions of later ones stand as read, saying so.
-CONFIRMATIONS = 3
+#: (:func:`_confirm_on_this_machine`) at the most, and how many confirmed regressions end that.
+CONFIRMATIONS, CONFIRMED_ENOUGH = 8, 2
 
 
 def _confirm_on_this_machine(egb: EgbenchSession, item: pytest.Item, measured: list[Measurement], verdicts: list[Verdict]) -> list[Verdict]:
@@ -437,8 +437,14 @@ def _confirm_on_this_machine(egb: EgbenchSession, item: pytest.Item, measured: l
     a confirming pair where one pair reads it; :func:`_ab_pairs`). The regression stands only if
     the A/B also reads it; else the A/B's verdict (pass, not significant, faster) replaces it,
     naming both readings. The A/B takes :data:`~pytest_egbench.ab.MIN_PAIRED_ROUNDS` paired
-    rounds at the least, whatever ``--egbench-rounds`` says. At most :data:`CONFIRMATIONS` benchmarks a run; an A/B that fails
-    leaves the regression as read, with the reason. Returns the verdicts, each also recorded.
+    rounds at the least, whatever ``--egbench-rounds`` says. An A/B that fails leaves the
+    regression as read, with the reason. Returns the verdicts, each also recorded.
+
+    Bounds (:data:`CONFIRMATIONS`, :data:`CONFIRMED_ENOUGH`): once two benchmarks' regressions were
+    confirmed, the code is slower, and later regressions stand as read, saying so; once eight
+    benchmarks were sent, later regressions are :data:`~pytest_egbench.verdict.INCONCLUSIVE`
+    (neither pass nor failure; ``--egbench-require-baseline`` fails the run on them), naming how
+    many readings the A/Bs refuted, with one: the baseline's verdicts do not hold on this machine.
 
     Why: a baseline holds a few runs, each one process, and a verdict against them pools rounds
     that all come from this one process. On an H200 host whose calibration matched one of the
@@ -453,7 +459,7 @@ def _confirm_on_this_machine(egb: EgbenchSession, item: pytest.Item, measured: l
 
     from . import ab
     from .session import LATENCY, THROUGHPUT, baseline_commit
-    from .verdict import IMPROVEMENT, NOISE_ONLY, REGRESSION, RefKind, ab_reference, judge_ab
+    from .verdict import IMPROVEMENT, INCONCLUSIVE, NOISE_ONLY, REGRESSION, RefKind, ab_reference, judge_ab
 
     regressed = [v for v in verdicts if v.status == REGRESSION and v.reference.kind is RefKind.BASELINE]
     by_metric = {m.metric: m for m in measured if m.kind in (LATENCY, THROUGHPUT)}
@@ -470,11 +476,25 @@ def _confirm_on_this_machine(egb: EgbenchSession, item: pytest.Item, measured: l
         return [out.get(v.metric, v) for v in verdicts]
 
     config = item.config
+    done = egb.baseline_confirmations
+    confirmed = [c for c in done if c[1] is None]
     if xdist_worker(config) is not None:
         return keep("not confirmed by a same-machine A/B: processes of an A/B never run beside -n workers")
-    if len(egb.baseline_confirmations) >= CONFIRMATIONS:
-        return keep(f"not confirmed: {CONFIRMATIONS} benchmarks of this run were sent to a same-machine A/B already")
-    egb.baseline_confirmations.append(item.nodeid)
+    if len(confirmed) >= CONFIRMED_ENOUGH:
+        return keep(f"not sent to a same-machine A/B: {len(confirmed)} regressions of this run were confirmed on this machine already")
+    refutations = [c for c in done if c[1] is not None]
+    if len(done) >= CONFIRMATIONS and not refutations:
+        return keep(f"not sent to a same-machine A/B: {len(done)} regressions of this run were (at most {CONFIRMATIONS})")
+    if len(done) >= CONFIRMATIONS:
+        why = (
+            f"inconclusive: the same-machine A/Bs of this run refuted {len(refutations)} of {len(done)} regressions read against the baseline "
+            f"({refutations[0][0].rsplit('/', 1)[-1]}: {refutations[0][1]}), so its verdicts do not hold on this machine, and no more A/Bs are run "
+            f"(at most {CONFIRMATIONS}): compare on this machine with --egbench-ref {commit[:12]}"
+        )
+        held = {v.metric: replace(v, status=INCONCLUSIVE, message=f"{v.message.rsplit(': ', 1)[0]}; {why}") for v in regressed}
+        for metric, v in held.items():
+            egb.record_verdict(by_metric[metric], v.status, v.reference, v.message, why)
+        return [held.get(v.metric, v) for v in verdicts]
     progress = fixtures.terminal_progress(config)
     progress(
         f"\negbench: {item.nodeid}: {len(regressed)} metric(s) read slower than the baseline; judging them by a same-machine A/B against its commit {commit[:12]} ..."
@@ -490,7 +510,7 @@ def _confirm_on_this_machine(egb: EgbenchSession, item: pytest.Item, measured: l
         rounds = ab.rounds_args(egb.settings.rounds, "default", egb.settings.ref_pairs)
         args = ab.only_these([*config.invocation_params.args, *rounds], config.args, [item.nodeid], config.rootpath, config.invocation_params.dir)
         sides = _ab_pairs(config, egb, reference, args, Path(tempfile.mkdtemp(prefix="egbench-ab-")), cpus)
-    except ab.RefError as exc:
+    except ab.RefError as exc:  # neither confirms nor refutes: not counted
         return keep(f"the same-machine A/B against {commit[:12]} that was to confirm it failed: {exc}")
     egb.notes.append(
         f"{item.nodeid}: a regression against the baseline judged again by a same-machine A/B against {reference.label}: {time.perf_counter() - start:.0f} s"
@@ -533,6 +553,10 @@ def _confirm_on_this_machine(egb: EgbenchSession, item: pytest.Item, measured: l
                 message=f"{w.message}; against the baseline it read {read}, which this A/B does not confirm: a difference of this machine or process, not of the code",
             )
         egb.record_verdict(m, out[v.metric].status, out[v.metric].reference, out[v.metric].message)
+    kept = [v for v in out.values() if v.status == REGRESSION]
+    first = out[regressed[0].metric]
+    refuted = None if kept else f"{first.metric} {regressed[0].change or 0.0:+.1%} against the baseline, {first.change or 0.0:+.1%} in the A/B"
+    done.append((item.nodeid, refuted))
     return [out.get(v.metric, v) for v in verdicts]
 
 

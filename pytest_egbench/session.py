@@ -194,9 +194,10 @@ class EgbenchSession:
         self.ab_family: dict[str, tuple[float, int]] | None = None
         #: node ids of the benchmarks an A/B ran a confirming pair for (:func:`~pytest_egbench.ab.unconfirmed`)
         self.ab_confirming: frozenset[str] = frozenset()
-        #: node ids of the benchmarks whose regression against the baseline was sent to a
-        #: same-machine A/B (``--egbench-fallback-ref``; plugin ``_confirm_on_this_machine``)
-        self.baseline_confirmations: list[str] = []
+        #: the benchmarks whose regression against the baseline was sent to a same-machine A/B
+        #: (``--egbench-fallback-ref``; plugin ``_confirm_on_this_machine``): ``(node id, None)``
+        #: where it confirmed a regression, else ``(node id, what it refuted, in words)``
+        self.baseline_confirmations: list[tuple[str, str | None]] = []
         #: :func:`pytest_egbench.calibration.calibrate` of this run's device (``None`` until measured)
         self.calibration: dict[str, Any] | None = None
         self._machine: dict[str, Any] | None = None

@@ -427,6 +427,52 @@ def test_a_regression_against_the_baseline_is_judged_again_by_an_ab_against_its_
     result.stdout.fnmatch_lines(["*decode: baseline *slower; confirmed on this machine: decode: REV * on this machine *slower*"])
 
 
+def _committed_toys(pytester, names: list[str]) -> str:
+    """A git repository with one toy benchmark per name (each decodes for ``mycode.DECODE_S``,
+    2 ms), committed; its commit."""
+    _project(pytester.path, 0.002)
+    for name in names:
+        if name != "toy":
+            (pytester.path / f"test_{name}.py").write_text(AB_BENCH.replace("def test_toy", f"def test_{name}"))
+    git = ["git", "-C", str(pytester.path), "-c", "user.name=t", "-c", "user.email=t@t"]
+    subprocess.run(["git", "init", "-q", str(pytester.path)], check=True)
+    subprocess.run([*git, "add", "."], check=True)
+    subprocess.run([*git, "commit", "-qm", "bench"], check=True)
+    return subprocess.run([*git, "rev-parse", "HEAD"], capture_output=True, text=True, check=True).stdout.strip()
+
+
+def test_confirmations_stop_once_two_regressions_are_confirmed_or_the_baseline_is_refuted_too_often(pytester, monkeypatch):
+    """Really slower code in three benchmarks: two A/Bs confirm it, the third regression stands
+    without an A/B. A process that alone is slower, with at most one A/B a run: the first A/B
+    refutes its regression (pass), the second benchmark's regression is inconclusive, naming the
+    refuted reading, and --egbench-require-baseline fails the run with its own exit status."""
+    from pytest_egbench import plugin
+
+    _committed_toys(pytester, ["toy", "other", "third"])
+    common = ["--egbench", "--egbench-device", "cpu", "--egbench-rounds", "8", "--egbench-warmup", "1", "-p", "no:cacheprovider"]
+    pytester.runpytest_subprocess(*common, "--egbench-save").assert_outcomes(passed=3)
+    judged = [*common, "--egbench-ignore-machine", "--egbench-fallback-ref", "--egbench-ref-pairs", "1", "--egbench-tolerance", "25%"]
+
+    (pytester.path / "mycode.py").write_text("DECODE_S = 0.006\n")
+    result = pytester.runpytest_subprocess(*judged)
+    result.assert_outcomes(failed=3)
+    out = result.stdout.str()
+    assert out.count("read slower than the baseline; judging them by a same-machine A/B") == 2
+    result.stdout.fnmatch_lines(["*slower; not sent to a same-machine A/B: 2 regressions of this run were confirmed on this machine already*"])
+
+    (pytester.path / "mycode.py").write_text("import os\nDECODE_S = 0.002 if os.environ.get('EGBENCH_LOCKSTEP') else 0.006\n")
+    (pytester.path / "test_third.py").unlink()
+    monkeypatch.setattr(plugin, "CONFIRMATIONS", 1)
+    result = pytester.runpytest(*judged, "--egbench-require-baseline", "--egbench-json=out.json")
+    assert result.ret == 6
+    doc = __import__("json").loads((pytester.path / "out.json").read_text())
+    verdict = {b["name"]: b["extra_info"]["verdict"] for b in doc["benchmarks"]}
+    first, second = verdict["test_toy::decode"], verdict["test_other::decode"]  # test_bench.py runs first
+    assert first["status"] in ("pass", "pass (not significant)") and first["reference_data"]["kind"] == "ab"
+    assert second["status"] == "inconclusive"
+    assert "refuted 1 of 1 regressions read against the baseline (test_bench.py::test_toy: decode +" in second["message"]
+
+
 @pytest.mark.skipif(not hasattr(__import__("os"), "sched_getaffinity"), reason="needs Linux sched_getaffinity")
 def test_cpu_lists_for_pinning():
     import os
