@@ -24,10 +24,13 @@ pytestmark = pytest.mark.egbench(group="timer")
 BULK_SECONDS = 1.5  # ground truth: batch at least this long
 BULK_LAUNCHES = 100  # and at least this many launches
 TOLERANCE_REL, TOLERANCE_ABS_S = 0.01, 20e-6
-#: untimed kernels around each timed one: at most PAD, at least 2, about PAD_SECONDS of them. Fixed
-#: at 20 before, the 10 ms kernel's test took 34 s of a 180 s stage suite on an H200 (x2 host,
-#: 2026-11-30) and twice that in an A/B pair; 2 x 10 ms of the same kernel keep the clocks sustained.
-PAD, PAD_SECONDS = 20, 0.02
+#: untimed kernels around each timed one: at most PAD, at least 2, about PAD_SECONDS of them (20 for
+#: the 1 ms and the 8192 matmul kernels, as before; 3 for the 10 ms one). At 20 for every kernel the
+#: 10 ms kernel's test took 34 s of a 180 s stage suite on an H200 (x2 host, 2026-11-30) and twice
+#: that in an A/B pair. A run with 14 for the matmul had one ground-truth failure (the matmul's, by
+#: its place in the progress line; its message was cut off with the run, on a host whose other GPU
+#: was compiling): whether the padding caused it is not known, so the matmul keeps its 20.
+PAD, PAD_SECONDS = 20, 0.03
 
 
 def test_timer_overhead(egbench_record, egbench_device):
