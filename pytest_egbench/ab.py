@@ -636,8 +636,7 @@ def judge_item(item: AbItem, egb: EgbenchSession, sides: dict[str, Side]) -> Non
         pytest.fail(f"egbench: the benchmark failed in a process of the current code (see {sides['current'].failed[item.original_nodeid]})", pytrace=False)
     if not mine:
         pytest.skip(f"no results from the current code's processes (skipped or failed there: see {', '.join(str(p) for p in sides['current'].logs[:1])})")
-    marker = item.get_closest_marker("egbench")
-    marked = {k: options.parse_percent(str(v)) for k, v in ((marker.kwargs.get("tolerances") if marker else None) or {}).items()}
+    marked = options.marked_tolerances(item)
     regressed = []
     for fullname in mine:
         bench = next(d[fullname] for d in cur_docs if fullname in d)

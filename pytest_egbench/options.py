@@ -161,6 +161,14 @@ def parse_percent(value: str) -> float:
     return pct / 100.0
 
 
+def marked_tolerances(item: pytest.Item) -> dict[str, float]:
+    """The per-metric relative tolerances of a pytest item's ``egbench`` marker
+    (``tolerances={"decode": "10%"}``), as fractions; ``{}`` without them. Their names and values
+    are checked at collection."""
+    marker = item.get_closest_marker("egbench")
+    return {k: parse_percent(str(v)) for k, v in ((marker.kwargs.get("tolerances") if marker else None) or {}).items()}
+
+
 def format_percent(fraction: float) -> str:
     """``0.2`` -> ``"20%"``: a fraction as :func:`parse_percent` reads it back."""
     return f"{fraction * 100:g}%"

@@ -419,10 +419,7 @@ def _measurement_notes(item: pytest.Item, measured: list[Measurement], gpu: dict
 def _judge(egb: EgbenchSession, item: pytest.Item, measured: list[Measurement]) -> list[Verdict]:
     """Judge the item's measurements (:meth:`EgbenchSession.judge`) and keep each outcome in
     its measurement; return the verdicts."""
-    marker = item.get_closest_marker("egbench")
-    # names and values checked at collection (_check_names)
-    tolerances = {k: options.parse_percent(str(v)) for k, v in ((marker.kwargs.get("tolerances") if marker else None) or {}).items()}
-    return egb.judge_and_record(measured, tolerances)
+    return egb.judge_and_record(measured, options.marked_tolerances(item))
 
 
 #: Benchmarks of one run whose regression against a saved baseline is sent to a same-machine A/B
@@ -515,8 +512,7 @@ def _confirm_on_this_machine(egb: EgbenchSession, item: pytest.Item, measured: l
     egb.notes.append(
         f"{item.nodeid}: a regression against the baseline judged again by a same-machine A/B against {reference.label}: {time.perf_counter() - start:.0f} s"
     )
-    marker = item.get_closest_marker("egbench")
-    marked = {k: options.parse_percent(str(v)) for k, v in ((marker.kwargs.get("tolerances") if marker else None) or {}).items()}
+    marked = options.marked_tolerances(item)
     family = ab.speed_family(egb, sides)
     against = ab_reference(sides["ref"].label, getattr(reference, "commit", None))
     out: dict[str, Verdict] = {}

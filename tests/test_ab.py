@@ -473,6 +473,23 @@ def test_confirmations_stop_once_two_regressions_are_confirmed_or_the_baseline_i
     assert "refuted 1 of 1 regressions read against the baseline (test_bench.py::test_toy: decode +" in second["message"]
 
 
+def test_a_benchmarks_own_tolerance_is_the_one_its_verdicts_apply(pytester):
+    """``egbench(tolerances={"decode": "500%"})``: a decode three times the baseline's is within it
+    (and said so: tolerance 500.0%), while the total, under the default tolerance, fails."""
+    _project(pytester.path, 0.002)
+    common = ["--egbench", "--egbench-device", "cpu", "--egbench-rounds", "8", "--egbench-warmup", "1", "-p", "no:cacheprovider", "--egbench-ignore-machine"]
+    pytester.runpytest_subprocess(*common, "--egbench-save").assert_outcomes(passed=1)
+    (pytester.path / "mycode.py").write_text("DECODE_S = 0.006\n")
+    bench = pytester.path / "test_bench.py"
+    bench.write_text(bench.read_text().replace('pytest.mark.egbench(group="toy")', 'pytest.mark.egbench(group="toy", tolerances={"decode": "500%"})'))
+    result = pytester.runpytest_subprocess(*common, "--egbench-tolerance", "25%", "--egbench-json=out.json")
+    result.assert_outcomes(failed=1)
+    doc = __import__("json").loads((pytester.path / "out.json").read_text())
+    verdict = {b["name"]: b["extra_info"]["verdict"] for b in doc["benchmarks"]}
+    assert verdict["test_toy::decode"]["status"] == "pass" and "tolerance 500.0%" in verdict["test_toy::decode"]["message"]
+    assert verdict["test_toy::total"]["status"] == "regression" and "tolerance 25.0%" in verdict["test_toy::total"]["message"]
+
+
 @pytest.mark.skipif(not hasattr(__import__("os"), "sched_getaffinity"), reason="needs Linux sched_getaffinity")
 def test_cpu_lists_for_pinning():
     import os
