@@ -587,6 +587,47 @@ def _beside_pytest_benchmark(config: pytest.Config, values: dict[str, Any], sour
 NEEDS_ENABLED: tuple[str, ...] = ("save", "json", "report", "inject", "ref", "require_baseline", "fallback_ref")
 
 
+#: The ini files pytest reads its configuration from, and the section each must hold to count
+#: (``None``: the file counts whatever it holds).
+PYTEST_INI_FILES = (("pytest.ini", None), ("pyproject.toml", "[tool.pytest.ini_options]"), ("tox.ini", "[pytest]"), ("setup.cfg", "[tool:pytest]"))
+
+
+def project_ini(start: Path) -> Path | None:
+    """The pytest configuration file pytest would find from ``start`` (it or a folder above it
+    holding one of :data:`PYTEST_INI_FILES` with its section), or ``None``."""
+    for folder in (start, *start.parents):
+        for name, section in PYTEST_INI_FILES:
+            path = folder / name
+            if path.is_file() and (section is None or section in path.read_text(encoding="utf-8", errors="replace")):
+                return path
+    return None
+
+
+def rootdir_taken_from(args: Sequence[str], invocation_dir: Path, rootpath: Path, inipath: Path | None) -> str | None:
+    """Why pytest's rootdir came from an egbench option's value, or ``None`` when it did not.
+
+    pytest picks its rootdir before it knows a plugin's options, so in ``--egbench-baseline-dir
+    PATH`` (two arguments, not ``--egbench-baseline-dir=PATH``) an existing ``PATH`` counts as a
+    test path there: outside the project, the rootdir becomes a folder above both, the project's
+    ini file is not read, node ids start with the project's folder name and no baseline entry
+    matches (seen: 370 metrics "not compared"). Detected when pytest found no ini file
+    (``inipath`` is ``None``) though ``invocation_dir`` lies under one (:func:`project_ini`) and an
+    egbench option that takes a value was given one, as a separate argument, that exists."""
+    if inipath is not None:
+        return None
+    ini = project_ini(invocation_dir)
+    if ini is None:
+        return None
+    valued = {spec.flag for spec in OPTIONS if spec.parse is not None}
+    for flag, value in zip(args, args[1:]):
+        if flag in valued and (invocation_dir / value).exists():
+            return (
+                f"{flag} {value}: pytest took its rootdir ({rootpath}) from this value instead of reading {ini} (it treats a plugin option's "
+                f"separate value as a test path while it picks the rootdir), so node ids would match no baseline: write {flag}={value}"
+            )
+    return None
+
+
 def check(settings: Settings, inipath: Path | None = None) -> None:
     """Raise :class:`pytest.UsageError` for options that cannot act as given (one line each):
 

@@ -101,6 +101,9 @@ def pytest_configure(config: pytest.Config) -> None:
         config.addinivalue_line("markers", text)
     settings = options.resolve(config)
     options.check(settings, config.inipath)
+    diverted = options.rootdir_taken_from(config.invocation_params.args, config.invocation_params.dir, config.rootpath, config.inipath)
+    if settings.enabled and diverted:
+        raise pytest.UsageError(diverted)
     settings = _with_registry(config, settings)
     if settings.ref and _xdist_controller(config):
         raise pytest.UsageError("--egbench-ref with -n: the processes of an A/B run one after the other on this machine, never side by side; drop -n")

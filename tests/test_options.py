@@ -359,3 +359,32 @@ def test_a_declaration_that_is_not_a_list_of_names_is_a_usage_error(pytester):
     result = pytester.runpytest(*NAMED_RUN)
     assert result.ret == pytest.ExitCode.USAGE_ERROR
     assert "test_named.py::test_named: egbench marker: stages= must be a list of names, got 'render'" in result.stderr.str()
+
+
+def test_a_path_value_that_pytest_took_for_its_rootdir_is_named(tmp_path):
+    """pytest picks its rootdir before it knows the plugin's options: in ``--egbench-baseline-dir
+    PATH`` an existing PATH outside the project becomes a test path there, pytest finds no ini
+    file (the project's lies below the rootdir it chose), and the message says to write ``=``."""
+    project, outside = tmp_path / "proj", tmp_path / "bl"
+    project.mkdir()
+    outside.mkdir()
+    (project / "pyproject.toml").write_text("[tool.pytest.ini_options]\naddopts = ''\n")
+    args = ["--egbench", "--egbench-baseline-dir", str(outside)]
+    why = options.rootdir_taken_from(args, project, tmp_path, None)
+    assert why is not None and f"--egbench-baseline-dir={outside}" in why and str(project / "pyproject.toml") in why
+    assert options.rootdir_taken_from(args, project, project, project / "pyproject.toml") is None  # pytest read the ini
+    assert options.rootdir_taken_from(["--egbench", f"--egbench-baseline-dir={outside}"], project, tmp_path, None) is None
+    assert options.rootdir_taken_from(["--egbench", "--egbench-baseline-dir", str(tmp_path / "missing")], project, tmp_path, None) is None
+    (project / "pyproject.toml").write_text("[project]\nname = 'x'\n")  # no pytest section: pytest has no ini to miss
+    assert options.rootdir_taken_from(args, project, tmp_path, None) is None
+
+
+def test_a_baseline_folder_outside_the_project_given_as_two_arguments_stops_the_run(pytester, tmp_path_factory):
+    pytester.makepyprojecttoml("[tool.pytest.ini_options]\naddopts = '-p no:cacheprovider'\n")
+    pytester.makepyfile(test_x="def test_x():\n    pass\n")
+    outside = tmp_path_factory.mktemp("baselines-elsewhere")
+    result = pytester.runpytest_subprocess("--egbench", "--egbench-device", "cpu", "--egbench-baseline-dir", str(outside))
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines([f"*--egbench-baseline-dir {outside}: pytest took its rootdir*write --egbench-baseline-dir={outside}*"])
+    again = pytester.runpytest_subprocess("--egbench", "--egbench-device", "cpu", f"--egbench-baseline-dir={outside}")
+    assert again.ret == pytest.ExitCode.NO_TESTS_COLLECTED  # runs: --egbench deselects the one plain test
