@@ -32,7 +32,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -43,6 +43,7 @@ from . import lockstep
 
 if TYPE_CHECKING:
     from .session import EgbenchSession, Measurement
+    from .verdict import Reference as Against
     from .verdict import Verdict
 
 #: Options only the parent acts on; each is dropped from the children's arguments, with its value
@@ -615,6 +616,41 @@ def only_these(args: Sequence[str], positional: Sequence[str], nodeids: Sequence
     return [*kept, *out]
 
 
+def judge_metric(
+    egb: EgbenchSession,
+    sides: dict[str, Side],
+    m: Measurement,
+    ref: Sequence[Sequence[float]],
+    cur: Sequence[Sequence[float]],
+    reference: Against,
+    marked: Mapping[str, float],
+) -> Verdict:
+    """The A/B verdict of measurement ``m`` from its paired runs ``ref``/``cur`` (one list of
+    rounds per process pair): :func:`~pytest_egbench.verdict.judge_ab` against ``reference`` with
+    the A/B tolerance (the benchmark's ``marked`` tolerances first;
+    :meth:`~pytest_egbench.session.EgbenchSession.tolerance_for`), a speed metric's p-value
+    adjusted over the run's family (:func:`speed_family`), and, where a confirming pair ran for
+    the benchmark, :func:`confirmed`."""
+    from .verdict import IMPROVEMENT, REGRESSION, RefKind, judge_ab
+
+    tolerance = egb.tolerance_for(m.metric, RefKind.AB, marked)
+    v = judge_ab(
+        m.metric,
+        m.kind,
+        m.unit,
+        ref,
+        cur,
+        reference=reference,
+        tolerance=tolerance,
+        tolerance_abs=egb.settings.tolerance_abs,
+        alpha=egb.settings.pvalue,
+        family=speed_family(egb, sides).get(m.fullname),
+    )
+    if v.status in (REGRESSION, IMPROVEMENT) and m.nodeid in egb.ab_confirming:
+        v = confirmed(v, m.kind, ref, cur, tolerance, egb.settings.pvalue)
+    return v
+
+
 def judge_item(item: AbItem, egb: EgbenchSession, sides: dict[str, Side]) -> None:
     """Judge every metric of ``item``'s benchmark (:func:`~pytest_egbench.verdict.judge_ab`,
     speed metrics on their p-value adjusted over the run's family (:func:`speed_family`),
@@ -624,7 +660,7 @@ def judge_item(item: AbItem, egb: EgbenchSession, sides: dict[str, Side]) -> Non
     from . import options
     from .catalog import Kind
     from .session import NOT_COMPARED
-    from .verdict import IMPROVEMENT, REGRESSION, RefKind, ab_reference, judge_ab
+    from .verdict import REGRESSION, ab_reference
 
     checkout = egb.ab_reference
     reference = ab_reference(sides["ref"].label, getattr(checkout, "commit", None))
@@ -653,20 +689,7 @@ def judge_item(item: AbItem, egb: EgbenchSession, sides: dict[str, Side]) -> Non
             egb.record_verdict(m, NOT_COMPARED, reference, f"{m.metric}: not compared: {why}", why)
             egb.add(m)
             continue
-        v = judge_ab(
-            m.metric,
-            m.kind,
-            m.unit,
-            ref,
-            cur,
-            reference=reference,
-            tolerance=egb.tolerance_for(m.metric, RefKind.AB, marked),
-            tolerance_abs=egb.settings.tolerance_abs,
-            alpha=egb.settings.pvalue,
-            family=speed_family(egb, sides).get(fullname),
-        )
-        if v.status in (REGRESSION, IMPROVEMENT) and item.original_nodeid in egb.ab_confirming:
-            v = confirmed(v, m.kind, ref, cur, egb.tolerance_for(m.metric, RefKind.AB, marked), egb.settings.pvalue)
+        v = judge_metric(egb, sides, m, ref, cur, reference, marked)
         egb.record_verdict(m, v.status, v.reference, v.message)
         egb.add(m)
         if v.status == REGRESSION:

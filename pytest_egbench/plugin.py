@@ -101,9 +101,10 @@ def pytest_configure(config: pytest.Config) -> None:
         config.addinivalue_line("markers", text)
     settings = options.resolve(config)
     options.check(settings, config.inipath)
-    diverted = options.rootdir_taken_from(config.invocation_params.args, config.invocation_params.dir, config.rootpath, config.inipath)
-    if settings.enabled and diverted:
-        raise pytest.UsageError(diverted)
+    if settings.enabled:
+        diverted = options.rootdir_taken_from(config.invocation_params.args, config.invocation_params.dir, config.rootpath, config.inipath)
+        if diverted:
+            raise pytest.UsageError(diverted)
     settings = _with_registry(config, settings)
     if settings.ref and _xdist_controller(config):
         raise pytest.UsageError("--egbench-ref with -n: the processes of an A/B run one after the other on this machine, never side by side; drop -n")
@@ -459,44 +460,41 @@ def _confirm_on_this_machine(egb: EgbenchSession, item: pytest.Item, measured: l
 
     from . import ab
     from .session import LATENCY, THROUGHPUT, baseline_commit
-    from .verdict import IMPROVEMENT, INCONCLUSIVE, NOISE_ONLY, REGRESSION, RefKind, ab_reference, judge_ab
+    from .verdict import INCONCLUSIVE, NOISE_ONLY, REGRESSION, RefKind, ab_reference
 
-    regressed = [v for v in verdicts if v.status == REGRESSION and v.reference.kind is RefKind.BASELINE]
     by_metric = {m.metric: m for m in measured if m.kind in (LATENCY, THROUGHPUT)}
-    regressed = [v for v in regressed if v.metric in by_metric]
+    regressed = [v for v in verdicts if v.status == REGRESSION and v.reference.kind is RefKind.BASELINE and v.metric in by_metric]
     own = egb.own_baseline()
     commit = baseline_commit(own) if own else None
     if not regressed or not commit:
         return verdicts
 
-    def keep(why: str) -> list[Verdict]:
-        out = {v.metric: replace(v, message=f"{v.message}; {why}") for v in regressed}
+    def settle(out: dict[str, Verdict], why: str | None = None) -> list[Verdict]:
+        """Record the new verdicts ``out`` (by metric) and return the item's verdicts with them."""
         for metric, v in out.items():
-            egb.record_verdict(by_metric[metric], v.status, v.reference, v.message)
+            egb.record_verdict(by_metric[metric], v.status, v.reference, v.message, why)
         return [out.get(v.metric, v) for v in verdicts]
+
+    def keep(why: str) -> list[Verdict]:
+        return settle({v.metric: replace(v, message=f"{v.message}; {why}") for v in regressed})
 
     config = item.config
     done = egb.baseline_confirmations
-    confirmed = [c for c in done if c[1] is None]
+    confirmed = [nodeid for nodeid, refuted in done if refuted is None]
+    refutations = [(nodeid, refuted) for nodeid, refuted in done if refuted is not None]
     if xdist_worker(config) is not None:
         return keep("not confirmed by a same-machine A/B: processes of an A/B never run beside -n workers")
     if len(confirmed) >= CONFIRMED_ENOUGH:
         return keep(f"not sent to a same-machine A/B: {len(confirmed)} regressions of this run were confirmed on this machine already")
-    refutations = [c for c in done if c[1] is not None]
-    if len(done) >= CONFIRMATIONS and not refutations:
-        return keep(f"not sent to a same-machine A/B: {len(done)} regressions of this run were (at most {CONFIRMATIONS})")
     if len(done) >= CONFIRMATIONS:
+        example = f" ({refutations[0][0].rsplit('/', 1)[-1]}: {refutations[0][1]})" if refutations else ""
         why = (
-            f"inconclusive: the same-machine A/Bs of this run refuted {len(refutations)} of {len(done)} regressions read against the baseline "
-            f"({refutations[0][0].rsplit('/', 1)[-1]}: {refutations[0][1]}), so its verdicts do not hold on this machine, and no more A/Bs are run "
+            f"inconclusive: the same-machine A/Bs of this run refuted {len(refutations)} of {len(done)} regressions read against the baseline"
+            f"{example}, so its verdicts do not hold on this machine, and no more A/Bs are run "
             f"(at most {CONFIRMATIONS}): compare on this machine with --egbench-ref {commit[:12]}"
         )
-        held = {v.metric: replace(v, status=INCONCLUSIVE, message=f"{v.message.rsplit(': ', 1)[0]}; {why}") for v in regressed}
-        for metric, v in held.items():
-            egb.record_verdict(by_metric[metric], v.status, v.reference, v.message, why)
-        return [held.get(v.metric, v) for v in verdicts]
-    progress = fixtures.terminal_progress(config)
-    progress(
+        return settle({v.metric: replace(v, status=INCONCLUSIVE, message=f"{v.message.rsplit(': ', 1)[0]}; {why}") for v in regressed}, why)
+    fixtures.terminal_progress(config)(
         f"\negbench: {item.nodeid}: {len(regressed)} metric(s) read slower than the baseline; judging them by a same-machine A/B against its commit {commit[:12]} ..."
     )
     start = time.perf_counter()
@@ -516,7 +514,6 @@ def _confirm_on_this_machine(egb: EgbenchSession, item: pytest.Item, measured: l
         f"{item.nodeid}: a regression against the baseline judged again by a same-machine A/B against {reference.label}: {time.perf_counter() - start:.0f} s"
     )
     marked = options.marked_tolerances(item)
-    family = ab.speed_family(egb, sides)
     against = ab_reference(sides["ref"].label, getattr(reference, "commit", None))
     out: dict[str, Verdict] = {}
     for v in regressed:
@@ -526,21 +523,7 @@ def _confirm_on_this_machine(egb: EgbenchSession, item: pytest.Item, measured: l
             why = ab.unpaired_reason(egb, m.fullname) or "it produced no rounds of this metric"
             out[v.metric] = replace(v, message=f"{v.message}; not confirmed either way by the same-machine A/B against {reference.label}: {why}")
             continue
-        tolerance = egb.tolerance_for(m.metric, RefKind.AB, marked)
-        w = judge_ab(
-            m.metric,
-            m.kind,
-            m.unit,
-            ref,
-            cur,
-            reference=against,
-            tolerance=tolerance,
-            tolerance_abs=egb.settings.tolerance_abs,
-            alpha=egb.settings.pvalue,
-            family=family.get(m.fullname),
-        )
-        if w.status in (REGRESSION, IMPROVEMENT) and item.nodeid in egb.ab_confirming:
-            w = ab.confirmed(w, m.kind, ref, cur, tolerance, egb.settings.pvalue)
+        w = ab.judge_metric(egb, sides, m, ref, cur, against, marked)
         read = f"{v.change:+.1%}" if v.change is not None else "a regression"
         if w.status == REGRESSION:
             out[v.metric] = replace(v, message=f"{v.message}; confirmed on this machine: {w.message}")
@@ -551,12 +534,14 @@ def _confirm_on_this_machine(egb: EgbenchSession, item: pytest.Item, measured: l
                 w,
                 message=f"{w.message}; against the baseline it read {read}, which this A/B does not confirm: a difference of this machine or process, not of the code",
             )
-        egb.record_verdict(m, out[v.metric].status, out[v.metric].reference, out[v.metric].message)
-    kept = [v for v in out.values() if v.status == REGRESSION]
     first = out[regressed[0].metric]
-    refuted = None if kept else f"{first.metric} {regressed[0].change or 0.0:+.1%} against the baseline, {first.change or 0.0:+.1%} in the A/B"
+    refuted = (
+        None
+        if any(v.status == REGRESSION for v in out.values())
+        else f"{first.metric} {regressed[0].change or 0.0:+.1%} against the baseline, {first.change or 0.0:+.1%} in the A/B"
+    )
     done.append((item.nodeid, refuted))
-    return [out.get(v.metric, v) for v in verdicts]
+    return settle(out)
 
 
 def _verdict_notes(egb: EgbenchSession, item: pytest.Item, verdicts: list[Verdict]) -> list[Note]:
