@@ -207,7 +207,7 @@ def run(
     why: str = "",
 ) -> dict[str, Side]:
     """Run ``pairs`` pairs of processes, one pair after the other; the two processes of a pair
-    (``python -m pytest ARGS --rootdir R --egbench-json ... --egbench-baseline-dir EMPTY`` in each
+    (``python -m pytest ARGS --rootdir=R --egbench-json=... --egbench-baseline-dir=EMPTY`` in each
     side's checkout, ``PYTHONPATH`` set to it) run at the same time and take turns round by round
     (:mod:`pytest_egbench.lockstep`), the reference taking the first turn in even pairs and the
     current code in odd ones. ``current_root`` is the folder of the current code that
@@ -266,8 +266,8 @@ ONE_THREAD = {"OMP_NUM_THREADS": "1"}
 
 def process_command(root: Path, rel_root: Path, rel_cwd: Path, args: Sequence[str], baseline_dir: Path, out: Path) -> tuple[list[str], Path, dict[str, str]]:
     """``(argv, cwd, env)`` of one benchmark process of the checkout at ``root``: ``python -m
-    pytest ARGS -p no:cacheprovider -rfE --rootdir ROOT/REL_ROOT --egbench-json OUT
-    --egbench-baseline-dir BASELINE_DIR``, started in ``root / rel_cwd`` (or the rootdir when that
+    pytest ARGS -p no:cacheprovider -rfE --rootdir=ROOT/REL_ROOT --egbench-json=OUT
+    --egbench-baseline-dir=BASELINE_DIR``, started in ``root / rel_cwd`` (or the rootdir when that
     folder is missing), ``PYTHONPATH`` = ``root`` first, and torch's CPU ops on one thread
     (:data:`ONE_THREAD`, where the environment does not set them)."""
     child_root = root / rel_root
@@ -285,10 +285,10 @@ def process_command(root: Path, rel_root: Path, rel_cwd: Path, args: Sequence[st
         "no:cacheprovider",
         "-rfE",
         f"--rootdir={child_root}",
-        "--egbench-json",
-        str(out),
-        "--egbench-baseline-dir",
-        str(baseline_dir),
+        # '=' forms: pytest takes a separate value for a test path while it looks for the ini
+        # file, and a folder outside the project would then hide the project's ini from it
+        f"--egbench-json={out}",
+        f"--egbench-baseline-dir={baseline_dir}",
     ]
     return cmd, cwd, env
 

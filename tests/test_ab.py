@@ -589,6 +589,24 @@ def test_an_ab_without_rounds_given_pools_24_paired_rounds(pytester, tmp_path_fa
     assert len(decode["stats"]["data"]) == 24  # the current side: 2 processes x 12 rounds
 
 
+def test_ab_processes_read_the_projects_ini_file(pytester, tmp_path_factory, unwrapped):
+    """The A/B's processes write into a folder outside the project; pytest must still find the
+    project's ini file there, as in the run that started them: its egbench_rounds = 5 (and no
+    --egbench-rounds on the command line) gives each process 5 rounds, not the A/B's 24."""
+    _project(pytester.path, 0.002)
+    pytester.makepyprojecttoml('[tool.pytest.ini_options]\negbench_rounds = "5"\n')
+    ref = tmp_path_factory.mktemp("same-code")
+    _project(ref, 0.002)
+    (ref / "pyproject.toml").write_text((pytester.path / "pyproject.toml").read_text())
+    args = ["--egbench", "--egbench-device", "cpu", "--egbench-warmup", "0", "--egbench-tolerance", "50%", "-p", "no:cacheprovider"]
+    result = pytester.runpytest_subprocess(*args, "--egbench-ref-pairs", "1", f"--egbench-ref={ref}", "--egbench-json=ab.json")
+    result.assert_outcomes(passed=1)
+    unwrapped(result).fnmatch_lines(["*egbench A/B: 1 benchmark(s), 1 pair(s) of processes*, 5 steady rounds each: folder *"])
+    doc = __import__("json").loads((pytester.path / "ab.json").read_text())
+    decode = next(b for b in doc["benchmarks"] if b["name"] == "test_toy::decode")
+    assert len(decode["stats"]["data"]) == 5
+
+
 # ------------------------------------------------------------------ many metrics, one run: Holm
 def test_holm_adjusted_p_values_by_hand():
     """Holm (1979): sorted 0.005, 0.01, 0.03, 0.04 -> 4 x 0.005, 3 x 0.01, 2 x 0.03, max(that, 1 x 0.04),
