@@ -389,7 +389,7 @@ OPTIONS: tuple[OptionSpec, ...] = (
     OptionSpec(
         "fallback_ref",
         "--egbench-fallback-ref",
-        "against a saved baseline: where this machine differs from the baseline's runs (or they carry no calibration), judge by a same-machine A/B (as --egbench-ref) against the commit of the baseline's newest run instead of calling latency inconclusive (the nightly job's switch)",
+        "against a saved baseline: where this machine differs from the baseline's runs (or they carry no calibration), judge by a same-machine A/B (as --egbench-ref) against the commit of the baseline's newest run instead of calling latency inconclusive; where it matches, judge each benchmark that reads slower, or whose runs in the baseline all come from other machines, by an A/B of that benchmark against that commit (the nightly job's switch)",
     ),
     OptionSpec(
         "pvalue",

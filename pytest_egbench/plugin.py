@@ -9,7 +9,7 @@ in ``config.stash`` under the keys of :mod:`.stash`.
 
 from __future__ import annotations
 
-from collections.abc import Generator
+from collections.abc import Generator, Mapping
 from typing import TYPE_CHECKING, Any
 
 import pytest
@@ -426,77 +426,97 @@ def _judge(egb: EgbenchSession, item: pytest.Item, measured: list[Measurement]) 
     return egb.judge_and_record(measured, options.marked_tolerances(item))
 
 
-#: Benchmarks of one run whose regression against a saved baseline is sent to a same-machine A/B
+#: Benchmarks of one run sent to a same-machine A/B against the baseline's commit
 #: (:func:`_confirm_on_this_machine`) at the most, and how many confirmed regressions end that.
 CONFIRMATIONS, CONFIRMED_ENOUGH = 8, 2
 
 
 def _confirm_on_this_machine(egb: EgbenchSession, item: pytest.Item, measured: list[Measurement], verdicts: list[Verdict]) -> list[Verdict]:
-    """``--egbench-fallback-ref`` on a machine that matches the baseline's runs: a latency or
-    throughput regression against the baseline is judged again by a same-machine A/B of this
-    benchmark alone against the baseline's commit (``--egbench-ref-pairs`` pairs in lockstep, and
-    a confirming pair where one pair reads it; :func:`_ab_pairs`). The regression stands only if
-    the A/B also reads it; else the A/B's verdict (pass, not significant, faster) replaces it,
-    naming both readings. The A/B takes :data:`~pytest_egbench.ab.MIN_PAIRED_ROUNDS` paired
-    rounds at the least, whatever ``--egbench-rounds`` says. An A/B that fails leaves the
-    regression as read, with the reason. Returns the verdicts, each also recorded.
+    """``--egbench-fallback-ref`` on a machine that matches the baseline's runs: the latency and
+    throughput metrics the baseline cannot settle on this machine are judged by a same-machine A/B
+    of this benchmark alone against the baseline's commit (``--egbench-ref-pairs`` pairs in
+    lockstep, and a confirming pair where one pair reads a change; :func:`_ab_pairs`):
 
-    Bounds (:data:`CONFIRMATIONS`, :data:`CONFIRMED_ENOUGH`): once two benchmarks' regressions were
-    confirmed, the code is slower, and later regressions stand as read, saying so; once eight
-    benchmarks were sent, later regressions are :data:`~pytest_egbench.verdict.INCONCLUSIVE`
-    (neither pass nor failure; ``--egbench-require-baseline`` fails the run on them), naming how
-    many readings the A/Bs refuted, with one: the baseline's verdicts do not hold on this machine.
+    * a **regression** against the baseline stands only if the A/B also reads it; else the A/B's
+      verdict (pass, not significant, faster) replaces it, naming both readings;
+    * an **inconclusive** verdict against the baseline (none of the metric's runs there was
+      measured on a machine like this one, though other runs of the baseline were: a benchmark
+      added on another lease, say) is replaced by the A/B's verdict, naming why the baseline could
+      not judge it. (A baseline none of whose runs is like this machine sends the whole run to an
+      A/B instead: ``_fall_back_to_ref``.)
+
+    The A/B takes :data:`~pytest_egbench.ab.MIN_PAIRED_ROUNDS` paired rounds at the least,
+    whatever ``--egbench-rounds`` says. An A/B that fails leaves the verdicts as read, with the
+    reason. Returns the verdicts, each also recorded.
+
+    Bounds (:data:`CONFIRMATIONS`, :data:`CONFIRMED_ENOUGH`): once the A/Bs read two benchmarks
+    slower, the code is slower, and later regressions stand as read (inconclusive metrics stay
+    so), saying why; once eight benchmarks were sent, later regressions are
+    :data:`~pytest_egbench.verdict.INCONCLUSIVE` (neither pass nor failure;
+    ``--egbench-require-baseline`` fails the run on them), naming how many regressions the A/Bs
+    refuted, with one: the baseline's verdicts do not hold on this machine.
 
     Why: a baseline holds a few runs, each one process, and a verdict against them pools rounds
     that all come from this one process. On an H200 host whose calibration matched one of the
     baseline's runs (2026-11-30), one process of unchanged code read a Video-LLaVA prefill +58 %
     (p = 8e-5) while its neighbours read -33 % and -19 %; on lease G one A/B process read a
     preprocess +45 % in all its rounds. A process's offset is told from the code's by running
-    the baseline's code beside this code, on this machine, now."""
+    the baseline's code beside this code, on this machine, now. And on an H200 x2 host
+    (2026-11-30) the two benchmarks whose baseline runs all came from other hosts left 20 metrics
+    inconclusive, failing the nightly's ``--egbench-require-baseline`` with nothing slower."""
     import tempfile
     import time
     from dataclasses import replace
     from pathlib import Path
 
     from . import ab
-    from .session import LATENCY, THROUGHPUT, baseline_commit
+    from .session import LATENCY, THROUGHPUT, SentToAb, baseline_commit
     from .verdict import INCONCLUSIVE, NOISE_ONLY, REGRESSION, RefKind, ab_reference
 
     by_metric = {m.metric: m for m in measured if m.kind in (LATENCY, THROUGHPUT)}
-    regressed = [v for v in verdicts if v.status == REGRESSION and v.reference.kind is RefKind.BASELINE and v.metric in by_metric]
+    against_baseline = [v for v in verdicts if v.reference.kind is RefKind.BASELINE and v.metric in by_metric]
+    regressed = [v for v in against_baseline if v.status == REGRESSION]
+    unjudged = [v for v in against_baseline if v.status == INCONCLUSIVE]
     own = egb.own_baseline()
     commit = baseline_commit(own) if own else None
-    if not regressed or not commit:
+    if not (regressed or unjudged) or not commit:
         return verdicts
 
-    def settle(out: dict[str, Verdict], why: str | None = None) -> list[Verdict]:
-        """Record the new verdicts ``out`` (by metric) and return the item's verdicts with them."""
+    def settle(out: dict[str, Verdict], why: Mapping[str, str] | None = None) -> list[Verdict]:
+        """Record the new verdicts ``out`` (by metric; ``why`` an inconclusive one's reason for
+        the summary, by metric, where not its message) and return the item's verdicts with them."""
         for metric, v in out.items():
-            egb.record_verdict(by_metric[metric], v.status, v.reference, v.message, why)
+            egb.record_verdict(by_metric[metric], v.status, v.reference, v.message, (why or {}).get(metric))
         return [out.get(v.metric, v) for v in verdicts]
 
     def keep(why: str) -> list[Verdict]:
-        return settle({v.metric: replace(v, message=f"{v.message}; {why}") for v in regressed})
+        return settle({v.metric: replace(v, message=f"{v.message}; {why}") for v in (*regressed, *unjudged)})
 
     config = item.config
     done = egb.baseline_confirmations
-    confirmed = [nodeid for nodeid, refuted in done if refuted is None]
-    refutations = [(nodeid, refuted) for nodeid, refuted in done if refuted is not None]
+    slower = [d.nodeid for d in done if d.confirmed]
+    refutations = [(d.nodeid, d.refuted) for d in done if d.refuted]
     if xdist_worker(config) is not None:
-        return keep("not confirmed by a same-machine A/B: processes of an A/B never run beside -n workers")
-    if len(confirmed) >= CONFIRMED_ENOUGH:
-        return keep(f"not sent to a same-machine A/B: {len(confirmed)} regressions of this run were confirmed on this machine already")
+        return keep("not judged by a same-machine A/B: processes of an A/B never run beside -n workers")
+    if len(slower) >= CONFIRMED_ENOUGH:
+        return keep(f"not sent to a same-machine A/B: {len(slower)} benchmarks of this run were read slower on this machine already")
     if len(done) >= CONFIRMATIONS:
         example = f" ({refutations[0][0].rsplit('/', 1)[-1]}: {refutations[0][1]})" if refutations else ""
+        tried = sum(d.regressed for d in done)
         why = (
-            f"inconclusive: the same-machine A/Bs of this run refuted {len(refutations)} of {len(done)} regressions read against the baseline"
+            f"inconclusive: the same-machine A/Bs of this run refuted {len(refutations)} of {tried} regressions read against the baseline"
             f"{example}, so its verdicts do not hold on this machine, and no more A/Bs are run "
             f"(at most {CONFIRMATIONS}): compare on this machine with --egbench-ref {commit[:12]}"
         )
-        return settle({v.metric: replace(v, status=INCONCLUSIVE, message=f"{v.message.rsplit(': ', 1)[0]}; {why}") for v in regressed}, why)
-    fixtures.terminal_progress(config)(
-        f"\negbench: {item.nodeid}: {len(regressed)} metric(s) read slower than the baseline; judging them by a same-machine A/B against its commit {commit[:12]} ..."
-    )
+        stop = (
+            f"not sent to a same-machine A/B: {len(done)} were run already (at most {CONFIRMATIONS}): compare on this machine with --egbench-ref {commit[:12]}"
+        )
+        capped = {v.metric: replace(v, status=INCONCLUSIVE, message=f"{v.message.rsplit(': ', 1)[0]}; {why}") for v in regressed}
+        capped.update({v.metric: replace(v, message=f"{v.message}; {stop}") for v in unjudged})
+        return settle(capped, {v.metric: why for v in regressed})
+    read = [f"{len(regressed)} metric(s) read slower than the baseline"] if regressed else []
+    read += [f"{len(unjudged)} metric(s) the baseline cannot judge on this machine"] if unjudged else []
+    fixtures.terminal_progress(config)(f"\negbench: {item.nodeid}: {'; '.join(read)}; judging them by a same-machine A/B against its commit {commit[:12]} ...")
     start = time.perf_counter()
     try:
         cpus = ab.pinned_cpus(egb.settings.ref_cpus)
@@ -509,38 +529,38 @@ def _confirm_on_this_machine(egb: EgbenchSession, item: pytest.Item, measured: l
         args = ab.only_these([*config.invocation_params.args, *rounds], config.args, [item.nodeid], config.rootpath, config.invocation_params.dir)
         sides = _ab_pairs(config, egb, reference, args, Path(tempfile.mkdtemp(prefix="egbench-ab-")), cpus)
     except ab.RefError as exc:  # neither confirms nor refutes: not counted
-        return keep(f"the same-machine A/B against {commit[:12]} that was to confirm it failed: {exc}")
-    egb.notes.append(
-        f"{item.nodeid}: a regression against the baseline judged again by a same-machine A/B against {reference.label}: {time.perf_counter() - start:.0f} s"
-    )
+        return keep(f"the same-machine A/B against {commit[:12]} that was to judge it failed: {exc}")
+    egb.notes.append(f"{item.nodeid}: judged again by a same-machine A/B against {reference.label} ({'; '.join(read)}): {time.perf_counter() - start:.0f} s")
     marked = options.marked_tolerances(item)
     against = ab_reference(sides["ref"].label, getattr(reference, "commit", None))
     out: dict[str, Verdict] = {}
-    for v in regressed:
+    for v in (*regressed, *unjudged):
         m = by_metric[v.metric]
         ref, cur = ab.paired_runs(egb, m.fullname)
         if not ref:
             why = ab.unpaired_reason(egb, m.fullname) or "it produced no rounds of this metric"
-            out[v.metric] = replace(v, message=f"{v.message}; not confirmed either way by the same-machine A/B against {reference.label}: {why}")
+            out[v.metric] = replace(v, message=f"{v.message}; not judged either way by the same-machine A/B against {reference.label}: {why}")
             continue
         w = ab.judge_metric(egb, sides, m, ref, cur, against, marked)
-        read = f"{v.change:+.1%}" if v.change is not None else "a regression"
+        if v.status == INCONCLUSIVE:
+            out[v.metric] = replace(w, message=f"{w.message}; judged by this same-machine A/B because the baseline could not: {v.message.split(': ', 1)[-1]}")
+            continue
+        read_as = f"{v.change:+.1%}" if v.change is not None else "a regression"
         if w.status == REGRESSION:
             out[v.metric] = replace(v, message=f"{v.message}; confirmed on this machine: {w.message}")
         elif w.status == NOISE_ONLY:
-            out[v.metric] = replace(w, message=f"{w.message}; against the baseline it read {read}: judged as this same-machine A/B reads it")
+            out[v.metric] = replace(w, message=f"{w.message}; against the baseline it read {read_as}: judged as this same-machine A/B reads it")
         else:
             out[v.metric] = replace(
                 w,
-                message=f"{w.message}; against the baseline it read {read}, which this A/B does not confirm: a difference of this machine or process, not of the code",
+                message=f"{w.message}; against the baseline it read {read_as}, which this A/B does not confirm: a difference of this machine or process, not of the code",
             )
-    first = out[regressed[0].metric]
-    refuted = (
-        None
-        if any(v.status == REGRESSION for v in out.values())
-        else f"{first.metric} {regressed[0].change or 0.0:+.1%} against the baseline, {first.change or 0.0:+.1%} in the A/B"
-    )
-    done.append((item.nodeid, refuted))
+    confirmed = any(v.status == REGRESSION for v in out.values())
+    refuted = None
+    if regressed and not confirmed:
+        first = out[regressed[0].metric]
+        refuted = f"{first.metric} {regressed[0].change or 0.0:+.1%} against the baseline, {first.change or 0.0:+.1%} in the A/B"
+    done.append(SentToAb(item.nodeid, bool(regressed), confirmed, refuted))
     return settle(out)
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from .baselines import Baseline, Entry, RunRecord, find, fingerprint, fingerprint_name, load_dir, same_config
 from .catalog import DERIVED_BY_NAME, Kind, Unit, metric_stages
@@ -73,6 +73,17 @@ class Measurement:
 #: Settings that must be equal for a baseline's numbers to measure the same work (rounds and
 #: warm-up aside; preset, quantisation and runtime are in the fingerprint too).
 COMPARED_SETTINGS = ("preset", "quant", "runtime", "max_new_tokens")
+
+
+class SentToAb(NamedTuple):
+    """A benchmark whose verdicts against the baseline were judged again by a same-machine A/B
+    (plugin ``_confirm_on_this_machine``): whether it had regressed against the baseline, whether
+    the A/B read a regression, and what it refuted, in words (``None``: nothing)."""
+
+    nodeid: str
+    regressed: bool
+    confirmed: bool
+    refuted: str | None
 
 
 @dataclass(frozen=True)
@@ -194,10 +205,9 @@ class EgbenchSession:
         self.ab_family: dict[str, tuple[float, int]] | None = None
         #: node ids of the benchmarks an A/B ran a confirming pair for (:func:`~pytest_egbench.ab.unconfirmed`)
         self.ab_confirming: frozenset[str] = frozenset()
-        #: the benchmarks whose regression against the baseline was sent to a same-machine A/B
-        #: (``--egbench-fallback-ref``; plugin ``_confirm_on_this_machine``): ``(node id, None)``
-        #: where it confirmed a regression, else ``(node id, what it refuted, in words)``
-        self.baseline_confirmations: list[tuple[str, str | None]] = []
+        #: the benchmarks sent to a same-machine A/B against the baseline's commit
+        #: (``--egbench-fallback-ref``; plugin ``_confirm_on_this_machine``), in order
+        self.baseline_confirmations: list[SentToAb] = []
         #: :func:`pytest_egbench.calibration.calibrate` of this run's device (``None`` until measured)
         self.calibration: dict[str, Any] | None = None
         self._machine: dict[str, Any] | None = None
@@ -404,20 +414,43 @@ class EgbenchSession:
             return runs, check.reason
         if source is not self.own_baseline() or check.matching is None:
             return runs, None
+        held = {rid for _, rid in runs}
         runs = [(run, rid) for run, rid in runs if rid in check.matching]
         if not runs:
-            return (
-                runs,
-                f"none of this metric's runs in the baseline was measured on a machine like this one (matching runs: {len(check.matching)} of {check.calibrated_runs} calibrated)",
-            )
+            return runs, self._unlike_this_machine(held, probes_for(m.metric, self.settings.runtime), check)
         return runs, None
+
+    def _unlike_this_machine(self, run_ids: set[str], probes: frozenset[str] | None, check: MachineCheck) -> str:
+        """Why a metric whose baseline runs ``run_ids`` all come from other machines than this one
+        (while other runs of the baseline match it) cannot be judged, with the figures: the probes
+        on which this machine lies outside the range of those runs (:func:`~pytest_egbench.calibration.compare`),
+        or, inside the range but like none of them, those of the nearest run."""
+        from .calibration import compare, only_probes
+
+        own = self.own_baseline()
+        theirs = [
+            r.calibration
+            for r in (own.run_records_in_window() if own else [])
+            if r.id in run_ids and isinstance(r.calibration, dict) and r.calibration.get("probes")
+        ]
+        mine = only_probes(self.calibration, probes)
+        diffs, _ = compare(mine, theirs) if theirs else ([], [])
+        if theirs and not diffs:
+            diffs = min((compare(mine, [c])[0] for c in theirs), key=len)
+        figures = ": " + "; ".join(d.describe() for d in diffs) if diffs else ""
+        return (
+            f"none of this metric's {len(run_ids)} run(s) in the baseline was measured on a machine like this one{figures} "
+            f"(the baseline's runs like this machine, {len(check.matching or ())} of {check.calibrated_runs} calibrated, do not hold it)"
+        )
 
     def record_verdict(self, m: Measurement, status: str, reference: Reference | None, message: str, why: str | None = None) -> None:
         """Keep ``m``'s outcome in ``extra_info["verdict"]`` (the JSON and the summary read it):
         ``status``, ``reference`` (its name as messages give it, ``None`` when not compared),
         ``reference_data`` (:meth:`Reference.as_dict`) and ``message``. An outcome that is neither
         pass nor failure (:data:`UNJUDGED`) is also listed in :attr:`unjudged`, with ``why``
-        (default: ``message`` after its ``metric: `` prefix)."""
+        (default: ``message`` after its ``metric: `` prefix). A later outcome of ``m`` replaces an
+        earlier one (a same-machine A/B's verdict replaces the baseline's)."""
+        self.unjudged = [u for u in self.unjudged if (u["test"], u["metric"]) != (m.test, m.metric)]
         m.extra_info["verdict"] = {
             "status": status,
             "reference": reference.name if reference else None,

@@ -458,7 +458,7 @@ def test_confirmations_stop_once_two_regressions_are_confirmed_or_the_baseline_i
     result.assert_outcomes(failed=3)
     out = result.stdout.str()
     assert out.count("read slower than the baseline; judging them by a same-machine A/B") == 2
-    result.stdout.fnmatch_lines(["*slower; not sent to a same-machine A/B: 2 regressions of this run were confirmed on this machine already*"])
+    result.stdout.fnmatch_lines(["*slower; not sent to a same-machine A/B: 2 benchmarks of this run were read slower on this machine already*"])
 
     (pytester.path / "mycode.py").write_text("import os\nDECODE_S = 0.002 if os.environ.get('EGBENCH_LOCKSTEP') else 0.006\n")
     (pytester.path / "test_third.py").unlink()
@@ -471,6 +471,69 @@ def test_confirmations_stop_once_two_regressions_are_confirmed_or_the_baseline_i
     assert first["status"] in ("pass", "pass (not significant)") and first["reference_data"]["kind"] == "ab"
     assert second["status"] == "inconclusive"
     assert "refuted 1 of 1 regressions read against the baseline (test_bench.py::test_toy: decode +" in second["message"]
+
+
+def test_a_benchmark_whose_baseline_runs_come_from_other_machines_is_judged_by_an_ab(pytester, monkeypatch, unwrapped):
+    """The baseline's run is this machine's (its calibration is fixed here, so that the CI
+    machine's noise cannot choose the path), but test_other's latency was saved only from a run
+    on another host (probes 20 times this one's). Against the baseline that benchmark is
+    inconclusive; --egbench-fallback-ref judges it by a same-machine A/B against the baseline's
+    commit instead, so that unchanged code passes --egbench-require-baseline, and a decode three
+    times slower in test_other alone fails there."""
+    import copy
+    import json
+
+    from pytest_egbench import calibration
+
+    head = _committed_toys(pytester, ["toy", "other"])
+    fixed = calibration.calibrate(__import__("torch").device("cpu"), repeats=2)
+    monkeypatch.setattr(calibration, "calibrate", lambda device, **kw: copy.deepcopy(fixed))
+    common = ["--egbench", "--egbench-device", "cpu", "--egbench-rounds", "8", "--egbench-warmup", "1", "-p", "no:cacheprovider"]
+    pytester.runpytest(*common, "--egbench-save").assert_outcomes(passed=2)
+    (path,) = (pytester.path / "baselines").glob("*.json")
+    doc = json.loads(path.read_text())
+    other_host = copy.deepcopy(doc["runs"][-1])
+    other_host["id"] = "other-host"
+    for probe in other_host["calibration"]["probes"].values():
+        probe["median"] *= 20
+        probe["samples"] = [v * 20 for v in probe["samples"]]
+    doc["runs"].append(other_host)
+    moved = [name for name, e in doc["entries"].items() if "test_other" in name and e["kind"] in ("latency", "throughput")]
+    for name in moved:
+        doc["entries"][name]["run_ids"] = ["other-host"]
+    path.write_text(json.dumps(doc))
+    judged = [
+        *common,
+        "--egbench-fallback-ref",
+        "--egbench-ref-pairs",
+        "1",
+        "--egbench-tolerance",
+        "25%",
+        "--egbench-require-baseline",
+        "--egbench-json=out.json",
+    ]
+
+    result = pytester.runpytest(*judged)
+    assert result.ret == 0  # every latency got a verdict: test_other's from the A/B
+    unwrapped(result).fnmatch_lines(
+        [
+            f"*test_other.py::test_other: * metric(s) the baseline cannot judge on this machine; judging them by a same-machine A/B against its commit {head[:12]}*"
+        ]
+    )
+    verdict = {b["name"]: b["extra_info"]["verdict"] for b in json.loads((pytester.path / "out.json").read_text())["benchmarks"]}
+    other, toy = verdict["test_other::decode"], verdict["test_toy::decode"]
+    assert other["reference_data"]["kind"] == "ab" and other["reference_data"]["revision"] == head
+    assert other["status"] in ("pass", "pass (not significant)")
+    assert "because the baseline could not: " in other["message"] and "kernel launch" in other["message"]
+    assert toy["reference_data"]["kind"] == "baseline" and toy["status"] in ("pass", "pass (not significant)")
+    # the A/B judged exactly the moved metrics (the JSON's benchmarks are the latency ones)
+    latency = {name.split(".py::", 1)[1] for name in moved if doc["entries"][name]["kind"] == "latency"}
+    assert {name for name, v in verdict.items() if v["reference_data"]["kind"] == "ab"} == latency
+
+    (pytester.path / "test_other.py").write_text((pytester.path / "test_other.py").read_text().replace("mycode.DECODE_S", "0.006"))
+    result = pytester.runpytest(*judged)
+    result.assert_outcomes(passed=1, failed=1)
+    unwrapped(result).fnmatch_lines(["*decode: REV * on this machine *slower*; judged by this same-machine A/B because the baseline could not*"])
 
 
 def test_a_benchmarks_own_tolerance_is_the_one_its_verdicts_apply(pytester):
@@ -576,16 +639,25 @@ def test_wilcoxon_behind_the_paired_rounds_minimum():
     assert p(8, 1) > 0.01 and p(16, 1) < 0.01 and p(ab.MIN_PAIRED_ROUNDS, 2) < 0.01 < p(16, 2)
 
 
-def test_an_ab_without_rounds_given_pools_24_paired_rounds(pytester, tmp_path_factory, unwrapped):
+def _ab_of_the_same_code(pytester, tmp_path_factory, pairs: int, ini: str | None = None):
+    """An A/B of the toy project against a folder holding the same code (both with ``ini`` as
+    their pyproject.toml, if given), no --egbench-rounds; its result and the current side's decode."""
     _project(pytester.path, 0.002)
     ref = tmp_path_factory.mktemp("same-code")
     _project(ref, 0.002)
+    if ini is not None:
+        pytester.makepyprojecttoml(ini)
+        (ref / "pyproject.toml").write_text(ini)
     args = ["--egbench", "--egbench-device", "cpu", "--egbench-warmup", "0", "--egbench-tolerance", "50%", "-p", "no:cacheprovider"]
-    result = pytester.runpytest_subprocess(*args, "--egbench-ref-pairs", "2", f"--egbench-ref={ref}", "--egbench-json=ab.json")
+    result = pytester.runpytest_subprocess(*args, "--egbench-ref-pairs", str(pairs), f"--egbench-ref={ref}", "--egbench-json=ab.json")
     result.assert_outcomes(passed=1)
-    unwrapped(result).fnmatch_lines(["*egbench A/B: 1 benchmark(s), 2 pair(s) of processes*, 12 steady rounds each: folder *"])
     doc = __import__("json").loads((pytester.path / "ab.json").read_text())
-    decode = next(b for b in doc["benchmarks"] if b["name"] == "test_toy::decode")
+    return result, next(b for b in doc["benchmarks"] if b["name"] == "test_toy::decode")
+
+
+def test_an_ab_without_rounds_given_pools_24_paired_rounds(pytester, tmp_path_factory, unwrapped):
+    result, decode = _ab_of_the_same_code(pytester, tmp_path_factory, pairs=2)
+    unwrapped(result).fnmatch_lines(["*egbench A/B: 1 benchmark(s), 2 pair(s) of processes*, 12 steady rounds each: folder *"])
     assert len(decode["stats"]["data"]) == 24  # the current side: 2 processes x 12 rounds
 
 
@@ -593,17 +665,8 @@ def test_ab_processes_read_the_projects_ini_file(pytester, tmp_path_factory, unw
     """The A/B's processes write into a folder outside the project; pytest must still find the
     project's ini file there, as in the run that started them: its egbench_rounds = 5 (and no
     --egbench-rounds on the command line) gives each process 5 rounds, not the A/B's 24."""
-    _project(pytester.path, 0.002)
-    pytester.makepyprojecttoml('[tool.pytest.ini_options]\negbench_rounds = "5"\n')
-    ref = tmp_path_factory.mktemp("same-code")
-    _project(ref, 0.002)
-    (ref / "pyproject.toml").write_text((pytester.path / "pyproject.toml").read_text())
-    args = ["--egbench", "--egbench-device", "cpu", "--egbench-warmup", "0", "--egbench-tolerance", "50%", "-p", "no:cacheprovider"]
-    result = pytester.runpytest_subprocess(*args, "--egbench-ref-pairs", "1", f"--egbench-ref={ref}", "--egbench-json=ab.json")
-    result.assert_outcomes(passed=1)
+    result, decode = _ab_of_the_same_code(pytester, tmp_path_factory, pairs=1, ini='[tool.pytest.ini_options]\negbench_rounds = "5"\n')
     unwrapped(result).fnmatch_lines(["*egbench A/B: 1 benchmark(s), 1 pair(s) of processes*, 5 steady rounds each: folder *"])
-    doc = __import__("json").loads((pytester.path / "ab.json").read_text())
-    decode = next(b for b in doc["benchmarks"] if b["name"] == "test_toy::decode")
     assert len(decode["stats"]["data"]) == 5
 
 

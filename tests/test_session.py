@@ -236,6 +236,27 @@ def test_latency_is_judged_only_against_the_runs_from_machines_like_this_one():
     assert v.status == INCONCLUSIVE and "kernel launch 7 us against" in v.message
 
 
+def test_a_metric_whose_runs_all_come_from_other_machines_is_inconclusive_with_their_figures():
+    """The baseline's fast-host run (launch 4.4 us, like this machine) holds the prefill; its decode
+    was saved only from the slow host's run (9.7 us). The machine matches the baseline, yet the
+    decode has no run to be judged against: inconclusive, naming the slow run's launch figure."""
+    egb = session(inject=(), tolerance=0.10)
+    prefill, decode = (next(m for m in measured(egb) if m.metric == name) for name in ("prefill", "decode"))
+    entries = {
+        prefill.fullname: Entry("prefill", "s", "latency", [list(prefill.samples)], run_ids=["fast"]),
+        decode.fullname: Entry("decode", "s", "latency", [list(decode.samples)], run_ids=["slow"]),
+    }
+    runs = [RunRecord("fast", calibration=calibration(4.4)), RunRecord("slow", calibration=calibration(9.7))]
+    egb._baselines = [Baseline(egb.fingerprint, entries, runs=runs)]
+    assert egb.machine_check().reason is None
+    by_metric = {v.metric: v for v in egb.judge([prefill, decode])[0]}
+    assert by_metric["prefill"].status == PASS
+    assert by_metric["decode"].status == INCONCLUSIVE
+    assert "none of this metric's 1 run(s)" in by_metric["decode"].message
+    assert "kernel launch 4.4 us against 9.7 us in the baseline's run" in by_metric["decode"].message
+    assert "1 of 2 calibrated" in by_metric["decode"].message
+
+
 def _gpu_calibration(launch_us: float, copy_gbps: float) -> dict:
     cal = calibration(launch_us)
     cal["probes"]["device_copy"] = {"unit": "GB/s", "median": copy_gbps, "spread": 0.01, "samples": [copy_gbps]}
