@@ -176,6 +176,8 @@ class Side:
     #: each pair's lockstep summary (:func:`~pytest_egbench.lockstep.run_pair`), shared by the
     #: two sides: which benchmarks had every round paired, and why pairing stopped
     lockstep: list[dict[str, Any]] = field(default_factory=list)
+    #: one line for each of its processes that exited with a failure status (:func:`exit_line`)
+    troubles: list[str] = field(default_factory=list)
 
 
 def turn_order(pair: int) -> list[str]:
@@ -247,6 +249,9 @@ def run(
             failed = failed_nodeids(log)
             for nodeid in failed:
                 side.failed.setdefault(nodeid, log)
+            line = exit_line(side.label, pair, status, failed, log)
+            if line:
+                side.troubles.append(line)
             # every benchmark of the process failed: no results file, and each verdict item says so
             side.results.append({} if failed and not out.exists() else read_results(side.label, status, out, log))
         side_text = ", ".join(f"{s.label} {s.seconds[-1]:.1f} s (exit status {done[n][0]})" for n, s in sides.items())
@@ -350,6 +355,21 @@ def failed_nodeids(log: Path) -> list[str]:
     summary: ``FAILED <nodeid> - ...`` / ``ERROR <nodeid> - ...``)."""
     text = log.read_text(encoding="utf-8", errors="replace") if log.exists() else ""
     return [line.split()[1] for line in text.splitlines() if line.startswith(("FAILED ", "ERROR ")) and len(line.split()) > 1]
+
+
+def exit_line(label: str, pair: int, status: int, failed: Sequence[str], log: Path) -> str | None:
+    """What to tell the user about an A/B process that exited with ``status``: ``None`` for 0 and
+    for pytest's 5 (nothing collected: a confirming pair of benchmarks skipped there), else which
+    tests failed there (``failed``, from its log) or, when its log names none, the log's last line.
+    The processes' logs live in a temporary folder; this line is what outlives it."""
+    if status in (0, 5):
+        return None
+    if failed:
+        what = "failed there: " + ", ".join(failed[:3]) + (f" and {len(failed) - 3} more" if len(failed) > 3 else "")
+    else:
+        lines = log.read_text(encoding="utf-8", errors="replace").strip().splitlines() if log.exists() else []
+        what = f"its log names no failed test; it ends: {lines[-1].strip() if lines else '(empty)'}"
+    return f"the {label} process of A/B pair {pair + 1} exited with status {status}: {what} (log {log})"
 
 
 def read_results(label: str, status: int, out: Path, log: Path) -> dict[str, Any]:

@@ -276,6 +276,7 @@ def _ab_pairs(config: pytest.Config, egb: EgbenchSession, reference: Any, args: 
         egb.ab_runs = {name: ab.runs_by_metric(side) for name, side in sides.items()}
         egb.ab_family = None
         egb.ab_confirming = frozenset(doubtful)
+    egb.notes.extend(line for side in sides.values() for line in side.troubles if line not in egb.notes)
     return sides
 
 
