@@ -412,6 +412,16 @@ def compare(current: Mapping[str, Any] | None, references: Sequence[Mapping[str,
     return differences, not_compared
 
 
+def nearest_differences(current: Mapping[str, Any] | None, references: Sequence[Mapping[str, Any] | None]) -> list[Difference]:
+    """Why ``current`` is like none of ``references`` (calibrations of runs that :func:`compare`
+    does not match one by one): the probes on which it lies outside their range, or, inside the
+    range but like none of them, the differences from the nearest one (fewest probes apart)."""
+    diffs, _ = compare(current, references)
+    if diffs or not references:
+        return diffs
+    return min((compare(current, [r])[0] for r in references), key=len)
+
+
 def summary_line(calibration: Mapping[str, Any] | None) -> str:
     """One line for the terminal header: each probe's median and spread."""
     parts = []

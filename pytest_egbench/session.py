@@ -196,6 +196,8 @@ class EgbenchSession:
         #: inconclusive, settings differ), "why"}; listed in the summary, gated by
         #: --egbench-require-baseline
         self.unjudged: list[dict[str, Any]] = []
+        #: each measurement's entry in :attr:`unjudged` (by ``id``), for a later verdict to replace
+        self._unjudged_of: dict[int, dict[str, Any]] = {}
         #: --egbench-ref: the reference checkout, then the A/B processes' sides (or the error that
         #: stopped them) and their samples by metric (see pytest_egbench.ab)
         self.ab_reference: Any = None
@@ -259,7 +261,7 @@ class EgbenchSession:
         return self._machine_checks[probes]
 
     def _check_machine(self, probes: frozenset[str] | None) -> MachineCheck:
-        from .calibration import compare, only_probes
+        from .calibration import compare, nearest_differences, only_probes
 
         own = self.own_baseline()
         if own is None:
@@ -277,9 +279,7 @@ class EgbenchSession:
         matching = frozenset(rid for rid, diffs in per_run.items() if not diffs)
         if matching:
             return MachineCheck(None, len(calibrated), matching)
-        diffs, _ = compare(mine, [r.calibration for r in calibrated])
-        if not diffs:  # inside the range of all runs, but like none of them: name the nearest
-            diffs = min(per_run.values(), key=len)
+        diffs = nearest_differences(mine, [r.calibration for r in calibrated])
         return MachineCheck(
             "machine differs: " + "; ".join(d.describe() for d in diffs) + f". Compare on this machine instead: --egbench-ref {rev}",
             len(calibrated),
@@ -425,7 +425,7 @@ class EgbenchSession:
         (while other runs of the baseline match it) cannot be judged, with the figures: the probes
         on which this machine lies outside the range of those runs (:func:`~pytest_egbench.calibration.compare`),
         or, inside the range but like none of them, those of the nearest run."""
-        from .calibration import compare, only_probes
+        from .calibration import nearest_differences, only_probes
 
         own = self.own_baseline()
         theirs = [
@@ -433,10 +433,7 @@ class EgbenchSession:
             for r in (own.run_records_in_window() if own else [])
             if r.id in run_ids and isinstance(r.calibration, dict) and r.calibration.get("probes")
         ]
-        mine = only_probes(self.calibration, probes)
-        diffs, _ = compare(mine, theirs) if theirs else ([], [])
-        if theirs and not diffs:
-            diffs = min((compare(mine, [c])[0] for c in theirs), key=len)
+        diffs = nearest_differences(only_probes(self.calibration, probes), theirs) if theirs else []
         figures = ": " + "; ".join(d.describe() for d in diffs) if diffs else ""
         return (
             f"none of this metric's {len(run_ids)} run(s) in the baseline was measured on a machine like this one{figures} "
@@ -450,7 +447,9 @@ class EgbenchSession:
         pass nor failure (:data:`UNJUDGED`) is also listed in :attr:`unjudged`, with ``why``
         (default: ``message`` after its ``metric: `` prefix). A later outcome of ``m`` replaces an
         earlier one (a same-machine A/B's verdict replaces the baseline's)."""
-        self.unjudged = [u for u in self.unjudged if (u["test"], u["metric"]) != (m.test, m.metric)]
+        earlier = self._unjudged_of.pop(id(m), None)
+        if earlier is not None:
+            self.unjudged = [u for u in self.unjudged if u is not earlier]
         m.extra_info["verdict"] = {
             "status": status,
             "reference": reference.name if reference else None,
@@ -458,7 +457,9 @@ class EgbenchSession:
             "message": message,
         }
         if status in UNJUDGED:
-            self.unjudged.append({"test": m.test, "metric": m.metric, "status": status, "kind": str(m.kind), "why": why or message.split(": ", 1)[1]})
+            entry = {"test": m.test, "metric": m.metric, "status": status, "kind": str(m.kind), "why": why or message.split(": ", 1)[1]}
+            self.unjudged.append(entry)
+            self._unjudged_of[id(m)] = entry
 
     def judge_and_record(self, measurements: list[Measurement], tolerances: dict[str, float] | None = None) -> list[Verdict]:
         """:meth:`judge` one test's ``measurements`` and keep every outcome
