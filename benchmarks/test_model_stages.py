@@ -42,7 +42,7 @@ def test_model_stages(stage_timer, egbench_model, egbench_settings, egbench_samp
     require_sample(egbench_sample, model_needs(model))
     adapter = egbench_model(model)
     steps = egbench_settings.max_new_tokens - 1
-    peaks = PeakMemory(adapter.device)
+    peaks = PeakMemory(adapter.device, adapter.footprint_bytes())
     stage_timer.extra_info.update(model=model, sample=egbench_sample.id, frames=frames)
     if adapter.runtime.name != "eager":  # compile outside the rounds, on this prompt's length
         prompt_tokens = adapter.preprocess(visual_input(model, load_sample(model, egbench_sample, frames), frames, egbench_sample.question)).prompt_tokens
@@ -91,6 +91,7 @@ def test_model_stages(stage_timer, egbench_model, egbench_settings, egbench_samp
         prefill_flops=roofline.prefill_flops(adapter.lm, inputs.prompt_tokens),
         kv_cache_positions=kv_positions,
         peak_memory_bytes=dict(peaks.bytes),
+        peak_memory_others_bytes=peaks.others_bytes,
     )
     results = stage_timer.results()
     assert results.stages == ["load", "preprocess", "vision", "prefill", "decode"]

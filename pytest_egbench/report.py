@@ -204,16 +204,17 @@ def scaling_table(measurements: Sequence[Measurement], param: str = "frames") ->
 
 def memory_table(measurements: Sequence[Measurement]) -> StageTable | None:
     """Per model: weights footprint, KV-cache bytes per token and for the run's prompt, and the
-    peak device memory of each stage (MiB); ``None`` without byte measurements."""
+    peak device memory of each stage as if the model were alone on the device (``model_peak.<stage>``,
+    :class:`~pytest_egbench.models.memory.PeakMemory`; MiB); ``None`` without byte measurements."""
     per_model: dict[str, dict[str, float]] = defaultdict(dict)
     for m in measurements:
         if m.unit == "bytes":
             per_model[m.model or m.test][m.metric] = summarize(m.samples).median
     if not per_model:
         return None
-    metrics = ["footprint_bytes", "kv_bytes_per_token", "kv_cache_bytes"] + sorted({k for v in per_model.values() for k in v if k.startswith("peak.")})
+    metrics = ["footprint_bytes", "kv_bytes_per_token", "kv_cache_bytes"] + sorted({k for v in per_model.values() for k in v if k.startswith("model_peak.")})
     titles = {"footprint_bytes": "weights MiB", "kv_bytes_per_token": "KV KiB/token", "kv_cache_bytes": "KV cache MiB"}
-    header = ["model"] + [titles.get(k, k.replace("peak.", "peak ") + " MiB") for k in metrics]
+    header = ["model"] + [titles.get(k, k.replace("model_peak.", "peak ") + " MiB") for k in metrics]
     rows = []
     for model, values in per_model.items():
         row = [model]

@@ -184,7 +184,7 @@ def test_memory_table_in_mib():
         [
             _m("footprint_bytes", 4 * 2**30, "bytes", "eventgpt", kind="exact"),
             _m("kv_bytes_per_token", 2**19, "bytes", "eventgpt", kind="exact"),
-            _m("peak.prefill", 2**30, "bytes", "eventgpt", kind="memory"),
+            _m("model_peak.prefill", 2**30, "bytes", "eventgpt", kind="memory"),
         ]
     )
     assert table.header == ["model", "weights MiB", "KV KiB/token", "KV cache MiB", "peak prefill MiB"]

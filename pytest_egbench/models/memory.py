@@ -83,24 +83,50 @@ def footprint_bytes(model: Any) -> int:
 
 
 class PeakMemory:
-    """Peak device memory per stage: ``with peaks.stage("vision"): ...`` then ``peaks.bytes``.
+    """The peak device memory of one model's stages, as if the model were alone on the device:
+    ``peaks = PeakMemory(device, weights_bytes)``, then ``with peaks.stage("vision"): ...``, then
+    ``peaks.bytes`` (``{stage: bytes}``).
 
-    CUDA: ``torch.cuda.max_memory_allocated`` after ``reset_peak_memory_stats`` at the start of the
-    stage (host-side allocator counters: no device synchronisation). CPU and other devices: the
-    allocator keeps no such counter, so every stage records ``None`` (reported as "not
+    ``bytes[stage] = weights_bytes + max(0, max_allocated - held)``: the model's weights
+    (:func:`footprint_bytes`, the caller's ``weights_bytes``) plus the most the stage allocated
+    above ``held``, the bytes the process held when the tracker was made (``gc.collect()`` first,
+    so that earlier tests' garbage is neither counted nor freed in a stage). ``held`` includes this
+    model's weights and whatever else the process keeps: other models loaded for the session,
+    an earlier benchmark's tensors. So the figure does not depend on which benchmarks ran before
+    or were selected: the absolute ``torch.cuda.max_memory_allocated`` does (on an H200 host,
+    2026-11-30, Video-LLaVA's absolute peak held EventGPT's 4.3 GiB of weights, and every model's
+    peak read 931 MiB higher in one nightly than in the run before with the same code).
+    ``others_bytes`` is ``held - weights_bytes`` (what else the process held; reported, not
+    judged). A stage that frees more of ``held`` than it allocates counts as 0 above it.
+
+    CUDA: ``torch.cuda.max_memory_allocated`` after ``reset_peak_memory_stats`` at the start of
+    each stage (host-side allocator counters: no device synchronisation). CPU and other devices:
+    the allocator keeps no such counter, so every stage records ``None`` (reported as "not
     measured", never as 0).
     """
 
-    def __init__(self, device: Any) -> None:
+    def __init__(self, device: Any, weights_bytes: int = 0) -> None:
+        import gc
+
         import torch
 
         self._torch = torch
         self.device = torch.device(device)
+        self.weights_bytes = int(weights_bytes)
         self.bytes: dict[str, int | None] = {}
+        self.held: int | None = None
+        if self.supported:
+            gc.collect()
+            self.held = int(torch.cuda.memory_allocated(self.device))
 
     @property
     def supported(self) -> bool:
         return self.device.type == "cuda"
+
+    @property
+    def others_bytes(self) -> int | None:
+        """Bytes the process held besides this model's weights when the tracker was made (``None`` off CUDA)."""
+        return None if self.held is None else self.held - self.weights_bytes
 
     @contextmanager
     def stage(self, name: str) -> Iterator[None]:
@@ -108,6 +134,8 @@ class PeakMemory:
         if self.supported:
             cuda.reset_peak_memory_stats(self.device)
         yield
-        peak = cuda.max_memory_allocated(self.device) if self.supported else None
+        peak = None
+        if self.held is not None:
+            peak = self.weights_bytes + max(0, int(cuda.max_memory_allocated(self.device)) - self.held)
         old = self.bytes.get(name)
         self.bytes[name] = peak if old is None or peak is None else max(old, peak)

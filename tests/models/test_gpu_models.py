@@ -49,7 +49,7 @@ def test_7b_dummy_model_on_cuda(record_property, name, quant):
     assert (3.5 * GiB < footprint < 5 * GiB) if quant == "nf4" else (13 * GiB < footprint < 14.5 * GiB)
 
     inputs = adapter.preprocess(synthetic_sample(name))
-    peaks = PeakMemory(adapter.device)
+    peaks = PeakMemory(adapter.device, footprint)
     with peaks.stage("vision"):
         visual = adapter.encode_vision(inputs)
     with peaks.stage("prefill"):
@@ -90,9 +90,14 @@ def test_real_hf_folder_is_quantised_as_it_loads(tmp_path):
     assert adapter.decode(state, 2).shape == (1, 2)
 
 
-def test_peak_memory_sees_an_allocation():
-    peaks = PeakMemory("cuda")
+def test_peak_memory_counts_what_a_stage_allocates_above_what_the_process_held():
+    """Oracle: the sizes of the tensors allocated (multiples of the allocator's 2 MiB block size)."""
+    held_elsewhere = torch.empty(512 * 2**20, dtype=torch.uint8, device="cuda")  # another model, say
+    peaks = PeakMemory("cuda", weights_bytes=10**9)
     with peaks.stage("alloc"):
         x = torch.empty(64 * 2**20, dtype=torch.uint8, device="cuda")
-    assert peaks.supported and peaks.bytes["alloc"] >= 64 * 2**20
-    del x
+        del x
+        y = torch.empty(32 * 2**20, dtype=torch.uint8, device="cuda")
+    assert peaks.supported and peaks.bytes["alloc"] == 10**9 + 64 * 2**20
+    assert peaks.held is not None and peaks.held >= 512 * 2**20
+    del y, held_elsewhere

@@ -113,6 +113,54 @@ def test_footprint_counts_parameters_and_buffers_once(tiny_model):
     assert footprint_bytes(model) == params + buffers
 
 
+class _FakeAllocator:
+    """torch.cuda's allocator counters over a hand-kept ledger of live bytes."""
+
+    def __init__(self, held: int) -> None:
+        self.live = self.peak = held
+
+    def alloc(self, n: int) -> None:
+        self.live += n
+        self.peak = max(self.peak, self.live)
+
+    def free(self, n: int) -> None:
+        self.live -= n
+
+    def install(self, monkeypatch) -> None:
+        monkeypatch.setattr(torch.cuda, "memory_allocated", lambda device=None: self.live)
+        monkeypatch.setattr(torch.cuda, "max_memory_allocated", lambda device=None: self.peak)
+        monkeypatch.setattr(torch.cuda, "reset_peak_memory_stats", lambda device=None: setattr(self, "peak", self.live))
+
+
+@pytest.mark.parametrize("others", [0, 10 * 2**30])
+def test_a_stage_peak_is_the_models_alone_whatever_else_the_process_holds(monkeypatch, others):
+    """Hand-computed: 4 GiB of weights; prefill allocates 300 MiB, frees 100, allocates 200 (peak
+    400 MiB above); decode allocates 50 MiB. Other models held by the process (10 GiB) change
+    nothing but ``others_bytes``."""
+    weights = 4 * 2**30
+    ledger = _FakeAllocator(held=weights + others)
+    ledger.install(monkeypatch)
+    peaks = PeakMemory("cuda", weights)
+    with peaks.stage("prefill"):
+        ledger.alloc(300 * 2**20)
+        ledger.free(100 * 2**20)
+        ledger.alloc(200 * 2**20)
+    with peaks.stage("decode"):
+        ledger.alloc(50 * 2**20)
+    assert peaks.bytes == {"prefill": weights + 400 * 2**20, "decode": weights + 450 * 2**20}
+    assert peaks.others_bytes == others
+
+
+def test_a_stage_that_frees_what_the_process_held_counts_nothing_above_it(monkeypatch):
+    ledger = _FakeAllocator(held=2**30)
+    ledger.install(monkeypatch)
+    peaks = PeakMemory("cuda", 2**20)
+    ledger.free(2**29)  # half of what was held, freed between stages
+    with peaks.stage("vision"):
+        ledger.alloc(2**28)
+    assert peaks.bytes == {"vision": 2**20}
+
+
 def test_peak_memory_is_not_measured_on_the_cpu():
     peaks = PeakMemory("cpu")
     with peaks.stage("vision"):
