@@ -58,7 +58,7 @@ def test_nightly_runs_on_the_gpu_runner_against_baselines():
     text = (ROOT / ".github" / "workflows" / "nightly-gpu.yml").read_text()
     assert "schedule:" in text and "workflow_dispatch:" in text
     assert "runs-on: [self-hosted, gpu]" in text
-    assert "--egbench-baseline-dir baselines" in text and "upload-artifact" in text
+    assert "--egbench-baseline-dir=baselines" in text and "upload-artifact" in text
 
 
 def _lower_bounds() -> dict[str, str]:
