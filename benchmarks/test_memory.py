@@ -29,14 +29,12 @@ CASES = [("eventgpt", 5), ("video_llava", 8), ("llava", 8)]
 @pytest.mark.parametrize(("model", "frames"), CASES, ids=[f"{m}-{n}" for m, n in CASES])
 def test_memory(egbench_record, egbench_model, egbench_settings, egbench_sample, model, frames):
     pytest.importorskip("torch")
-    from pytest_egbench.models.memory import PeakMemory, kv_cache_bytes, measured_kv_cache_bytes
+    from pytest_egbench.models.memory import PeakMemory, kv_cache_bytes, measured_kv_cache_bytes, resident_bytes
 
     require_sample(egbench_sample, model_needs(model))
     adapter = egbench_model(model)
     steps = egbench_settings.max_new_tokens - 1
-    static = getattr(adapter.runtime, "cache", None)  # a compiled runtime's, kept from an earlier test
-    resident = adapter.footprint_bytes() + (measured_kv_cache_bytes(static) if static is not None else 0)
-    peaks = PeakMemory(adapter.device, resident)
+    peaks = PeakMemory(adapter.device, resident_bytes(adapter))
     with peaks.stage("preprocess"):
         inputs = adapter.preprocess(visual_input(model, load_sample(model, egbench_sample, frames), frames, egbench_sample.question))
     with peaks.stage("vision"):

@@ -37,12 +37,12 @@ CASES += [("qwen2_vl", 1), ("llava_onevision", 1)]
 def test_model_stages(stage_timer, egbench_model, egbench_settings, egbench_sample, model, frames):
     pytest.importorskip("torch")
     from pytest_egbench import roofline
-    from pytest_egbench.models.memory import PeakMemory, kv_cache_bytes, measured_kv_cache_bytes
+    from pytest_egbench.models.memory import PeakMemory, kv_cache_bytes, measured_kv_cache_bytes, resident_bytes
 
     require_sample(egbench_sample, model_needs(model))
     adapter = egbench_model(model)
     steps = egbench_settings.max_new_tokens - 1
-    peaks = PeakMemory(adapter.device, adapter.footprint_bytes())
+    peaks = PeakMemory(adapter.device, resident_bytes(adapter))
     stage_timer.extra_info.update(model=model, sample=egbench_sample.id, frames=frames)
     if adapter.runtime.name != "eager":  # compile outside the rounds, on this prompt's length
         prompt_tokens = adapter.preprocess(visual_input(model, load_sample(model, egbench_sample, frames), frames, egbench_sample.question)).prompt_tokens

@@ -82,6 +82,16 @@ def footprint_bytes(model: Any) -> int:
     return total
 
 
+def resident_bytes(adapter: Any) -> int:
+    """Bytes a loaded model keeps on its device between calls: its weights and buffers
+    (``adapter.footprint_bytes()``) plus, under a compiled runtime that made one, its static KV
+    cache (``adapter.runtime.cache``, kept from one prompt to the next). The ``weights_bytes`` of a
+    :class:`PeakMemory`, so that a model's peaks read the same whether or not an earlier test
+    already made that cache."""
+    static = getattr(adapter.runtime, "cache", None)
+    return int(adapter.footprint_bytes()) + (measured_kv_cache_bytes(static) if static is not None else 0)
+
+
 class PeakMemory:
     """The peak device memory of one model's stages, as if the model were alone on the device:
     ``peaks = PeakMemory(device, weights_bytes)``, then ``with peaks.stage("vision"): ...``, then

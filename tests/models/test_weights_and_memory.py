@@ -161,6 +161,19 @@ def test_a_stage_that_frees_what_the_process_held_counts_nothing_above_it(monkey
     assert peaks.bytes == {"vision": 2**20}
 
 
+def test_resident_bytes_are_the_weights_plus_a_kept_static_cache():
+    from types import SimpleNamespace
+
+    from pytest_egbench.models.memory import resident_bytes
+
+    layer = SimpleNamespace(keys=torch.zeros(1, 2, 64, 8, dtype=torch.bfloat16), values=torch.zeros(1, 2, 64, 8, dtype=torch.bfloat16))
+    static = SimpleNamespace(layers=[layer, layer, layer])
+    eager = SimpleNamespace(footprint_bytes=lambda: 1000, runtime=SimpleNamespace(name="eager"))
+    compiled = SimpleNamespace(footprint_bytes=lambda: 1000, runtime=SimpleNamespace(name="compiled", cache=static))
+    assert resident_bytes(eager) == 1000
+    assert resident_bytes(compiled) == 1000 + 3 * 2 * (2 * 64 * 8) * 2  # layers x (K, V) x elements x 2 bytes
+
+
 def test_peak_memory_is_not_measured_on_the_cpu():
     peaks = PeakMemory("cpu")
     with peaks.stage("vision"):
