@@ -27,7 +27,7 @@ A child finds its pipe ends in the environment variable :data:`ENV` (``"READ_FD,
 here is a no-op. A pinned child starts unpinned: what it does before its first round (importing,
 loading the model, compiling -- a compiled runtime's inductor compiles with many threads, and two
 processes compiling at once on four pinned CPUs took four times as long, H200 lease B) runs on all
-the machine's CPUs. At its first round every thread of the process is pinned to the pair's SET and
+the machine's CPUs. So does a later compilation between rounds (:func:`outside_rounds`). At its first round every thread of the process is pinned to the pair's SET and
 the main thread (the one that times the rounds) to the one CPU; threads started later inherit
 that: on a leased H200 host the same eager decode round took
 390 or 790 ms within one process, as its thread moved between the pinned CPUs
@@ -64,6 +64,9 @@ class Client:
         self._reader, self._writer = reader, writer
         self._cpu = cpu
         self._cpus = cpus
+        #: set at the first pinned round: the CPUs the process had before (restored by :meth:`unpin`)
+        self._home: frozenset[int] | None = None
+        self.pinned = False
         self._open = False
         self.paired_turns = 0
         self.unpaired: str | None = None
@@ -92,15 +95,27 @@ class Client:
         use every CPU."""
         if self._open:
             self.end()
-        if pin:
-            if self._cpus:
-                pin_threads(self._cpus)
-                self._cpus = None
-            if self._cpu is not None:
-                os.sched_setaffinity(0, {self._cpu})  # pid 0: the calling thread only
-                self._cpu = None
+        if pin and not self.pinned and (self._cpus or self._cpu is not None):
+            self._home = frozenset(os.sched_getaffinity(0))
+            self.repin()
         if self._ask(f"B {label.replace(chr(10), ' ')}", "G"):
             self._open = True
+
+    def repin(self) -> None:
+        """Pin every thread to the pair's CPUs and the calling thread (the one that times the
+        rounds) to its own CPU; threads started since the last pinning are pinned too."""
+        if self._cpus:
+            pin_threads(self._cpus)
+        if self._cpu is not None:
+            os.sched_setaffinity(0, {self._cpu})  # pid 0: the calling thread only
+        self.pinned = True
+
+    def unpin(self) -> None:
+        """Give every thread back the CPUs the process had before its first pinned round (a no-op
+        before it); :meth:`repin` undoes it."""
+        if self.pinned and self._home:
+            pin_threads(self._home)
+            self.pinned = False
 
     def end(self) -> None:
         """This round is timed and its device work finished: hand the turn over, block until the
@@ -150,6 +165,29 @@ def turn(label: str) -> Iterator[None]:
         yield
     finally:
         peer.end()
+
+
+@contextmanager
+def outside_rounds() -> Iterator[None]:
+    """Run the ``with`` block on every CPU the process had before its first pinned round, then pin
+    again: for work between rounds that needs many CPUs and times nothing, a compiled runtime's
+    compilation (:meth:`~pytest_egbench.models.runtime.CompiledRuntime.prepare`). A no-op outside
+    a pinned lockstep pair, and before the first round (the process is not pinned yet).
+
+    Why: a pinned process has all its threads on the pair's four CPUs and its main thread on one
+    CPU, the same one as its peer's; both sides compile the next model at the same time, before
+    its first round, so their tracing and code generation shared that one CPU and those four. The
+    peer times nothing meanwhile: its next round waits for this side's request with the same label.
+    """
+    peer = client()
+    if peer is None or not peer.pinned:
+        yield
+        return
+    peer.unpin()
+    try:
+        yield
+    finally:
+        peer.repin()
 
 
 _CLIENT: Client | None = None

@@ -43,6 +43,16 @@ CHILD = textwrap.dedent(
             with open(journal, "a") as fh:
                 fh.write(f"{name} end {rnd.index}\\n")
     timer.results()
+    if os.environ.get("BETWEEN"):  # work between two benchmarks that needs every CPU, as compiling
+        late_go, late_seen = threading.Event(), []
+        with lockstep.outside_rounds():
+            print("BETWEEN", affinity())
+            late = threading.Thread(target=lambda: late_go.wait() and late_seen.append(affinity()), daemon=True)
+            late.start()  # a thread started while unpinned, as a compiler's pool
+        print("AFTER", affinity())
+        late_go.set()
+        late.join()
+        print("LATE", late_seen[0])
     if os.environ.get("SECOND_TEST"):  # a second benchmark; the process exits in its round SECOND_STOP
         os.environ["PYTEST_CURRENT_TEST"] = os.environ["SECOND_TEST"] + " (call)"
         second = StageTimer(PerfCounterClock(), rounds=rounds, warmup=1)
@@ -62,7 +72,13 @@ CHILD = textwrap.dedent(
 
 
 def _commands(
-    tmp_path: Path, names: list[str], rounds: int = 3, stop_after: dict[str, int] | None = None, labels: dict[str, str] | None = None, turn_first: bool = False
+    tmp_path: Path,
+    names: list[str],
+    rounds: int = 3,
+    stop_after: dict[str, int] | None = None,
+    labels: dict[str, str] | None = None,
+    turn_first: bool = False,
+    between: bool = False,
 ):
     script = tmp_path / "child.py"
     script.write_text(CHILD)
@@ -72,6 +88,8 @@ def _commands(
         env = dict(os.environ, PYTHONPATH=os.pathsep.join(sys.path), PYTEST_CURRENT_TEST=(labels or {}).get(n, "bench.py::test_x (call)"))
         if turn_first:
             env["TURN_FIRST"] = "1"
+        if between:
+            env["BETWEEN"] = "1"
         argv = [sys.executable, str(script), n, str(journal), str(rounds), str((stop_after or {}).get(n, 10**6))]
         cmds.append((n, argv, tmp_path, env, tmp_path / f"{n}.log"))
     return cmds, journal
@@ -191,3 +209,27 @@ def test_a_pinned_pair_starts_unpinned_and_pins_every_thread_at_its_first_round(
         assert f"START {have}" in log
         assert f"IN TURN {have}" in log  # the calibration's turn does not pin: loading after it uses every CPU
         assert f"AFFINITY {have[-1:]}" in log and f"WORKER {have[-1:]}" in log
+
+
+@pytest.mark.skipif(not hasattr(os, "sched_getaffinity") or len(os.sched_getaffinity(0)) < 2, reason="needs Linux and two CPUs")
+def test_work_between_rounds_runs_on_every_cpu_and_the_process_is_pinned_again_after_it(tmp_path):
+    """lockstep.outside_rounds (a compiled runtime's compilation between benchmarks): inside it the
+    pinned process has all its CPUs back; after it every thread, also one started inside, keeps to
+    the pair's CPUs and the timing thread to its one CPU again."""
+    have = sorted(os.sched_getaffinity(0))
+    pair = frozenset(have[-1:])
+    cmds, _ = _commands(tmp_path, ["ref", "current"], rounds=1, between=True)
+    lockstep.run_pair(cmds, ["ref", "current"], pair)
+    for n in ("ref", "current"):
+        log = (tmp_path / f"{n}.log").read_text()
+        assert f"BETWEEN {have}" in log, log
+        assert f"AFTER {have[-1:]}" in log and f"LATE {have[-1:]}" in log, log
+
+
+def test_outside_rounds_is_a_no_op_outside_a_pair(monkeypatch):
+    monkeypatch.setattr(lockstep, "_CLIENT", None)
+    monkeypatch.setattr(lockstep, "_LOOKED", True)
+    before = os.sched_getaffinity(0) if hasattr(os, "sched_getaffinity") else None
+    with lockstep.outside_rounds():
+        inside = os.sched_getaffinity(0) if hasattr(os, "sched_getaffinity") else None
+    assert inside == before

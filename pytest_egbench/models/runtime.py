@@ -35,6 +35,8 @@ import time
 from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any
 
+from .. import lockstep
+
 if TYPE_CHECKING:  # torch is imported where it is used: the option parser imports RUNTIMES
     import torch
 
@@ -209,16 +211,17 @@ class CompiledLM:
         if self.progress:
             self.progress(f"egbench: compiling {model} ({self.name}): prefill of {prompt_tokens} tokens, decode step ...")
         start = time.perf_counter()
-        self._allocate(prompt_tokens + decode_tokens)
-        ids = torch.zeros(1, prompt_tokens, dtype=torch.long, device=device)
-        with self._compiling("prefill"):
-            for _ in range(4):  # the first fills the new cache eagerly, then warm-up, recording, replay
-                token, cache, _ = self.prefill(input_ids=ids)
-        _synchronize(device)
-        prefill_done = time.perf_counter()
-        with self._compiling("decode step"):
-            self.decode(token, cache, min(3, decode_tokens), vocab_size)
-        _synchronize(device)
+        with lockstep.outside_rounds():  # in a pinned A/B process: compile on all its CPUs
+            self._allocate(prompt_tokens + decode_tokens)
+            ids = torch.zeros(1, prompt_tokens, dtype=torch.long, device=device)
+            with self._compiling("prefill"):
+                for _ in range(4):  # the first fills the new cache eagerly, then warm-up, recording, replay
+                    token, cache, _ = self.prefill(input_ids=ids)
+            _synchronize(device)
+            prefill_done = time.perf_counter()
+            with self._compiling("decode step"):
+                self.decode(token, cache, min(3, decode_tokens), vocab_size)
+            _synchronize(device)
         end = time.perf_counter()
         self.compile_seconds = end - start
         self.compile_parts = {"prefill": prefill_done - start, "decode": end - prefill_done}
