@@ -222,12 +222,12 @@ class _Probes:
 
     def sm_clock(self) -> float | None:
         """SM clock (MHz) read from NVML while about 100 ms of matmuls are queued."""
-        from .machine import sm_clock_mhz
+        from .machine import nvml_id, sm_clock_mhz
 
         for _ in range(60):
             self.torch.mm(self.a, self.b)
         time.sleep(0.02)  # let the queue start running before reading the clock
-        mhz = sm_clock_mhz(self.device.index or 0)
+        mhz = sm_clock_mhz(nvml_id(self.device))
         self.torch.cuda.synchronize(self.device)
         return mhz
 

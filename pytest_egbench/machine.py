@@ -9,10 +9,12 @@ bitsandbytes; torch is imported only to ask about a CUDA device.
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 from importlib import metadata
 from typing import Any
+from uuid import UUID
 
 LIBRARIES = ("torch", "transformers", "bitsandbytes", "av", "numpy", "pytest-benchmark")
 
@@ -92,6 +94,42 @@ def device_info(device: Any) -> dict[str, Any]:
     return info
 
 
+def nvml_id(device: Any) -> int | str:
+    """How NVML and ``nvidia-smi --id=`` name the physical GPU behind the CUDA ``device`` (a
+    ``torch.device`` or index): ``"GPU-<uuid>"`` from torch's device properties where torch gives
+    the UUID, else the ``CUDA_VISIBLE_DEVICES`` entry the index selects (a physical index, or the
+    UUID written there), else the index itself.
+
+    Why: NVML and ``nvidia-smi`` number every GPU of the host and ignore ``CUDA_VISIBLE_DEVICES``,
+    which torch applies. With ``CUDA_VISIBLE_DEVICES=1`` torch's ``cuda:0`` is the host's GPU 1,
+    and reading NVML's GPU 0 read the neighbour: on an H200 x2 host (2026-11-30) the calibration of
+    a run on GPU 1 recorded an SM clock of 345 MHz under load, its idle neighbour's.
+    """
+    index = getattr(device, "index", device)
+    index = int(index) if index is not None else 0
+    try:
+        import torch
+
+        uuid = getattr(torch.cuda.get_device_properties(index), "uuid", None)
+    except Exception:  # no torch, no CUDA, or an index torch does not know: the environment decides
+        uuid = None
+    if uuid is not None:
+        raw = getattr(uuid, "bytes", None)  # torch's CUuuid: 16 bytes
+        text = str(UUID(bytes=bytes(raw))) if raw is not None and len(bytes(raw)) == 16 else str(uuid)
+        if text:
+            return text if text.startswith(("GPU-", "MIG-")) else f"GPU-{text}"
+    visible = [v.strip() for v in os.environ.get("CUDA_VISIBLE_DEVICES", "").split(",") if v.strip()]
+    if index < len(visible):
+        chosen = visible[index]
+        return int(chosen) if chosen.isdigit() else chosen
+    return index
+
+
+def _nvml_handle(nv: Any, gpu: int | str) -> Any:
+    """NVML's handle of ``gpu`` (an index of the host's GPUs, or a ``GPU-``/``MIG-`` UUID)."""
+    return nv.nvmlDeviceGetHandleByIndex(gpu) if isinstance(gpu, int) else nv.nvmlDeviceGetHandleByUUID(gpu)
+
+
 def machine_id() -> str | None:
     """The first 12 characters of ``/etc/machine-id`` (systemd's per-installation id), if any."""
     try:
@@ -131,13 +169,13 @@ _SLOWDOWN_REASONS = {
 }
 
 
-def gpu_state(index: int) -> dict[str, Any] | None:
+def gpu_state(gpu: int | str) -> dict[str, Any] | None:
     """SM and memory clocks (MHz), the SM clock's maximum (MHz), temperature (C), power (W) and
-    active slowdown reasons of GPU ``index``: NVML (``nvidia-ml-py``) when present, else
-    ``nvidia-smi``; ``None`` when neither answers."""
+    active slowdown reasons of GPU ``gpu`` (as :func:`nvml_id` names it: a host index or a UUID):
+    NVML (``nvidia-ml-py``) when present, else ``nvidia-smi``; ``None`` when neither answers."""
 
     def read(nv: Any) -> dict[str, Any]:
-        h = nv.nvmlDeviceGetHandleByIndex(index)
+        h = _nvml_handle(nv, gpu)
         reasons = getattr(nv, "nvmlDeviceGetCurrentClocksEventReasons", None) or nv.nvmlDeviceGetCurrentClocksThrottleReasons
         return _state(
             nv.nvmlDeviceGetClockInfo(h, nv.NVML_CLOCK_SM),
@@ -152,7 +190,7 @@ def gpu_state(index: int) -> dict[str, Any] | None:
     state = _nvml(read)
     if state is not None:
         return state
-    row = _smi_query("clocks.sm,clocks.max.sm,clocks.mem,temperature.gpu,power.draw,clocks_event_reasons.active", f"--id={index}")
+    row = _smi_query("clocks.sm,clocks.max.sm,clocks.mem,temperature.gpu,power.draw,clocks_event_reasons.active", f"--id={gpu}")
     try:
         sm, sm_max, mem, temp, power, mask = row  # type: ignore[misc]
         return _state(float(sm), float(sm_max), float(mem), float(temp), float(power), int(mask, 16) if mask.startswith("0x") else 0, "nvidia-smi")
@@ -160,13 +198,13 @@ def gpu_state(index: int) -> dict[str, Any] | None:
         return None
 
 
-def sm_clock_mhz(index: int) -> float | None:
-    """The current SM clock (MHz) of GPU ``index`` from NVML or ``nvidia-smi``; ``None`` when
-    neither answers."""
-    mhz = _nvml(lambda nv: nv.nvmlDeviceGetClockInfo(nv.nvmlDeviceGetHandleByIndex(index), nv.NVML_CLOCK_SM))
+def sm_clock_mhz(gpu: int | str) -> float | None:
+    """The current SM clock (MHz) of GPU ``gpu`` (as :func:`nvml_id` names it) from NVML or
+    ``nvidia-smi``; ``None`` when neither answers."""
+    mhz = _nvml(lambda nv: nv.nvmlDeviceGetClockInfo(_nvml_handle(nv, gpu), nv.NVML_CLOCK_SM))
     if mhz is not None:
         return float(mhz)
-    row = _smi_query("clocks.sm", f"--id={index}")
+    row = _smi_query("clocks.sm", f"--id={gpu}")
     try:
         return float(row[0]) if row else None
     except ValueError:

@@ -346,15 +346,15 @@ def pytest_runtest_call(item: pytest.Item) -> Generator[None, None, None]:
     if egb is None or not benchmark:
         return (yield)
     device = egb.device  # set once, when the session is made
-    gpu_index = (device.index or 0) if device is not None and device.type == "cuda" else None
-    if gpu_index is not None:
+    gpu = egb.nvml_gpu if device is not None and device.type == "cuda" else None
+    if gpu is not None:
         from .machine import gpu_state
 
-        before = gpu_state(gpu_index)
+        before = gpu_state(gpu)
     result = yield  # a failing body raises here, and nothing is recorded
     state = None
-    if gpu_index is not None:
-        state = {"before": before, "after": gpu_state(gpu_index)}
+    if gpu is not None:
+        state = {"before": before, "after": gpu_state(gpu)}
     _record_and_judge(egb, item, state)
     return result
 

@@ -7,6 +7,7 @@ torch.
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -217,6 +218,17 @@ class EgbenchSession:
         self._machine_checks: dict[frozenset[str] | None, MachineCheck] = {}
 
     # ------------------------------------------------------------------ machine and baselines
+
+    @functools.cached_property
+    def nvml_gpu(self) -> int | str | None:
+        """The physical GPU behind :attr:`device` as NVML and ``nvidia-smi`` name it
+        (:func:`~pytest_egbench.machine.nvml_id`: they ignore ``CUDA_VISIBLE_DEVICES``); ``None``
+        off CUDA."""
+        if self.device is None or getattr(self.device, "type", None) != "cuda":
+            return None
+        from .machine import nvml_id
+
+        return nvml_id(self.device)
 
     @property
     def machine(self) -> dict[str, Any]:
