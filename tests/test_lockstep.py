@@ -195,17 +195,22 @@ def test_a_pinned_pair_times_its_rounds_on_one_cpu(tmp_path):
         assert f"AFFINITY [{max(cpus)}]" in (tmp_path / f"{n}.log").read_text()
 
 
+def _pinned_to_the_last_cpu(tmp_path: Path, **options: bool) -> tuple[list[int], list[str]]:
+    """Run a pair of one-round children pinned to this process's last CPU: (this process's CPUs,
+    the two children's logs)."""
+    have = sorted(os.sched_getaffinity(0))
+    cmds, _ = _commands(tmp_path, ["ref", "current"], rounds=1, **options)
+    lockstep.run_pair(cmds, ["ref", "current"], frozenset(have[-1:]))
+    return have, [(tmp_path / f"{n}.log").read_text() for n in ("ref", "current")]
+
+
 @pytest.mark.skipif(not hasattr(os, "sched_getaffinity") or len(os.sched_getaffinity(0)) < 2, reason="needs Linux and two CPUs")
 def test_a_pinned_pair_starts_unpinned_and_pins_every_thread_at_its_first_round(tmp_path):
     """Loading and compiling before the first round use all the CPUs, also after an exclusive
     turn (the machine calibration); from the first round on every thread, not only the timing
     one, keeps to the pair's CPUs."""
-    have = sorted(os.sched_getaffinity(0))
-    pair = frozenset(have[-1:])
-    cmds, _ = _commands(tmp_path, ["ref", "current"], rounds=1, turn_first=True)
-    lockstep.run_pair(cmds, ["ref", "current"], pair)
-    for n in ("ref", "current"):
-        log = (tmp_path / f"{n}.log").read_text()
+    have, logs = _pinned_to_the_last_cpu(tmp_path, turn_first=True)
+    for log in logs:
         assert f"START {have}" in log
         assert f"IN TURN {have}" in log  # the calibration's turn does not pin: loading after it uses every CPU
         assert f"AFFINITY {have[-1:]}" in log and f"WORKER {have[-1:]}" in log
@@ -216,12 +221,8 @@ def test_work_between_rounds_runs_on_every_cpu_and_the_process_is_pinned_again_a
     """lockstep.outside_rounds (a compiled runtime's compilation between benchmarks): inside it the
     pinned process has all its CPUs back; after it every thread, also one started inside, keeps to
     the pair's CPUs and the timing thread to its one CPU again."""
-    have = sorted(os.sched_getaffinity(0))
-    pair = frozenset(have[-1:])
-    cmds, _ = _commands(tmp_path, ["ref", "current"], rounds=1, between=True)
-    lockstep.run_pair(cmds, ["ref", "current"], pair)
-    for n in ("ref", "current"):
-        log = (tmp_path / f"{n}.log").read_text()
+    have, logs = _pinned_to_the_last_cpu(tmp_path, between=True)
+    for log in logs:
         assert f"BETWEEN {have}" in log, log
         assert f"AFTER {have[-1:]}" in log and f"LATE {have[-1:]}" in log, log
 
