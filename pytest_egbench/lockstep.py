@@ -101,6 +101,11 @@ class Client:
         if self._ask(f"B {label.replace(chr(10), ' ')}", "G"):
             self._open = True
 
+    @property
+    def in_turn(self) -> bool:
+        """Between :meth:`begin` and :meth:`end`: this process is timing its turn."""
+        return self._open
+
     def repin(self) -> None:
         """Pin every thread to the pair's CPUs and the calling thread (the one that times the
         rounds) to its own CPU; threads started since the last pinning are pinned too."""
@@ -172,7 +177,8 @@ def outside_rounds() -> Iterator[None]:
     """Run the ``with`` block on every CPU the process had before its first pinned round, then pin
     again: for work between rounds that needs many CPUs and times nothing, a compiled runtime's
     compilation (:meth:`~pytest_egbench.models.runtime.CompiledRuntime.prepare`). A no-op outside
-    a pinned lockstep pair, and before the first round (the process is not pinned yet).
+    a pinned lockstep pair, before the first round (the process is not pinned yet) and inside a
+    timed turn (whose CPUs must not change).
 
     Why: a pinned process has all its threads on the pair's four CPUs and its main thread on one
     CPU, the same one as its peer's; both sides compile the next model at the same time, before
@@ -180,7 +186,7 @@ def outside_rounds() -> Iterator[None]:
     peer times nothing meanwhile: its next round waits for this side's request with the same label.
     """
     peer = client()
-    if peer is None or not peer.pinned:
+    if peer is None or not peer.pinned or peer.in_turn:  # inside a timed turn the pinning stays
         yield
         return
     peer.unpin()

@@ -234,3 +234,26 @@ def test_outside_rounds_is_a_no_op_outside_a_pair(monkeypatch):
     with lockstep.outside_rounds():
         inside = os.sched_getaffinity(0) if hasattr(os, "sched_getaffinity") else None
     assert inside == before
+
+
+@pytest.mark.skipif(not hasattr(os, "sched_getaffinity") or len(os.sched_getaffinity(0)) < 2, reason="needs Linux and two CPUs")
+def test_inside_a_timed_turn_the_pinning_stays(monkeypatch):
+    """A compilation that happened inside a timed round must not move the timing thread."""
+    import io
+
+    have = frozenset(os.sched_getaffinity(0))
+    last = max(have)
+    peer = lockstep.Client(io.BytesIO(b"G\nC\n"), io.BytesIO(), cpu=last, cpus=frozenset({last}))
+    monkeypatch.setattr(lockstep, "_CLIENT", peer)
+    monkeypatch.setattr(lockstep, "_LOOKED", True)
+    try:
+        peer.begin("bench.py::test_x#0")
+        assert peer.in_turn and os.sched_getaffinity(0) == {last}
+        with lockstep.outside_rounds():
+            assert os.sched_getaffinity(0) == {last}
+        peer.end()
+        with lockstep.outside_rounds():
+            assert os.sched_getaffinity(0) == have
+        assert os.sched_getaffinity(0) == {last}
+    finally:
+        lockstep.pin_threads(have)
