@@ -317,6 +317,7 @@ class CompiledLM:
             raise ValueError("prefill first")
         self._room(ids.shape[1])
         k = ids.shape[1]
+        ids = _row_major(ids)
         step = self._step
         if k > 1:
             step = self._multi
@@ -365,6 +366,23 @@ LM = EagerLM | CompiledLM
 #: Recompilations torch.compile may make of the decode step (one per static-cache length and
 #: model) before it would fall back to eager code; past it, fail rather than time eager code.
 RECOMPILE_LIMIT = 64
+
+
+def _row_major(ids: torch.Tensor) -> torch.Tensor:
+    """``ids`` ``[1, k]`` with the strides of a fresh tensor, ``(k, 1)``: a view where its one row
+    is already consecutive in memory (a slice of a wider row), else a copy.
+
+    Why: torch.compile guards on an input's strides. A draft's proposal is the last column of its
+    ``[1, k]`` choices (stride ``(k, 1)``), so every gamma and every catch-up length gave the
+    compiled step an input of another stride, and each one recompiled it: on the CPU with the tiny
+    models, six graphs for gamma 1, 2, 4, 8 where two are needed; on a 7B model each is a compilation
+    of tens of seconds and a CUDA-graph recording."""
+    k = ids.shape[1]
+    if ids.stride() == (k, 1) or ids.shape[0] != 1:
+        return ids
+    if ids.stride(1) == 1 or k == 1:
+        return ids.as_strided((1, k), (k, 1))
+    return ids.contiguous().as_strided((1, k), (k, 1))
 
 
 def _compile(step: Any, mode: str, dynamic: bool | None = False) -> Any:

@@ -64,3 +64,29 @@ def test_compiled_runtime_speculates_as_the_eager_one():
             assert result.stats == expected.stats
             # each cache holds its prompt and the accepted text but the last token
             assert tc.length() == tc.prompt_tokens + len(result.tokens)
+
+
+def test_a_longer_gamma_compiles_nothing_new():
+    """The compiled step guards on its input's strides; a draft's proposal is a column of its
+    ``[1, k]`` choices, so without row-major inputs every gamma recompiled the step (six graphs for
+    gamma 1, 2, 4, 8 on these tiny models, where a 7B graph costs tens of seconds). Oracle: the
+    compiled runtime's design, one single-token graph and one graph with k symbolic per model;
+    once gamma 1 and 2 ran, gamma 4 and 8 need no new graph."""
+    from torch._dynamo.utils import counters
+
+    draft = load_model(ModelSpec("eventgpt", preset="tiny", device="cpu"))
+    target = load_model(ModelSpec("llava", preset="tiny", device="cpu"))
+    for adapter in (draft, target):
+        adapter.use_runtime("compiled")
+    vocab = 32000
+    d, _ = prefill_adapter(draft, synthetic_sample("eventgpt", 1, height=120, width=160), vocab)
+    t, first = prefill_adapter(target, synthetic_sample("llava", height=120, width=160, seed=1), vocab)
+
+    def graphs_after(gammas):
+        for gamma in gammas:
+            rewind(d, t)
+            speculative_decode(d, t, first, 12, gamma, vocab_size=vocab)
+        return counters["stats"]["unique_graphs"]
+
+    before = graphs_after((1, 2))
+    assert graphs_after((4, 8)) == before
