@@ -279,6 +279,11 @@ class CompiledLM:
             if inputs_embeds is None:
                 lm: Any = self.lm  # a transformers PreTrainedModel
                 inputs_embeds = lm.get_input_embeddings()(input_ids)
+            elif not inputs_embeds.is_inference():
+                # torch.compile guards on the dispatch keys: embeddings made outside inference
+                # mode (an adapter's merged text and image embeddings) would recompile the graph
+                # `prepare` recorded from ids, in the benchmark's first round, outside compile_s
+                inputs_embeds = inputs_embeds.clone()
             prompt_step = self._eager_prompt if self._fresh else self._prompt
             token, logits = (t.clone() for t in prompt_step(inputs_embeds))  # graph outputs are overwritten by the next replay
         self._fresh = False
