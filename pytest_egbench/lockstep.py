@@ -176,7 +176,7 @@ def turn(label: str) -> Iterator[None]:
 def outside_rounds() -> Iterator[None]:
     """Run the ``with`` block on every CPU the process had before its first pinned round, then pin
     again: for work between rounds that needs many CPUs and times nothing, a compiled runtime's
-    compilation (:meth:`~pytest_egbench.models.runtime.CompiledRuntime.prepare`). A no-op outside
+    compilation (:meth:`~pytest_egbench.models.runtime.CompiledLM.prepare`). A no-op outside
     a pinned lockstep pair, before the first round (the process is not pinned yet) and inside a
     timed turn (whose CPUs must not change).
 
