@@ -345,8 +345,7 @@ def pytest_runtest_call(item: pytest.Item) -> Generator[None, None, None]:
     benchmark = egb is not None and not egb.settings.untimed and item.get_closest_marker("egbench") is not None and not getattr(item, "original_nodeid", None)
     if egb is None or not benchmark:
         return (yield)
-    device = egb.device  # set once, when the session is made
-    gpu = egb.nvml_gpu if device is not None and device.type == "cuda" else None
+    gpu = egb.nvml_gpu  # None off CUDA
     if gpu is not None:
         from .machine import gpu_state
 
