@@ -185,6 +185,23 @@ def parse_probability(value: str) -> float:
     return p
 
 
+#: The metric kinds that can be gated (``--egbench-gate``); ``info`` metrics are never gated.
+GATED_KINDS: tuple[str, ...] = ("latency", "throughput", "exact", "rate", "memory")
+
+
+def parse_gate(value: str) -> tuple[str, ...]:
+    """Comma-separated metric kinds from :data:`GATED_KINDS`, deduplicated, in that order, or
+    ``all`` (every one of them)."""
+    kinds = [k.strip().lower() for k in value.split(",") if k.strip()]
+    if kinds == ["all"]:
+        return GATED_KINDS
+    unknown = [k for k in kinds if k not in GATED_KINDS]
+    if not kinds or unknown:
+        what = f"unknown kind(s) {', '.join(map(repr, unknown))}" if unknown else "no kind"
+        raise argparse.ArgumentTypeError(f"{value!r}: {what}; give a comma-separated list of {', '.join(GATED_KINDS)}, or all")
+    return tuple(k for k in GATED_KINDS if k in kinds)
+
+
 def parse_abs_tolerance(value: str) -> float:
     """A non-negative absolute tolerance for rates in [0, 1] (acceptance, agreement)."""
     try:
@@ -354,6 +371,14 @@ OPTIONS: tuple[OptionSpec, ...] = (
         metavar="STAGE=PCT",
     ),
     OptionSpec(
+        "gate",
+        "--egbench-gate",
+        f"comma-separated metric kinds that get a verdict: {', '.join(GATED_KINDS)}, or all (default all); metrics of the other kinds are recorded and listed as not gated, never failing the run (docs/judging.md#gate)",
+        parse_gate,
+        GATED_KINDS,
+        metavar="KINDS",
+    ),
+    OptionSpec(
         "require_baseline",
         "--egbench-require-baseline",
         f"fail the session (exit status {EXIT_NOT_COMPARED}) when any latency or throughput metric was not compared: no baseline entry, or inconclusive because the machine differs from the baseline's and no --egbench-ref was given",
@@ -427,6 +452,8 @@ class Settings:
     metric_tolerances: tuple[tuple[str, float], ...] = ()
     tolerance_abs: float = 0.02
     pvalue: float = 0.01
+    #: the metric kinds judged (``--egbench-gate``); the others get :data:`~pytest_egbench.session.NOT_GATED`
+    gate: tuple[str, ...] = GATED_KINDS
     inject: tuple[tuple[str, float], ...] = ()
     require_baseline: bool = False
     ref: str | None = None
@@ -634,6 +661,8 @@ def check(settings: Settings, inipath: Path | None = None) -> None:
     * ``--egbench-save``, ``--egbench-json``, ``--egbench-report`` or ``--egbench-inject``
       without ``--egbench``;
     * ``--egbench-save`` with ``--egbench-inject``; ``--egbench-ref`` with either;
+    * ``--egbench-inject``, ``--egbench-ref`` or ``--egbench-fallback-ref`` where
+      ``--egbench-gate`` leaves latency out (they act on latency verdicts only);
     * ``--egbench-save``, ``--egbench-json``, ``--egbench-report``, ``--egbench-inject`` or
       ``--egbench-ref`` in an untimed run (pytest-benchmark's ``--benchmark-disable``);
     * with ``--egbench``, a baseline folder given on the command line or in the ini file that
@@ -660,6 +689,13 @@ def check(settings: Settings, inipath: Path | None = None) -> None:
         raise pytest.UsageError(
             f"--egbench-ref with {'--egbench-save' if settings.save else '--egbench-inject'}: an A/B run is judged against the reference's processes; it is never saved and injects nothing"
         )
+    if "latency" not in settings.gate:
+        for dest in ("inject", "ref", "fallback_ref"):
+            if getattr(settings, dest):
+                flag = by_dest[dest].flag
+                raise pytest.UsageError(
+                    f"{flag} with --egbench-gate {','.join(settings.gate)}: {flag} acts on latency verdicts, and latency is not gated; add latency to --egbench-gate or drop {flag}"
+                )
     source = settings.sources.get("baseline_dir", "default")
     path = settings.baseline_dir
     if settings.enabled and not settings.save and source != "default" and path is not None and not path.is_dir():

@@ -19,7 +19,7 @@ from typing import Any
 from .catalog import DERIVED, Unit
 from .layout import WIDTH, Grid, fit, render, wrap
 from .roofline import Peaks, calibrated_peaks, datasheet_peaks, roofline
-from .session import NOT_COMPARED, SECONDS, EgbenchSession, Measurement, _jsonable
+from .session import NOT_COMPARED, NOT_GATED, SECONDS, EgbenchSession, Measurement, _jsonable
 from .stats import benchmark_stats, summarize
 from .verdict import CONTROL_REFERENCE, IMPROVEMENT, INCONCLUSIVE, NOISE_ONLY, PASS, REGRESSION, SETTINGS_DIFFER
 
@@ -368,6 +368,7 @@ VERDICT_MARKS = {
     INCONCLUSIVE: ("?", "inconclusive"),
     SETTINGS_DIFFER: ("#", "settings differ"),
     NOT_COMPARED: ("-", "not compared"),
+    NOT_GATED: (".", "not gated (--egbench-gate)"),
     None: ("*", "not judged"),
 }
 

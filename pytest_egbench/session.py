@@ -30,6 +30,9 @@ SECONDS, TOKENS, TOKENS_PER_S, BYTES, RATIO = Unit.SECONDS, Unit.TOKENS, Unit.TO
 LATENCY, EXACT, THROUGHPUT, RATE, INFO, MEMORY = Kind.LATENCY, Kind.EXACT, Kind.THROUGHPUT, Kind.RATE, Kind.INFO, Kind.MEMORY
 #: Outcome of a metric that had nothing to be compared with (no baseline entry, no control rounds).
 NOT_COMPARED = "not compared"
+#: Outcome of a metric whose kind ``--egbench-gate`` leaves out: recorded and listed, never judged,
+#: and not counted by ``--egbench-require-baseline`` (the user asked for no verdict).
+NOT_GATED = "not gated"
 #: Outcomes that are neither a pass nor a failure: listed in the summary, gated by
 #: ``--egbench-require-baseline``.
 UNJUDGED = frozenset({NOT_COMPARED, INCONCLUSIVE, SETTINGS_DIFFER})
@@ -368,6 +371,8 @@ class EgbenchSession:
 
     def _judge_one(self, m: Measurement, marked: Mapping[str, float], control: bool) -> Verdict | None:
         """The verdict of one measurement (:meth:`judge`), ``None`` when nothing to compare with."""
+        if m.kind != INFO and str(m.kind) not in self.settings.gate:
+            return Verdict(m.metric, NOT_GATED, f"{m.metric}: not gated (--egbench-gate {','.join(self.settings.gate)})")
         source, entry = self._baseline_of(m)
         differ = self.settings_differ(source) if entry is not None and source is not None else None
         if differ and not control:

@@ -41,6 +41,14 @@ def test_show(pytestconfig):
         (["--egbench-metric-tolerance", "decode"], "'decode' is not METRIC=PERCENT"),
         (["--egbench-pvalue", "1.5"], "argument --egbench-pvalue: '1.5' is not strictly between 0 and 1"),
         (["--egbench-tolerance-abs", "2"], "argument --egbench-tolerance-abs: '2' is outside 0..1"),
+        (["--egbench-gate", "rate,speed"], "argument --egbench-gate: 'rate,speed': unknown kind(s) 'speed'"),
+        (["--egbench-gate", "info"], "unknown kind(s) 'info'"),
+        (["--egbench-gate", ","], "',': no kind"),
+        (
+            ["--egbench", "--egbench-gate", "rate", "--egbench-inject", "decode=10%"],
+            "--egbench-inject with --egbench-gate rate: --egbench-inject acts on latency verdicts",
+        ),
+        (["--egbench", "--egbench-gate", "exact,rate", "--egbench-fallback-ref"], "--egbench-fallback-ref with --egbench-gate exact,rate"),
     ],
 )
 def test_bad_values_fail_at_parsing_naming_option_and_value(pytester, args, message):

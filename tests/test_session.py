@@ -290,3 +290,30 @@ def test_a_compiled_decode_is_judged_when_only_the_host_differs():
     # a GPU that differs (device copy 3000 against 4200 GB/s) makes the compiled decode inconclusive too
     other_gpu = {v.metric: v for v in _compiled_session("compiled", _gpu_calibration(4.4, 3000.0)).judge(measured(session(inject=())))[0]}
     assert other_gpu["decode"].status == INCONCLUSIVE and "device memory copy" in other_gpu["decode"].message
+
+
+def test_the_gate_leaves_latency_unjudged_and_still_judges_exact_counts():
+    """A baseline whose decode was 3x faster: a regression by default; with ``--egbench-gate
+    exact`` decode and its derived latencies get "not gated" and the token count is still judged
+    (equal: pass; one token more: regression)."""
+    from pytest_egbench.session import NOT_GATED, UNJUDGED
+
+    entries = _baseline_of(session(inject=()), metrics=("decode", "tokens.decode"))
+    decode_entry = next(e for e in entries.values() if e.metric == "decode")
+    decode_entry.runs = [[v / 3 for v in decode_entry.runs[0]]]  # 200 % slower: past the CPU tolerance of 100 %
+    default = session(inject=(), baseline_entries=entries)
+    assert {v.metric: v.status for v in default.judge(measured(default))[0]}["decode"] == REGRESSION
+
+    gated = session(inject=(), baseline_entries=entries, gate=("exact",))
+    verdicts, missing = gated.judge(measured(gated))
+    by_metric = {v.metric: v for v in verdicts}
+    assert by_metric["decode"].status == NOT_GATED and "--egbench-gate exact" in by_metric["decode"].message
+    assert by_metric["tpot"].status == NOT_GATED  # no baseline entry, yet not "not compared": not asked for
+    assert by_metric["tokens.decode"].status == PASS
+    assert NOT_GATED not in UNJUDGED  # --egbench-require-baseline does not count what was not asked for
+    assert "tokens.decode" not in missing
+
+    count_entry = next(e for e in entries.values() if e.metric == "tokens.decode")
+    count_entry.runs = [[v + 1 for v in count_entry.runs[0]]]
+    worse = session(inject=(), baseline_entries=entries, gate=("exact",))
+    assert {v.metric: v.status for v in worse.judge(measured(worse))[0]}["tokens.decode"] == REGRESSION
