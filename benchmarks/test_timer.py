@@ -6,7 +6,10 @@
 * Ground truth (GPU only): kernels whose length is known from launching at least a hundred of them
   back to back and timing the batch with the host clock over a second or more (``torch.cuda._sleep`` spin
   kernels and bf16 matmuls). The timer's reading of one such kernel in one stage, taken inside a
-  stream of the same kernels, must be within 1 % or 20 us of that length (the issue's bound).
+  stream of the same kernels, must be within 1 % or 20 us of that length (the issue's bound): of
+  the range between the two bulk measurements, before and after, as the length itself can move
+  under a power cap; a length that moved by more than twice the bound is no ground truth (skipped,
+  saying so).
 """
 
 from __future__ import annotations
@@ -16,7 +19,7 @@ import time
 import pytest
 
 from pytest_egbench import lockstep
-from pytest_egbench.stats import summarize
+from pytest_egbench.stats import outside_range, summarize
 from pytest_egbench.timing import StageTimer, clocks_for, timer_overhead
 
 pytestmark = pytest.mark.egbench(group="timer")
@@ -108,8 +111,12 @@ def test_timer_ground_truth(kernel, egbench_record, egbench_device):
         truth_after = _bulk_seconds_per_launch(torch, launch, device)  # drift check
     s = summarize(readings)
     truth = (truth_s + truth_after) / 2
-    error = s.median - truth
+    # the kernel's length is known only to lie between the two bulk measurements (under a power
+    # cap an 8192 matmul's moved by 27 us, 1.6 %, within one test on an H200: more than the bound);
+    # the timer's error is its distance from that range
+    error = outside_range(s.median, truth_s, truth_after)
     bound = max(TOLERANCE_REL * truth, TOLERANCE_ABS_S)
+    drift = abs(truth_after - truth_s)
     egbench_record(
         f"ground_truth.{kernel}",
         readings,
@@ -121,12 +128,19 @@ def test_timer_ground_truth(kernel, egbench_record, egbench_device):
         truth_after_s=truth_after,
         error_s=error,
         error_rel=error / truth,
+        error_from_mean_s=s.median - truth,
+        truth_drift_s=drift,
         bound_s=bound,
         pad=pad,
     )
     print(
-        f"\n{kernel}: truth {truth * 1e6:.1f} us (bulk before {truth_s * 1e6:.1f}, after {truth_after * 1e6:.1f}); timer median {s.median * 1e6:.1f} us [IQR {s.iqr * 1e6:.2f}], error {error * 1e6:+.2f} us ({100 * error / truth:+.3f} %), bound {bound * 1e6:.1f} us"
+        f"\n{kernel}: truth {truth_s * 1e6:.1f}-{truth_after * 1e6:.1f} us (bulk before, after); timer median {s.median * 1e6:.1f} us [IQR {s.iqr * 1e6:.2f}], error {error * 1e6:+.2f} us outside that range ({100 * error / truth:+.3f} %), bound {bound * 1e6:.1f} us"
     )
+    if drift > 2 * bound:
+        pytest.skip(
+            f"{kernel}: the kernel's length moved by {drift * 1e6:.1f} us during the test (bulk before {truth_s * 1e6:.1f} us, after {truth_after * 1e6:.1f} us), "
+            f"more than twice the {bound * 1e6:.1f} us bound: no ground truth to check the timer against on this machine now"
+        )
     assert abs(error) <= bound, (
         f"{kernel}: timer reads {s.median * 1e6:.1f} us for a {truth * 1e6:.1f} us kernel ({error * 1e6:+.1f} us > {bound * 1e6:.1f} us)"
     )

@@ -51,6 +51,18 @@ def _stats(samples: Sequence[float]) -> _BenchmarkStats:
     return stats
 
 
+def outside_range(value: float, a: float, b: float) -> float:
+    """How far ``value`` lies outside the closed interval between ``a`` and ``b`` (either order),
+    signed: ``0.0`` inside it, ``value - max(a, b)`` above, ``value - min(a, b)`` below. The error
+    of a reading against a truth known only to lie between two measurements of it."""
+    low, high = min(a, b), max(a, b)
+    if value > high:
+        return value - high
+    if value < low:
+        return value - low
+    return 0.0
+
+
 def summarize(samples: Sequence[float]) -> Summary:
     """Median, quartiles, extremes, mean and sample standard deviation of ``samples``.
 

@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from pytest_egbench.stats import benchmark_stats, summarize
+from pytest_egbench.stats import benchmark_stats, outside_range, summarize
 
 finite = st.floats(min_value=-1e6, max_value=1e6, allow_nan=False, allow_infinity=False)
 
@@ -256,3 +256,18 @@ def test_wilcoxon_matches_scipy(pair):
 def test_bootstrap_median_ci_brackets_the_median():
     med, low, high = bootstrap_median_ci([1.18, 1.2, 1.21, 1.19, 1.22, 1.2, 1.17, 1.2])
     assert med == pytest.approx(1.2) and low <= med <= high and high - low < 0.05
+
+
+@pytest.mark.parametrize(
+    ("value", "a", "b", "expected"),
+    [
+        (1696.1, 1662.3, 1689.5, 6.6),  # the H200 matmul: above the range by 6.6 us, not 20.2 from its middle
+        (1696.1, 1689.5, 1662.3, 6.6),  # either order
+        (1670.0, 1662.3, 1689.5, 0.0),  # inside
+        (1662.3, 1662.3, 1689.5, 0.0),  # on an end
+        (1650.0, 1662.3, 1689.5, -12.3),  # below: negative
+        (5.0, 5.0, 5.0, 0.0),
+    ],
+)
+def test_outside_range_is_the_signed_distance_from_the_interval(value, a, b, expected):
+    assert outside_range(value, a, b) == pytest.approx(expected, abs=1e-9)
