@@ -116,20 +116,62 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         config.hook.pytest_deselected(items=dropped)
         items[:] = keep
     if settings.ref and xdist_worker(config) is None:
-        theirs = [i.nodeid for i in items if not i.get_closest_marker("egbench")]
-        if theirs:
-            raise pytest.UsageError(
-                f"--egbench-ref judges egbench benchmarks only; drop --benchmark-only or these pytest-benchmark tests from the command line: {', '.join(theirs)}"
-            )
-        from .ab import AbItem
+        items[:] = _ab_items(items)
 
-        # the benchmarks run in the A/B processes; here each becomes the item that judges it
-        judged = []
-        for i in items:
-            if i.parent is None:  # a collected item always has its collector as parent
-                raise RuntimeError(f"{i.nodeid}: collected item without a parent collector")
-            judged.append(AbItem.from_parent(i.parent, name=i.name, original=i))
-        items[:] = judged
+
+def _ab_items(items: list[pytest.Item]) -> list[pytest.Item]:
+    """``--egbench-ref``: the benchmarks run in the A/B processes; here each becomes the item
+    that judges it. :class:`pytest.UsageError` for a pytest-benchmark test among them."""
+    theirs = [i.nodeid for i in items if not i.get_closest_marker("egbench")]
+    if theirs:
+        raise pytest.UsageError(
+            f"--egbench-ref judges egbench benchmarks only; drop --benchmark-only or these pytest-benchmark tests from the command line: {', '.join(theirs)}"
+        )
+    from .ab import AbItem
+
+    judged: list[pytest.Item] = []
+    for i in items:
+        if i.parent is None:  # a collected item always has its collector as parent
+            raise RuntimeError(f"{i.nodeid}: collected item without a parent collector")
+        judged.append(AbItem.from_parent(i.parent, name=i.name, original=i))
+    return judged
+
+
+@pytest.hookimpl(trylast=True, specname="pytest_collection_modifyitems")
+def pytest_collection_modifyitems_fallback(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """``--egbench-fallback-ref`` where this machine matches some of the baseline's runs, but
+    more than :data:`~pytest_egbench.plugin.CONFIRMATIONS` of the selected benchmarks (after
+    ``-k`` and ``-m``: this hook runs last) have their latency entries only in the other runs:
+    each would be inconclusive, and only that many are judged one by one by an A/B, so the rest
+    would stay inconclusive (exit status 6 with ``--egbench-require-baseline``). The whole run is
+    judged by the same-machine A/B against the baseline's commit instead, as where no run matches
+    (:func:`~pytest_egbench.plugin.fall_back_to_ref`), and the note says how many benchmarks and
+    which runs.
+
+    Why: on an H200 lease (2026-12-01) the one baseline run like the machine held only the
+    parallel-prefill benchmarks; the nightly stage step sent 8 of 30 such benchmarks to A/Bs and
+    left 183 latencies inconclusive (docs/measurements/h200-x2-session12.md)."""
+    settings = config.stash[SETTINGS_KEY]
+    if not (settings.enabled and settings.fallback_ref) or settings.ref or settings.ignore_machine or settings.untimed or xdist_worker(config) is not None:
+        return
+    from .plugin import CONFIRMATIONS, fall_back_to_ref
+    from .stash import SESSION_KEY
+
+    egb = config.stash.get(SESSION_KEY, None)
+    if egb is None or not items or config.option.collectonly:
+        return
+    benchmarks = [i.nodeid for i in items if i.get_closest_marker("egbench")]
+    unlike = egb.benchmarks_unlike_this_machine(benchmarks)
+    if len(unlike) <= CONFIRMATIONS:
+        return
+    check = egb.machine_check()
+    shown = ", ".join(n.rsplit("/", 1)[-1] for n in unlike[:3]) + (f" and {len(unlike) - 3} more" if len(unlike) > 3 else "")
+    reason = (
+        f"the baseline's runs like this machine ({len(check.matching or ())} of {check.calibrated_runs} calibrated) hold none of the latency entries of "
+        f"{len(unlike)} of the {len(benchmarks)} selected benchmarks ({shown}), more than the {CONFIRMATIONS} a run judges one by one by an A/B"
+    )
+    config.stash[SETTINGS_KEY] = fall_back_to_ref(config, egb, reason)
+    items[:] = _ab_items(items)
 
 
 @pytest.hookimpl(trylast=True, specname="pytest_collection_modifyitems")

@@ -137,8 +137,9 @@ def pytest_configure(config: pytest.Config) -> None:
             reason = session.machine_check().reason
             if reason:
                 _run_note(config, session, f"--egbench-ignore-machine: latency judged against the baseline although {reason.split('. Compare')[0]}")
-        if settings.fallback_ref and not settings.ref and judged and not settings.ignore_machine and session.machine_check().reason:
-            settings = _fall_back_to_ref(config, session)
+        reason = session.machine_check().reason if settings.fallback_ref and not settings.ref and judged and not settings.ignore_machine else None
+        if reason:
+            settings = fall_back_to_ref(config, session, reason)
         config.stash[SESSION_KEY] = session
         if not config.pluginmanager.has_plugin("egbench-header-width"):
             config.pluginmanager.register(_HeaderWidth(), "egbench-header-width")
@@ -152,22 +153,23 @@ def pytest_configure(config: pytest.Config) -> None:
             config.pluginmanager.register(module, name)
 
 
-def _fall_back_to_ref(config: pytest.Config, session: EgbenchSession) -> options.Settings:
-    """``--egbench-fallback-ref``: the machine differs from the baseline's, so judge by a
-    same-machine A/B against the commit of the baseline's newest run instead."""
+def fall_back_to_ref(config: pytest.Config, session: EgbenchSession, reason: str) -> options.Settings:
+    """``--egbench-fallback-ref``: the baseline cannot judge this run's latency on this machine
+    (``reason``: the machine differs from every run of the baseline, at configure time, or the
+    runs like it hold too few of the collected benchmarks, :func:`.collection.pytest_collection_modifyitems_fallback`),
+    so judge the whole run by a same-machine A/B against the commit of the baseline's newest run
+    instead. Returns the new settings (also set on ``session``); :class:`pytest.UsageError` when
+    the baseline records no commit."""
     from dataclasses import replace
 
     from .session import baseline_commit
 
     own = session.own_baseline()
     commit = baseline_commit(own) if own else None
-    reason = session.machine_check().reason
     if not commit:
         raise pytest.UsageError(
             f"--egbench-fallback-ref: {reason}; but the baseline {session.fingerprint_name()} records no commit to compare with: give --egbench-ref REV"
         )
-    if reason is None:  # called only when the machine check gave a reason
-        raise RuntimeError("--egbench-fallback-ref: the machine matches the baseline's, nothing to fall back from")
     _run_note(
         config,
         session,
@@ -443,7 +445,7 @@ def _confirm_on_this_machine(egb: EgbenchSession, item: pytest.Item, measured: l
       measured on a machine like this one, though other runs of the baseline were: a benchmark
       added on another lease, say) is replaced by the A/B's verdict, naming why the baseline could
       not judge it. (A baseline none of whose runs is like this machine sends the whole run to an
-      A/B instead: ``_fall_back_to_ref``.)
+      A/B instead: :func:`fall_back_to_ref`.)
 
     The A/B takes :data:`~pytest_egbench.ab.MIN_PAIRED_ROUNDS` paired rounds at the least,
     whatever ``--egbench-rounds`` says. An A/B that fails leaves the verdicts as read, with the

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import functools
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, NamedTuple
 
@@ -274,6 +274,23 @@ class EgbenchSession:
         if probes not in self._machine_checks:
             self._machine_checks[probes] = self._check_machine(probes)
         return self._machine_checks[probes]
+
+    def benchmarks_unlike_this_machine(self, nodeids: Sequence[str]) -> list[str]:
+        """Of the benchmarks ``nodeids``, those whose latency and throughput entries in this
+        fingerprint's baseline hold no run measured on a machine like this one, while other runs of
+        the baseline match it (:meth:`machine_check` on every probe): each would be inconclusive
+        against the baseline. ``[]`` without a baseline, where no run matches (the whole run is
+        judged apart then), or with ``--egbench-ignore-machine``. A benchmark with no such entry is
+        not listed (it is not compared, whatever the machine)."""
+        own = self.own_baseline()
+        check = self.machine_check()
+        if own is None or check.reason or check.matching is None or self.settings.ignore_machine:
+            return []
+        held: dict[str, set[str]] = {}
+        for name, entry in own.entries.items():
+            if entry.kind in (LATENCY, THROUGHPUT):
+                held.setdefault(name.rsplit("::", 1)[0], set()).update(entry.run_ids or [""])
+        return [n for n in nodeids if n in held and not held[n] & check.matching]
 
     def _check_machine(self, probes: frozenset[str] | None) -> MachineCheck:
         from .calibration import compare, nearest_differences, only_probes

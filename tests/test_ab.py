@@ -788,3 +788,58 @@ def test_each_pair_is_read_by_its_own_paired_ratios():
     v = _judge(ref, cur)
     assert v.status == REGRESSION
     assert v.message.count("+10.0%") >= 4  # the four pairs, the odd one included
+
+
+def test_fallback_ref_judges_the_whole_run_when_the_runs_like_this_machine_hold_too_few_benchmarks(pytester, unwrapped):
+    """The baseline holds two runs: one of another machine (its probes 20 times faster) with all
+    ten benchmarks, and one like this machine (this machine's probes, with a 90 % spread so that a
+    noisy CI machine still matches) with only ``test_toy[0]``. Nine benchmarks would be
+    inconclusive, more than the 8 that are judged one by one by an A/B, so the whole run is judged
+    by one A/B against the baseline's commit, as where no run matches; every latency gets a
+    verdict (``--egbench-require-baseline`` exits 0)."""
+    import json
+    import uuid
+
+    _project(pytester.path, 0.002)
+    bench = AB_BENCH.replace("def test_toy(stage_timer):", "@pytest.mark.parametrize('case', range(10))\ndef test_toy(stage_timer, case):")
+    (pytester.path / "test_bench.py").write_text(bench)
+    git = ["git", "-C", str(pytester.path), "-c", "user.name=t", "-c", "user.email=t@t"]
+    subprocess.run(["git", "init", "-q", str(pytester.path)], check=True)
+    subprocess.run([*git, "add", "test_bench.py", "mycode.py"], check=True)
+    subprocess.run([*git, "commit", "-qm", "bench"], check=True)
+    head = subprocess.run([*git, "rev-parse", "HEAD"], capture_output=True, text=True, check=True).stdout.strip()
+    common = ["--egbench", "--egbench-device", "cpu", "--egbench-rounds", "8", "--egbench-warmup", "1", "-p", "no:cacheprovider"]
+    pytester.runpytest_subprocess(*common, "--egbench-save").assert_outcomes(passed=10)
+    (path,) = (pytester.path / "baselines").glob("*.json")
+    doc = json.loads(path.read_text())
+    like = json.loads(json.dumps(doc["runs"][0]))
+    like["id"] = uuid.uuid4().hex
+    for probe in like["calibration"]["probes"].values():
+        probe["spread"] = 0.9
+    for probe in doc["runs"][0]["calibration"]["probes"].values():
+        probe["median"] *= 20
+        probe["samples"] = [v * 20 for v in probe["samples"]]
+    doc["runs"].append(like)
+    for name, entry in doc["entries"].items():
+        if name.startswith("test_bench.py::test_toy[0]::"):
+            entry["runs"].append(list(entry["runs"][0]))
+            entry["run_ids"].append(like["id"])
+    path.write_text(json.dumps(doc))
+    result = pytester.runpytest_subprocess(
+        *common, "--egbench-fallback-ref", "--egbench-ref-pairs", "1", "--egbench-tolerance", "25%", "--egbench-require-baseline"
+    )
+    result.assert_outcomes(passed=10)
+    assert result.ret == 0
+    unwrapped(result).fnmatch_lines(
+        [
+            f"*egbench A/B: 10 benchmark(s), 1 pair(s) of processes*REV {head[:12]}*",
+            "*--egbench-fallback-ref: the baseline's runs like this machine (1 of 2 calibrated) hold none of the latency entries of 9 of the 10 selected "
+            f"benchmarks (test_bench.py::test_toy?1?, *), more than the 8 a run judges one by one by an A/B; judging by a same-machine A/B against the baseline's commit {head[:12]} instead*",
+        ]
+    )
+    # with -k selecting four benchmarks only, three lack a run like this machine: judged one by one
+    few = pytester.runpytest_subprocess(
+        *common, "--egbench-fallback-ref", "--egbench-ref-pairs", "1", "--egbench-tolerance", "25%", "-k", "toy and (0 or 1 or 2 or 3)"
+    )
+    few.assert_outcomes(passed=4)
+    assert "hold none of the latency entries" not in few.stdout.str()
