@@ -140,6 +140,15 @@ def _project(root, decode_s: float) -> None:
     (root / "mycode.py").write_text(f"DECODE_S = {decode_s}\n")
 
 
+def _commit(root: Path, *paths: str) -> str:
+    """``git init`` in ``root``, commit ``paths`` (all files when none are given): the commit id."""
+    git = ["git", "-C", str(root), "-c", "user.name=t", "-c", "user.email=t@t"]
+    subprocess.run(["git", "init", "-q", str(root)], check=True)
+    subprocess.run([*git, "add", *(paths or (".",))], check=True)
+    subprocess.run([*git, "commit", "-qm", "bench"], check=True)
+    return subprocess.run([*git, "rev-parse", "HEAD"], capture_output=True, text=True, check=True).stdout.strip()
+
+
 def test_ab_against_a_slower_and_an_equal_reference_folder(pytester, tmp_path_factory, unwrapped):
     """The reference folder's code and this code run in pairs of processes in lockstep; a 3 ms decode
     against the reference's 2 ms fails naming the reference; the same code passes."""
@@ -349,11 +358,7 @@ def test_fallback_ref_turns_a_machine_that_differs_into_an_ab_against_the_baseli
     faster), so instead of an inconclusive run the benchmarks are judged by an A/B against the
     commit that run recorded."""
     _project(pytester.path, 0.002)
-    git = ["git", "-C", str(pytester.path), "-c", "user.name=t", "-c", "user.email=t@t"]
-    subprocess.run(["git", "init", "-q", str(pytester.path)], check=True)
-    subprocess.run([*git, "add", "test_bench.py", "mycode.py"], check=True)
-    subprocess.run([*git, "commit", "-qm", "bench"], check=True)
-    head = subprocess.run([*git, "rev-parse", "HEAD"], capture_output=True, text=True, check=True).stdout.strip()
+    head = _commit(pytester.path, "test_bench.py", "mycode.py")
     common = ["--egbench", "--egbench-device", "cpu", "--egbench-rounds", "8", "--egbench-warmup", "1", "-p", "no:cacheprovider"]
     pytester.runpytest_subprocess(*common, "--egbench-save").assert_outcomes(passed=1)
     (path,) = (pytester.path / "baselines").glob("*.json")
@@ -385,11 +390,7 @@ def test_a_regression_against_the_baseline_is_judged_again_by_an_ab_against_its_
     is confirmed there and fails."""
     _project(pytester.path, 0.002)
     (pytester.path / "test_other.py").write_text(AB_BENCH.replace("def test_toy", "def test_other").replace("mycode.DECODE_S", "0.002"))
-    git = ["git", "-C", str(pytester.path), "-c", "user.name=t", "-c", "user.email=t@t"]
-    subprocess.run(["git", "init", "-q", str(pytester.path)], check=True)
-    subprocess.run([*git, "add", "test_bench.py", "test_other.py", "mycode.py"], check=True)
-    subprocess.run([*git, "commit", "-qm", "bench"], check=True)
-    head = subprocess.run([*git, "rev-parse", "HEAD"], capture_output=True, text=True, check=True).stdout.strip()
+    head = _commit(pytester.path, "test_bench.py", "test_other.py", "mycode.py")
     common = ["--egbench", "--egbench-device", "cpu", "--egbench-rounds", "8", "--egbench-warmup", "1", "-p", "no:cacheprovider"]
     pytester.runpytest_subprocess(*common, "--egbench-save").assert_outcomes(passed=2)
     judged = [
@@ -436,11 +437,7 @@ def _committed_toys(pytester, names: list[str]) -> str:
     for name in names:
         if name != "toy":
             (pytester.path / f"test_{name}.py").write_text(AB_BENCH.replace("def test_toy", f"def test_{name}"))
-    git = ["git", "-C", str(pytester.path), "-c", "user.name=t", "-c", "user.email=t@t"]
-    subprocess.run(["git", "init", "-q", str(pytester.path)], check=True)
-    subprocess.run([*git, "add", "."], check=True)
-    subprocess.run([*git, "commit", "-qm", "bench"], check=True)
-    return subprocess.run([*git, "rev-parse", "HEAD"], capture_output=True, text=True, check=True).stdout.strip()
+    return _commit(pytester.path)
 
 
 def test_confirmations_stop_once_two_regressions_are_confirmed_or_the_baseline_is_refuted_too_often(pytester, monkeypatch):
@@ -803,11 +800,7 @@ def test_fallback_ref_judges_the_whole_run_when_the_runs_like_this_machine_hold_
     _project(pytester.path, 0.002)
     bench = AB_BENCH.replace("def test_toy(stage_timer):", "@pytest.mark.parametrize('case', range(10))\ndef test_toy(stage_timer, case):")
     (pytester.path / "test_bench.py").write_text(bench)
-    git = ["git", "-C", str(pytester.path), "-c", "user.name=t", "-c", "user.email=t@t"]
-    subprocess.run(["git", "init", "-q", str(pytester.path)], check=True)
-    subprocess.run([*git, "add", "test_bench.py", "mycode.py"], check=True)
-    subprocess.run([*git, "commit", "-qm", "bench"], check=True)
-    head = subprocess.run([*git, "rev-parse", "HEAD"], capture_output=True, text=True, check=True).stdout.strip()
+    head = _commit(pytester.path, "test_bench.py", "mycode.py")
     common = ["--egbench", "--egbench-device", "cpu", "--egbench-rounds", "8", "--egbench-warmup", "1", "-p", "no:cacheprovider"]
     pytester.runpytest_subprocess(*common, "--egbench-save").assert_outcomes(passed=10)
     (path,) = (pytester.path / "baselines").glob("*.json")
