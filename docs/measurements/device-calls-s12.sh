@@ -53,3 +53,14 @@ cat $OUT/steps.txt
 for f in $OUT/*.log; do echo "== $f"; grep -h "passed\|failed\|exit status\|^FAILED\|compiled .* in \|judg\|median\|profiled\|clocks" $f | cut -c1-200 | tail -14; done
 ##### call 3 (the same lease, warm; the checkout as call 2 left it)
 export PYTHONPATH=/tmp/site:$PWD; read H0 H1 < <(python3 -c "import os; c=sorted(os.sched_getaffinity(0)); h=len(c)//2; print(','.join(map(str,c[:h])), ','.join(map(str,c[h:])))"); git log --oneline -1 | cut -c1-60; for g in 0 1; do H=$H0; [ $g = 1 ] && H=$H1; (CUDA_VISIBLE_DEVICES=$g TORCHINDUCTOR_CACHE_DIR=/tmp/indS$g timeout 170 taskset -c $H python3 tools/compiled_prefill.py --out /tmp/ps$g --replays 100 --profile 10 > /tmp/ps$g.log 2>&1; echo "gpu $g rc=$?" >> /tmp/ps$g.log) & done; wait; tar czf $OUT/prefill-study.tgz /tmp/ps0 /tmp/ps1 /tmp/ps0.log /tmp/ps1.log
+##### .devscripts/s12-c.sh (call 4: LIM=360 bash .devscripts/s12-c.sh)
+#!/bin/bash
+# session 12 call 4 (nvidia-h200-x2, the last ~370 s of the session's device time), at d68a51d:
+# GPU 0: the nightly stage step (the baseline now holds call 1's host run)
+# GPU 1: the nightly spec step as the workflow runs it now (3 rounds, --egbench-gate exact,rate,memory) -> the compiled LM alone
+set -u; . .devscripts/prelude.sh
+( step stages 0 $H0 benchmarks -k "not acceptance and not parallel" $NIGHTLY ) & sleep 3
+( step spec 1 $H1 benchmarks -k "acceptance or parallel" --egbench-rounds 3 --egbench-warmup 1 --egbench-gate exact,rate,memory --egbench-baseline-dir=baselines
+  step compiled-lm 1 $H1 --egbench-runtime compiled benchmarks/test_lm_stages.py $NIGHTLY ) & wait
+cat $OUT/steps.txt
+for f in $OUT/*.log; do echo "== $f"; grep -h "passed\|failed\|exit status\|^FAILED\|compiled .* in \|judged again\|verdicts:" $f | cut -c1-200 | tail -12; done
