@@ -23,6 +23,7 @@ import pytest
 
 from . import names
 from .argtypes import parse_non_negative_int, parse_positive_int
+from .catalog import Kind
 from .models.quant import QUANTS
 from .models.registry import BUILTIN as _BUILTIN
 from .models.runtime import RUNTIMES
@@ -185,8 +186,9 @@ def parse_probability(value: str) -> float:
     return p
 
 
-#: The metric kinds that can be gated (``--egbench-gate``); ``info`` metrics are never gated.
-GATED_KINDS: tuple[str, ...] = ("latency", "throughput", "exact", "rate", "memory")
+#: The metric kinds that can be gated (``--egbench-gate``): every :class:`~.catalog.Kind` but
+#: ``info``, which is never gated.
+GATED_KINDS: tuple[str, ...] = tuple(str(kind) for kind in Kind if kind is not Kind.INFO)
 
 
 def parse_gate(value: str) -> tuple[str, ...]:
