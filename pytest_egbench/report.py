@@ -345,13 +345,27 @@ _OWN_TABLES = {"token_scaling": scaling_table, "memory": memory_table}
 _FIGURE_GROUPS = {"acceptance", "parallel_prefill"}
 
 
+def _steady_rounds(session: EgbenchSession) -> str:
+    """How many steady rounds the shown statistics are over, counted from the measurements (an
+    A/B's processes run their own rounds, 24 with one pair, and a benchmark may set its own): the
+    most common count, with the others named; ``--egbench-rounds`` when nothing was measured."""
+    from collections import Counter
+
+    counts = Counter(len(m.samples) for m in session.measurements if m.samples)
+    if not counts:
+        return str(session.settings.rounds)
+    common = counts.most_common(1)[0][0]
+    others = sorted(set(counts) - {common})
+    return f"{common}" + (f" ({', '.join(map(str, others))} for some metrics)" if others else "")
+
+
 def _heading(session: EgbenchSession) -> str:
     s = session.settings
     block = session.device_block or {}
     device = block.get("gpu_name") or block.get("device", s.device)
     control = f"; {s.rounds} control rounds interleaved (--egbench-inject), not shown" if s.inject else ""
     return (
-        f"device {device}, preset {s.preset}, weights {s.quant}; median [IQR] over {s.rounds} steady rounds "
+        f"device {device}, preset {s.preset}, weights {s.quant}; median [IQR] over {_steady_rounds(session)} steady rounds "
         f"(cold round and {s.warmup} warm-up rounds excluded; 'cold total' shown apart){control}"
     )
 

@@ -689,6 +689,8 @@ def test_an_ab_without_rounds_given_pools_24_paired_rounds(pytester, tmp_path_fa
     result, decode = _ab_of_the_same_code(pytester, tmp_path_factory, pairs=2)
     unwrapped(result).fnmatch_lines(["*egbench A/B: 1 benchmark(s), 2 pair(s) of processes*, 12 steady rounds each: folder *"])
     assert len(decode["stats"]["data"]) == 24  # the current side: 2 processes x 12 rounds
+    # the tables' heading counts the rounds its statistics are over, not the --egbench-rounds default of 8
+    unwrapped(result).fnmatch_lines(["*median ?IQR? over 24 steady rounds (cold round*"])
 
 
 def test_ab_processes_read_the_projects_ini_file(pytester, tmp_path_factory, unwrapped):
