@@ -18,7 +18,9 @@ in blocks so that a drift of the machine shows in all of them:
 
 After every prefill NVML is read (SM clock, power, clock-event reasons), and ``--profile`` replays
 are profiled with ``torch.profiler``: the sum of their kernels' GPU time against the replay's
-span tells a slower GPU (kernels longer) from gaps between kernels. Writes
+span tells a slower GPU (kernels longer) from gaps between kernels, and the gaps are summed by
+the kernel they follow. Last, a CUDA graph of as many one-element kernels as the prefill has is
+replayed ``--replays`` times: what one graph node costs the device with no work in it. Writes
 ``OUT/compiled-prefill.json`` and prints a summary.
 
     python tools/compiled_prefill.py --out /tmp/cp --quant nf4
@@ -104,7 +106,9 @@ def run(preset: str, quant: str, replays: int, block: int, idle_ms: float, profi
             stop.synchronize()
         kernels = [e for e in prof.events() if e.device_type == torch.autograd.DeviceType.CUDA]
         attr = "device_time_total" if hasattr(kernels[0], "device_time_total") else "cuda_time_total"
-        profiled.append({"event_ms": start.elapsed_time(stop), "kernel_ms": sum(getattr(e, attr) for e in kernels) / 1e3, "kernels": len(kernels)})
+        row = {"event_ms": start.elapsed_time(stop), "kernel_ms": sum(getattr(e, attr) for e in kernels) / 1e3, "kernels": len(kernels)}
+        profiled.append(row | _gaps(kernels))
+    nodes = _graph_node_cost(torch, max(p["kernels"] for p in profiled) if profiled else 1353, replays)
     return {
         "preset": preset,
         "quant": quant,
@@ -116,7 +120,53 @@ def run(preset: str, quant: str, replays: int, block: int, idle_ms: float, profi
         "slowdown_reasons_seen": slowdowns,
         "replays": rows,
         "profiled": profiled,
+        "graph_nodes": nodes,
     }
+
+
+def _gaps(kernels: list) -> dict:
+    """The device's idle time between consecutive kernels of one profiled replay (start of one minus
+    end of the one before, in us, from the profiler's device time ranges), summarised, and the
+    kernels after which it idled longest, by name (summed over the replay)."""
+    spans = sorted((e.time_range.start, e.time_range.end, e.name) for e in kernels)
+    gaps = [(max(0.0, b[0] - a[1]), a[2]) for a, b in zip(spans, spans[1:])]
+    if not gaps:
+        return {}
+    after: dict[str, list[float]] = {}
+    for gap, name in gaps:
+        after.setdefault(name[:60], []).append(gap)
+    top = sorted(after.items(), key=lambda kv: -sum(kv[1]))[:8]
+    return {
+        "gap_us": _summary([g for g, _ in gaps]),
+        "gap_total_ms": sum(g for g, _ in gaps) / 1e3,
+        "gap_after": [{"kernel": k, "n": len(v), "total_ms": sum(v) / 1e3, "median_us": statistics.median(v)} for k, v in top],
+    }
+
+
+def _graph_node_cost(torch, nodes: int, replays: int) -> dict:
+    """The device's own cost of a CUDA-graph node: a graph of ``nodes`` one-element kernels, each
+    depending on the one before (as the prefill's kernels do), replayed ``replays`` times with CUDA
+    events; the replay's time over ``nodes`` is what one node costs with (next to) no work in it."""
+    x = torch.zeros(1, device="cuda")
+    stream = torch.cuda.Stream()
+    stream.wait_stream(torch.cuda.current_stream())
+    with torch.cuda.stream(stream):
+        for _ in range(3):
+            x.add_(1)
+    torch.cuda.current_stream().wait_stream(stream)
+    graph = torch.cuda.CUDAGraph()
+    with torch.cuda.graph(graph):
+        for _ in range(nodes):
+            x.add_(1)
+    times = []
+    for _ in range(replays):
+        start, stop = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+        start.record()
+        graph.replay()
+        stop.record()
+        stop.synchronize()
+        times.append(start.elapsed_time(stop))
+    return {"nodes": nodes, "replay_ms": _summary(times), "per_node_us": _summary([1e3 * t / nodes for t in times]), "replays_ms": times}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -142,6 +192,19 @@ def main(argv: list[str] | None = None) -> int:
         print(
             f"  profiled x{len(ev)}: replay {min(ev):.3f}-{max(ev):.3f} ms, kernels' GPU time {min(kn):.3f}-{max(kn):.3f} ms, {r['profiled'][0]['kernels']} kernels"
         )
+        gaps = [p for p in r["profiled"] if "gap_us" in p]
+        if gaps:
+            g = gaps[len(gaps) // 2]
+            print(
+                f"  idle between kernels (one profiled replay): {g['gap_total_ms']:.3f} ms in all, gap median {g['gap_us']['median']:.2f} us [IQR {g['gap_us']['q1']:.2f}-{g['gap_us']['q3']:.2f}], max {g['gap_us']['max']:.1f} us"
+            )
+            for a in g["gap_after"]:
+                print(f"    after {a['kernel']}: {a['n']} gaps, {a['total_ms']:.3f} ms, median {a['median_us']:.2f} us")
+    n = r["graph_nodes"]
+    print(
+        f"  a graph of {n['nodes']} one-element kernels: replay median {n['replay_ms']['median']:.3f} ms [IQR {n['replay_ms']['q1']:.3f}-{n['replay_ms']['q3']:.3f}], "
+        f"{n['per_node_us']['median']:.2f} us a node (range {n['per_node_us']['min']:.2f}-{n['per_node_us']['max']:.2f})"
+    )
     return 0
 
 
