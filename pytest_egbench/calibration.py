@@ -355,9 +355,11 @@ def probes_for(metric: str, runtime: str) -> frozenset[str] | None:
     the host and keeps every probe. Compiled prefill (one CUDA-graph replay for the prompt) keeps
     them too: on three H200 leases with the same GPU probes it read 16.3-17.0 ms (bf16) and
     26.5-28.5 ms (NF4), a spread of up to 7.5 % -- once 6 % between two processes of one lease,
-    minutes apart -- above its 5 % tolerance, with a cause no probe measured
-    (docs/measurements/compiled-runtime-h200.md). Judged on the GPU's probes alone it would fail
-    on an unchanged machine; the same-machine A/B judges it (5 % caught at p < 1e-4 there)."""
+    minutes apart -- above its 5 % tolerance (docs/measurements/compiled-runtime-h200.md): 3.9-4.3
+    ms of its 28 ms are host work before the graph starts (the static cache's eager reset and the
+    compiled call's bookkeeping, docs/measurements/h200-session13.md), which no GPU probe sees.
+    Judged on the GPU's probes alone it would fail on an unchanged machine; the same-machine A/B
+    judges it (5 % caught at p < 1e-4 there)."""
     if runtime != "eager" and metric in DECODE_METRICS:
         return GPU_PROBES
     return None
