@@ -691,7 +691,10 @@ def judge_item(item: AbItem, egb: EgbenchSession, sides: dict[str, Side]) -> Non
     if item.original_nodeid in sides["current"].failed:
         pytest.fail(f"egbench: the benchmark failed in a process of the current code (see {sides['current'].failed[item.original_nodeid]})", pytrace=False)
     if not mine:
-        pytest.skip(f"no results from the current code's processes (skipped or failed there: see {', '.join(str(p) for p in sides['current'].logs[:1])})")
+        why = next((r for d in sides["current"].results if (r := ((d.get("egbench") or {}).get("skipped") or {}).get(item.original_nodeid))), None)
+        if why:
+            pytest.skip(f"skipped in the current code's processes: {why}")
+        pytest.skip(f"no results from the current code's processes (see {', '.join(str(p) for p in sides['current'].logs[:1])})")
     marked = options.marked_tolerances(item)
     regressed = []
     for fullname in mine:

@@ -339,6 +339,17 @@ def pytest_runtest_setup(item: pytest.Item) -> None:
 
 
 @pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Generator[None, pytest.TestReport, pytest.TestReport]:
+    """Keep why a test was skipped (``EgbenchSession.skipped``, written to ``--egbench-json``);
+    an expected failure (``xfail``) is not a skip."""
+    report = yield
+    egb = item.config.stash.get(SESSION_KEY, None)
+    if egb is not None and report.skipped and isinstance(report.longrepr, tuple) and not hasattr(report, "wasxfail"):
+        egb.skipped[item.nodeid] = str(report.longrepr[2]).removeprefix("Skipped: ")
+    return report
+
+
+@pytest.hookimpl(wrapper=True)
 def pytest_runtest_call(item: pytest.Item) -> Generator[None, None, None]:
     """After a benchmark's body passed: record its stage timers, then judge its measurements
     against the baseline, so a regression is an ordinary test failure (not an error in teardown

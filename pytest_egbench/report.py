@@ -79,6 +79,7 @@ def benchmark_json(session: EgbenchSession, machine_info: dict[str, Any], commit
             "settings": run,
             "calibration": session.calibration,
             "metrics": other,
+            **({"skipped": dict(session.skipped)} if session.skipped else {}),
             **({"lockstep": peer.summary()} if peer else {}),
         },
     }

@@ -189,6 +189,9 @@ class EgbenchSession:
         self.run_id = uuid.uuid4().hex
         self.device = device
         self.measurements: list[Measurement] = []
+        #: node id -> why it was skipped, for every test this run skipped (written to the results
+        #: file, where an A/B's parent reads why a benchmark produced nothing in its processes)
+        self.skipped: dict[str, str] = {}
         self.device_block: dict[str, Any] | None = None
         self.notes: list[str] = []  # facts about the run (A/B processes...), printed in the summary
         #: the notes issued as pytest warnings (:mod:`pytest_egbench.notes`), folded in the summary

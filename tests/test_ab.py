@@ -693,6 +693,41 @@ def test_an_ab_without_rounds_given_pools_24_paired_rounds(pytester, tmp_path_fa
     unwrapped(result).fnmatch_lines(["*median ?IQR? over 24 steady rounds (cold round*"])
 
 
+def test_a_benchmark_skipped_in_the_ab_processes_is_skipped_with_their_reason(pytester, tmp_path_factory):
+    """A benchmark that skips in the processes (a sample that lacks video, no GPU) produces no
+    results there; the parent skips it with the reason the processes gave, which it reads from
+    their results files (their logs are in a temporary folder), and the results file of a run
+    lists what it skipped and why."""
+    _project(pytester.path, 0.002)
+    skipping = 'def test_needs_video(stage_timer):\n    pytest.skip("sample cup: event-only (no mp4_data), needs video")\n'
+    (pytester.path / "test_bench.py").write_text(AB_BENCH + skipping)
+    ref = tmp_path_factory.mktemp("same-code")
+    _project(ref, 0.002)
+    (ref / "test_bench.py").write_text(AB_BENCH + skipping)
+    common = [
+        "--egbench",
+        "--egbench-device",
+        "cpu",
+        "--egbench-rounds",
+        "3",
+        "--egbench-warmup",
+        "0",
+        "--egbench-tolerance",
+        "50%",
+        "-p",
+        "no:cacheprovider",
+        "-rs",
+    ]
+    result = pytester.runpytest_subprocess(*common, "--egbench-ref-pairs", "1", f"--egbench-ref={ref}")
+    result.assert_outcomes(passed=1, skipped=1)
+    result.stdout.fnmatch_lines(["SKIPPED * skipped in the current code's processes: sample cup: event-only (no mp4_data), needs video"])
+
+    result = pytester.runpytest_subprocess(*common, "--egbench-json=plain.json")
+    result.assert_outcomes(passed=1, skipped=1)
+    doc = __import__("json").loads((pytester.path / "plain.json").read_text())
+    assert doc["egbench"]["skipped"] == {"test_bench.py::test_needs_video": "sample cup: event-only (no mp4_data), needs video"}
+
+
 def test_ab_processes_read_the_projects_ini_file(pytester, tmp_path_factory, unwrapped):
     """The A/B's processes write into a folder outside the project; pytest must still find the
     project's ini file there, as in the run that started them: its egbench_rounds = 5 (and no
