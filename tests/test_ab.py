@@ -192,10 +192,14 @@ def test_ab_against_a_slower_and_an_equal_reference_folder(pytester, tmp_path_fa
 
 def test_a_benchmark_skipped_by_its_mark_is_reported_skipped_in_an_ab(pytester, tmp_path_factory):
     """A skip mark copied onto the A/B item is reported at the benchmark's own location (seen on
-    an H200: a parametrised sample marked skip crashed the A/B run with an INTERNALERROR)."""
+    an H200: a parametrised sample marked skip crashed the A/B run with an INTERNALERROR). A
+    benchmark that skips in its body (a sample that lacks video) produces no results in the
+    processes; the parent skips it with the reason they gave, read from their results files (their
+    logs are in a temporary folder), and a run's results file lists what it skipped and why."""
     _project(pytester.path, 0.002)
     (pytester.path / "test_skipped.py").write_text(
-        "import pytest\n\n@pytest.mark.egbench(group='toy')\n@pytest.mark.skip(reason='no such sample here')\ndef test_gone(stage_timer):\n    pass\n"
+        "import pytest\n\n@pytest.mark.egbench(group='toy')\n@pytest.mark.skip(reason='no such sample here')\ndef test_gone(stage_timer):\n    pass\n\n"
+        "@pytest.mark.egbench(group='toy')\ndef test_needs_video(stage_timer):\n    pytest.skip('sample cup: event-only (no mp4_data), needs video')\n"
     )
     ref = tmp_path_factory.mktemp("same")
     _project(ref, 0.002)
@@ -218,8 +222,18 @@ def test_a_benchmark_skipped_by_its_mark_is_reported_skipped_in_an_ab(pytester, 
         f"--egbench-ref={ref}",
     )
     assert "INTERNALERROR" not in result.stdout.str() + result.stderr.str()
-    result.assert_outcomes(passed=1, skipped=1)
+    result.assert_outcomes(passed=1, skipped=2)
     result.stdout.fnmatch_lines(["SKIPPED * test_skipped.py:*: no such sample here"])
+    result.stdout.fnmatch_lines(["SKIPPED * skipped in the current code's processes: sample cup: event-only (no mp4_data), needs video"])
+
+    plain = pytester.runpytest_subprocess(
+        "--egbench", "--egbench-device", "cpu", "--egbench-rounds", "3", "-p", "no:cacheprovider", "--egbench-json=plain.json"
+    )
+    plain.assert_outcomes(passed=1, skipped=2)
+    assert __import__("json").loads((pytester.path / "plain.json").read_text())["egbench"]["skipped"] == {
+        "test_skipped.py::test_gone": "no such sample here",
+        "test_skipped.py::test_needs_video": "sample cup: event-only (no mp4_data), needs video",
+    }
 
 
 def test_a_regression_read_from_one_pair_is_confirmed_by_a_second(pytester, tmp_path_factory, unwrapped):
@@ -691,41 +705,6 @@ def test_an_ab_without_rounds_given_pools_24_paired_rounds(pytester, tmp_path_fa
     assert len(decode["stats"]["data"]) == 24  # the current side: 2 processes x 12 rounds
     # the tables' heading counts the rounds its statistics are over, not the --egbench-rounds default of 8
     unwrapped(result).fnmatch_lines(["*median ?IQR? over 24 steady rounds (cold round*"])
-
-
-def test_a_benchmark_skipped_in_the_ab_processes_is_skipped_with_their_reason(pytester, tmp_path_factory):
-    """A benchmark that skips in the processes (a sample that lacks video, no GPU) produces no
-    results there; the parent skips it with the reason the processes gave, which it reads from
-    their results files (their logs are in a temporary folder), and the results file of a run
-    lists what it skipped and why."""
-    _project(pytester.path, 0.002)
-    skipping = 'def test_needs_video(stage_timer):\n    pytest.skip("sample cup: event-only (no mp4_data), needs video")\n'
-    (pytester.path / "test_bench.py").write_text(AB_BENCH + skipping)
-    ref = tmp_path_factory.mktemp("same-code")
-    _project(ref, 0.002)
-    (ref / "test_bench.py").write_text(AB_BENCH + skipping)
-    common = [
-        "--egbench",
-        "--egbench-device",
-        "cpu",
-        "--egbench-rounds",
-        "3",
-        "--egbench-warmup",
-        "0",
-        "--egbench-tolerance",
-        "50%",
-        "-p",
-        "no:cacheprovider",
-        "-rs",
-    ]
-    result = pytester.runpytest_subprocess(*common, "--egbench-ref-pairs", "1", f"--egbench-ref={ref}")
-    result.assert_outcomes(passed=1, skipped=1)
-    result.stdout.fnmatch_lines(["SKIPPED * skipped in the current code's processes: sample cup: event-only (no mp4_data), needs video"])
-
-    result = pytester.runpytest_subprocess(*common, "--egbench-json=plain.json")
-    result.assert_outcomes(passed=1, skipped=1)
-    doc = __import__("json").loads((pytester.path / "plain.json").read_text())
-    assert doc["egbench"]["skipped"] == {"test_bench.py::test_needs_video": "sample cup: event-only (no mp4_data), needs video"}
 
 
 def test_ab_processes_read_the_projects_ini_file(pytester, tmp_path_factory, unwrapped):
