@@ -348,10 +348,15 @@ DECODE_METRICS = frozenset({"decode", "tpot", "decode_tokens_per_s"})
 def probes_for(metric: str, runtime: str) -> frozenset[str] | None:
     """The probes whose difference makes ``metric`` inconclusive against a baseline of another
     machine: ``None`` (all of them) but for decode in a compiled runtime, where only the GPU's
-    (:data:`GPU_PROBES`). There the host issues one CUDA-graph replay and three one-element
-    kernels a token, tens of microseconds, while the GPU works 4.5-5 ms: a profile of the 7B bf16
-    step on an H200 had the GPU busy 4.54 ms of every 4.81 (docs/gpu.md#runtimes). The host would
-    have to be about a hundred times slower to show. Every other stage, and eager decode, waits on
+    (:data:`GPU_PROBES`). There the host queues one CUDA-graph replay and three one-element
+    kernels a token without waiting for the GPU, which works 4.4-5.2 ms a step: a profile of the
+    7B bf16 step on an H200 had the GPU busy 4.54 ms of every 4.81 (docs/gpu.md#runtimes), and the
+    NF4 TPOT read 4.56-4.61 ms standalone on four leases, 4.39-4.42 ms in pinned A/B processes on
+    the slowest host seen (Python op 59 ns, kernel launch 10.1 us). The host's own time a step was
+    not measured; the prefill's call path before its graph took 3.1-3.4 ms of host time
+    (docs/measurements/h200-session13.md), so if a step's is alike, the margin is under 2x, not
+    the hundredfold once assumed here: a host that slow would show as a slower TPOT with the GPU's
+    probes unchanged, and the machine calibration would not say so. Every other stage, and eager decode, waits on
     the host and keeps every probe. Compiled prefill (one CUDA-graph replay for the prompt) keeps
     them too: on three H200 leases with the same GPU probes it read 16.3-17.0 ms (bf16) and
     26.5-28.5 ms (NF4), a spread of up to 7.5 % -- once 6 % between two processes of one lease,
