@@ -20,7 +20,9 @@ After every prefill NVML is read (SM clock, power, clock-event reasons), and ``-
 are profiled with ``torch.profiler``: the sum of their kernels' GPU time against the replay's
 span tells a slower GPU (kernels longer) from gaps between kernels, and the gaps are summed by
 the kernel they follow. Last, a CUDA graph of as many one-element kernels as the prefill has is
-replayed ``--replays`` times: what one graph node costs the device with no work in it. Writes
+replayed ``--replays`` times: what one graph node costs the device with no work in it. And the
+host's own time in a compiled prefill call and a decode step (the call's wall time with the GPU's
+work queued, not awaited): how close the host is to the GPU's time a step. Writes
 ``OUT/compiled-prefill.json`` and prints a summary.
 
     python tools/compiled_prefill.py --out /tmp/cp --quant nf4
@@ -109,6 +111,21 @@ def run(preset: str, quant: str, replays: int, block: int, idle_ms: float, profi
         row = {"event_ms": start.elapsed_time(stop), "kernel_ms": sum(getattr(e, attr) for e in kernels) / 1e3, "kernels": len(kernels)}
         profiled.append(row | _gaps(kernels))
     nodes = _graph_node_cost(torch, max(p["kernels"] for p in profiled) if profiled else 1353, replays)
+
+    # the host's own time in a compiled call: the wall time until the call returns, the device
+    # synchronised before and not after (the GPU's work is queued, not waited for); a decode step's
+    # as the call of 16 steps over 16 (the queue holds them without blocking)
+    host_prefill, host_step = [], []
+    for _ in range(20):
+        torch.cuda.synchronize()
+        t0 = time.perf_counter()
+        token, cache, _ = lm.prefill(inputs_embeds=embeds)
+        host_prefill.append(1e3 * (time.perf_counter() - t0))
+        torch.cuda.synchronize()
+        t0 = time.perf_counter()
+        lm.decode(token, cache, 16)
+        host_step.append(1e3 * (time.perf_counter() - t0) / 16)
+    torch.cuda.synchronize()
     return {
         "preset": preset,
         "quant": quant,
@@ -121,6 +138,7 @@ def run(preset: str, quant: str, replays: int, block: int, idle_ms: float, profi
         "replays": rows,
         "profiled": profiled,
         "graph_nodes": nodes,
+        "host_ms": {"prefill_call": _summary(host_prefill), "decode_step": _summary(host_step)},
     }
 
 
@@ -200,6 +218,12 @@ def main(argv: list[str] | None = None) -> int:
             )
             for a in g["gap_after"]:
                 print(f"    after {a['kernel']}: {a['n']} gaps, {a['total_ms']:.3f} ms, median {a['median_us']:.2f} us")
+    h = r["host_ms"]
+    print(
+        f"  host time of a call (until it returns, GPU not awaited): prefill {h['prefill_call']['median']:.3f} ms "
+        f"[IQR {h['prefill_call']['q1']:.3f}-{h['prefill_call']['q3']:.3f}], decode step {h['decode_step']['median']:.3f} ms "
+        f"[IQR {h['decode_step']['q1']:.3f}-{h['decode_step']['q3']:.3f}]"
+    )
     n = r["graph_nodes"]
     print(
         f"  a graph of {n['nodes']} one-element kernels: replay median {n['replay_ms']['median']:.3f} ms [IQR {n['replay_ms']['q1']:.3f}-{n['replay_ms']['q3']:.3f}], "
