@@ -486,6 +486,24 @@ def test_confirmations_stop_once_two_regressions_are_confirmed_or_the_baseline_i
     assert "refuted 1 of 1 regressions read against the baseline (test_bench.py::test_toy: decode +" in second["message"]
 
 
+def _fixed_calibration(monkeypatch) -> dict:
+    """Calibrate this machine once and make the in-process runs' calibration return that block
+    with every probe's spread set to 5 %: the machine check then compares the test's own figures,
+    and a loaded CI machine (a matmul probe spread of 320 % seen beside another test run) cannot
+    choose the path the test is about."""
+    import copy
+    import importlib
+
+    # the module object the plugin's own import will find: an earlier in-process run may have
+    # dropped it from sys.modules, leaving another object on the package's attribute
+    calibration = importlib.import_module("pytest_egbench.calibration")
+    fixed = calibration.calibrate(__import__("torch").device("cpu"), repeats=2)
+    for probe in fixed["probes"].values():
+        probe["spread"] = 0.05
+    monkeypatch.setattr(calibration, "calibrate", lambda device, **kw: copy.deepcopy(fixed))
+    return fixed
+
+
 def test_a_benchmark_whose_baseline_runs_come_from_other_machines_is_judged_by_an_ab(pytester, monkeypatch, unwrapped):
     """The baseline's run is this machine's (its calibration is fixed here, so that the CI
     machine's noise cannot choose the path), but test_other's latency was saved only from a run
@@ -494,15 +512,10 @@ def test_a_benchmark_whose_baseline_runs_come_from_other_machines_is_judged_by_a
     commit instead, so that unchanged code passes --egbench-require-baseline, and a decode three
     times slower in test_other alone fails there."""
     import copy
-    import importlib
     import json
 
-    # the module object the plugin's own import will find: an earlier in-process run may have
-    # dropped it from sys.modules, leaving another object on the package's attribute
-    calibration = importlib.import_module("pytest_egbench.calibration")
     head = _committed_toys(pytester, ["toy", "other"])
-    fixed = calibration.calibrate(__import__("torch").device("cpu"), repeats=2)
-    monkeypatch.setattr(calibration, "calibrate", lambda device, **kw: copy.deepcopy(fixed))
+    fixed = _fixed_calibration(monkeypatch)
     common = ["--egbench", "--egbench-device", "cpu", "--egbench-rounds", "8", "--egbench-warmup", "1", "-p", "no:cacheprovider"]
     pytester.runpytest(*common, "--egbench-save").assert_outcomes(passed=2)
     (path,) = (pytester.path / "baselines").glob("*.json")
@@ -803,10 +816,10 @@ def test_each_pair_is_read_by_its_own_paired_ratios():
     assert v.message.count("+10.0%") >= 4  # the four pairs, the odd one included
 
 
-def test_fallback_ref_judges_the_whole_run_when_the_runs_like_this_machine_hold_too_few_benchmarks(pytester, unwrapped):
+def test_fallback_ref_judges_the_whole_run_when_the_runs_like_this_machine_hold_too_few_benchmarks(pytester, monkeypatch, unwrapped):
     """The baseline holds two runs: one of another machine (its probes 20 times faster) with all
-    ten benchmarks, and one like this machine (this machine's probes, with a 90 % spread so that a
-    noisy CI machine still matches) with only ``test_toy[0]``. Nine benchmarks would be
+    ten benchmarks, and one like this machine (its calibration is fixed here, so that the CI
+    machine's noise cannot choose the path) with only ``test_toy[0]``. Nine benchmarks would be
     inconclusive, more than the 8 that are judged one by one by an A/B, so the whole run is judged
     by one A/B against the baseline's commit, as where no run matches; every latency gets a
     verdict (``--egbench-require-baseline`` exits 0)."""
@@ -817,14 +830,13 @@ def test_fallback_ref_judges_the_whole_run_when_the_runs_like_this_machine_hold_
     bench = AB_BENCH.replace("def test_toy(stage_timer):", "@pytest.mark.parametrize('case', range(10))\ndef test_toy(stage_timer, case):")
     (pytester.path / "test_bench.py").write_text(bench)
     head = _commit(pytester.path, "test_bench.py", "mycode.py")
+    _fixed_calibration(monkeypatch)
     common = ["--egbench", "--egbench-device", "cpu", "--egbench-rounds", "8", "--egbench-warmup", "1", "-p", "no:cacheprovider"]
-    pytester.runpytest_subprocess(*common, "--egbench-save").assert_outcomes(passed=10)
+    pytester.runpytest(*common, "--egbench-save").assert_outcomes(passed=10)
     (path,) = (pytester.path / "baselines").glob("*.json")
     doc = json.loads(path.read_text())
     like = json.loads(json.dumps(doc["runs"][0]))
     like["id"] = uuid.uuid4().hex
-    for probe in like["calibration"]["probes"].values():
-        probe["spread"] = 0.9
     for probe in doc["runs"][0]["calibration"]["probes"].values():
         probe["median"] *= 20
         probe["samples"] = [v * 20 for v in probe["samples"]]
@@ -834,9 +846,7 @@ def test_fallback_ref_judges_the_whole_run_when_the_runs_like_this_machine_hold_
             entry["runs"].append(list(entry["runs"][0]))
             entry["run_ids"].append(like["id"])
     path.write_text(json.dumps(doc))
-    result = pytester.runpytest_subprocess(
-        *common, "--egbench-fallback-ref", "--egbench-ref-pairs", "1", "--egbench-tolerance", "25%", "--egbench-require-baseline"
-    )
+    result = pytester.runpytest(*common, "--egbench-fallback-ref", "--egbench-ref-pairs", "1", "--egbench-tolerance", "25%", "--egbench-require-baseline")
     result.assert_outcomes(passed=10)
     assert result.ret == 0
     unwrapped(result).fnmatch_lines(
@@ -847,8 +857,6 @@ def test_fallback_ref_judges_the_whole_run_when_the_runs_like_this_machine_hold_
         ]
     )
     # with -k selecting four benchmarks only, three lack a run like this machine: judged one by one
-    few = pytester.runpytest_subprocess(
-        *common, "--egbench-fallback-ref", "--egbench-ref-pairs", "1", "--egbench-tolerance", "25%", "-k", "toy and (0 or 1 or 2 or 3)"
-    )
+    few = pytester.runpytest(*common, "--egbench-fallback-ref", "--egbench-ref-pairs", "1", "--egbench-tolerance", "25%", "-k", "toy and (0 or 1 or 2 or 3)")
     few.assert_outcomes(passed=4)
     assert "hold none of the latency entries" not in few.stdout.str()
