@@ -170,10 +170,8 @@ def test_ab_against_a_slower_and_an_equal_reference_folder(pytester, tmp_path_fa
     assert "each pinned to CPUs" in out or "not pinned to CPUs" in out
 
     # a git revision: HEAD holds the same code, checked out into a temporary worktree
-    git = ["git", "-C", str(pytester.path), "-c", "user.name=t", "-c", "user.email=t@t"]
-    subprocess.run(["git", "init", "-q", str(pytester.path)], check=True)
-    subprocess.run([*git, "add", "test_bench.py", "mycode.py"], check=True)
-    subprocess.run([*git, "commit", "-qm", "bench"], check=True)
+    _commit(pytester.path, "test_bench.py", "mycode.py")
+    git = ["git", "-C", str(pytester.path)]
     result = pytester.runpytest_subprocess(*common, "--egbench-tolerance", "25%", "--egbench-ref-pairs", "1", "--egbench-ref=HEAD", "--egbench-json=ab.json")
     result.assert_outcomes(passed=1)
     unwrapped(result).fnmatch_lines(["*egbench A/B: 1 benchmark(s), 1 pair(s) of processes*REV HEAD (*) (checkout *egbench-ref-*/checkout)*"])

@@ -43,6 +43,17 @@ sys.path.insert(0, str(ROOT))
 CONDITIONS = ("back-to-back", "after-idle", "after-eager", "fresh-input")
 
 
+def _gpu_ms(torch, work) -> float:
+    """Milliseconds from a CUDA event recorded before ``work()`` to one recorded after it (the
+    device's time for what ``work`` queued, host gaps in between included), synchronised."""
+    start, stop = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+    start.record()
+    work()
+    stop.record()
+    stop.synchronize()
+    return start.elapsed_time(stop)
+
+
 def _summary(values: list[float]) -> dict[str, float]:
     qs = statistics.quantiles(values, n=4) if len(values) >= 2 else [values[0]] * 3
     return {"n": len(values), "median": statistics.median(values), "q1": qs[0], "q3": qs[2], "min": min(values), "max": max(values)}
@@ -75,12 +86,7 @@ def run(preset: str, quant: str, replays: int, block: int, idle_ms: float, profi
             x = small
             for _ in range(100):
                 x = torch.tanh(x @ small)
-        start, stop = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-        start.record()
-        lm.prefill(inputs_embeds=fresh if condition == "fresh-input" else embeds)
-        stop.record()
-        stop.synchronize()
-        return start.elapsed_time(stop)
+        return _gpu_ms(torch, lambda: lm.prefill(inputs_embeds=fresh if condition == "fresh-input" else embeds))
 
     rows: list[dict] = []
     done = 0
@@ -101,14 +107,10 @@ def run(preset: str, quant: str, replays: int, block: int, idle_ms: float, profi
     for _ in range(profile):
         torch.cuda.synchronize()
         with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CUDA]) as prof:
-            start, stop = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-            start.record()
-            lm.prefill(inputs_embeds=embeds)
-            stop.record()
-            stop.synchronize()
+            event_ms = _gpu_ms(torch, lambda: lm.prefill(inputs_embeds=embeds))
         kernels = [e for e in prof.events() if e.device_type == torch.autograd.DeviceType.CUDA]
         attr = "device_time_total" if hasattr(kernels[0], "device_time_total") else "cuda_time_total"
-        row = {"event_ms": start.elapsed_time(stop), "kernel_ms": sum(getattr(e, attr) for e in kernels) / 1e3, "kernels": len(kernels)}
+        row = {"event_ms": event_ms, "kernel_ms": sum(getattr(e, attr) for e in kernels) / 1e3, "kernels": len(kernels)}
         profiled.append(row | _gaps(kernels))
     nodes = _graph_node_cost(torch, max(p["kernels"] for p in profiled) if profiled else 1353, replays)
 
@@ -176,14 +178,7 @@ def _graph_node_cost(torch, nodes: int, replays: int) -> dict:
     with torch.cuda.graph(graph):
         for _ in range(nodes):
             x.add_(1)
-    times = []
-    for _ in range(replays):
-        start, stop = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-        start.record()
-        graph.replay()
-        stop.record()
-        stop.synchronize()
-        times.append(start.elapsed_time(stop))
+    times = [_gpu_ms(torch, graph.replay) for _ in range(replays)]
     return {"nodes": nodes, "replay_ms": _summary(times), "per_node_us": _summary([1e3 * t / nodes for t in times]), "replays_ms": times}
 
 
