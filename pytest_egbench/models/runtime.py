@@ -7,15 +7,27 @@ between kernels, so its time per token follows the host's Python speed (docs/gpu
 ``compiled``: a static KV cache (transformers ``StaticCache``, allocated once for the prompt plus
 the decode steps, rounded up to :data:`CACHE_ROUNDING` positions), and both prefill (one graph per
 prompt length) and the one-token decode step -- forward, greedy choice of the next token --
-compiled with ``torch.compile(mode="reduce-overhead", fullgraph=True)``, which on CUDA replays each
-as a CUDA graph: one launch for the prompt and one per token, no host work between the kernels,
-the next token never leaves the device. Eager prefill issues about a thousand kernels for a 7B
-model and waits on the host for them: it moved by 49-64 % between two H200 hosts, the compiled
-prefill by 1-7.5 % and the compiled decode by 0.2-3.5 % between others, and compiled prefill was
-1.3-1.5x faster than eager on one lease (docs/measurements/compiled-runtime-h200.md). The compilation
-(tracing, code generation, CUDA-graph recording) is done by :meth:`CompiledLM.prepare`, outside the
-timed rounds, and its wall time is reported apart (``compile_s``), like the model's load time.
-Speculative decoding runs on the same static cache (:meth:`CompiledLM.choices`,
+compiled with ``torch.compile(fullgraph=True)`` (inductor's generated kernels). On CUDA each
+compiled call is then captured once into a ``torch.cuda.CUDAGraph`` (:class:`CudaGraphs`) and
+replayed: one launch for the prompt and one per token, no host work between the kernels, the next
+token never leaves the device. Eager prefill issues about a thousand kernels for a 7B model and
+waits on the host for them: it moved by 49-64 % between two H200 hosts.
+
+Why our own capture and not ``mode="reduce-overhead"`` (torch.compile's CUDA-graph trees, which
+this runtime used until session 14): every call through them evaluates the compiled function's
+guards and the tree's bookkeeping on the host, and the prefill also reset the static cache eagerly
+(``Cache.reset``: a ``zero_()`` per layer's keys and values, about 160 kernels each launched by the
+host). Profiled on an H200, 3.9-4.3 ms of a 28 ms compiled NF4 prefill were that host time before
+the graph started; host time moves with the host, and the compiled prefill moved by up to 9.9 %
+between leases while its kernels' GPU time stayed within 0.4 %
+(docs/measurements/h200-session13.md). Now a replay is a copy of the input into the graph's input
+buffer and ``CUDAGraph.replay()``, and the cache is not reset: the graphs set the cache layers'
+write position themselves (from :attr:`CompiledLM.filled`'s device copy, or 0 for a prompt), a
+prompt overwrites positions ``0 .. L-1``, and the entries a longer earlier text left past them are
+never attended to (the causal mask; transformers' own ``StaticLayer.crop`` relies on the same). The
+compilation (tracing, code generation, CUDA-graph capture) is done by :meth:`CompiledLM.prepare`,
+outside the timed rounds, and its wall time is reported apart (``compile_s``), like the model's
+load time. Speculative decoding runs on the same static cache (:meth:`CompiledLM.choices`,
 :meth:`CompiledLM.truncate`).
 
 ``compiled-tuned``: ``compiled`` with inductor's coordinate-descent tuning of the generated Triton
@@ -103,8 +115,8 @@ class CompiledLM:
 
     ``lm``: a transformers causal LM (batch 1). :meth:`prepare` allocates the cache and compiles;
     :meth:`prefill` and :meth:`decode` call it themselves, untimed by them, if it was not called
-    (then the first round pays the compilation). ``mode``: the ``torch.compile`` mode;
-    ``"reduce-overhead"`` records CUDA graphs on CUDA and is plain inductor code on the CPU.
+    (then the first round pays the compilation). On CUDA the compiled calls are captured into CUDA
+    graphs and replayed (:class:`CudaGraphs`); on the CPU they run as inductor's code.
 
     Beside prefill and decode, :meth:`choices` (k tokens in one compiled forward) and
     :meth:`truncate` (forget positions) make the static cache usable for speculative decoding
@@ -113,9 +125,8 @@ class CompiledLM:
     synchronise).
     """
 
-    def __init__(self, lm: torch.nn.Module, *, mode: str = "reduce-overhead", tuned: bool = False) -> None:
+    def __init__(self, lm: torch.nn.Module, *, tuned: bool = False) -> None:
         self.lm = lm
-        self.mode = mode
         #: coordinate-descent tuning of the generated kernels (the ``compiled-tuned`` runtime)
         self.tuned = tuned
         self.name = "compiled-tuned" if tuned else "compiled"
@@ -142,18 +153,21 @@ class CompiledLM:
         #: (transformers allocates a static layer on its first update), which must not happen
         #: inside a graph
         self._fresh = True
-        self._step = _compile(self._eager_step, mode)
+        self._step = CudaGraphs(_compile(self._eager_step))
         #: the same step for k >= 2 tokens (a verification, a draft's catch-up), compiled once with
-        #: k symbolic: one inductor compilation for every k, one CUDA graph recorded per k
-        self._multi = _compile(self._eager_step, mode, dynamic=None)
-        self._prompt = _compile(self._eager_prompt, mode)
+        #: k symbolic: one inductor compilation for every k, one CUDA graph captured per k
+        self._multi = CudaGraphs(_compile(self._eager_step, dynamic=None))
+        self._prompt = CudaGraphs(_compile(self._eager_prompt))
 
     # -------------------------------------------------------------- the compiled functions
     def _eager_step(self, ids: torch.Tensor, start: torch.Tensor, vocab_size: int | None) -> torch.Tensor:
-        """``ids`` ``[1, k]`` fed at positions ``start .. start + k - 1``: the greedy choice after
-        each, ``[1, k]``, among the first ``vocab_size`` ids (all for ``None``)."""
+        """``ids`` ``[1, k]`` fed at positions ``start .. start + k - 1`` (``start``: ``[1]`` on the
+        device): the greedy choice after each, ``[1, k]``, among the first ``vocab_size`` ids (all
+        for ``None``). The cache layers write from ``start`` whatever they counted before, so that
+        a replay of the step's graph writes where :attr:`filled` says."""
         import torch
 
+        self._write_from(start)
         positions = start + torch.arange(ids.shape[1], device=ids.device)
         extra = {"cache_position": positions} if self._takes_cache_position else {}
         out = self.lm(input_ids=ids, position_ids=positions[None], use_cache=True, **{self._cache_keyword: self.cache}, **extra)
@@ -170,11 +184,21 @@ class CompiledLM:
         prompt = inputs_embeds if inputs_embeds is not None else input_ids
         assert prompt is not None
         positions = torch.arange(prompt.shape[1], device=prompt.device)
+        self._write_from(positions[:1])  # the prompt starts the text again: no reset of the cache needed
         extra = {"cache_position": positions} if self._takes_cache_position else {}
         tokens = {"inputs_embeds": inputs_embeds, "input_ids": input_ids, **model_kwargs}
         out = self.lm(**tokens, position_ids=positions[None], use_cache=True, logits_to_keep=1, **{self._cache_keyword: self.cache}, **extra)
         logits = out.logits[:, -1]
         return logits.argmax(-1, keepdim=True), logits
+
+    def _write_from(self, start: torch.Tensor) -> None:
+        """Set every initialised cache layer's write position (transformers' ``cumulative_length``:
+        its next ``update`` writes there and counts on) to ``start`` (``[1]``, on the device).
+        Traced into the compiled graphs; a layer not yet written holds no tensors and starts at 0."""
+        for layer in getattr(self.cache, "layers", ()):
+            if getattr(layer, "is_initialized", False):
+                length = layer.cumulative_length
+                length.copy_(start.reshape(length.shape))
 
     def _allocate(self, positions: int) -> None:
         """A static cache of ``positions`` rounded up to :data:`CACHE_ROUNDING`; the one there is
@@ -188,6 +212,9 @@ class CompiledLM:
             return
         config: Any = self.lm.config  # a transformers PreTrainedModel
         self.cache = _static_cache(StaticCache, config, length, self.lm)
+        for graphs in (self._step, self._multi, self._prompt):  # they write into the old cache's tensors
+            if isinstance(graphs, CudaGraphs):
+                graphs.clear()
         self.max_cache_len = length
         self.filled = 0
         self._fresh = True
@@ -197,8 +224,8 @@ class CompiledLM:
     def prepare(self, prompt_tokens: int, decode_tokens: int, vocab_size: int | None = None) -> float:
         """Allocate the static cache for ``prompt_tokens + decode_tokens`` positions and compile
         prefill (on that prompt length) and the decode step choosing among the first
-        ``vocab_size`` ids (all for ``None``; a graph per value): three calls of each (torch.compile's
-        warm-up run, the CUDA-graph recording, a replay), on a prompt of token id 0. Returns the
+        ``vocab_size`` ids (all for ``None``; a graph per value): the compilation and, on CUDA, the
+        graphs' capture (:class:`CudaGraphs`) and a replay, on a prompt of token id 0. Returns the
         wall seconds it took, device synchronised (also kept in :attr:`compile_seconds`). Another
         prompt length later compiles prefill again; a larger one allocates a larger cache and
         compiles both again. :class:`CompileError` when compiling fails (a model or weight format
@@ -215,7 +242,7 @@ class CompiledLM:
             self._allocate(prompt_tokens + decode_tokens)
             ids = torch.zeros(1, prompt_tokens, dtype=torch.long, device=device)
             with self._compiling("prefill"):
-                for _ in range(4):  # the first fills the new cache eagerly, then warm-up, recording, replay
+                for _ in range(3):  # the first fills the new cache eagerly, then compilation and capture, a replay
                     token, cache, _ = self.prefill(input_ids=ids)
             _synchronize(device)
             prefill_done = time.perf_counter()
@@ -271,8 +298,6 @@ class CompiledLM:
         length = prompt.shape[1]
         if self.cache is None or length + 1 > self.max_cache_len:
             self._allocate(length + CACHE_ROUNDING)
-        else:
-            self.cache.reset()
         if model_kwargs:  # a forward with extra inputs (pixels, grid sizes): eagerly
             token, logits = self._eager_prompt(inputs_embeds, input_ids, **model_kwargs)
         else:
@@ -287,7 +312,9 @@ class CompiledLM:
             prompt_step = self._eager_prompt if self._fresh else self._prompt
             token, logits = (t.clone() for t in prompt_step(inputs_embeds))  # graph outputs are overwritten by the next replay
         self._fresh = False
-        self._set_filled(length)
+        assert self._position is not None
+        self._position.fill_(length)  # the layers counted the prompt themselves (``_write_from``)
+        self.filled = length
         return token, self.cache, logits
 
     def decode(self, token: torch.Tensor, cache: Any, steps: int, vocab_size: int | None = None) -> torch.Tensor:
@@ -368,6 +395,75 @@ class CompiledLM:
 
 LM = EagerLM | CompiledLM
 
+
+class CudaGraphs:
+    """A compiled function of device tensors, replayed from CUDA graphs on CUDA.
+
+    ``fn(x, *static)``: ``x`` a tensor (the prompt's embeddings ``[1, L, hidden]``, a step's token
+    ids ``[1, k]``), ``static`` what else it takes (a tensor whose address stays, a Python value),
+    returning a tuple of tensors or one tensor. The first call with a new key (``x``'s shape and
+    dtype, each static argument's address or value) runs ``fn`` twice on a side stream (torch.compile
+    compiles, inductor tunes, lazy modules load: once on ``x``, once on an input buffer of the
+    graph's own holding a copy of ``x``), then captures one call on that buffer into a
+    ``torch.cuda.CUDAGraph`` and replays it. Every
+    later call copies ``x`` into that buffer and replays: two launches from the host, no guard
+    evaluation. The outputs are the graph's own tensors, overwritten by the next replay of any key:
+    clone what you keep. On a device other than CUDA, ``fn`` is called as it is.
+
+    ``fn`` must do the same thing on every call with a key (a CUDA graph replays its kernels on the
+    captured addresses; Python-side state it reads is frozen at capture), and what it writes must
+    not depend on how often it ran (the warm-up calls write too): :class:`CompiledLM`'s graphs set
+    the cache's write position from their input. All graphs of one instance share one memory pool
+    (they never run at once). Errors: what capturing raises (``torch.cuda.OutOfMemoryError`` for
+    memory), as it is.
+    """
+
+    def __init__(self, fn: Callable[..., Any]) -> None:
+        self.fn = fn
+        self._graphs: dict[tuple, tuple[Any, Any, Any]] = {}
+        self._pool: Any = None
+
+    def __len__(self) -> int:
+        """The graphs captured so far (one per key)."""
+        return len(self._graphs)
+
+    def clear(self) -> None:
+        """Forget the captured graphs (the tensors they write into were replaced)."""
+        self._graphs.clear()
+        self._pool = None
+
+    def __call__(self, x: torch.Tensor, *static: Any) -> Any:
+        if x.device.type != "cuda":
+            return self.fn(x, *static)
+        key = (tuple(x.shape), x.dtype, *(a.data_ptr() if hasattr(a, "data_ptr") else a for a in static))
+        entry = self._graphs.get(key)
+        if entry is None:
+            entry = self._graphs[key] = self._capture(x, static)
+        buffer, graph, out = entry
+        buffer.copy_(x)
+        graph.replay()
+        return out
+
+    def _capture(self, x: torch.Tensor, static: tuple) -> tuple[Any, Any, Any]:
+        import torch
+
+        buffer = x.clone()  # outside the graph's pool: the input the replays copy into
+        caller = torch.cuda.current_stream(x.device)
+        side = torch.cuda.Stream(device=x.device)
+        side.wait_stream(caller)
+        with torch.cuda.stream(side):
+            # the caller's tensor first (what torch.compile reads off it: ``mark_dynamic``), then the
+            # buffer, so that any guard the buffer fails recompiles here and not during the capture
+            for arg in (x, buffer):
+                self.fn(arg, *static)
+        caller.wait_stream(side)
+        graph = torch.cuda.CUDAGraph()
+        with torch.cuda.graph(graph, pool=self._pool):
+            out = self.fn(buffer, *static)
+        self._pool = graph.pool()
+        return buffer, graph, out
+
+
 #: Recompilations torch.compile may make of the decode step (one per static-cache length and
 #: model) before it would fall back to eager code; past it, fail rather than time eager code.
 RECOMPILE_LIMIT = 64
@@ -390,8 +486,8 @@ def _row_major(ids: torch.Tensor) -> torch.Tensor:
     return ids.contiguous().as_strided((1, k), (k, 1))
 
 
-def _compile(step: Any, mode: str, dynamic: bool | None = False) -> Any:
-    """``torch.compile(step, mode=mode, fullgraph=True, dynamic=dynamic)`` with dynamo's recompile
+def _compile(step: Any, dynamic: bool | None = False) -> Any:
+    """``torch.compile(step, fullgraph=True, dynamic=dynamic)`` with dynamo's recompile
     limit raised to :data:`RECOMPILE_LIMIT` and a hit of it made an error (never a silent fall
     back to eager code). ``dynamic=None`` honours ``torch._dynamo.mark_dynamic`` on the inputs."""
     import torch
@@ -403,7 +499,7 @@ def _compile(step: Any, mode: str, dynamic: bool | None = False) -> Any:
             break
     if hasattr(dynamo_config, "fail_on_recompile_limit_hit"):
         dynamo_config.fail_on_recompile_limit_hit = True
-    return torch.compile(step, mode=mode, fullgraph=True, dynamic=dynamic)
+    return torch.compile(step, fullgraph=True, dynamic=dynamic)
 
 
 def _synchronize(device: torch.device) -> None:

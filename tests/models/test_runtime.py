@@ -204,3 +204,30 @@ def test_prepare_compiles_everything_the_rounds_run(lm):
         token, cache, _ = runtime.prefill(inputs_embeds=embeds)
         runtime.decode(token, cache, STEPS)
     assert counters["stats"]["unique_graphs"] == compiled
+
+
+@pytest.mark.parametrize("device", ["cpu", pytest.param("cuda", marks=pytest.mark.gpu)])
+def test_a_prompt_after_a_longer_text_reads_as_in_a_new_cache(device):
+    """The static cache is not reset between prompts: the prompt's graph writes from position 0 and
+    the positions a longer earlier text left past the prompt are masked. Oracle: the eager runtime
+    on a new ``DynamicCache`` (tokens and the prompt's logits), for a second prompt shorter than the
+    first text, and again after a rollback (``truncate``) of a longer one. On CUDA the calls replay
+    captured graphs, one per prompt length and one per step length, captured once."""
+    lm = dummy_llama("tiny", "fp32", device)
+    runtime = CompiledLM(lm)
+    runtime.prepare(PROMPT, STEPS)
+    eager = EagerLM(lm)
+    long, short = (_prompt(lm, length=n, seed=n).to(device) for n in (PROMPT, PROMPT - 20))
+    first, cache, _ = runtime.prefill(input_ids=long)
+    runtime.decode(first, cache, STEPS)  # the cache now holds PROMPT + STEPS positions of another text
+    for _ in range(2):
+        first_e, cache_e, logits_e = eager.prefill(input_ids=short)
+        first_c, cache_c, logits_c = runtime.prefill(input_ids=short)
+        torch.testing.assert_close(logits_c, logits_e, rtol=1e-4, atol=1e-4)
+        assert runtime.decode(first_c, cache_c, STEPS).tolist() == eager.decode(first_e, cache_e, STEPS).tolist()
+        assert int(cache_c.get_seq_length()) == PROMPT - 20 + STEPS
+        runtime.choices(long[:, :4])  # four more positions, then forgotten again
+        runtime.truncate(PROMPT - 20)
+    if device == "cuda":
+        # prefill of PROMPT (prepare) and of PROMPT - 20; the one-token step; the four-token step
+        assert (len(runtime._prompt), len(runtime._step), len(runtime._multi)) == (2, 1, 1)
