@@ -712,7 +712,7 @@ def judge_item(item: AbItem, egb: EgbenchSession, sides: dict[str, Side]) -> Non
             egb.record_verdict(m, NOT_COMPARED, reference, f"{m.metric}: not compared: {why}", why)
             egb.add(m)
             continue
-        v = judge_metric(egb, sides, m, ref, cur, reference, marked)
+        v = egb.not_gated(m) or judge_metric(egb, sides, m, ref, cur, reference, marked)
         egb.record_verdict(m, v.status, v.reference, v.message)
         egb.add(m)
         if v.status == REGRESSION:

@@ -341,31 +341,28 @@ def probe_medians(calibration: Mapping[str, Any] | None) -> dict[str, float]:
 
 #: The probes of the GPU itself: memory bandwidth, matmul rate, SM clock.
 GPU_PROBES = frozenset({"matmul", "device_copy", "sm_clock"})
-#: Metrics of the decode stage, which a compiled runtime replays as one CUDA graph a token.
-DECODE_METRICS = frozenset({"decode", "tpot", "decode_tokens_per_s"})
+#: Metrics of the stages a compiled runtime replays as CUDA graphs: prefill (one graph for the
+#: prompt) and decode (one a token), and the figures derived from them alone.
+GRAPH_METRICS = frozenset({"prefill", "prefill_tokens_per_s", "decode", "tpot", "decode_tokens_per_s"})
 
 
 def probes_for(metric: str, runtime: str) -> frozenset[str] | None:
     """The probes whose difference makes ``metric`` inconclusive against a baseline of another
-    machine: ``None`` (all of them) but for decode in a compiled runtime, where only the GPU's
-    (:data:`GPU_PROBES`). There the host queues one CUDA-graph replay and three one-element
-    kernels a token without waiting for the GPU, which works 4.4-5.2 ms a step: a profile of the
-    7B bf16 step on an H200 had the GPU busy 4.54 ms of every 4.81 (docs/gpu.md#runtimes), and the
-    NF4 TPOT read 4.56-4.61 ms standalone on four leases, 4.39-4.42 ms in pinned A/B processes on
-    the slowest host seen (Python op 59 ns, kernel launch 10.1 us). The host's own time a step was
-    not measured; the prefill's call path before its graph took 3.1-3.4 ms of host time
-    (docs/measurements/h200-session13.md), so if a step's is alike, the margin is under 2x, not
-    the hundredfold once assumed here: a host that slow would show as a slower TPOT with the GPU's
-    probes unchanged, and the machine calibration would not say so. Every other stage, and eager decode, waits on
-    the host and keeps every probe. Compiled prefill (one CUDA-graph replay for the prompt) keeps
-    them too: on three H200 leases with the same GPU probes it read 16.3-17.0 ms (bf16) and
-    26.5-28.5 ms (NF4), a spread of up to 7.5 % -- once 6 % between two processes of one lease,
-    minutes apart -- above its 5 % tolerance (docs/measurements/compiled-runtime-h200.md): 3.9-4.3
-    ms of its 28 ms are host work before the graph starts (the static cache's eager reset and the
-    compiled call's bookkeeping, docs/measurements/h200-session13.md), which no GPU probe sees.
-    Judged on the GPU's probes alone it would fail on an unchanged machine; the same-machine A/B
-    judges it (5 % caught at p < 1e-4 there)."""
-    if runtime != "eager" and metric in DECODE_METRICS:
+    machine: ``None`` (all of them) but for prefill and decode in a compiled runtime
+    (:data:`GRAPH_METRICS`), where only the GPU's (:data:`GPU_PROBES`).
+
+    There the host copies the input into the graph's buffer and launches one CUDA-graph replay,
+    and does not wait for the GPU in between. Measured on an H200 (7B NF4, 637-token prompt,
+    docs/measurements/h200-session14.md): a prefill call takes the host 1.04 ms
+    [IQR 1.00-1.09] for 23 ms of GPU work, and the device idles 0.80 ms of a 23.3-23.7 ms profiled
+    replay (gaps between the graph's own kernels, median 0.38 us); a decode step takes the host
+    0.26 ms for 4.6 ms of GPU work, a margin of 17x. Before session 14 the prefill went through
+    torch.compile's CUDA-graph trees after an eager reset of the static cache, 3.9-4.3 ms of host
+    time before the graph started, and moved by up to 7.5 % between leases with the same GPU
+    probes, so it kept every probe then. Every other stage (load, preprocess, the vision tower,
+    which stay eager in both runtimes), the sums that contain them (TTFT, total) and eager decode
+    wait on the host and keep every probe."""
+    if runtime != "eager" and metric in GRAPH_METRICS:
         return GPU_PROBES
     return None
 

@@ -252,6 +252,12 @@ def _check_names(config: pytest.Config, settings: options.Settings, benchmarks: 
         why = run.metric_error(metric)
         if why:
             errors.append(f"{where} {metric}={options.format_percent(tolerance)}: {why}")
+    source = settings.sources.get("gate_exclude", "")
+    where = f"ini option egbench_gate_exclude in {config.inipath}:" if source.startswith("ini") else "--egbench-gate-exclude"
+    for metric in settings.gate_exclude:
+        why = run.metric_error(metric)
+        if why:
+            errors.append(f"{where} {metric}: {why}")
     if errors:
         raise pytest.UsageError("\n".join(dict.fromkeys(errors)))
     config.stash[NAMES_CHECKED_KEY] = True

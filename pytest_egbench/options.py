@@ -224,6 +224,16 @@ def parse_metric_tolerance(value: str) -> tuple[str, float]:
     return metric, parse_percent(pct)
 
 
+def parse_metric_names(value: str) -> tuple[str, ...]:
+    """Comma-separated metric names (``preprocess,vision,ttft``), deduplicated, in the order given;
+    checked against the collected benchmarks' metrics when the run starts."""
+    metrics = [m.strip() for m in value.split(",") if m.strip()]
+    bad = [m for m in metrics if not re.fullmatch(r"[A-Za-z0-9_.\-/]+", m)]
+    if not metrics or bad:
+        raise argparse.ArgumentTypeError(f"{value!r} is not a comma-separated list of metric names (for example preprocess,vision)")
+    return tuple(dict.fromkeys(metrics))
+
+
 def parse_ref(value: str) -> str:
     """A git revision (``HEAD``, ``main~3``, a commit id) or a folder; checked for shape here and
     resolved (``git rev-parse``) when the run starts."""
@@ -381,6 +391,14 @@ OPTIONS: tuple[OptionSpec, ...] = (
         metavar="KINDS",
     ),
     OptionSpec(
+        "gate_exclude",
+        "--egbench-gate-exclude",
+        "comma-separated metric names recorded and listed as not gated, whatever their kind, e.g. preprocess,vision,ttft: the eager stages of a compiled-runtime run whose eager run gates them (docs/judging.md#gate); METRIC: a stage, derived or declared metric of the collected benchmarks (docs/options.md#names)",
+        parse_metric_names,
+        (),
+        metavar="METRICS",
+    ),
+    OptionSpec(
         "require_baseline",
         "--egbench-require-baseline",
         f"fail the session (exit status {EXIT_NOT_COMPARED}) when any latency or throughput metric was not compared: no baseline entry, or inconclusive because the machine differs from the baseline's and no --egbench-ref was given",
@@ -456,6 +474,8 @@ class Settings:
     pvalue: float = 0.01
     #: the metric kinds judged (``--egbench-gate``); the others get :data:`~pytest_egbench.session.NOT_GATED`
     gate: tuple[str, ...] = GATED_KINDS
+    #: metric names never judged whatever their kind (``--egbench-gate-exclude``)
+    gate_exclude: tuple[str, ...] = ()
     inject: tuple[tuple[str, float], ...] = ()
     require_baseline: bool = False
     ref: str | None = None

@@ -383,7 +383,7 @@ VERDICT_MARKS = {
     INCONCLUSIVE: ("?", "inconclusive"),
     SETTINGS_DIFFER: ("#", "settings differ"),
     NOT_COMPARED: ("-", "not compared"),
-    NOT_GATED: (".", "not gated (--egbench-gate)"),
+    NOT_GATED: (".", "not gated (--egbench-gate, --egbench-gate-exclude)"),
     None: ("*", "not judged"),
 }
 

@@ -389,10 +389,20 @@ class EgbenchSession:
             return AB_TOLERANCE if explicit is None else explicit
         return s.tolerance_for(metric)
 
-    def _judge_one(self, m: Measurement, marked: Mapping[str, float], control: bool) -> Verdict | None:
-        """The verdict of one measurement (:meth:`judge`), ``None`` when nothing to compare with."""
+    def not_gated(self, m: Measurement) -> Verdict | None:
+        """The :data:`NOT_GATED` verdict of ``m`` when the settings leave it out (its kind not in
+        ``--egbench-gate``, its name in ``--egbench-gate-exclude``), else ``None``: against a
+        baseline, control rounds and an A/B alike."""
         if m.kind != INFO and str(m.kind) not in self.settings.gate:
             return Verdict(m.metric, NOT_GATED, f"{m.metric}: not gated (--egbench-gate {','.join(self.settings.gate)})")
+        if m.metric in self.settings.gate_exclude:
+            return Verdict(m.metric, NOT_GATED, f"{m.metric}: not gated (--egbench-gate-exclude {','.join(self.settings.gate_exclude)})")
+        return None
+
+    def _judge_one(self, m: Measurement, marked: Mapping[str, float], control: bool) -> Verdict | None:
+        """The verdict of one measurement (:meth:`judge`), ``None`` when nothing to compare with."""
+        if (left_out := self.not_gated(m)) is not None:
+            return left_out
         source, entry = self._baseline_of(m)
         differ = self.settings_differ(source) if entry is not None and source is not None else None
         if differ and not control:

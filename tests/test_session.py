@@ -263,10 +263,10 @@ def _gpu_calibration(launch_us: float, copy_gbps: float) -> dict:
     return cal
 
 
-def _compiled_session(runtime: str, baseline_calibration: dict) -> EgbenchSession:
+def _compiled_session(runtime: str, baseline_calibration: dict, metrics=("decode", "tpot", "prefill")) -> EgbenchSession:
     """A CUDA session in ``runtime`` whose own calibration is a fast host (launch 4.4 us) and a
-    4200 GB/s device copy; its baseline holds this run's own figures under ``baseline_calibration``."""
-    entries = _baseline_of(session(inject=()), metrics=("decode", "tpot", "prefill"))
+    4200 GB/s device copy; its baseline holds this run's own ``metrics`` under ``baseline_calibration``."""
+    entries = _baseline_of(session(inject=()), metrics=metrics)
     for e in entries.values():
         e.run_ids = ["r1"]
     s = EgbenchSession(Settings(enabled=True, preset="tiny", quant="fp32", runtime=runtime).for_device("cuda"), "cuda")
@@ -276,20 +276,23 @@ def _compiled_session(runtime: str, baseline_calibration: dict) -> EgbenchSessio
     return s
 
 
-def test_a_compiled_decode_is_judged_when_only_the_host_differs():
+def test_compiled_prefill_and_decode_are_judged_when_only_the_host_differs():
     """The baseline's host launched kernels in 9.7 us, this one in 4.4 us; the GPU's copy rate is
     the same. Eagerly every latency waits on the host: all inconclusive. In a compiled runtime
-    decode replays a CUDA graph: decode and TPOT are judged; prefill (eager there too) is not."""
+    prefill and decode replay CUDA graphs: they and their derived figures are judged; TTFT (which
+    holds the eager preprocessing and vision tower) is not."""
+    metrics = ("decode", "tpot", "prefill", "prefill_tokens_per_s", "ttft")
     slow_host = _gpu_calibration(9.7, 4200.0)
-    eager = {v.metric: v for v in _compiled_session("eager", slow_host).judge(measured(session(inject=())))[0]}
-    assert {eager[m].status for m in ("decode", "tpot", "prefill")} == {INCONCLUSIVE}
-    compiled = _compiled_session("compiled", slow_host)
+    eager = {v.metric: v for v in _compiled_session("eager", slow_host, metrics).judge(measured(session(inject=())))[0]}
+    assert {eager[m].status for m in metrics} == {INCONCLUSIVE}
+    compiled = _compiled_session("compiled", slow_host, metrics)
     by_metric = {v.metric: v for v in compiled.judge(measured(session(inject=())))[0]}
-    assert by_metric["decode"].status == PASS and by_metric["tpot"].status == PASS
-    assert by_metric["prefill"].status == INCONCLUSIVE and "kernel launch 4.4 us against 9.7 us" in by_metric["prefill"].message
-    # a GPU that differs (device copy 3000 against 4200 GB/s) makes the compiled decode inconclusive too
-    other_gpu = {v.metric: v for v in _compiled_session("compiled", _gpu_calibration(4.4, 3000.0)).judge(measured(session(inject=())))[0]}
+    assert {by_metric[m].status for m in ("decode", "tpot", "prefill", "prefill_tokens_per_s")} == {PASS}
+    assert by_metric["ttft"].status == INCONCLUSIVE and "kernel launch 4.4 us against 9.7 us" in by_metric["ttft"].message
+    # a GPU that differs (device copy 3000 against 4200 GB/s) makes them inconclusive too
+    other_gpu = {v.metric: v for v in _compiled_session("compiled", _gpu_calibration(4.4, 3000.0), metrics).judge(measured(session(inject=())))[0]}
     assert other_gpu["decode"].status == INCONCLUSIVE and "device memory copy" in other_gpu["decode"].message
+    assert other_gpu["prefill"].status == INCONCLUSIVE
 
 
 def test_the_gate_leaves_latency_unjudged_and_still_judges_exact_counts():
