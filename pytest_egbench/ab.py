@@ -58,6 +58,10 @@ PARENT_ONLY = {
     "--egbench-baseline-dir": True,
     "--egbench-fallback-ref": False,
     "--egbench-ref-cpus": True,
+    # what gets a verdict is the parent's business; a reference revision older than an option
+    # would stop at it (seen: --egbench-gate-exclude against the commit of the baseline's run)
+    "--egbench-gate": True,
+    "--egbench-gate-exclude": True,
     "--rootdir": True,
 }
 

@@ -164,7 +164,7 @@ def pytest_collection_modifyitems_fallback(config: pytest.Config, items: list[py
     unlike = egb.benchmarks_unlike_this_machine(benchmarks)
     if len(unlike) <= CONFIRMATIONS:
         return
-    check = egb.machine_check()
+    check = egb.machine_check(egb.judged_probes())
     shown = ", ".join(n.rsplit("/", 1)[-1] for n in unlike[:3]) + (f" and {len(unlike) - 3} more" if len(unlike) > 3 else "")
     reason = (
         f"the baseline's runs like this machine ({len(check.matching or ())} of {check.calibrated_runs} calibrated) hold none of the latency entries of "
@@ -255,7 +255,7 @@ def _check_names(config: pytest.Config, settings: options.Settings, benchmarks: 
     source = settings.sources.get("gate_exclude", "")
     where = f"ini option egbench_gate_exclude in {config.inipath}:" if source.startswith("ini") else "--egbench-gate-exclude"
     for metric in settings.gate_exclude:
-        why = run.metric_error(metric)
+        why = run.gate_error(metric)
         if why:
             errors.append(f"{where} {metric}: {why}")
     if errors:

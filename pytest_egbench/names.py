@@ -95,6 +95,14 @@ class Producible:
             return f"{name!r} is a token count, an exact metric: it must equal the baseline, so no tolerance applies to it"
         return f"no collected benchmark produces a metric {name!r} that takes a tolerance{_close(name, valid)}: the metrics they produce are {', '.join(valid)} (a benchmark declares the ones it records with @pytest.mark.egbench(metrics=[...]))"
 
+    def gate_error(self, name: str) -> str | None:
+        """Why ``name`` is not a metric these benchmarks produce (a stage, a derived or declared
+        metric, a stage's token count ``tokens.STAGE``), or ``None`` when it is one."""
+        valid = self.tolerance_metrics
+        if name in valid or (name.startswith(TOKENS_PREFIX) and name[len(TOKENS_PREFIX) :] in self.stages):
+            return None
+        return f"no collected benchmark produces a metric {name!r}{_close(name, valid)}: the metrics they produce are {', '.join(valid)} and the token counts tokens.STAGE (a benchmark declares the ones it records with @pytest.mark.egbench(metrics=[...]))"
+
 
 def _close(name: str, valid: Iterable[str]) -> str:
     close = difflib.get_close_matches(name, list(valid), n=1)

@@ -134,10 +134,15 @@ def pytest_configure(config: pytest.Config) -> None:
                 session.calibration = calibrate(device)
         judged = not settings.untimed and session.own_baseline() is not None
         if settings.ignore_machine and judged:
-            reason = session.machine_check().reason
+            reason = session.machine_check(session.judged_probes()).reason
             if reason:
                 _run_note(config, session, f"--egbench-ignore-machine: latency judged against the baseline although {reason.split('. Compare')[0]}")
-        reason = session.machine_check().reason if settings.fallback_ref and not settings.ref and judged and not settings.ignore_machine else None
+        # on the probes the gated latencies need (a compiled run gating prefill and decode: the GPU's)
+        reason = (
+            session.machine_check(session.judged_probes()).reason
+            if settings.fallback_ref and not settings.ref and judged and not settings.ignore_machine
+            else None
+        )
         if reason:
             settings = fall_back_to_ref(config, session, reason)
         config.stash[SESSION_KEY] = session

@@ -278,6 +278,29 @@ class EgbenchSession:
             self._machine_checks[probes] = self._check_machine(probes)
         return self._machine_checks[probes]
 
+    def judged_probes(self) -> frozenset[str] | None:
+        """The probes on which this machine must be like the baseline's runs for every latency and
+        throughput the run gates against this fingerprint's baseline to be judged: the union of
+        :func:`~pytest_egbench.calibration.probes_for` over the baseline's entries of those kinds
+        left gated (``--egbench-gate``, ``--egbench-gate-exclude``); ``None`` (every probe) when
+        one of them needs all, or without a baseline. What decides ``--egbench-fallback-ref``: a
+        compiled-runtime run that gates only prefill and decode falls back to an A/B only where
+        the GPU differs."""
+        from .calibration import probes_for
+
+        own = self.own_baseline()
+        if own is None:
+            return None
+        needed: set[str] = set()
+        for entry in own.entries.values():
+            if entry.kind not in (LATENCY, THROUGHPUT) or str(entry.kind) not in self.settings.gate or entry.metric in self.settings.gate_exclude:
+                continue
+            probes = probes_for(entry.metric, self.settings.runtime)
+            if probes is None:
+                return None
+            needed |= probes
+        return frozenset(needed)
+
     def benchmarks_unlike_this_machine(self, nodeids: Sequence[str]) -> list[str]:
         """Of the benchmarks ``nodeids``, those whose latency and throughput entries in this
         fingerprint's baseline hold no run measured on a machine like this one, while other runs of
@@ -286,7 +309,7 @@ class EgbenchSession:
         judged apart then), or with ``--egbench-ignore-machine``. A benchmark with no such entry is
         not listed (it is not compared, whatever the machine)."""
         own = self.own_baseline()
-        check = self.machine_check()
+        check = self.machine_check(self.judged_probes())
         if own is None or check.reason or check.matching is None or self.settings.ignore_machine:
             return []
         held: dict[str, set[str]] = {}

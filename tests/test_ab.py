@@ -80,6 +80,9 @@ def test_child_arguments_drop_the_parent_only_options():
         "out.json",
         "--egbench-require-baseline",
         "--egbench-baseline-dir=b",
+        "--egbench-gate-exclude",
+        "vision,ttft",
+        "--egbench-gate=latency",
         "--egbench-rounds",
         "8",
     ]

@@ -44,6 +44,7 @@ def test_show(pytestconfig):
         (["--egbench-gate", "rate,speed"], "argument --egbench-gate: 'rate,speed': unknown kind(s) 'speed'"),
         (["--egbench-gate", "info"], "unknown kind(s) 'info'"),
         (["--egbench-gate", ","], "',': no kind"),
+        (["--egbench-gate-exclude", "vision,tt ft"], "argument --egbench-gate-exclude: 'vision,tt ft' is not a comma-separated list of metric names"),
         (
             ["--egbench", "--egbench-gate", "rate", "--egbench-inject", "decode=10%"],
             "--egbench-inject with --egbench-gate rate: --egbench-inject acts on latency verdicts",
@@ -327,6 +328,22 @@ def test_a_typo_in_a_metric_tolerance_is_a_usage_error_listing_the_metrics(pytes
         "--egbench-metric-tolerance decdoe=8%: no collected benchmark produces a metric 'decdoe' that takes a tolerance (did you mean 'decode'?): "
         "the metrics they produce are load, preprocess, vision, prefill, decode, total, ttft, tpot, prefill_tokens_per_s, decode_tokens_per_s, my_bytes ("
     ) in result.stderr.str()
+
+
+def test_gate_exclude_names_are_checked_against_the_collected_metrics(pytester):
+    """``--egbench-gate-exclude`` takes the metrics the benchmarks produce, token counts included;
+    a typo is a usage error naming the option (and the ini key), with the close match."""
+    _named(pytester, "metrics=['my_bytes']")
+    result = pytester.runpytest(*NAMED_RUN, "--egbench-gate-exclude", "vision,decdoe")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    assert "--egbench-gate-exclude decdoe: no collected benchmark produces a metric 'decdoe' (did you mean 'decode'?)" in result.stderr.str()
+    assert "vision:" not in result.stderr.str()
+    pytester.makeini("[pytest]\negbench_gate_exclude = tokens.decode,my_bytes,tpot\n")
+    assert "no collected benchmark produces" not in pytester.runpytest(*NAMED_RUN).stderr.str()
+    pytester.makeini("[pytest]\negbench_gate_exclude = tokens.render\n")
+    result = pytester.runpytest(*NAMED_RUN)
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    assert f"ini option egbench_gate_exclude in {pytester.path / 'tox.ini'}: tokens.render: no collected benchmark produces" in result.stderr.str()
 
 
 def test_a_tolerance_for_a_token_count_is_refused_with_the_reason(pytester):

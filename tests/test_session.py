@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 
 from pytest_egbench.baselines import Baseline, Entry, RunRecord
@@ -316,7 +318,41 @@ def test_the_gate_leaves_latency_unjudged_and_still_judges_exact_counts():
     assert NOT_GATED not in UNJUDGED  # --egbench-require-baseline does not count what was not asked for
     assert "tokens.decode" not in missing
 
+    # --egbench-gate-exclude decode: that one metric by name, whatever its kind
+    named = session(inject=(), baseline_entries=entries, gate_exclude=("decode",))
+    by_metric = {v.metric: v for v in named.judge(measured(named))[0]}
+    assert by_metric["decode"].status == NOT_GATED and "--egbench-gate-exclude decode" in by_metric["decode"].message
+    assert by_metric["tokens.decode"].status == PASS
+
     count_entry = next(e for e in entries.values() if e.metric == "tokens.decode")
     count_entry.runs = [[v + 1 for v in count_entry.runs[0]]]
     worse = session(inject=(), baseline_entries=entries, gate=("exact",))
     assert {v.metric: v.status for v in worse.judge(measured(worse))[0]}["tokens.decode"] == REGRESSION
+
+
+def test_the_fallback_looks_only_at_the_probes_of_what_is_gated():
+    """``--egbench-fallback-ref`` asks whether the machine is like the baseline's runs on the
+    probes the gated latencies need (:meth:`EgbenchSession.judged_probes`). A compiled run whose
+    baseline holds prefill, decode and the eager preprocessing needs every probe; with
+    preprocessing left out of the gate only the GPU's, so a host unlike the baseline's (kernel
+    launch 9.7 against 4.4 us) is no reason to fall back, and a GPU unlike it is. Eager: every probe."""
+    from pytest_egbench.calibration import GPU_PROBES
+
+    metrics = ("decode", "prefill", "preprocess", "tokens.decode")
+    slow_host = _compiled_session("compiled", _gpu_calibration(9.7, 4200.0), metrics)
+    assert slow_host.judged_probes() is None
+    assert "kernel launch 4.4 us against 9.7 us" in slow_host.machine_check(slow_host.judged_probes()).reason
+    slow_host.settings = dataclasses.replace(slow_host.settings, gate_exclude=("preprocess",))
+    assert slow_host.judged_probes() == GPU_PROBES
+    assert slow_host.machine_check(slow_host.judged_probes()).reason is None
+    other_gpu = _compiled_session("compiled", _gpu_calibration(4.4, 3000.0), metrics)
+    other_gpu.settings = dataclasses.replace(other_gpu.settings, gate_exclude=("preprocess",))
+    assert "device memory copy" in other_gpu.machine_check(other_gpu.judged_probes()).reason
+    eager = _compiled_session("eager", _gpu_calibration(9.7, 4200.0), metrics)
+    eager.settings = dataclasses.replace(eager.settings, gate_exclude=("preprocess",))
+    assert eager.judged_probes() is None
+    # nothing of latency or throughput gated: no probe needed
+    exact_only = _compiled_session("eager", _gpu_calibration(9.7, 4200.0), metrics)
+    exact_only.settings = dataclasses.replace(exact_only.settings, gate=("exact",))
+    assert exact_only.judged_probes() == frozenset()
+    assert exact_only.machine_check(exact_only.judged_probes()).reason is None
