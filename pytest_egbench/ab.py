@@ -244,7 +244,9 @@ def run(
             for name, side in sides.items()
         ]
         done, paired = lockstep.run_pair(commands, order, cpus)
-        for name, side in sides.items():
+        # a side that broke at its start (refused its arguments: the other was stopped then) first,
+        # so that the error raised for a missing results file names it, not the stopped one
+        for name, side in sorted(sides.items(), key=lambda kv: done[kv[0]][0] not in lockstep.BROKEN_START):
             side.lockstep.append(paired)
             status, seconds = done[name]
             out, log = workdir / f"{name}-{pair}.json", workdir / f"{name}-{pair}.log"

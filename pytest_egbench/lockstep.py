@@ -230,6 +230,13 @@ class _Child:
     waiting: str | None = None  # the unanswered message, if any
     alive: bool = True
     seconds: float = 0.0
+    said: bool = False  # sent a message: got as far as its first round
+
+
+#: pytest exit statuses that end a process before it could time anything worth pairing with: it was
+#: interrupted (2), pytest failed internally (3), or it refused its arguments (4). Tests failing (1)
+#: and nothing collected (5: a reference without the benchmark) are results, not these.
+BROKEN_START = frozenset({2, 3, 4})
 
 
 class Mediator:
@@ -249,6 +256,8 @@ class Mediator:
         #: when it stopped): their rounds are not all paired
         self.broken_nodeids: set[str] = set()
         self._running: str | None = None  # the label of the turn being taken
+        #: the others were stopped: a child exited before its first round (:meth:`_abort_on_broken_start`)
+        self.stopped = False
 
     def fully_paired(self) -> list[str]:
         """Node ids of the benchmarks every one of whose turns was paired (sorted)."""
@@ -278,8 +287,34 @@ class Mediator:
             child.seconds = time.perf_counter() - child.started
             return
         child.waiting = line.decode("utf-8", "replace").strip()
+        child.said = True
         if self.unpaired is not None:
             self._send(child, f"U {self.unpaired}")
+
+    def _abort_on_broken_start(self) -> None:
+        """A child that exited before its first round with a status of :data:`BROKEN_START` (it
+        refused its arguments, say) leaves nothing to pair the others' rounds with: stop them now
+        rather than let them time every benchmark alone (seen: a reference revision older than an
+        option the nightly passed stopped at once, and the current code ran 350 s on an H200 for
+        nothing)."""
+        if self.stopped:
+            return
+        for c in self.children.values():
+            if c.alive or c.said:
+                continue
+            try:
+                status = c.proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                continue
+            c.said = True  # judged once
+            if status in BROKEN_START or status < 0:
+                self.unpaired = None  # this is the reason, whatever stopped the pairing before
+                self.stopped = True
+                self._stop(f"stopped: the {c.name} process exited with status {status} before its first round")
+                for other in self.children.values():
+                    if other.alive and other.proc.poll() is None:
+                        other.proc.terminate()
+                return
 
     def _step(self) -> None:
         """Advance the protocol as far as the messages received allow."""
@@ -318,6 +353,7 @@ class Mediator:
             ready, _, _ = select.select(list(live), [], [])
             for fd in ready:
                 self._read(live[fd])
+            self._abort_on_broken_start()
             self._step()
         for c in self.children.values():
             c.proc.wait()

@@ -8,6 +8,7 @@ from __future__ import annotations
 import os
 import sys
 import textwrap
+import time
 from pathlib import Path
 
 import pytest
@@ -146,6 +147,29 @@ def test_a_side_that_exits_releases_the_other(tmp_path):
     assert summary["paired_nodeids"] == []  # two of its five rounds were paired: not all
     ref_rounds = [r for n, r in _turns(journal) if n == "ref"]
     assert ref_rounds == [0, 1, 2, 3, 4]  # the survivor ran all its rounds
+
+
+def test_a_side_that_refuses_its_arguments_stops_the_other_at_once(tmp_path):
+    """A process that exits with pytest's usage-error status (4) before its first round leaves the
+    other nothing to pair with: it is stopped (terminated) instead of timing every round alone.
+    One that exits 5 (nothing collected: a reference without the benchmark) does not stop it."""
+    cmds, journal = _commands(tmp_path, ["ref", "current"], rounds=200)
+    name, _, cwd, env, log = cmds[0]
+    cmds[0] = (name, [sys.executable, "-c", "import sys; sys.exit(4)"], cwd, env, log)
+    t0 = time.perf_counter()
+    done, summary = lockstep.run_pair(cmds, ["ref", "current"])
+    assert done["ref"][0] == 4 and done["current"][0] != 0
+    assert summary["unpaired"] == "stopped: the ref process exited with status 4 before its first round"
+    timed = _turns(journal) if journal.exists() else []  # stopped before it wrote a round, most likely
+    assert len([n for n, _ in timed if n == "current"]) < 202  # not all of its 1 + 1 + 200 rounds
+    assert time.perf_counter() - t0 < 60
+    (tmp_path / "b").mkdir()
+    cmds, journal = _commands(tmp_path / "b", ["ref", "current"], rounds=3)
+    name, _, cwd, env, log = cmds[0]
+    cmds[0] = (name, [sys.executable, "-c", "import sys; sys.exit(5)"], cwd, env, log)
+    done, summary = lockstep.run_pair(cmds, ["ref", "current"])
+    assert done["ref"][0] == 5 and done["current"][0] == 0
+    assert [r for n, r in _turns(journal) if n == "current"] == [0, 1, 2, 3, 4]
 
 
 def test_only_benchmarks_with_every_round_paired_are_named(tmp_path):
