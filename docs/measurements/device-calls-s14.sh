@@ -1,5 +1,5 @@
 #!/bin/bash
-# session 14 (2026-12-01): the device calls. Calls 1-2 on nvidia-h200 lease A, call 3 on lease B, call 4 on lease C (three GPUs, by UUID in h200-s14-steps.txt).
+# session 14 (2026-12-01): the device calls. Calls 1-2 on nvidia-h200 lease H, call 3 on lease I, call 4 on lease J (three GPUs, by UUID in h200-s14-steps.txt).
 # Each call ran "LIM=<s> bash .devscripts/s14-<a|b|c|d>.sh" over the checkout, carrying .whl (../shared/tools/device-wheels.sh)
 # and .devscripts (the prelude, the scripts, the commit wanted as a git bundle). The prelude is the one of device-calls-s13.sh.
 
@@ -27,9 +27,9 @@ for f in $OUT/compiled.log; do echo "== $f"; grep -h "passed\|failed\|exit statu
 gzip -f $OUT/compiled.json
 
 # ---- .devscripts/s14-c.sh
-# session 14 call 3 (nvidia-h200, a fresh lease B): the nightly's compiled step exactly as the workflow
+# session 14 call 3 (nvidia-h200, a fresh lease, I): the nightly's compiled step exactly as the workflow
 # now runs it (prefill and decode judged on the GPU's probes, eager stages excluded from the gate), against
-# the compiled baseline made of call 2's run on lease A; first with a cold inductor cache, then warm
+# the compiled baseline made of call 2's run on lease H; first with a cold inductor cache, then warm
 set -u; . .devscripts/prelude.sh
 for run in cold warm; do
 step compiled-$run 0 $ALL --egbench-runtime compiled benchmarks/test_lm_stages.py benchmarks/test_model_stages.py benchmarks/test_memory.py -k "not llava-1" --egbench-gate-exclude load,preprocess,vision,ttft,total $NIGHTLY
@@ -39,8 +39,8 @@ for f in $OUT/compiled-*.log; do echo "== $f"; grep -h "passed\|failed\|exit sta
 gzip -f $OUT/compiled-*.json
 
 # ---- .devscripts/s14-d.sh
-# session 14 call 4 (nvidia-h200, a fresh lease C): the nightly's compiled step exactly as the workflow
-# runs it, against the compiled baseline of call 2 (lease A), inductor cache cold
+# session 14 call 4 (nvidia-h200, a fresh lease, J): the nightly's compiled step exactly as the workflow
+# runs it, against the compiled baseline of call 2 (lease H), inductor cache cold
 set -u; . .devscripts/prelude.sh
 step compiled 0 $ALL --egbench-runtime compiled benchmarks/test_lm_stages.py benchmarks/test_model_stages.py benchmarks/test_memory.py -k "not llava-1" --egbench-gate-exclude load,preprocess,vision,ttft,total $NIGHTLY
 cat $OUT/steps.txt
