@@ -258,6 +258,8 @@ class Mediator:
         self._running: str | None = None  # the label of the turn being taken
         #: the others were stopped: a child exited before its first round (:meth:`_abort_on_broken_start`)
         self.stopped = False
+        #: children that exited before their first round whose exit status was read
+        self._exits_read: set[str] = set()
 
     def fully_paired(self) -> list[str]:
         """Node ids of the benchmarks every one of whose turns was paired (sorted)."""
@@ -300,13 +302,13 @@ class Mediator:
         if self.stopped:
             return
         for c in self.children.values():
-            if c.alive or c.said:
+            if c.alive or c.said or c.name in self._exits_read:
                 continue
             try:
                 status = c.proc.wait(timeout=10)
             except subprocess.TimeoutExpired:
                 continue
-            c.said = True  # judged once
+            self._exits_read.add(c.name)
             if status in BROKEN_START or status < 0:
                 self.unpaired = None  # this is the reason, whatever stopped the pairing before
                 self.stopped = True

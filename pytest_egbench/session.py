@@ -293,7 +293,7 @@ class EgbenchSession:
             return None
         needed: set[str] = set()
         for entry in own.entries.values():
-            if entry.kind not in (LATENCY, THROUGHPUT) or str(entry.kind) not in self.settings.gate or entry.metric in self.settings.gate_exclude:
+            if entry.kind not in (LATENCY, THROUGHPUT) or self._left_out(entry.kind, entry.metric):
                 continue
             probes = probes_for(entry.metric, self.settings.runtime)
             if probes is None:
@@ -416,10 +416,20 @@ class EgbenchSession:
         """The :data:`NOT_GATED` verdict of ``m`` when the settings leave it out (its kind not in
         ``--egbench-gate``, its name in ``--egbench-gate-exclude``), else ``None``: against a
         baseline, control rounds and an A/B alike."""
-        if m.kind != INFO and str(m.kind) not in self.settings.gate:
-            return Verdict(m.metric, NOT_GATED, f"{m.metric}: not gated (--egbench-gate {','.join(self.settings.gate)})")
-        if m.metric in self.settings.gate_exclude:
-            return Verdict(m.metric, NOT_GATED, f"{m.metric}: not gated (--egbench-gate-exclude {','.join(self.settings.gate_exclude)})")
+        option = self._left_out(m.kind, m.metric)
+        if option is None:
+            return None
+        given = self.settings.gate if option == "--egbench-gate" else self.settings.gate_exclude
+        return Verdict(m.metric, NOT_GATED, f"{m.metric}: not gated ({option} {','.join(given)})")
+
+    def _left_out(self, kind: Any, metric: str) -> str | None:
+        """The option that leaves a metric of ``kind`` named ``metric`` out of the gate
+        (``--egbench-gate``: its kind; ``--egbench-gate-exclude``: its name), ``None`` when it is
+        gated; ``info`` metrics are never judged and never "left out"."""
+        if kind != INFO and str(kind) not in self.settings.gate:
+            return "--egbench-gate"
+        if metric in self.settings.gate_exclude:
+            return "--egbench-gate-exclude"
         return None
 
     def _judge_one(self, m: Measurement, marked: Mapping[str, float], control: bool) -> Verdict | None:

@@ -375,9 +375,7 @@ class CompiledLM:
         assert self._position is not None
         with torch.inference_mode():  # the cache's tensors were made in inference mode
             self._position.fill_(length)
-            for layer in getattr(self.cache, "layers", ()):  # transformers' static layers count what they hold
-                if getattr(layer, "is_initialized", False):
-                    layer.cumulative_length.fill_(length)
+            self._write_from(self._position)  # transformers' static layers count what they hold
         self.filled = length
 
     def _room(self, tokens: int) -> None:
