@@ -5,6 +5,7 @@ prefill, then input_ids on each cache, greedy over the shared 32000 ids)."""
 
 from __future__ import annotations
 
+import pytest
 import torch
 
 from pytest_egbench.metrics.speculative import prefill_adapter, rewind, speculative_decode
@@ -30,22 +31,25 @@ def test_eventgpt_drafting_for_llava_equals_llava_greedy():
         rewind(d, t)
 
 
-def test_compiled_runtime_speculates_as_the_eager_one():
+@pytest.mark.parametrize("device", ["cpu", pytest.param("cuda", marks=pytest.mark.gpu)])
+def test_compiled_runtime_speculates_as_the_eager_one(device):
     """The same pair in the compiled runtime (static KV caches, compiled prefill, k-token steps,
     rollback by moving the write position): the target's greedy output and, step for step, the
     eager run's acceptance counts. Oracle: the eager speculative loop above, itself checked
-    against the target's own greedy decode."""
+    against the target's own greedy decode. On CUDA every forward of the compiled pass is a replay
+    of a captured CUDA graph, the rollbacks included (fp32 weights, so that the eager and the
+    graphs' kernels choose the same tokens)."""
     from pytest_egbench.metrics.speculative import CompiledContinuation, Continuation
 
-    draft = load_model(ModelSpec("eventgpt", preset="tiny", device="cpu"))
-    target = load_model(ModelSpec("llava", preset="tiny", device="cpu"))
+    draft = load_model(ModelSpec("eventgpt", preset="tiny", quant="fp32", device=device))
+    target = load_model(ModelSpec("llava", preset="tiny", quant="fp32", device=device))
     vocab = 32000
     d_sample = synthetic_sample("eventgpt", 1, height=120, width=160)
     t_sample = synthetic_sample("llava", height=120, width=160, seed=1)
     d, _ = prefill_adapter(draft, d_sample, vocab)
     t, first = prefill_adapter(target, t_sample, vocab)
     assert isinstance(d, Continuation) and isinstance(t, Continuation)
-    reference = decode(target.lm, torch.tensor([[first]]), t.cache, 6, vocab_size=vocab)[0].tolist()
+    reference = decode(target.lm, torch.tensor([[first]], device=device), t.cache, 6, vocab_size=vocab)[0].tolist()
     rewind(t)
     eager = {gamma: speculative_decode(d, t, first, 6, gamma, vocab_size=vocab) for gamma in (1, 3) if not rewind(d, t)}
 
@@ -55,7 +59,7 @@ def test_compiled_runtime_speculates_as_the_eager_one():
     tc, first_c = prefill_adapter(target, t_sample, vocab)
     assert isinstance(dc, CompiledContinuation) and isinstance(tc, CompiledContinuation)
     assert (dc.prompt_tokens, tc.prompt_tokens, first_c) == (d.prompt_tokens, t.prompt_tokens, first)
-    assert tc.decode(torch.tensor([[first]]), 6, vocab)[0].tolist() == reference
+    assert tc.decode(torch.tensor([[first]], device=device), 6, vocab)[0].tolist() == reference
     for _ in range(2):  # a second pass runs on the rolled-back caches
         for gamma, expected in eager.items():
             rewind(dc, tc)
