@@ -26,8 +26,11 @@ def test_lm_stages(stage_timer, egbench_device, egbench_settings, egbench_progre
     from pytest_egbench import roofline
     from pytest_egbench.models.llama import dummy_llama
     from pytest_egbench.models.memory import kv_bytes_per_token
-    from pytest_egbench.models.runtime import lm_runtime
+    from pytest_egbench.models.runtime import lm_runtime, quant_unsupported
 
+    unsupported = quant_unsupported(egbench_settings.runtime, egbench_settings.quant, egbench_device.type)
+    if unsupported:
+        pytest.skip(unsupported)
     model = dummy_llama(egbench_settings.preset, egbench_settings.quant, egbench_device)
     generator = torch.Generator().manual_seed(0)
     prompt = torch.randint(3, model.config.vocab_size, (1, PROMPT_TOKENS), generator=generator)

@@ -94,6 +94,7 @@ def egbench_model(pytestconfig: pytest.Config, egbench_session: EgbenchSession) 
     """
     from .models.base import ModelSpec
     from .models.registry import adapter_class, load_model
+    from .models.runtime import quant_unsupported
 
     settings = egbench_session.settings
     device = egbench_session.device
@@ -106,6 +107,9 @@ def egbench_model(pytestconfig: pytest.Config, egbench_session: EgbenchSession) 
         unsupported = adapter_class(name).runtime_unsupported(settings.runtime)
         if unsupported:  # before loading a model for nothing
             pytest.skip(f"--egbench-runtime {settings.runtime}: {unsupported}")
+        unsupported = quant_unsupported(settings.runtime, str(settings.quant), device.type)
+        if unsupported:
+            pytest.skip(unsupported)
         if name not in loaded:
             checkpoint = settings.checkpoint_for(name)
             spec = ModelSpec(name, preset=str(settings.preset), quant=str(settings.quant), device=str(device), checkpoint=checkpoint)

@@ -32,9 +32,15 @@ load time. Speculative decoding runs on the same static cache (:meth:`CompiledLM
 
 ``compiled-tuned``: ``compiled`` with inductor's coordinate-descent tuning of the generated Triton
 kernels' launch parameters (``torch._inductor.config.coordinate_descent_tuning``, as gpt-fast
-sets it). On an H200 it took the 7B bf16 decode step from 5.16 to 4.60 ms a token (55 % to 61 % of
-the 4.8 TB/s datasheet bandwidth) for a compile of 94 s instead of 30 s
-(docs/measurements/compiled-runtime-h200.md); nothing changes on the CPU.
+sets it); inductor then also writes the one-token matmuls as tuned Triton reductions in place of
+cuBLAS's split-K kernels. On an H200 (session 15) it took the 7B bf16 decode step from 5.04 to
+4.19 ms a token (56 % to 68 % of the 4.8 TB/s datasheet bandwidth) for a compile of 133 s instead
+of 76 s (docs/measurements/h200-session15.md); nothing changes on the CPU.
+
+Weights: bf16, fp16, fp32 and NF4 compile. bitsandbytes' int8 (LLM.int8()) does not on CUDA: its
+matmul asks the host whether an activation is an outlier, which a CUDA-graph capture does not
+allow; :func:`quant_unsupported` says so before a model is loaded, and :class:`CompiledLM` refuses
+such a model (:class:`RuntimeUnsupportedError`) instead of failing a capture after a minute.
 
 Both runtimes give the same greedy tokens up to kernel differences (a test checks it in fp32).
 """
@@ -59,6 +65,35 @@ CACHE_ROUNDING = 64
 
 class RuntimeUnsupportedError(RuntimeError):
     """The adapter's model cannot run in the runtime asked for (the message says why)."""
+
+
+#: Why the compiled runtimes refuse bitsandbytes' int8 weights on CUDA. Measured on an H200
+#: (bitsandbytes 0.50.2, torch 2.11, session 15): capturing the prefill failed with
+#: ``cudaErrorStreamCaptureUnsupported`` at ``if outliers.any():`` in bitsandbytes'
+#: ``int8_vectorwise_quant`` (docs/measurements/h200-s15-call1-decode-int8.log).
+INT8_CAPTURE = (
+    "bitsandbytes' int8 matmul (LLM.int8(), outlier threshold 6.0) asks the host whether any activation is an outlier "
+    "(`outliers.any()`), which a CUDA-graph capture does not allow; run int8 with --egbench-runtime eager"
+)
+
+
+def quant_unsupported(runtime: str, quant: str, device_type: str) -> str | None:
+    """Why ``runtime`` cannot run weights ``quant`` on a device of type ``device_type`` (``"cuda"``,
+    ``"cpu"``), or ``None`` when it can: checked before a model is loaded for nothing. Only the
+    compiled runtimes on CUDA with ``int8`` weights are refused (:data:`INT8_CAPTURE`)."""
+    if runtime != "eager" and quant == "int8" and device_type == "cuda":
+        return f"--egbench-runtime {runtime} with --egbench-quant int8: {INT8_CAPTURE}"
+    return None
+
+
+def _holds_llm_int8_on_cuda(lm: torch.nn.Module) -> bool:
+    """Whether ``lm`` has a bitsandbytes ``Linear8bitLt`` layer on CUDA that decomposes outliers
+    (threshold above 0): the layers that :data:`INT8_CAPTURE` is about."""
+    for module in lm.modules():
+        if type(module).__name__ == "Linear8bitLt" and module.weight.device.type == "cuda":
+            if getattr(getattr(module, "state", None), "threshold", 0.0) > 0.0:
+                return True
+    return False
 
 
 class CompileError(RuntimeError):
@@ -122,7 +157,8 @@ class CompiledLM:
     :meth:`truncate` (forget positions) make the static cache usable for speculative decoding
     (:class:`pytest_egbench.metrics.speculative.CompiledContinuation`). :attr:`filled` counts the
     positions that hold the text, on the host (reading the cache's own counter would
-    synchronise).
+    synchronise). :class:`RuntimeUnsupportedError` for a model with bitsandbytes int8 layers on
+    CUDA (:data:`INT8_CAPTURE`).
     """
 
     def __init__(self, lm: torch.nn.Module, *, tuned: bool = False) -> None:
@@ -130,6 +166,8 @@ class CompiledLM:
         #: coordinate-descent tuning of the generated kernels (the ``compiled-tuned`` runtime)
         self.tuned = tuned
         self.name = "compiled-tuned" if tuned else "compiled"
+        if _holds_llm_int8_on_cuda(lm):
+            raise RuntimeUnsupportedError(f"{type(lm).__name__}: {quant_unsupported(self.name, 'int8', 'cuda')}")
         self.cache: Any = None
         self.max_cache_len = 0
         #: positions of the static cache that hold the text (prompt and the tokens fed since)

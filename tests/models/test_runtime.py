@@ -126,6 +126,34 @@ def test_a_step_that_does_not_compile_is_a_clear_error(lm):
         runtime.prepare(PROMPT, STEPS)
 
 
+def test_int8_weights_are_refused_by_the_compiled_runtimes_on_cuda_only():
+    """Oracle: the capture failure measured on an H200 (bitsandbytes' int8 matmul asks the host
+    about outliers during capture, docs/measurements/h200-s15-call1-decode-int8.log): refused for
+    both compiled runtimes on CUDA, with the options named; eager int8, compiled int8 on the CPU
+    (no capture) and compiled NF4 on CUDA are not refused."""
+    from pytest_egbench.models.runtime import quant_unsupported
+
+    for runtime in ("compiled", "compiled-tuned"):
+        reason = quant_unsupported(runtime, "int8", "cuda")
+        assert reason is not None and reason.startswith(f"--egbench-runtime {runtime} with --egbench-quant int8: ")
+        assert "outliers.any()" in reason and "--egbench-runtime eager" in reason
+    assert quant_unsupported("eager", "int8", "cuda") is None
+    assert quant_unsupported("compiled", "int8", "cpu") is None
+    assert all(quant_unsupported("compiled", quant, "cuda") is None for quant in ("nf4", "bf16", "fp16", "fp32"))
+
+
+@pytest.mark.gpu
+def test_compiled_runtime_refuses_a_model_with_int8_layers_on_cuda():
+    """A model quantised to bitsandbytes int8 on CUDA is refused when the runtime is made, not after
+    a minute of compiling and a failed capture; the eager runtime still runs it."""
+    lm = dummy_llama("tiny", "int8", "cuda")
+    for tuned in (False, True):
+        with pytest.raises(RuntimeUnsupportedError, match=r"LlamaForCausalLM: --egbench-runtime compiled(-tuned)? with --egbench-quant int8"):
+            CompiledLM(lm, tuned=tuned)
+    first, _, _ = EagerLM(lm).prefill(input_ids=_prompt(lm).to("cuda"))
+    assert first.shape == (1, 1)
+
+
 def test_which_adapters_declare_which_runtimes_without_loading_a_model():
     from pytest_egbench.models.registry import adapter_class
 
